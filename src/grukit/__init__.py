@@ -1,0 +1,7 @@
+"""grukit: a readable, exact and fast gated recurrent unit for PyTorch."""
+
+from . import functional
+from .modules import GRU, GRUCell
+
+__all__ = ["GRU", "GRUCell", "functional", "__version__"]
+__version__ = "0.1.0"

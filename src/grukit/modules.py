@@ -1,0 +1,285 @@
+"""grukit.GRU and grukit.GRUCell: drop-in replacements for torch.nn.GRU / GRUCell."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Optional, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from . import _checks, backend, functional
+
+
+class GRU(nn.Module):
+    r"""A multi-layer gated recurrent unit, computed as torch.nn.GRU computes it.
+
+    For each element of the input sequence each layer computes::
+
+        r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+        z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+        n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))       reset_after=True
+        n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)       reset_after=False
+        h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+    The input of layer k > 0 is the output of layer k - 1 (both directions
+    concatenated), with dropout applied in training mode when ``dropout > 0``.
+
+    Args:
+        input_size: I, features of each input step.
+        hidden_size: H, features of the hidden state.
+        num_layers: L, stacked layers. Default 1.
+        bias: if False, no ``b_ih`` / ``b_hh``. Default True.
+        batch_first: input and output are (B, T, feature). Default False.
+        dropout: dropout on the outputs of every layer but the last. Default 0.
+        bidirectional: D = 2 if True. Default False.
+        reset_after: keyword only. True (default) is the torch.nn.GRU / cuDNN /
+            Keras 3 convention, False is Cho et al. 2014's original.
+
+    Inputs: ``input, hx=None, *, lengths=None``
+        input: (T, B, I), (B, T, I) if batch_first, (T, I) unbatched, or a
+            PackedSequence.
+        hx: (L*D, B, H), or (L*D, H) for unbatched input. Zeros if omitted.
+        lengths: optional 1-D integer tensor of B lengths in [1, T] for a
+            right-padded batch (grukit extension).
+
+    Outputs: ``output, h_n``
+        output: (T, B, D*H) ((B, T, D*H) if batch_first, (T, D*H) unbatched,
+            PackedSequence if the input was packed). Steps past a sequence's
+            length are zero.
+        h_n: (L*D, B, H): each sequence's final state (for the reverse
+            direction, the state after step 0).
+
+    Attributes:
+        weight_ih_l{k}[_reverse]: (3H, I) for k = 0 else (3H, D*H), gates r|z|n.
+        weight_hh_l{k}[_reverse]: (3H, H).
+        bias_ih_l{k}[_reverse], bias_hh_l{k}[_reverse]: (3H,).
+        All initialised from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.GRU.
+
+    Notes:
+        The parameter names, shapes, order and initialisation are torch.nn.GRU's,
+        so a torch.nn.GRU state_dict loads unchanged (see :meth:`from_torch`).
+        Departures: the ``lengths`` keyword and ``reset_after``; no ``proj_size``.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        reset_after: bool = True,
+    ) -> None:
+        super().__init__()
+        _checks.check_constructor(input_size, hidden_size, num_layers, dropout)
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout is applied between layers, so dropout > 0 with num_layers=1 has no effect",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.reset_after = bool(reset_after)
+        self.mode = "GRU"
+        self.proj_size = 0
+        factory = {"device": device, "dtype": dtype}
+        D = 2 if bidirectional else 1
+        self._flat_weights_names: list[str] = []
+        for layer in range(num_layers):
+            layer_in = input_size if layer == 0 else hidden_size * D
+            for d in range(D):
+                suffix = f"_l{layer}" + ("_reverse" if d == 1 else "")
+                params = {
+                    "weight_ih" + suffix: torch.empty(3 * hidden_size, layer_in, **factory),
+                    "weight_hh" + suffix: torch.empty(3 * hidden_size, hidden_size, **factory),
+                }
+                if self.bias:
+                    params["bias_ih" + suffix] = torch.empty(3 * hidden_size, **factory)
+                    params["bias_hh" + suffix] = torch.empty(3 * hidden_size, **factory)
+                for name, value in params.items():
+                    self.register_parameter(name, nn.Parameter(value))
+                    self._flat_weights_names.append(name)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """U(-1/sqrt(H), 1/sqrt(H)) for every parameter, in torch.nn.GRU's order."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """Per layer and direction: [w_ih, w_hh] (+ [b_ih, b_hh] with bias)."""
+        per = 4 if self.bias else 2
+        flat = [getattr(self, n) for n in self._flat_weights_names]
+        return [flat[i : i + per] for i in range(0, len(flat), per)]
+
+    def _layer_weights(self) -> list[tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]]:
+        return [tuple(w) if self.bias else (w[0], w[1], None, None) for w in self.all_weights]
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False), ("reset_after", True)):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)}"
+        return s
+
+    def forward(
+        self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None, *, lengths: Optional[Tensor] = None
+    ) -> tuple[Union[Tensor, PackedSequence], Tensor]:
+        w0 = self.weight_ih_l0
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            if lengths is not None:
+                raise ValueError("lengths must not be given with a PackedSequence input: it carries its own lengths")
+            _checks.check_same(input.data, "input", w0)
+            if input.data.shape[-1] != self.input_size:
+                raise ValueError(f"input.data.size(-1) must equal input_size={self.input_size}, got {input.data.shape[-1]}")
+            x, lengths = pad_packed_sequence(input)  # (T, B, I), (B,) in the caller's order
+            batched = True
+        else:
+            layout = "(B, T, I) with batch_first=True" if self.batch_first else "(T, B, I)"
+            _checks.check_input(input, self.input_size, w0, 3, layout)
+            batched = input.dim() == 3
+            x = input if batched else input.unsqueeze(1)  # (T, B, I)
+            if batched and self.batch_first:
+                x = x.transpose(0, 1)
+        T, B = x.shape[0], x.shape[1]
+        _checks.check_nonempty(T, B)
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        if hx is None:
+            h0 = torch.zeros(LD, B, H, dtype=x.dtype, device=x.device)
+        else:
+            _checks.check_hidden(hx, (LD, B, H) if batched else (LD, H), w0)
+            h0 = hx if batched else hx.unsqueeze(1)  # (L*D, B, H)
+        if lengths is not None:
+            lengths = _checks.check_lengths(lengths, B, T, x.device)
+        out, h_n = functional.gru(
+            x,
+            h0,
+            self._layer_weights(),
+            num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
+            reset_after=self.reset_after,
+            dropout=self.dropout,
+            training=self.training,
+            lengths=lengths,
+            layer_fn=backend.layer_fn(x, h0, w0),
+        )  # (T, B, D*H), (L*D, B, H)
+        if packed:
+            return _repack(out, input), h_n
+        if not batched:
+            return out.squeeze(1), h_n.squeeze(1)
+        if self.batch_first:
+            out = out.transpose(0, 1)
+        return out, h_n
+
+    @classmethod
+    def from_torch(cls, module: nn.GRU) -> "GRU":
+        """An exact copy of a torch.nn.GRU (same device, dtype and weights)."""
+        from .interchange import gru_from_torch
+
+        return gru_from_torch(cls, module)
+
+    def to_torch(self) -> nn.GRU:
+        """An exact torch.nn.GRU copy (only ``reset_after=True`` has one)."""
+        from .interchange import gru_to_torch
+
+        return gru_to_torch(self)
+
+    @classmethod
+    def from_keras(cls, weights, **kwargs) -> "GRU":
+        """Build from a Keras GRU's (or Bidirectional(GRU)'s) ``get_weights()``."""
+        from .interchange import gru_from_keras
+
+        return gru_from_keras(cls, weights, **kwargs)
+
+    def keras_weights(self) -> list:
+        """NumPy arrays in the order a Keras GRU's ``set_weights`` expects."""
+        from .interchange import gru_keras_weights
+
+        return gru_keras_weights(self)
+
+
+def _repack(out: Tensor, like: PackedSequence) -> PackedSequence:
+    """Pack a padded output (T, B, D*H), in the caller's order, as ``like``."""
+    _, lengths = pad_packed_sequence(like)
+    order = like.sorted_indices
+    if order is not None:
+        out, lengths = out.index_select(1, order), lengths[order.cpu()]
+    data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
+    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
+class GRUCell(nn.Module):
+    r"""One GRU step, a drop-in for torch.nn.GRUCell (plus ``reset_after``).
+
+    Computes h' from x (B, I) and h (B, H) by the equations of :class:`GRU`.
+    ``input`` may be (B, I) or unbatched (I,); ``hx`` (B, H) / (H,) defaults to
+    zeros. Parameters ``weight_ih`` (3H, I), ``weight_hh`` (3H, H),
+    ``bias_ih``, ``bias_hh`` (3H,), gates r|z|n, init U(-1/sqrt(H), 1/sqrt(H)).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *, reset_after: bool = True) -> None:
+        super().__init__()
+        _checks.check_constructor(input_size, hidden_size)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.bias, self.reset_after = bool(bias), bool(reset_after)
+        factory = {"device": device, "dtype": dtype}
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **factory))
+        if self.bias:
+            self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if not self.reset_after:
+            s += ", reset_after=False"
+        return s
+
+    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+        _checks.check_input(input, self.input_size, self.weight_ih, 2, "(B, I)")
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)  # (B, I)
+        B, H = x.shape[0], self.hidden_size
+        _checks.check_nonempty(1, B)
+        if hx is None:
+            h = torch.zeros(B, H, dtype=x.dtype, device=x.device)
+        else:
+            _checks.check_hidden(hx, (B, H) if batched else (H,), self.weight_ih)
+            h = hx if batched else hx.unsqueeze(0)
+        cell = backend.cell_fn(x, h, self.weight_ih)
+        h_new = cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, reset_after=self.reset_after)
+        return h_new if batched else h_new.squeeze(0)
