@@ -1,1 +1,113 @@
-"""Placeholder: commands are added here as modules land."""
+"""Commands: tasks, train TASK, eval, predict, generate. Each parses and calls the library."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+
+import click
+
+from ..tasks import TASKS, get_task
+from ..tasks.base import load_run, run_task_name
+from .main import main
+
+
+@main.command("tasks")
+def tasks_cmd() -> None:
+    """List the tasks and their built-in data sets."""
+    for task in TASKS.values():
+        click.echo(f"{task.name:10s} {task.summary}")
+        for name, desc in task.datasets.items():
+            click.echo(f"{'':12s}--dataset {name}: {desc}")
+
+
+@main.group("train")
+def train_group() -> None:
+    """Train a task's GRU and write a run directory (see `grukit tasks`)."""
+
+
+def _click_type(tp):
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or (origin is not None and type(None) in typing.get_args(tp)):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def _train_command(task):
+    hints = typing.get_type_hints(task.Config)
+
+    def run(out, resume, **values):
+        if resume is not None:
+            if out is not None and Path(out) != Path(resume):
+                raise click.UsageError("--resume continues a run in place: give --resume DIR without a different --out")
+            if run_task_name(Path(resume)) != task.name:
+                raise click.UsageError(f"--resume {resume} is a {run_task_name(Path(resume))!r} run, not {task.name!r}")
+            cfg, _ = load_run(Path(resume), task)
+            explicit = {k: v for k, v in values.items() if click.get_current_context().get_parameter_source(k).name == "COMMANDLINE"}
+            cfg = dataclasses.replace(cfg, **explicit)
+            out = resume
+        elif out is None:
+            raise click.UsageError("give --out DIR (where the run is written) or --resume DIR")
+        else:
+            cfg = task.Config(**values)
+        try:
+            metrics = task.train(cfg, Path(out), resume=resume is not None)
+        except KeyboardInterrupt:
+            click.echo(f"\ninterrupted: the last finished epoch is saved; continue with `grukit train {task.name} --resume {out}`", err=True)
+            sys.exit(130)
+        click.echo(json.dumps(metrics, indent=2))
+        click.echo(f"run written to {out}")
+
+    params = [
+        click.Option(["--out"], type=click.Path(file_okay=False), help="run directory to write"),
+        click.Option(["--resume"], type=click.Path(file_okay=False, exists=True), help="continue the interrupted run in DIR"),
+    ]
+    for f in dataclasses.fields(task.Config):
+        flag = "--" + f.name.replace("_", "-")
+        tp = _click_type(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        if tp is bool:
+            params.append(click.Option([f"{flag}/--no-{flag[2:]}", f.name], default=f.default, show_default=True, help=help_text))
+        else:
+            choices = f.metadata.get("choices")
+            ctype = click.Choice(choices) if choices else tp
+            params.append(click.Option([flag, f.name], type=ctype, default=f.default, show_default=True, help=help_text))
+    return click.Command(task.name, callback=run, params=params, help=task.summary)
+
+
+for _task in TASKS.values():
+    train_group.add_command(_train_command(_task))
+
+
+def _task_of(run: str):
+    return get_task(run_task_name(Path(run)))
+
+
+@main.command("eval")
+@click.argument("run", type=click.Path())
+@click.option("--data", type=click.Path(), default=None, help="score on this file instead of the run's test split")
+def eval_cmd(run: str, data: str | None) -> None:
+    """Recompute the test metrics of a saved run."""
+    click.echo(json.dumps(_task_of(run).evaluate(Path(run), data), indent=2))
+
+
+@main.command("predict")
+@click.argument("run", type=click.Path())
+@click.argument("values", nargs=-1)
+@click.option("--data", type=click.Path(), default=None, help="input file, for tasks that read one")
+def predict_cmd(run: str, values: tuple[str, ...], data: str | None) -> None:
+    """Use a saved model: e.g. `grukit predict DIR 123 456` for adding."""
+    _task_of(run).predict(Path(run), values, data)
+
+
+@main.command("generate")
+@click.argument("run", type=click.Path())
+@click.option("--prompt", default="", help="text to start from")
+@click.option("--length", default=200, show_default=True, type=click.IntRange(min=1), help="items to generate")
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.0, min_open=True), help="sampling temperature")
+def generate_cmd(run: str, prompt: str, length: int, temperature: float) -> None:
+    """Sample from a saved generative model (language model, music)."""
+    click.echo(_task_of(run).generate(Path(run), prompt, length, temperature))

@@ -19,7 +19,7 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (ValueError, TypeError, OSError, KeyError) as e:
+        except (ValueError, TypeError, OSError, KeyError, ArithmeticError, NotImplementedError) as e:
             if os.environ.get("GRUKIT_DEBUG"):
                 raise
             msg = str(e) if not isinstance(e, KeyError) else f"missing key {e}"

@@ -1,0 +1,1 @@
+"""Loaders for the data formats users bring and the built-in data sets."""

@@ -1,0 +1,17 @@
+"""Tasks from the source material, each reachable from ``grukit train TASK``."""
+
+from __future__ import annotations
+
+from .adding import AddingTask
+from .base import Task, TaskConfig, option
+
+TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(),)}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+__all__ = ["TASKS", "Task", "TaskConfig", "get_task", "option"]

@@ -1,0 +1,116 @@
+"""What every task shares: its config, its run directory, and its registry.
+
+A task is a subclass of :class:`Task` with a frozen dataclass ``Config``
+(every field made with :func:`option`, whose help text the CLI shows). The
+CLI builds its options from that dataclass, so a task's defaults and their
+documentation live in one place.
+
+Run directory written by every task:
+    DIR/config.json   {"task": name, "config": {...}, "state": {...}}
+                      ("state": what the task learned from the data besides
+                      the weights, e.g. a vocabulary or scaling; JSON only)
+    DIR/model.safetensors, checkpoint.safetensors, history.jsonl, loss.png
+                      (written by grukit.training.fit)
+    DIR/metrics.json  final test metrics
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from .. import __version__
+from ..training import LoopConfig, load_tensors, read_json, write_json
+from ..training.loop import MODEL_FILE
+
+
+def option(default: Any, help: str, **metadata) -> Any:
+    """A config field with a default and the help text the CLI shows for it."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Options every task has. Subclasses override defaults by redeclaring."""
+
+    epochs: int = option(10, "passes over the training data")
+    lr: float = option(1e-3, "Adam learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    grad_clip: float = option(1.0, "max gradient norm (0 = no clipping)")
+    patience: int = option(0, "early stop after this many epochs without improvement (0 = never)")
+    seed: int = option(0, "random seed for initialisation, splits and shuffling")
+    progress: bool = option(True, "show a progress bar")
+
+    def loop(self) -> LoopConfig:
+        return LoopConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)})
+
+    def validate(self) -> None:
+        """Raise ValueError naming the flag for out-of-range values."""
+        for name in ("epochs",):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr",):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name} must be > 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip", "patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+
+
+class Task:
+    """Base class. Subclasses set ``name``, ``summary``, ``Config``, ``datasets``."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    datasets: ClassVar[dict[str, str]] = {}  # built-in data set name -> description
+
+    def train(self, cfg: TaskConfig, out: Path, *, resume: bool = False) -> dict:
+        raise NotImplementedError
+
+    def evaluate(self, run: Path, data: str | None = None) -> dict:
+        raise NotImplementedError(f"task {self.name!r} has no eval")
+
+    def predict(self, run: Path, args: tuple[str, ...], data: str | None = None) -> None:
+        raise NotImplementedError(f"task {self.name!r} has no predict; see `grukit tasks`")
+
+    def generate(self, run: Path, prompt: str, length: int, temperature: float) -> str:
+        raise NotImplementedError(f"task {self.name!r} has no generate; see `grukit tasks`")
+
+
+def save_run(out: Path, task: Task, cfg: TaskConfig, state: dict | None = None) -> None:
+    write_json(out / "config.json", {"task": task.name, "config": dataclasses.asdict(cfg), "state": state or {}, "grukit_version": __version__})
+
+
+def load_run(run: Path, task: Task) -> tuple[TaskConfig, dict]:
+    """The config and state of a saved run of ``task``."""
+    meta = read_json(Path(run) / "config.json")
+    if meta.get("task") != task.name:
+        raise ValueError(f"{run} holds a {meta.get('task')!r} run, not {task.name!r}")
+    known = {f.name for f in dataclasses.fields(task.Config)}
+    cfg = task.Config(**{k: v for k, v in meta["config"].items() if k in known})
+    return cfg, meta.get("state", {})
+
+
+def load_weights(run: Path, model: torch.nn.Module) -> torch.nn.Module:
+    weights, _ = load_tensors(Path(run) / MODEL_FILE)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise ValueError(f"{Path(run) / MODEL_FILE} does not fit this run's model: {str(e).splitlines()[0]}") from None
+    return model.eval()
+
+
+def run_task_name(run: Path) -> str:
+    """The task a run directory belongs to (read from its config.json)."""
+    run = Path(run)
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: no such run directory")
+    name = read_json(run / "config.json").get("task")
+    if not isinstance(name, str):
+        raise ValueError(f"{run / 'config.json'} names no task")
+    return name

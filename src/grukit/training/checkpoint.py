@@ -1,0 +1,101 @@
+"""Checkpoints that can be trusted: atomic writes, and loads that never run code.
+
+Weights are safetensors files and everything else is JSON, so loading a
+checkpoint only parses data. Every file is written to a temporary name in
+the same folder, flushed to disk, then renamed over the target, so a crash or
+Ctrl-C leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write tensors as safetensors, atomically (tensors are made contiguous CPU copies)."""
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    atomic_write_bytes(path, st_save(flat, metadata=metadata))
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file: (tensors, metadata). Raises a clear error on bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    raw = path.read_bytes()
+    try:
+        tensors = st_load(raw)
+        header_len = int.from_bytes(raw[:8], "little")
+        metadata = json.loads(raw[8 : 8 + header_len]).get("__metadata__", {}) or {}
+    except (SafetensorError, ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a valid safetensors file ({e})") from None
+    return tensors, metadata
+
+
+def save_training_state(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Everything needed to resume: weights, optimizer tensors, and a JSON part."""
+    opt = optimizer.state_dict()
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    per_param: dict[str, dict[str, Any]] = {}
+    for pid, entries in opt["state"].items():
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{name}"] = value
+            else:
+                per_param.setdefault(str(pid), {})[name] = value
+    meta = {"state": json.dumps(state), "param_groups": json.dumps(opt["param_groups"]), "scalars": json.dumps(per_param)}
+    save_tensors(path, tensors, meta)
+
+
+def load_training_state(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    tensors, meta = load_tensors(path)
+    if "state" not in meta or "param_groups" not in meta:
+        raise ValueError(f"{path}: not a grukit training state (metadata missing)")
+    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            opt_state.setdefault(int(pid), {})[name] = value
+    for pid, scalars in json.loads(meta.get("scalars", "{}")).items():
+        opt_state.setdefault(int(pid), {}).update(scalars)
+    optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(meta["param_groups"])})
+    return json.loads(meta["state"])

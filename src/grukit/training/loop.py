@@ -1,0 +1,146 @@
+"""The training loop every task uses: model-agnostic, seeded, resumable.
+
+A task hands :func:`fit` a :class:`Objective` (its batches, its loss and its
+validation metrics); the loop owns the optimiser, gradient clipping, the
+progress bar, early stopping and the run directory:
+
+    DIR/model.safetensors       best weights so far (by ``objective.monitor``)
+    DIR/checkpoint.safetensors  last finished epoch: weights + optimiser, to resume
+    DIR/history.jsonl           one JSON line per epoch
+    DIR/loss.png                the curves of history.jsonl
+
+Every epoch draws its randomness from a generator seeded with (seed, epoch),
+so a run resumed after epoch k continues exactly as the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .plots import plot_history
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "checkpoint.safetensors"
+HISTORY_FILE = "history.jsonl"
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    epochs: int = 10  # passes over the training batches
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    patience: int = 0  # stop after this many epochs without improvement; 0 = never
+    seed: int = 0  # seeds initialisation and every epoch's shuffling
+    progress: bool = True  # show a progress bar
+
+
+class Objective(Protocol):
+    monitor: str  # key of validate()'s dict used to keep the best weights
+    mode: str  # "min" or "max"
+
+    def batches(self, epoch: int, generator: torch.Generator) -> Iterable[Any]: ...
+
+    def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor: ...
+
+    def validate(self, model: torch.nn.Module) -> dict[str, float]: ...
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def _read_history(path: Path, upto: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["epoch"] < upto]
+
+
+def _better(value: float, best: float | None, mode: str) -> bool:
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    return value < best if mode == "min" else value > best
+
+
+def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: str | Path, *, resume: bool = False) -> list[dict]:
+    """Train ``model`` in place; returns the history, one dict per epoch.
+
+    At the end the model holds the best weights (by the objective's monitor).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
+    if objective.mode not in ("min", "max"):
+        raise ValueError(f"objective.mode must be 'min' or 'max', got {objective.mode!r}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = {"epoch": 0, "best": None, "best_epoch": -1, "stale": 0}
+    if resume:
+        state = checkpoint.load_training_state(run_dir / STATE_FILE, model, optimizer)
+    history = _read_history(run_dir / HISTORY_FILE, state["epoch"])
+    checkpoint.atomic_write_bytes(run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history).encode())
+    try:
+        for epoch in range(state["epoch"], cfg.epochs):
+            if cfg.patience and state["stale"] >= cfg.patience:
+                break
+            row = _run_epoch(model, objective, optimizer, cfg, epoch)
+            history.append(row)
+            if _better(row[objective.monitor], state["best"], objective.mode):
+                state.update(best=row[objective.monitor], best_epoch=epoch, stale=0)
+                checkpoint.save_tensors(run_dir / MODEL_FILE, model.state_dict())
+            else:
+                state["stale"] += 1
+            state["epoch"] = epoch + 1
+            checkpoint.save_training_state(run_dir / STATE_FILE, model, optimizer, state)
+            checkpoint.atomic_write_bytes(run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history).encode())
+            plot_history(history, run_dir / "loss.png", objective.monitor)
+    except KeyboardInterrupt:
+        if not (run_dir / MODEL_FILE).exists():
+            checkpoint.save_tensors(run_dir / MODEL_FILE, model.state_dict())
+        raise
+    best, _ = checkpoint.load_tensors(run_dir / MODEL_FILE)
+    model.load_state_dict(best)
+    return history
+
+
+def _run_epoch(model, objective: Objective, optimizer, cfg: LoopConfig, epoch: int) -> dict:
+    model.train()
+    gen = epoch_generator(cfg.seed, epoch)
+    torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))  # dropout et al.
+    batches = objective.batches(epoch, gen)
+    total = len(batches) if hasattr(batches, "__len__") else None
+    bar = tqdm(batches, total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if cfg.progress else True, leave=False, dynamic_ncols=True)
+    start, loss_sum, count = time.perf_counter(), 0.0, 0
+    for batch in bar:
+        optimizer.zero_grad(set_to_none=True)
+        loss = objective.loss(model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr or check the data")
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        loss_sum, count = loss_sum + loss.item(), count + 1
+        bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
+    bar.close()
+    if count == 0:
+        raise ValueError("the training split produced no batches; it is empty or smaller than one batch")
+    model.eval()
+    with torch.no_grad():
+        metrics = objective.validate(model)
+    row = {"epoch": epoch, "train_loss": loss_sum / count, "seconds": round(time.perf_counter() - start, 3)}
+    row.update({k: float(v) for k, v in metrics.items()})
+    if cfg.progress:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",))
+        tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: {shown}")
+    return row
