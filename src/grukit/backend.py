@@ -1,7 +1,11 @@
 """The one place that chooses how a GRU layer is computed.
 
+``native``: the compiled kernels in :mod:`grukit.kernels` (CPU; float32,
+float64, bfloat16), built on first use.
 ``reference``: the readable code in :mod:`grukit.functional` (always works).
-Set ``GRUKIT_BACKEND=reference`` or call :func:`set_backend` to force it.
+``auto`` (default): native where it supports the tensors and could be built,
+otherwise the reference (with one warning if the build failed).
+Choose with the ``GRUKIT_BACKEND`` environment variable or :func:`set_backend`.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Callable
 
 from . import functional
 
-_CHOICES = ("auto", "reference")
+_CHOICES = ("auto", "reference", "native")
 _forced: str | None = None
 
 
@@ -30,11 +34,42 @@ def requested() -> str:
     return name
 
 
-def layer_fn(*_tensors) -> Callable:
+def _use_native(tensors) -> bool:
+    name = requested()
+    if name == "reference":
+        return False
+    from . import kernels
+
+    if name == "native":
+        if not kernels.supports(*tensors):
+            raise ValueError(
+                f"GRUKIT_BACKEND=native supports CPU tensors of dtype {kernels.DTYPES}, "
+                f"got {[(t.device.type, t.dtype) for t in tensors if t is not None]}"
+            )
+        if not kernels.available():
+            raise RuntimeError(f"GRUKIT_BACKEND=native but the native kernel could not be built: {kernels._build.error()}")
+        return True
+    return kernels.supports(*tensors) and kernels.available()
+
+
+def active(*tensors) -> str:
+    """The backend that would run for these tensors: 'native' or 'reference'."""
+    return "native" if _use_native(tensors) else "reference"
+
+
+def layer_fn(*tensors) -> Callable:
     """The function that runs one layer in one direction for these tensors."""
+    if _use_native(tensors):
+        from . import kernels
+
+        return kernels.gru_layer
     return functional.gru_layer
 
 
-def cell_fn(*_tensors) -> Callable:
+def cell_fn(*tensors) -> Callable:
     """The function that runs one GRU step for these tensors."""
+    if _use_native(tensors):
+        from . import kernels
+
+        return kernels.gru_cell
     return functional.gru_cell

@@ -1,0 +1,81 @@
+"""Compile gru.cpp once with torch.utils.cpp_extension and load its ops.
+
+The library is built on first use (about 20 s on 2 cores) into the default
+torch extensions cache (``~/.cache/torch_extensions`` or
+``$TORCH_EXTENSIONS_DIR``) and reused afterwards. The ops it registers live in
+``torch.ops.grukit``. If no compiler is present, :func:`load` warns once and
+returns False; grukit then uses the readable reference.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+_HERE = Path(__file__).resolve().parent
+_SOURCES = [_HERE / "gru.cpp"]
+_HEADERS = [_HERE / "gates.h"]
+_lock = threading.Lock()
+_state: dict = {"loaded": None, "error": None}
+
+
+def _flags() -> tuple[str, list[str]]:
+    """Vector flags matching the CPU torch itself dispatches to at run time.
+
+    ATen's ``Vectorized`` (and its SLEEF exp/tanh, exported by libtorch_cpu)
+    picks its width from ``CPU_CAPABILITY_*``; we only claim what this CPU has,
+    and name the build after it so caches of different machines do not mix.
+    """
+    cap = torch.backends.cpu.get_cpu_capability()  # "AVX512", "AVX2", "DEFAULT", ...
+    if cap == "AVX512":
+        vec = ["-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"]
+    elif cap == "AVX2":
+        vec = ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma", "-mf16c"]
+    else:
+        cap, vec = "DEFAULT", []
+    return cap.lower(), ["-O3", *vec]
+
+
+def load() -> bool:
+    """Build (first time) and load the native ops; False with one warning if that fails."""
+    if _state["loaded"] is not None:
+        return _state["loaded"]
+    with _lock:
+        if _state["loaded"] is None:
+            try:
+                _compile()
+                _state["loaded"] = True
+            except Exception as e:  # no compiler, no headers, a failed build: fall back, visibly
+                _state["loaded"], _state["error"] = False, e
+                warnings.warn(
+                    f"grukit: the native GRU kernel could not be built ({type(e).__name__}: {str(e).strip()[:300]}); "
+                    "using the slower reference implementation. Set GRUKIT_BACKEND=reference to silence this.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+    return _state["loaded"]
+
+
+def error() -> Exception | None:
+    """Why :func:`load` failed, if it did."""
+    return _state["error"]
+
+
+def _compile() -> None:
+    if hasattr(torch.ops, "grukit") and hasattr(torch.ops.grukit, "gru_layer"):
+        return  # already registered in this process
+    from torch.utils.cpp_extension import load as cpp_load
+
+    cap, cflags = _flags()
+    cpp_load(
+        name=f"grukit_native_{cap}",
+        sources=[str(p) for p in _SOURCES],
+        extra_include_paths=[str(_HERE)],
+        extra_cflags=cflags,
+        extra_ldflags=[],
+        is_python_module=False,  # the library registers torch.ops.grukit itself; no pybind11
+        verbose=False,
+    )

@@ -1,0 +1,288 @@
+// The fused elementwise passes of one GRU step, forward and backward.
+//
+// Shapes legend (as everywhere in grukit): T steps, B batch, I input, H hidden.
+// Each pass handles the batch rows [b0, b1) of one time step; gate-stacked rows
+// are r | z | n, as torch.nn.GRU stores them. T is the storage type (float,
+// double, BFloat16), A the accumulation type (float for float and BFloat16,
+// double for double): every value is loaded into A, computed, stored back.
+//
+// Forward, in the reference's symbols (src/grukit/functional.py):
+//     gi = W x + b_i  (B, 3H), hoisted: one GEMM for all T steps
+//     gh = U h + b_h  (B, 3H), one GEMM per step
+//     r = sigmoid(gi_r + gh_r)        z = sigmoid(gi_z + gh_z)
+//     reset_after=True:   hn = gh_n;  n = tanh(gi_n + r * hn)
+//     reset_after=False:  rh = r * h; n = tanh(gi_n + U_n rh + b_hn)
+//     h' = (1 - z) * n + z * h
+//
+// Backward (BPTT), given dh = dL/dh' (from the output at this step plus the
+// next step's recurrence):
+//     dL/dn   = dh * (1 - z)             da_n = dL/dn * (1 - n^2)
+//     dL/dz   = dh * (h - n)             da_z = dL/dz * z * (1 - z)
+//     reset_after=True:
+//       dL/dr = da_n * hn                da_r = dL/dr * r * (1 - r)
+//       dL/dhn = da_n * r
+//       dG_i = [da_r, da_z, da_n]        dG_h = [da_r, da_z, da_n * r]
+//       dL/dh = dh * z + dG_h @ U
+//     reset_after=False:
+//       d(rh) = da_n @ U_n               dL/dr = d(rh) * h
+//       dG_i = dG_h = [da_r, da_z, da_n]
+//       dL/dh = dh * z + d(rh) * r + [da_r, da_z] @ U_rz
+// where a_* are the gate pre-activations and dG_* the gradients of gi and gh.
+// Steps past a sequence's length (lengths given) carry the state: h' = h, so
+// there dL/dh = dh and every gate gradient is zero.
+#pragma once
+
+#include <ATen/cpu/vec/vec.h>
+
+#include <cstdint>
+#include <type_traits>
+
+namespace grukit {
+
+template <typename A>
+using Vec = at::vec::Vectorized<A>;
+
+// Load n <= Vec::size() values of type T as a vector of A (zero padded).
+template <typename A, typename T>
+inline Vec<A> load(const T* p, int64_t n) {
+  if constexpr (std::is_same_v<T, A>) {
+    return n == Vec<A>::size() ? Vec<A>::loadu(p) : Vec<A>::loadu(p, n);
+  } else {
+    alignas(64) A tmp[Vec<A>::size()] = {};
+    for (int64_t i = 0; i < n; ++i) tmp[i] = static_cast<A>(p[i]);
+    return Vec<A>::loadu(tmp);
+  }
+}
+
+template <typename A, typename T>
+inline void store(T* p, const Vec<A>& v, int64_t n) {
+  if constexpr (std::is_same_v<T, A>) {
+    v.store(p, n);
+  } else {
+    alignas(64) A tmp[Vec<A>::size()];
+    v.store(tmp);
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(tmp[i]);
+  }
+}
+
+template <typename A>
+inline Vec<A> sigmoid(const Vec<A>& a) {
+  const Vec<A> one(A(1));
+  return one / (one + a.neg().exp());
+}
+
+// Pointers into one time step. Row b of a (B, kH) buffer starts at b * kH.
+template <typename T, typename A>
+struct Step {
+  int64_t H;
+  const T* gi;          // (B, 3H) input projection W x (without b_i)
+  const T* gh;          // (B, 3H) reset_after, else (B, 2H): U h (without b_h)
+  const T* ghn;         // (B, H) U_n (r * h), reset_after=False only
+  const A* bi;          // (3H,) b_i (zeros without bias)
+  const A* bh;          // (3H,) b_h
+  A* h;                 // (B, H) running state in A: read h, write h'
+  T* hout;              // (B, H) h' in T, the state saved in hs
+  T* rh;                // (B, H) r * h in T, the next GEMM's input (reset_after=False)
+  A* ws;                // (B, 4H) saved for backward: r | z | n | hn (or rh)
+  const int64_t* len;   // (B,) lengths or nullptr
+  int64_t t;            // time index of this step
+  bool valid(int64_t b) const { return len == nullptr || t < len[b]; }
+};
+
+// reset_after=True: the whole step in one pass.
+template <typename T, typename A>
+void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H, V = Vec<A>::size();
+  const Vec<A> one(A(1));
+  for (int64_t b = b0; b < b1; ++b) {
+    const T* gi = s.gi + b * 3 * H;
+    const T* gh = s.gh + b * 3 * H;
+    A* h = s.h + b * H;
+    T* hout = s.hout + b * H;
+    A* ws = s.ws + b * 4 * H;
+    const bool ok = s.valid(b);
+    for (int64_t j = 0; j < H; j += V) {
+      const int64_t m = std::min(V, H - j);
+      const Vec<A> hp = load<A>(h + j, m);
+      if (!ok) {  // padded step: the state carries over
+        store<A>(hout + j, hp, m);
+        for (int k = 0; k < 4; ++k) store<A>(ws + k * H + j, Vec<A>(A(0)), m);
+        continue;
+      }
+      const Vec<A> r = sigmoid(load<A>(gi + j, m) + load<A>(s.bi + j, m) + load<A>(gh + j, m) + load<A>(s.bh + j, m));
+      const Vec<A> z = sigmoid(load<A>(gi + H + j, m) + load<A>(s.bi + H + j, m) + load<A>(gh + H + j, m) +
+                               load<A>(s.bh + H + j, m));
+      const Vec<A> hn = load<A>(gh + 2 * H + j, m) + load<A>(s.bh + 2 * H + j, m);
+      const Vec<A> n = (load<A>(gi + 2 * H + j, m) + load<A>(s.bi + 2 * H + j, m) + r * hn).tanh();
+      const Vec<A> hnew = (one - z) * n + z * hp;
+      store<A>(h + j, hnew, m);
+      store<A>(hout + j, hnew, m);
+      store<A>(ws + j, r, m);
+      store<A>(ws + H + j, z, m);
+      store<A>(ws + 2 * H + j, n, m);
+      store<A>(ws + 3 * H + j, hn, m);
+    }
+  }
+}
+
+// reset_after=False, first half: r, z and rh = r * h (the input of U_n).
+template <typename T, typename A>
+void forward_before_rz(const Step<T, A>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H, V = Vec<A>::size();
+  for (int64_t b = b0; b < b1; ++b) {
+    const T* gi = s.gi + b * 3 * H;
+    const T* gh = s.gh + b * 2 * H;
+    const A* h = s.h + b * H;
+    A* ws = s.ws + b * 4 * H;
+    const bool ok = s.valid(b);
+    for (int64_t j = 0; j < H; j += V) {
+      const int64_t m = std::min(V, H - j);
+      Vec<A> r(A(0)), z(A(0)), rh(A(0));
+      if (ok) {
+        r = sigmoid(load<A>(gi + j, m) + load<A>(s.bi + j, m) + load<A>(gh + j, m) + load<A>(s.bh + j, m));
+        z = sigmoid(load<A>(gi + H + j, m) + load<A>(s.bi + H + j, m) + load<A>(gh + H + j, m) +
+                    load<A>(s.bh + H + j, m));
+        rh = r * load<A>(h + j, m);
+      }
+      store<A>(ws + j, r, m);
+      store<A>(ws + H + j, z, m);
+      store<A>(ws + 3 * H + j, rh, m);
+      store<A>(s.rh + b * H + j, rh, m);
+    }
+  }
+}
+
+// reset_after=False, second half: n from U_n rh, then h'.
+template <typename T, typename A>
+void forward_before_n(const Step<T, A>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H, V = Vec<A>::size();
+  const Vec<A> one(A(1));
+  for (int64_t b = b0; b < b1; ++b) {
+    const T* gi = s.gi + b * 3 * H;
+    const T* ghn = s.ghn + b * H;
+    A* h = s.h + b * H;
+    T* hout = s.hout + b * H;
+    A* ws = s.ws + b * 4 * H;
+    const bool ok = s.valid(b);
+    for (int64_t j = 0; j < H; j += V) {
+      const int64_t m = std::min(V, H - j);
+      const Vec<A> hp = load<A>(h + j, m);
+      if (!ok) {
+        store<A>(hout + j, hp, m);
+        store<A>(ws + 2 * H + j, Vec<A>(A(0)), m);
+        continue;
+      }
+      const Vec<A> z = load<A>(ws + H + j, m);
+      const Vec<A> n = (load<A>(gi + 2 * H + j, m) + load<A>(s.bi + 2 * H + j, m) + load<A>(ghn + j, m) +
+                        load<A>(s.bh + 2 * H + j, m)).tanh();
+      const Vec<A> hnew = (one - z) * n + z * hp;
+      store<A>(h + j, hnew, m);
+      store<A>(hout + j, hnew, m);
+      store<A>(ws + 2 * H + j, n, m);
+    }
+  }
+}
+
+// Pointers into one backward step.
+template <typename T, typename A>
+struct BackStep {
+  int64_t H;
+  const A* ws;          // (B, 4H) r | z | n | hn (or rh), saved by the forward
+  const T* hprev;       // (B, H) h, the state before this step
+  const T* dout;        // (B, H) dL/dh' coming straight from the outputs
+  const T* mm;          // (B, H) the recurrent GEMM's share of dL/dh'
+  A* dhz;               // (B, H) in: the rest of dL/dh'; out: dh * z (+ d(rh) * r)
+  T* dgi;               // (B, 3H) dG_i at this step
+  T* dgh;               // (B, 3H) dG_h at this step (reset_after=True)
+  const T* drh;         // (B, H) d(rh) = da_n @ U_n (reset_after=False)
+  const int64_t* len;
+  int64_t t;
+  bool valid(int64_t b) const { return len == nullptr || t < len[b]; }
+};
+
+// reset_after=True: dG_i, dG_h and dh * z in one pass.
+template <typename T, typename A>
+void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H, V = Vec<A>::size();
+  const Vec<A> one(A(1)), zero(A(0));
+  for (int64_t b = b0; b < b1; ++b) {
+    const A* ws = s.ws + b * 4 * H;
+    T* dgi = s.dgi + b * 3 * H;
+    T* dgh = s.dgh + b * 3 * H;
+    A* dhz = s.dhz + b * H;
+    const bool ok = s.valid(b);
+    for (int64_t j = 0; j < H; j += V) {
+      const int64_t m = std::min(V, H - j);
+      const Vec<A> dh = load<A>(dhz + j, m) + load<A>(s.mm + b * H + j, m) + load<A>(s.dout + b * H + j, m);
+      if (!ok) {
+        store<A>(dhz + j, dh, m);
+        for (int k = 0; k < 3; ++k) {
+          store<A>(dgi + k * H + j, zero, m);
+          store<A>(dgh + k * H + j, zero, m);
+        }
+        continue;
+      }
+      const Vec<A> r = load<A>(ws + j, m), z = load<A>(ws + H + j, m);
+      const Vec<A> n = load<A>(ws + 2 * H + j, m), hn = load<A>(ws + 3 * H + j, m);
+      const Vec<A> hp = load<A>(s.hprev + b * H + j, m);
+      const Vec<A> da_n = dh * (one - z) * (one - n * n);
+      const Vec<A> da_z = dh * (hp - n) * z * (one - z);
+      const Vec<A> da_r = da_n * hn * r * (one - r);
+      store<A>(dgi + j, da_r, m);
+      store<A>(dgi + H + j, da_z, m);
+      store<A>(dgi + 2 * H + j, da_n, m);
+      store<A>(dgh + j, da_r, m);
+      store<A>(dgh + H + j, da_z, m);
+      store<A>(dgh + 2 * H + j, da_n * r, m);
+      store<A>(dhz + j, dh * z, m);
+    }
+  }
+}
+
+// reset_after=False, first half: da_n and da_z (d(rh) needs da_n @ U_n next).
+template <typename T, typename A>
+void backward_before_nz(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H, V = Vec<A>::size();
+  const Vec<A> one(A(1)), zero(A(0));
+  for (int64_t b = b0; b < b1; ++b) {
+    const A* ws = s.ws + b * 4 * H;
+    T* dg = s.dgi + b * 3 * H;
+    A* dhz = s.dhz + b * H;
+    const bool ok = s.valid(b);
+    for (int64_t j = 0; j < H; j += V) {
+      const int64_t m = std::min(V, H - j);
+      const Vec<A> dh = load<A>(dhz + j, m) + load<A>(s.mm + b * H + j, m) + load<A>(s.dout + b * H + j, m);
+      if (!ok) {
+        store<A>(dhz + j, dh, m);
+        for (int k = 0; k < 3; ++k) store<A>(dg + k * H + j, zero, m);
+        continue;
+      }
+      const Vec<A> z = load<A>(ws + H + j, m), n = load<A>(ws + 2 * H + j, m);
+      const Vec<A> hp = load<A>(s.hprev + b * H + j, m);
+      store<A>(dg + H + j, dh * (hp - n) * z * (one - z), m);
+      store<A>(dg + 2 * H + j, dh * (one - z) * (one - n * n), m);
+      store<A>(dhz + j, dh * z, m);
+    }
+  }
+}
+
+// reset_after=False, second half: da_r from d(rh), and d(rh) * r into dh.
+template <typename T, typename A>
+void backward_before_r(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
+  const int64_t H = s.H, V = Vec<A>::size();
+  const Vec<A> one(A(1));
+  for (int64_t b = b0; b < b1; ++b) {
+    const A* ws = s.ws + b * 4 * H;
+    A* dhz = s.dhz + b * H;
+    for (int64_t j = 0; j < H; j += V) {  // padded rows: r = 0 and d(rh) = 0, so nothing changes
+      const int64_t m = std::min(V, H - j);
+      const Vec<A> r = load<A>(ws + j, m);
+      const Vec<A> drh = load<A>(s.drh + b * H + j, m);
+      const Vec<A> dr = drh * load<A>(s.hprev + b * H + j, m);
+      store<A>(s.dgi + b * 3 * H + j, dr * r * (one - r), m);
+      store<A>(dhz + j, load<A>(dhz + j, m) + drh * r, m);
+    }
+  }
+}
+
+}  // namespace grukit

@@ -1,0 +1,218 @@
+// grukit's native GRU layer: the whole time loop, forward and backward, in C++.
+//
+// The readable twin is grukit.functional.gru_layer; tests assert they agree.
+// Shapes legend: T steps, B batch, I input, H hidden. Gates stacked r | z | n.
+// The equations and their derivatives are written out in gates.h, beside the
+// fused elementwise passes that compute them.
+//
+// Layout of what the forward returns (the Python side slices it):
+//   hs (T+1, B, H): every state, indexed by time: forward direction hs[0] = h0,
+//       hs[t+1] = h after step t; reverse direction hs[T] = h0, hs[t] = h after
+//       step t. So the output is hs[1:] (forward) or hs[:T] (reverse), h_n is
+//       hs[T] or hs[0], and the state before step t is hs[t] or hs[t+1].
+//   ws (T, B, 4H): r | z | n | hn (reset_after) or r | z | n | rh, in the
+//       accumulation type; empty when train is false.
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "gates.h"
+
+namespace grukit {
+
+using at::Tensor;
+using OptTensor = std::optional<Tensor>;
+
+// Split a pass over batch rows between threads only when there is enough work
+// to pay for waking them (tens of microseconds).
+constexpr int64_t kParallelElems = 1 << 15;
+
+template <typename F>
+void over_rows(int64_t B, int64_t H, const F& f) {
+  if (B > 1 && B * H >= kParallelElems && at::get_num_threads() > 1) {
+    at::parallel_for(0, B, std::max<int64_t>(1, kParallelElems / (4 * H)), f);
+  } else {
+    f(0, B);
+  }
+}
+
+static Tensor bias_or_zeros(const OptTensor& b, int64_t n, const at::TensorOptions& acc) {
+  if (b.has_value() && b->defined()) return b->to(acc).contiguous();  // (3H,)
+  return at::zeros({n}, acc);
+}
+
+static void check_args(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                       const OptTensor& lengths) {
+  TORCH_CHECK(x.dim() == 3, "grukit: x must be (T, B, I), got ", x.sizes());
+  const int64_t B = x.size(1), H = w_hh.size(1);
+  TORCH_CHECK(h0.dim() == 2 && h0.size(0) == B && h0.size(1) == H, "grukit: h0 must be (B, H) = (", B, ", ", H,
+              "), got ", h0.sizes());
+  TORCH_CHECK(w_ih.dim() == 2 && w_ih.size(0) == 3 * H && w_ih.size(1) == x.size(2), "grukit: w_ih must be (3H, I)");
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == 3 * H, "grukit: w_hh must be (3H, H)");
+  TORCH_CHECK(x.scalar_type() == h0.scalar_type() && x.scalar_type() == w_ih.scalar_type() &&
+                  x.scalar_type() == w_hh.scalar_type(), "grukit: all tensors must share one dtype");
+  if (lengths.has_value() && lengths->defined()) {
+    TORCH_CHECK(lengths->scalar_type() == at::kLong && lengths->numel() == B && lengths->is_contiguous(),
+                "grukit: lengths must be a contiguous int64 tensor of B entries");
+  }
+}
+
+static const int64_t* lengths_ptr(const OptTensor& lengths) {
+  return lengths.has_value() && lengths->defined() ? lengths->data_ptr<int64_t>() : nullptr;
+}
+
+std::tuple<Tensor, Tensor> gru_layer(const Tensor& x_, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                                     const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& lengths,
+                                     bool reset_after, bool reverse, bool train) {
+  check_args(x_, h0, w_ih, w_hh, lengths);
+  const Tensor x = x_.contiguous();
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
+  const auto opts = x.options();
+  const auto acc = opts.dtype(at::toOpMathType(x.scalar_type()));
+
+  Tensor hs = at::empty({T + 1, B, H}, opts);                          // (T+1, B, H)
+  Tensor ws = at::empty({train ? T : 1, B, 4 * H}, acc);               // (T, B, 4H) or scratch
+  Tensor gi = at::mm(x.view({T * B, I}), w_ih.t());                    // (T*B, 3H): all steps at once
+  const Tensor bi = bias_or_zeros(b_ih, 3 * H, acc);                   // (3H,)
+  const Tensor bh = bias_or_zeros(b_hh, 3 * H, acc);                   // (3H,)
+  Tensor h = h0.to(acc, /*non_blocking=*/false, /*copy=*/true).contiguous();  // (B, H) running state
+  hs.select(0, reverse ? T : 0).copy_(h0);
+  Tensor gh = at::empty({B, (reset_after ? 3 : 2) * H}, opts);        // (B, 3H) or (B, 2H)
+  Tensor ghn = reset_after ? Tensor() : at::empty({B, H}, opts);       // (B, H) U_n rh
+  Tensor rh = reset_after ? Tensor() : at::empty({B, H}, opts);        // (B, H) r * h
+  const Tensor u_t = (reset_after ? w_hh : w_hh.narrow(0, 0, 2 * H)).t();  // (H, 3H) or (H, 2H)
+  const Tensor un_t = w_hh.narrow(0, 2 * H, H).t();                    // (H, H)
+  const int64_t* len = lengths_ptr(lengths);
+
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "grukit_gru_layer", [&] {
+    using A = at::opmath_type<scalar_t>;
+    Step<scalar_t, A> st{};
+    st.H = H;
+    st.gh = gh.data_ptr<scalar_t>();
+    st.ghn = reset_after ? nullptr : ghn.data_ptr<scalar_t>();
+    st.rh = reset_after ? nullptr : rh.data_ptr<scalar_t>();
+    st.bi = bi.data_ptr<A>();
+    st.bh = bh.data_ptr<A>();
+    st.h = h.data_ptr<A>();
+    st.len = len;
+    for (int64_t s = 0; s < T; ++s) {
+      const int64_t t = reverse ? T - 1 - s : s;
+      const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
+      st.t = t;
+      st.gi = gi.data_ptr<scalar_t>() + t * B * 3 * H;
+      st.hout = hs.data_ptr<scalar_t>() + next * B * H;
+      st.ws = ws.data_ptr<A>() + (train ? t : 0) * B * 4 * H;
+      at::mm_out(gh, hs.select(0, prev), u_t);  // (B, 3H) = h @ U^T: the one recurrent product
+      if (reset_after) {
+        over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_after(st, b0, b1); });
+      } else {
+        over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_before_rz(st, b0, b1); });
+        at::mm_out(ghn, rh, un_t);  // (B, H) = (r * h) @ U_n^T
+        over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_before_n(st, b0, b1); });
+      }
+    }
+  });
+  if (!train) ws = at::empty({0}, acc);
+  return {hs, ws};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
+    const Tensor& dhs_, const Tensor& x_, const Tensor& hs, const Tensor& ws, const Tensor& w_ih, const Tensor& w_hh,
+    const OptTensor& lengths, bool reset_after, bool reverse, bool need_dx, bool need_bias) {
+  check_args(x_, hs.select(0, 0), w_ih, w_hh, lengths);
+  const Tensor x = x_.contiguous();
+  const Tensor dhs = dhs_.contiguous();  // (T+1, B, H): dL/dhs from the outputs and h_n
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
+  TORCH_CHECK(ws.dim() == 3 && ws.size(0) == T, "grukit: backward needs the forward's workspace (train=True)");
+  const auto opts = x.options();
+  const auto acc = opts.dtype(at::toOpMathType(x.scalar_type()));
+
+  Tensor dgi = at::empty({T, B, 3 * H}, opts);                         // (T, B, 3H) dG_i
+  Tensor dgh = reset_after ? at::empty({T, B, 3 * H}, opts) : dgi;     // (T, B, 3H) dG_h
+  Tensor dhz = at::zeros({B, H}, acc);                                 // (B, H) dh * z carried back
+  Tensor mm = at::zeros({B, H}, opts);                                 // (B, H) dG_h @ U carried back
+  Tensor drh = reset_after ? Tensor() : at::empty({B, H}, opts);       // (B, H) d(rh)
+  const Tensor u_rz = w_hh.narrow(0, 0, 2 * H);                        // (2H, H)
+  const Tensor u_n = w_hh.narrow(0, 2 * H, H);                         // (H, H)
+  const int64_t* len = lengths_ptr(lengths);
+
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "grukit_gru_layer_backward", [&] {
+    using A = at::opmath_type<scalar_t>;
+    BackStep<scalar_t, A> st{};
+    st.H = H;
+    st.mm = mm.data_ptr<scalar_t>();
+    st.dhz = dhz.data_ptr<A>();
+    st.drh = reset_after ? nullptr : drh.data_ptr<scalar_t>();
+    st.len = len;
+    // Only the dh recursion stays in this loop; the weight gradients come after.
+    for (int64_t s = T - 1; s >= 0; --s) {
+      const int64_t t = reverse ? T - 1 - s : s;
+      const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
+      st.t = t;
+      st.ws = ws.data_ptr<A>() + t * B * 4 * H;
+      st.hprev = hs.data_ptr<scalar_t>() + prev * B * H;
+      st.dout = dhs.data_ptr<scalar_t>() + next * B * H;
+      st.dgi = dgi.data_ptr<scalar_t>() + t * B * 3 * H;
+      st.dgh = dgh.data_ptr<scalar_t>() + t * B * 3 * H;
+      if (reset_after) {
+        over_rows(B, H, [&](int64_t b0, int64_t b1) { backward_after(st, b0, b1); });
+        at::mm_out(mm, dgh.select(0, t), w_hh);  // (B, H) = dG_h @ U
+      } else {
+        const Tensor dg = dgi.select(0, t);       // (B, 3H)
+        over_rows(B, H, [&](int64_t b0, int64_t b1) { backward_before_nz(st, b0, b1); });
+        at::mm_out(drh, dg.narrow(1, 2 * H, H), u_n);  // (B, H) d(rh) = da_n @ U_n
+        over_rows(B, H, [&](int64_t b0, int64_t b1) { backward_before_r(st, b0, b1); });
+        at::mm_out(mm, dg.narrow(1, 0, 2 * H), u_rz);  // (B, H) = [da_r, da_z] @ U_rz
+      }
+    }
+  });
+
+  // dL/dh0: what is left of the recursion plus h0's own share of dhs.
+  const Tensor dh0 = (dhz + mm.to(acc) + dhs.select(0, reverse ? T : 0).to(acc)).to(x.scalar_type());  // (B, H)
+  // The hoisted products: one GEMM each over all T * B rows.
+  const Tensor dgi2 = dgi.view({T * B, 3 * H});                              // (T*B, 3H)
+  const Tensor dgh2 = dgh.view({T * B, 3 * H});                              // (T*B, 3H)
+  const Tensor hprev = hs.narrow(0, reverse ? 1 : 0, T).reshape({T * B, H});  // (T*B, H)
+  Tensor dx = need_dx ? at::mm(dgi2, w_ih).view({T, B, I}) : at::empty({0}, opts);  // (T, B, I)
+  Tensor dw_ih = at::mm(dgi2.t(), x.view({T * B, I}));                      // (3H, I)
+  Tensor dw_hh;                                                              // (3H, H)
+  if (reset_after) {
+    dw_hh = at::mm(dgh2.t(), hprev);
+  } else {  // the n rows multiply rh, not h
+    dw_hh = at::empty({3 * H, H}, opts);
+    Tensor rows_rz = dw_hh.narrow(0, 0, 2 * H), rows_n = dw_hh.narrow(0, 2 * H, H);
+    at::mm_out(rows_rz, dgi2.narrow(1, 0, 2 * H).t(), hprev);
+    const Tensor rh = ws.narrow(2, 3 * H, H).to(x.scalar_type()).reshape({T * B, H});  // (T*B, H)
+    at::mm_out(rows_n, dgi2.narrow(1, 2 * H, H).t(), rh);
+  }
+  Tensor db_ih = at::empty({0}, opts), db_hh = at::empty({0}, opts);        // (3H,) each
+  if (need_bias) {
+    db_ih = dgi2.sum(0, false, at::typeMetaToScalarType(acc.dtype())).to(x.scalar_type());
+    db_hh = reset_after ? dgh2.sum(0, false, at::typeMetaToScalarType(acc.dtype())).to(x.scalar_type()) : db_ih.clone();
+  }
+  return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh};
+}
+
+// One step without autograd (GRUCell inference): x (B, I), h (B, H) -> h' (B, H).
+Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
+                const OptTensor& b_hh, bool reset_after) {
+  auto [hs, ws] = gru_layer(x.unsqueeze(0), h, w_ih, w_hh, b_ih, b_hh, std::nullopt, reset_after, false, false);
+  return hs.select(0, 1);
+}
+
+}  // namespace grukit
+
+TORCH_LIBRARY(grukit, m) {
+  m.def("gru_layer(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? lengths, "
+        "bool reset_after, bool reverse, bool train) -> (Tensor, Tensor)");
+  m.def("gru_layer_backward(Tensor dhs, Tensor x, Tensor hs, Tensor ws, Tensor w_ih, Tensor w_hh, Tensor? lengths, "
+        "bool reset_after, bool reverse, bool need_dx, bool need_bias) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("gru_cell(Tensor x, Tensor h, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, bool reset_after) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(grukit, CPU, m) {
+  m.impl("gru_layer", &grukit::gru_layer);
+  m.impl("gru_layer_backward", &grukit::gru_layer_backward);
+  m.impl("gru_cell", &grukit::gru_cell);
+}

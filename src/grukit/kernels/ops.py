@@ -1,0 +1,153 @@
+"""The native ops as PyTorch sees them: fake (meta) kernels, autograd, wrappers.
+
+``torch.ops.grukit.gru_layer`` (C++, gru.cpp) runs one layer in one direction
+over the whole sequence; ``gru_layer_backward`` is its hand-written BPTT. Here
+they get fake kernels (so torch.compile and torch.export can trace them without
+running them) and an autograd formula, and :func:`gru_layer` / :func:`gru_cell`
+wrap them with the signatures of :mod:`grukit.functional`.
+
+Double backward (``create_graph=True``) is not hand-written: the backward then
+recomputes the layer with the differentiable reference and lets autograd
+differentiate that, so higher derivatives stay exact.
+
+Shapes legend: T steps, B batch, I input, H hidden.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import functional
+
+_registered = False
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def register() -> None:
+    """Attach fake kernels and autograd to the loaded C++ ops (once per process)."""
+    global _registered
+    if _registered:
+        return
+    lib = "grukit::"
+
+    @torch.library.register_fake(lib + "gru_layer")
+    def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, train):
+        T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
+        ws_shape = (T, B, 4 * H) if train else (0,)
+        return x.new_empty((T + 1, B, H)), x.new_empty(ws_shape, dtype=_acc_dtype(x.dtype))
+
+    @torch.library.register_fake(lib + "gru_layer_backward")
+    def _(dhs, x, hs, ws, w_ih, w_hh, lengths, reset_after, reverse, need_dx, need_bias):
+        H = w_hh.shape[1]
+        dx = x.new_empty(x.shape) if need_dx else x.new_empty((0,))
+        db = x.new_empty((3 * H,) if need_bias else (0,))
+        return dx, x.new_empty(hs.shape[1:]), w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape), db, db.new_empty(db.shape)
+
+    @torch.library.register_fake(lib + "gru_cell")
+    def _(x, h, w_ih, w_hh, b_ih, b_hh, reset_after):
+        return h.new_empty(h.shape)
+
+    torch.library.register_autograd(lib + "gru_layer", _backward, setup_context=_setup_context)
+    _registered = True
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, train = inputs
+    hs, ws = output
+    ctx.mark_non_differentiable(ws)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, hs, ws)
+    ctx.flags = (reset_after, reverse, train)
+
+
+def _backward(ctx, dhs: Optional[Tensor], _dws):
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, hs, ws = ctx.saved_tensors
+    reset_after, reverse, train = ctx.flags
+    need = ctx.needs_input_grad[:6]  # x, h0, w_ih, w_hh, b_ih, b_hh
+    if dhs is None:
+        dhs = torch.zeros_like(hs)
+    if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
+        return (*_reference_grads(dhs, need, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse), None, None, None, None)
+    if not train:
+        raise RuntimeError("grukit: gru_layer was run with train=False, so it kept nothing for backward")
+    need_bias = b_ih is not None and (need[4] or need[5])
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = torch.ops.grukit.gru_layer_backward(
+        dhs, x, hs, ws, w_ih, w_hh, lengths, reset_after, reverse, need[0], need_bias
+    )
+    return (
+        dx if need[0] else None,
+        dh0 if need[1] else None,
+        dw_ih if need[2] else None,
+        dw_hh if need[3] else None,
+        db_ih if need_bias and need[4] else None,
+        db_hh if need_bias and need[5] else None,
+        None, None, None, None,
+    )
+
+
+def _reference_hs(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after: bool, reverse: bool) -> Tensor:
+    """What the op's ``hs`` holds, computed by the differentiable reference: (T+1, B, H)."""
+    T = x.shape[0]
+    hs: list[Tensor] = [h0] * (T + 1)
+    h = h0
+    for t in reversed(range(T)) if reverse else range(T):
+        h_new = functional.gru_cell(x[t], h, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after)  # (B, H)
+        h = h_new if lengths is None else torch.where((t < lengths).unsqueeze(-1), h_new, h)
+        hs[t if reverse else t + 1] = h
+    return torch.stack(hs)
+
+
+def _reference_grads(dhs, need, *inputs):
+    tensors = inputs[:6]
+    wanted = [t for t, n in zip(tensors, need) if n and t is not None]
+    with torch.enable_grad():
+        hs = _reference_hs(*inputs)
+        grads = iter(torch.autograd.grad(hs, wanted, dhs, create_graph=True, allow_unused=True))
+    return tuple(next(grads) if n and t is not None else None for t, n in zip(tensors, need))
+
+
+def gru_layer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor] = None,
+    b_hh: Optional[Tensor] = None,
+    *,
+    reset_after: bool = True,
+    reverse: bool = False,
+    lengths: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    """Native twin of :func:`grukit.functional.gru_layer` (same arguments and results)."""
+    T = x.shape[0]
+    train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh))
+    if lengths is not None:
+        lengths = lengths.to(device=x.device, dtype=torch.int64).contiguous()  # (B,)
+    hs, _ = torch.ops.grukit.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, train)  # (T+1, B, H)
+    out, h_n = (hs[:T], hs[0]) if reverse else (hs[1:], hs[T])  # (T, B, H), (B, H)
+    if lengths is not None:
+        valid = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
+        out = out * valid.unsqueeze(-1).to(out.dtype)  # outputs past each sequence's end are zero
+    return out, h_n
+
+
+def gru_cell(
+    x: Tensor,
+    h: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor] = None,
+    b_hh: Optional[Tensor] = None,
+    *,
+    reset_after: bool = True,
+) -> Tensor:
+    """Native twin of :func:`grukit.functional.gru_cell`: x (B, I), h (B, H) -> (B, H)."""
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, h, w_ih, w_hh, b_ih, b_hh)):
+        hs, _ = torch.ops.grukit.gru_layer(x.unsqueeze(0), h, w_ih, w_hh, b_ih, b_hh, None, reset_after, False, True)
+        return hs[1]  # (B, H)
+    return torch.ops.grukit.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, reset_after)
