@@ -91,8 +91,12 @@ def _direction_from_keras(arrays: Sequence[np.ndarray], dtype) -> tuple[dict[str
     return params, reset_after
 
 
-def gru_from_keras(cls, weights, *, batch_first: bool = True, dtype=torch.float32, device=None):
-    """Weights of a Keras GRU (2 or 3 arrays) or Bidirectional(GRU) (4 or 6)."""
+def gru_from_keras(cls, weights, *, reset_after: bool | None = None, batch_first: bool = True, dtype=torch.float32, device=None):
+    """Weights of a Keras GRU (2 or 3 arrays) or Bidirectional(GRU) (4 or 6).
+
+    ``reset_after`` is read from the bias shape; weights without a bias
+    (``use_bias=False``) do not show it, so it must then be given.
+    """
     if not isinstance(weights, (list, tuple)) or len(weights) not in (2, 3, 4, 6):
         n = len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__
         raise ValueError(
@@ -105,9 +109,16 @@ def gru_from_keras(cls, weights, *, batch_first: bool = True, dtype=torch.float3
     conventions = {ra for _, ra in directions}
     if len(conventions) != 1:
         raise ValueError("the two directions of a Bidirectional(GRU) disagree on reset_after")
+    found = conventions.pop()
+    if per == 2:
+        if reset_after is None:
+            raise ValueError("these Keras weights have no bias, so reset_after cannot be read from them: pass reset_after=True or False")
+        found = bool(reset_after)
+    elif reset_after is not None and bool(reset_after) != found:
+        raise ValueError(f"reset_after={reset_after} contradicts the Keras bias shape, which means reset_after={found}")
     first = directions[0][0]
     H, I = first["weight_hh"].shape[1], first["weight_ih"].shape[1]
-    gru = cls(I, H, bias=per == 3, batch_first=batch_first, bidirectional=bidirectional, device=device, dtype=dtype, reset_after=conventions.pop())
+    gru = cls(I, H, bias=per == 3, batch_first=batch_first, bidirectional=bidirectional, device=device, dtype=dtype, reset_after=found)
     state = {}
     for d, (params, _) in enumerate(directions):
         suffix = "_l0" + ("_reverse" if d == 1 else "")

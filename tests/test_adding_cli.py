@@ -1,0 +1,97 @@
+"""The main job end to end through the CLI: train adding, predict, eval, resume, bad flags."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from grukit.cli import main
+
+TINY = ["--epochs", "2", "--steps", "10", "--eval-pairs", "50", "--no-progress"]
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def test_default_run_adds_64_bit_numbers_exactly(tmp_path):
+    """The headline claim: trained on <= 8-bit numbers, exact on held-out 64-bit sums."""
+    out = tmp_path / "adding"
+    run("train", "adding", "--out", out, "--no-progress")
+    for name in ("config.json", "model.safetensors", "metrics.json", "history.jsonl", "loss.png", "checkpoint.safetensors"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["accuracy"] == 1.0
+    assert metrics["accuracy_by_bits"] == {"8": 1.0, "16": 1.0, "32": 1.0, "64": 1.0}
+    a, b = 18446744073709551615, 12345678901234567890
+    result = run("predict", out, a, b)
+    assert result.output.strip() == f"{a} + {b} = {a + b}  (correct)"
+    assert json.loads(run("eval", out).output)["accuracy_by_bits"]["64"] == 1.0
+
+
+def test_short_run_writes_everything_and_resumes(tmp_path):
+    out = tmp_path / "r"
+    run("train", "adding", "--out", out, *TINY)
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [0, 1]
+    assert {"train_loss", "val_loss", "val_accuracy", "seconds"} <= set(history[0])
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"] == "adding" and config["config"]["steps"] == 10
+    run("train", "adding", "--resume", out, "--epochs", "3", "--no-progress")
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [0, 1, 2]
+
+
+def test_resume_continues_exactly(tmp_path):
+    """2 epochs + resume to 3 gives the same history as 3 epochs at once."""
+    run("train", "adding", "--out", tmp_path / "a", *TINY[2:], "--epochs", "3")
+    run("train", "adding", "--out", tmp_path / "b", *TINY)
+    run("train", "adding", "--resume", tmp_path / "b", "--epochs", "3", "--no-progress")
+    read = lambda d: [json.loads(x)["train_loss"] for x in (d / "history.jsonl").read_text().splitlines()]  # noqa: E731
+    assert read(tmp_path / "a") == pytest.approx(read(tmp_path / "b"), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "adding", "--out", "{tmp}/x", "--max-bits", "1"], "--max-bits must be in [2, 30], got 1"),
+        (["train", "adding", "--out", "{tmp}/x", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+        (["train", "adding", "--out", "{tmp}/x", "--lr", "-1"], "--lr must be > 0, got -1.0"),
+        (["train", "adding", "--out", "{tmp}/x", "--hidden-size", "abc"], "'abc' is not a valid integer"),
+        (["train", "adding", "--out", "{tmp}/x", "--bogus", "1"], "No such option '--bogus'"),
+        (["train", "adding"], "give --out DIR"),
+        (["train", "nosuchtask"], "No such command 'nosuchtask'"),
+        (["predict", "{tmp}/missing", "1", "2"], "no such run directory"),
+        (["eval", "{tmp}/missing"], "no such run directory"),
+    ],
+)
+def test_bad_input_one_clear_line(tmp_path, args, message):
+    result = run(*[a.replace("{tmp}", str(tmp_path)) for a in args], ok=False)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_predict_bad_numbers(tmp_path):
+    out = tmp_path / "r"
+    run("train", "adding", "--out", out, *TINY)
+    for values, message in ((["1"], "takes two non-negative integers, got 1 value"), (["1", "x"], "got '1' 'x'"), (["--", "-3", "4"], "must be non-negative")):
+        result = run("predict", out, *values, ok=False)
+        assert result.exit_code == 1 and message in result.output
+
+
+def test_tasks_lists_adding():
+    assert "adding" in run("tasks").output
+
+
+def test_module_entry_point():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "grukit", "--version"], capture_output=True, text=True, check=True)
+    assert "grukit" in result.stdout
