@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from .adding import AddingTask
 from .base import Task, TaskConfig, option
+from .classify import ClassifyTask
+from .forecast import ForecastTask
 
-TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(),)}
+TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(), ClassifyTask(), ForecastTask())}
 
 
 def get_task(name: str) -> Task:

@@ -1,0 +1,1 @@
+"""Scoring a trained model against simple baselines: metrics, baselines and plots."""

@@ -1,0 +1,284 @@
+"""Time-series forecasting: a GRU reads ``lookback`` steps and outputs the next ``horizon``.
+
+Design (direct multi-horizon): the GRU runs over the window; one linear head
+reads its last state and emits all h future values at once, as the change
+from the last observed target value in units of the training std, so
+"predict no change" (the naive forecast) is the zero output the model starts
+near. Inputs per step: every column z-scored, the target's first
+difference, and, when the time stamps are dates, the day of the year as
+(sin, cos), which lets the model learn a yearly cycle longer than its window.
+
+Data: the target is the first --column; the series is cut in time order into
+train / validation / test parts; the scaling is fitted on the train part
+only. Every origin whose targets fall in a part is scored (rolling origin),
+against the naive (last value) and seasonal-naive (same point a season ago)
+forecasts, with MAE, RMSE, sMAPE and MASE (see grukit.evaluation.forecasting).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..data.series import BUILTIN, Series, builtin_series, day_of_year, infer_season, next_dates, parse_columns, read_csv_series
+from ..evaluation import forecasting as fc
+from ..modules import GRU
+from ..training import fit, write_json
+from .base import Task, TaskConfig, load_run, load_weights, option, save_run
+
+LOSSES = ("mse", "mae", "huber")
+
+
+@dataclass(frozen=True)
+class ForecastConfig(TaskConfig):
+    epochs: int = option(30, "epochs of --steps batches each")
+    lr: float = option(3e-3, "Adam learning rate")
+    patience: int = option(10, "early stop after this many epochs without a better validation MAE (0 = never)")
+    data: str = option("", "CSV file with a header row (overrides --dataset)")
+    dataset: str = option("sunspots", "built-in series, used when --data is not given", choices=tuple(BUILTIN))
+    column: str = option("", "column(s), comma-separated, the first is forecast (default: the data set's, or the CSV's first numeric column)")
+    date_column: str = option("", "column of time stamps (default: the CSV's first column if it is not numeric)")
+    lookback: int = option(0, "past steps the GRU reads (0 = the data set's default, else 2 x max(season, horizon), at least 24)")
+    horizon: int = option(0, "steps forecast at once (0 = the data set's default, else 12)")
+    season: int = option(0, "season length for seasonal-naive and MASE (0 = the data set's, else from the date step: hourly 24, daily 7, weekly 52, monthly 12; 1 = none)")
+    calendar: bool = option(True, "add day-of-year (sin, cos) inputs when the time stamps are dates")
+    val_fraction: float = option(0.15, "share of the series (before the test part) used for validation")
+    test_fraction: float = option(0.15, "share at the end of the series used for testing")
+    hidden_size: int = option(64, "GRU hidden units")
+    num_layers: int = option(1, "stacked GRU layers")
+    dropout: float = option(0.0, "dropout between GRU layers and before the head")
+    loss: str = option("huber", "training loss on the scaled changes", choices=LOSSES)
+    steps: int = option(50, "training batches per epoch (drawn at random from the training windows)")
+    batch_size: int = option(64, "windows per batch")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("lookback", "horizon", "season"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0 (0 = automatic), got {getattr(self, name)}")
+        for name in ("hidden_size", "num_layers", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 0.5:
+                raise ValueError(f"--{name.replace('_', '-')} must be in (0, 0.5), got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+class Forecaster(nn.Module):
+    """GRU over the window + a linear head emitting all horizon steps from the last state."""
+
+    def __init__(self, n_inputs: int, hidden_size: int, num_layers: int, horizon: int, dropout: float) -> None:
+        super().__init__()
+        self.gru = GRU(n_inputs, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, horizon)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, L, C') -> (B, h) scaled changes from the last value
+        out, _ = self.gru(x)  # (B, L, H)
+        return self.head(self.drop(out[:, -1]))
+
+
+# ---- data -------------------------------------------------------------------
+
+def load_series(cfg: ForecastConfig, data: str | None = None) -> Series:
+    """The series a config names (or the file ``data`` read with the config's columns)."""
+    columns = parse_columns(cfg.column)
+    path = data or cfg.data
+    if path:
+        return read_csv_series(path, columns, cfg.date_column)
+    return builtin_series(cfg.dataset, columns)
+
+
+def resolve(cfg: ForecastConfig, s: Series) -> dict:
+    """Lookback, horizon and season: the explicit flags, else the data set's or derived defaults."""
+    b = BUILTIN.get(cfg.dataset) if not cfg.data else None
+    season = cfg.season or (b.season if b else infer_season(s.dates))
+    horizon = cfg.horizon or (b.horizon if b else 12)
+    lookback = cfg.lookback or (b.lookback if b else max(24, 2 * max(season if season <= 200 else 1, horizon)))
+    return {"lookback": lookback, "horizon": horizon, "season": season}
+
+
+def split_points(n: int, cfg: ForecastConfig) -> tuple[int, int]:
+    """Ends of the train and validation parts (the test part runs to n)."""
+    n_test = max(1, round(n * cfg.test_fraction))
+    n_val = max(1, round(n * cfg.val_fraction))
+    return n - n_test - n_val, n - n_test
+
+
+def check_length(n: int, lookback: int, horizon: int, n_train: int, source: str) -> None:
+    need = lookback + horizon
+    if n_train < need:
+        total = int(np.ceil(need / (1 - 0.3))) if n_train else need
+        raise ValueError(f"{source}: the series has {n} points, too short for --lookback {lookback} + --horizon {horizon} "
+                         f"(its training part has {n_train} points, needs at least {need}; about {total} points in all, "
+                         f"or lower --lookback/--horizon)")
+
+
+def fit_scaling(values: np.ndarray, n_train: int) -> dict:
+    """Mean and std of every column and of the target's differences, on the training part only."""
+    part = values[:n_train]
+    std = part.std(axis=0)
+    dstd = np.diff(part[:, 0]).std() if n_train > 1 else 0.0
+    return {"mean": part.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist(), "dstd": float(dstd) if dstd > 0 else 1.0}
+
+
+def features(s: Series, state: dict) -> np.ndarray:
+    """(N, C') float32 inputs: z-scores, the target's scaled difference, optional (sin, cos) of the day of year."""
+    v = s.values
+    z = (v - np.array(state["mean"])) / np.array(state["std"])  # (N, C)
+    d = np.diff(v[:, 0], prepend=v[0, 0]) / state["dstd"]  # (N,)
+    cols = [z, d[:, None]]
+    if state["calendar"]:
+        doy = day_of_year(s.dates)
+        if doy is None:
+            raise ValueError(f"{s.source}: this run uses calendar inputs, so it needs the time stamps in column {state['date_column']!r}")
+        cols += [np.sin(2 * np.pi * doy)[:, None], np.cos(2 * np.pi * doy)[:, None]]
+    return np.concatenate(cols, axis=1).astype(np.float32)
+
+
+def windows(x: np.ndarray, at: np.ndarray, lookback: int) -> Tensor:
+    """(K, lookback, C') the inputs that end at each origin."""
+    return torch.from_numpy(x[at[:, None] + np.arange(-lookback + 1, 1)])
+
+
+@torch.no_grad()
+def forecast(model: Forecaster, x: np.ndarray, y: np.ndarray, at: np.ndarray, state: dict, batch: int = 512) -> np.ndarray:
+    """(K, h) forecasts in the target's units at the origins ``at``."""
+    model.eval()
+    outs = [model(windows(x, at[i:i + batch], state["lookback"])).double().numpy() for i in range(0, len(at), batch)]
+    out = np.concatenate(outs) if outs else np.zeros((0, state["horizon"]))
+    return y[at][:, None] + state["std"][0] * out
+
+
+class _Objective:
+    monitor, mode = "val_mae", "min"
+
+    def __init__(self, cfg: ForecastConfig, x: np.ndarray, y: np.ndarray, state: dict) -> None:
+        self.cfg, self.x, self.y, self.state = cfg, x, y, state
+        n_train, n_val = state["split"]
+        L, h = state["lookback"], state["horizon"]
+        self.train_at = fc.origins(len(y), L, h, 0, n_train)
+        self.val_at = fc.origins(len(y), L, h, n_train, n_val)
+        self.loss_fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=1.0)}[cfg.loss]
+
+    def _target(self, at: np.ndarray) -> Tensor:  # (K, h) scaled changes from the last value
+        return torch.from_numpy(((fc.targets(self.y, at, self.state["horizon"]) - self.y[at][:, None]) / self.state["std"][0]).astype(np.float32))
+
+    def batches(self, epoch: int, gen: torch.Generator):
+        picks = torch.randint(0, len(self.train_at), (self.cfg.steps, self.cfg.batch_size), generator=gen).numpy()
+        return [self.train_at[p] for p in picks]
+
+    def loss(self, model: Forecaster, at: np.ndarray) -> Tensor:
+        return self.loss_fn(model(windows(self.x, at, self.state["lookback"])), self._target(at))
+
+    def validate(self, model: Forecaster) -> dict[str, float]:
+        f = forecast(model, self.x, self.y, self.val_at, self.state)
+        truth = fc.targets(self.y, self.val_at, self.state["horizon"])
+        scaled = torch.from_numpy(((f - self.y[self.val_at][:, None]) / self.state["std"][0]).astype(np.float32))
+        return {"val_loss": self.loss_fn(scaled, self._target(self.val_at)).item(), "val_mae": fc.mae(f, truth)}
+
+
+class ForecastTask(Task):
+    name = "forecast"
+    summary = "time-series forecasting: GRU vs naive and seasonal-naive (MAE, RMSE, sMAPE, MASE), forecast.png"
+    Config = ForecastConfig
+    datasets = {name: b.description for name, b in BUILTIN.items()}
+
+    def train(self, cfg: ForecastConfig, out: Path, *, resume: bool = False) -> dict:
+        cfg.validate()
+        s = load_series(cfg)
+        state = self._state(cfg, s)
+        torch.manual_seed(cfg.seed)
+        x = features(s, state)
+        model = Forecaster(x.shape[1], cfg.hidden_size, cfg.num_layers, state["horizon"], cfg.dropout)
+        save_run(out, self, cfg, state)
+        start = time.perf_counter()
+        fit(model, _Objective(cfg, x, s.values[:, 0], state), cfg.loop(), out, resume=resume)
+        metrics = self._score(model, s, state, plot=out / "forecast.png")
+        metrics["train_seconds"] = round(time.perf_counter() - start, 2)
+        write_json(out / "metrics.json", metrics)
+        return metrics
+
+    def _state(self, cfg: ForecastConfig, s: Series) -> dict:
+        r = resolve(cfg, s)
+        n = len(s.values)
+        n_train, n_val = split_points(n, cfg)
+        check_length(n, r["lookback"], r["horizon"], n_train, s.source)
+        if min(n_val - n_train, n - n_val) < r["horizon"]:
+            raise ValueError(f"{s.source}: the validation and test parts ({n_val - n_train} and {n - n_val} points) must each hold "
+                             f"--horizon {r['horizon']} points; give a longer series or raise --val-fraction/--test-fraction")
+        calendar = cfg.calendar and day_of_year(s.dates) is not None
+        return {**r, **fit_scaling(s.values, n_train), "columns": list(s.columns), "date_column": s.date_column,
+                "calendar": calendar, "points": n, "split": [n_train, n_val],
+                "mase_scale": fc.mase_scale(s.values[:n_train, 0], r["season"])}
+
+    def _score(self, model: Forecaster, s: Series, state: dict, *, whole: bool = False, plot: Path | None = None) -> dict:
+        """Test metrics of the GRU and the baselines (``whole``: every origin of a new series)."""
+        y, n, h = s.values[:, 0], len(s.values), state["horizon"]
+        lo = 0 if whole else state["split"][1]
+        at = fc.origins(n, state["lookback"], h, lo, n)
+        if len(at) == 0:
+            raise ValueError(f"{s.source}: {n} points leave no forecast to score with --lookback {state['lookback']} + --horizon {h}")
+        scale = fc.mase_scale(y, state["season"]) if whole else state["mase_scale"]
+        preds = {"gru": forecast(model, features(s, state), y, at, state), "naive": fc.naive(y, at, h),
+                 "seasonal_naive": fc.seasonal_naive(y, at, h, state["season"])}
+        truth = fc.targets(y, at, h)
+        metrics: dict = {name: fc.score(f, truth, scale) for name, f in preds.items()}
+        metrics["gru_beats"] = {b: metrics["gru"]["mae"] < metrics[b]["mae"] for b in ("naive", "seasonal_naive")}
+        metrics["gru_mae_by_step"] = [round(float(v), 6) for v in np.abs(preds["gru"] - truth).mean(axis=0)]
+        metrics.update(target=state["columns"][0], lookback=state["lookback"], horizon=h, season=state["season"],
+                       test_origins=len(at), points=n)
+        if plot is not None:
+            blocks = np.arange(len(at))[::h]
+            fc.plot_forecast(plot, y, int(at[0]) + 1, at[blocks], {k: v[blocks] for k, v in preds.items()}, s.dates,
+                             title=f"{s.source}: {state['columns'][0]}, {h}-step forecasts on the test part")
+        return metrics
+
+    def _model(self, run: Path) -> tuple[ForecastConfig, dict, Forecaster]:
+        cfg, state = load_run(run, self)
+        n_inputs = len(state["columns"]) + 1 + 2 * bool(state["calendar"])
+        model = Forecaster(n_inputs, cfg.hidden_size, cfg.num_layers, state["horizon"], cfg.dropout)
+        return cfg, state, load_weights(run, model)
+
+    def _series(self, cfg: ForecastConfig, state: dict, data: str | None) -> Series:
+        cfg = dataclasses.replace(cfg, column=",".join(state["columns"]), date_column=state["date_column"])
+        return load_series(cfg, data)
+
+    def evaluate(self, run: Path, data: str | None = None) -> dict:
+        cfg, state, model = self._model(run)
+        s = self._series(cfg, state, data)
+        if data is not None:
+            check_length(len(s.values), state["lookback"], state["horizon"], len(s.values) - 1, s.source)
+        return self._score(model, s, state, whole=data is not None)
+
+    def predict(self, run: Path, args: tuple[str, ...], data: str | None = None) -> None:
+        cfg, state, model = self._model(run)
+        if args and data:
+            raise ValueError("give either values or --data, not both")
+        if args:
+            if len(state["columns"]) > 1 or state["calendar"]:
+                raise ValueError("this run reads several columns or dates: give the history as --data FILE.csv")
+            try:
+                v = np.array([float(a) for a in args])[:, None]
+            except ValueError:
+                raise ValueError(f"predict values must be numbers, got {' '.join(args)!r}") from None
+            s = Series(v, tuple(state["columns"]), None, "the values given")
+        else:
+            s = self._series(cfg, state, data)
+        L, h = state["lookback"], state["horizon"]
+        if len(s.values) < L:
+            raise ValueError(f"{s.source}: {len(s.values)} points given, the model reads the last --lookback {L}")
+        at = np.array([len(s.values) - 1])
+        f = forecast(model, features(s, state), s.values[:, 0], at, state)[0]
+        stamps = next_dates(s.dates, h) or [f"t+{i}" for i in range(1, h + 1)]
+        print(f"{s.source}: next {h} values of {state['columns'][0]!r} after {s.dates[-1] if s.dates else f'{len(s.values)} points'}")
+        for stamp, value in zip(stamps, f):
+            print(f"{stamp}\t{value:.6g}")
