@@ -20,13 +20,20 @@ __all__ = ["available", "supports", "gru_layer", "gru_cell", "DTYPES"]
 DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 
 
+_ready = False
+
+
 def available() -> bool:
     """Build (first call) and load the native ops; False if they cannot be built."""
+    global _ready
+    if _ready:
+        return True
     if not _build.load():
         return False
     from . import ops
 
     ops.register()
+    _ready = True
     return True
 
 

@@ -1,0 +1,240 @@
+"""The native kernel against its readable twin (grukit.functional) and torch.nn.GRU.
+
+Every check compares outputs and every gradient (input, h0, all weights and
+biases). Tolerances: float64 1e-10, float32 1e-5 (conftest.TOL); bfloat16 is
+compared with the float32 reference on the same bf16-rounded weights and
+inputs, within BF16_TOL (8-bit mantissa: ~4e-3 per rounding, a few roundings
+per step; gates are accumulated in float32).
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import grukit
+from grukit import backend, functional, kernels
+from grukit.kernels import _build
+
+from conftest import assert_close
+
+BF16_TOL = 3e-2  # max |native bf16 - fp32 reference| / max(1, max |reference|)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _native():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ok = kernels.available()
+    if not ok:
+        pytest.skip(f"native kernel unavailable: {_build.error()}")
+
+
+def _layer_inputs(T, B, I, H, dtype, bias=True):
+    x = torch.randn(T, B, I, dtype=dtype)  # (T, B, I)
+    h0 = torch.randn(B, H, dtype=dtype)  # (B, H)
+    w = [torch.randn(3 * H, I, dtype=dtype) * 0.5, torch.randn(3 * H, H, dtype=dtype) * 0.5]
+    w += [torch.randn(3 * H, dtype=dtype), torch.randn(3 * H, dtype=dtype)] if bias else [None, None]
+    return [t.requires_grad_() if t is not None else None for t in (x, h0, *w)]
+
+
+def _outputs_and_grads(fn, inputs, lengths, reset_after, reverse, seed=1):
+    out, h_n = fn(*inputs, reset_after=reset_after, reverse=reverse, lengths=lengths)
+    g = torch.Generator().manual_seed(seed)
+    go = torch.randn(out.shape, generator=g, dtype=out.dtype)  # (T, B, H)
+    gh = torch.randn(h_n.shape, generator=g, dtype=out.dtype)  # (B, H)
+    wanted = [t for t in inputs if t is not None]
+    grads = torch.autograd.grad((out * go).sum() + (h_n * gh).sum(), wanted)
+    return [out, h_n, *grads]
+
+
+NAMES = ["output", "h_n", "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_layer_matches_reference(dtype, reset_after, reverse, with_lengths, bias):
+    inputs = _layer_inputs(6, 4, 3, 5, dtype, bias)
+    lengths = torch.tensor([6, 2, 1, 4]) if with_lengths else None
+    ref = _outputs_and_grads(functional.gru_layer, inputs, lengths, reset_after, reverse)
+    nat = _outputs_and_grads(kernels.gru_layer, inputs, lengths, reset_after, reverse)
+    for name, a, b in zip(NAMES, ref, nat):
+        assert_close(b, a, dtype, name)
+
+
+@settings(max_examples=15, deadline=None)
+@given(T=st.integers(1, 9), B=st.integers(1, 5), I=st.integers(1, 7), H=st.integers(1, 40), reset_after=st.booleans(), reverse=st.booleans())
+def test_random_shapes_match_reference(T, B, I, H, reset_after, reverse):
+    # H up to 40 crosses the 16-wide vector length: full vectors plus a masked tail
+    inputs = _layer_inputs(T, B, I, H, torch.float64)
+    lengths = torch.randint(1, T + 1, (B,))
+    ref = _outputs_and_grads(functional.gru_layer, inputs, lengths, reset_after, reverse)
+    nat = _outputs_and_grads(kernels.gru_layer, inputs, lengths, reset_after, reverse)
+    for name, a, b in zip(NAMES, ref, nat):
+        assert_close(b, a, torch.float64, name)
+
+
+def _module_run(model, x, h0, variant, lengths, batch_first):
+    if variant == "packed":
+        xp = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False)
+        out, h_n = model(xp, h0)
+        return out.data, h_n
+    kw = {"lengths": lengths} if variant == "lengths" else {}
+    return model(x, h0, **kw)
+
+
+@pytest.mark.parametrize(
+    "L, bidir, batch_first, bias, with_h0, variant, reset_after",
+    [
+        c
+        for c in itertools.product([1, 2, 3], [False, True], [False, True], [True, False], [False, True], ["plain", "lengths", "packed"], [True, False])
+        if c[0] != 3 or (c[3] and c[4])  # 3 layers: fewer combinations, the stacking is what is new
+    ],
+)
+def test_module_native_matches_reference(L, bidir, batch_first, bias, with_h0, variant, reset_after):
+    dtype = torch.float64
+    model = grukit.GRU(3, 4, L, bias=bias, batch_first=batch_first, bidirectional=bidir, dtype=dtype, reset_after=reset_after)
+    T, B, D = 5, 3, 2 if bidir else 1
+    x = torch.randn((B, T, 3) if batch_first else (T, B, 3), dtype=dtype, requires_grad=True)
+    h0 = torch.randn(L * D, B, 4, dtype=dtype, requires_grad=True) if with_h0 else None
+    lengths = torch.tensor([5, 2, 4]) if variant != "plain" else None
+    results = []
+    for name in ("reference", "native"):
+        backend.set_backend(name)
+        try:
+            out, h_n = _module_run(model, x, h0, variant, lengths, batch_first)
+        finally:
+            backend.set_backend(None)
+        wanted = [t for t in (x, h0, *model.parameters()) if t is not None]
+        grads = torch.autograd.grad(out.sin().sum() + h_n.cos().sum(), wanted)
+        results.append([out, h_n, *grads])
+    for i, (a, b) in enumerate(zip(*results)):
+        assert_close(b, a, dtype, f"tensor {i}")
+
+
+def test_module_native_matches_torch_float32_and_eval_mode():
+    ref = torch.nn.GRU(5, 7, 2, bidirectional=True)
+    ours = grukit.GRU.from_torch(ref).eval()  # gradients must work in eval mode too
+    ref.eval()
+    x = torch.randn(8, 3, 5, requires_grad=True)
+    assert backend.active(x, ours.weight_ih_l0) == "native"
+    grads = []
+    for m in (ref, ours):
+        out, h_n = m(x)
+        grads.append([out, h_n, *torch.autograd.grad(out.square().sum() + h_n.sum(), [x, *m.parameters()])])
+    for a, b in zip(*grads):
+        assert_close(b, a, torch.float32)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gradcheck_float64(reset_after):
+    inputs = _layer_inputs(4, 3, 2, 3, torch.float64)
+    lengths = torch.tensor([4, 1, 3])
+
+    def f(*tensors):
+        out, h_n = kernels.gru_layer(*tensors, reset_after=reset_after, reverse=True, lengths=lengths)
+        return out, h_n
+
+    assert torch.autograd.gradcheck(f, inputs)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_double_backward_matches_reference(reset_after):
+    inputs = _layer_inputs(4, 2, 3, 3, torch.float64)
+    second = []
+    for fn in (functional.gru_layer, kernels.gru_layer):
+        out, h_n = fn(*inputs, reset_after=reset_after)
+        g = torch.autograd.grad(out.sum() + h_n.square().sum(), inputs, create_graph=True)
+        penalty = sum(t.square().sum() for t in g)  # a gradient penalty, as in WGAN-GP
+        second.append(torch.autograd.grad(penalty, inputs))
+    for a, b in zip(*second):
+        assert_close(b, a, torch.float64, "second derivative")
+    assert torch.autograd.gradgradcheck(lambda *t: kernels.gru_layer(*t, reset_after=reset_after)[0], inputs)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_bfloat16_close_to_float32(reset_after):
+    inputs = _layer_inputs(12, 4, 8, 24, torch.bfloat16)
+    inputs32 = [t.detach().float().requires_grad_() for t in inputs]
+    lengths = torch.tensor([12, 5, 9, 1])
+    ref = _outputs_and_grads(functional.gru_layer, inputs32, lengths, reset_after, False)
+    nat = _outputs_and_grads(kernels.gru_layer, inputs, lengths, reset_after, False)
+    for name, a, b in zip(NAMES, ref, nat):
+        assert b.dtype == torch.bfloat16, name
+        err = (b.float() - a).abs().max() / a.abs().max().clamp(min=1.0)
+        assert err < BF16_TOL, f"{name}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_cell_matches_reference_with_and_without_grad(reset_after):
+    cell = grukit.GRUCell(4, 6, dtype=torch.float64, reset_after=reset_after)
+    x, h = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    w = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    expected = functional.gru_cell(x, h, *w, reset_after=reset_after)
+    with torch.no_grad():
+        assert_close(kernels.gru_cell(x, h, *w, reset_after=reset_after), expected, torch.float64)
+        assert_close(cell(x[0], h[0]), expected[0], torch.float64)
+    out = kernels.gru_cell(x, h, *w, reset_after=reset_after)
+    assert_close(out, expected, torch.float64)
+    for a, b in zip(torch.autograd.grad(expected.sum(), w), torch.autograd.grad(out.sum(), w)):
+        assert_close(b, a, torch.float64)
+
+
+def test_torch_compile_without_graph_breaks():
+    model = grukit.GRU(3, 4, 2, bidirectional=True)
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    out, h_n = compiled(x)
+    ref_out, ref_h = model(x)
+    assert_close(out, ref_out, torch.float32)
+    assert_close(h_n, ref_h, torch.float32)
+    g1 = torch.autograd.grad(out.sum(), x)[0]
+    g2 = torch.autograd.grad(ref_out.sum(), x)[0]
+    assert_close(g1, g2, torch.float32)
+
+
+def test_torch_export():
+    model = grukit.GRU(3, 4).eval()
+    x = torch.randn(5, 2, 3)
+    exported = torch.export.export(model, (x,))
+    assert any("grukit" in str(n.target) for n in exported.graph.nodes)
+    out, h_n = exported.module()(x)
+    assert_close(out, model(x)[0], torch.float32)
+
+
+def test_reference_backend_is_forced_by_env(monkeypatch):
+    x = torch.randn(2, 2)
+    monkeypatch.setenv("GRUKIT_BACKEND", "reference")
+    assert backend.layer_fn(x) is functional.gru_layer
+    monkeypatch.setenv("GRUKIT_BACKEND", "native")
+    assert backend.layer_fn(x) is kernels.gru_layer
+    with pytest.raises(ValueError, match="float16"):
+        backend.layer_fn(x.half())
+    monkeypatch.setenv("GRUKIT_BACKEND", "auto")
+    assert backend.layer_fn(x.half()) is functional.gru_layer  # unsupported dtype: the reference
+
+
+def test_failed_build_warns_once_and_falls_back(monkeypatch):
+    def broken():
+        raise OSError("no C++ compiler")
+
+    monkeypatch.setattr(_build, "_compile", broken)
+    monkeypatch.setattr(_build, "_state", {"loaded": None, "error": None})
+    monkeypatch.setattr(kernels, "_ready", False)
+    monkeypatch.delenv("GRUKIT_BACKEND", raising=False)
+    x = torch.randn(2, 2)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        assert backend.layer_fn(x) is functional.gru_layer
+    assert backend.layer_fn(x) is functional.gru_layer  # no second warning (warnings are errors here)
+    monkeypatch.setenv("GRUKIT_BACKEND", "native")
+    with pytest.raises(RuntimeError, match="could not be built"):
+        backend.layer_fn(x)
