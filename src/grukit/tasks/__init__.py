@@ -6,8 +6,9 @@ from .adding import AddingTask
 from .base import Task, TaskConfig, option
 from .classify import ClassifyTask
 from .forecast import ForecastTask
+from .lm import LMTask
 
-TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(), ClassifyTask(), ForecastTask())}
+TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(), ClassifyTask(), ForecastTask(), LMTask())}
 
 
 def get_task(name: str) -> Task:
