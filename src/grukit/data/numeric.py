@@ -277,10 +277,11 @@ def toy_classification(n: int = 1000, steps: int = 10, features: int = 8, seed: 
 
 def toy_regression(n: int = 1000, steps: int = 10, features: int = 8, seed: int = 0) -> SeriesSet:
     """Toy regression (tutorial shapes) whose target depends on the sequence:
-    y = mean_t(x[t, 0]) + max_t(x[t, 1]) + x[0, 2] * x[T-1, 3] + 0.1 noise,
-    a sum, an order statistic and a long-range product: a GRU can learn it,
-    the predict-the-mean baseline cannot."""
+    y = (sum_t x[t, 0] + sum_t sign(x[t, 1])) / sqrt(T) + 0.1 noise: a running
+    sum and a running count of positive steps, which a GRU accumulates; a
+    linear model gets the first term but only part of the second, and the
+    predict-the-mean baseline gets neither."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, steps, features)).astype(np.float32)  # (N, T, I)
-    y = x[:, :, 0].mean(1) + x[:, :, 1].max(1) + x[:, 0, 2] * x[:, -1, 3] + 0.1 * rng.standard_normal(n)
+    y = (x[:, :, 0].sum(1) + np.sign(x[:, :, 1]).sum(1)) / np.sqrt(steps) + 0.1 * rng.standard_normal(n)
     return SeriesSet(list(x), [repr(float(v)) for v in y], "toy")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from .adding import AddingTask
 from .base import Task, TaskConfig, option
 from .classify import ClassifyTask
+from .regress import RegressTask
 from .forecast import ForecastTask
 from .lm import LMTask
 
-TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(), ClassifyTask(), ForecastTask(), LMTask())}
+TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(), ClassifyTask(), RegressTask(), ForecastTask(), LMTask())}
 
 
 def get_task(name: str) -> Task:

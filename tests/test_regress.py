@@ -1,0 +1,119 @@
+"""The regress task end to end through the CLI, and the regression metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from grukit.cli import main
+from grukit.data import numeric
+from grukit.evaluation import regression as re_eval
+
+TINY = ["--epochs", "2", "--hidden-size", "4", "--batch-size", "16", "--no-progress"]
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def write_tsv(folder, n=30, length=10):
+    """Target = the series' mean, first column; TRAIN and TEST files."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("TRAIN", "TEST"):
+        rows = []
+        for _ in range(n):
+            values = rng.standard_normal(length) + rng.standard_normal()
+            rows.append("\t".join([f"{values.mean():.5f}"] + [f"{v:.4f}" for v in values]))
+        (folder / f"R_{split}.tsv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_tsv_train_eval_predict_resume(tmp_path):
+    data = write_tsv(tmp_path / "R")
+    out = tmp_path / "run"
+    run("train", "regress", "--data", data, "--out", out, *TINY)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"mae", "rmse", "r2"} <= set(metrics) and metrics["test_size"] == 30
+    assert set(metrics["baselines"]) == {"predict_mean", "ridge"}
+    state = json.loads((out / "config.json").read_text())["state"]
+    assert state["target_std"] > 0  # scaled on the training part
+    for name in ("model.safetensors", "history.jsonl", "loss.png"):
+        assert (out / name).is_file()
+    assert json.loads(run("eval", out).output)["mae"] == pytest.approx(metrics["mae"])
+    assert json.loads(run("eval", out, "--data", data).output)["mae"] == pytest.approx(metrics["mae"])
+    lines = run("predict", out, "--data", data / "R_TEST.tsv").output.strip().splitlines()
+    assert len(lines) == 30 and all(np.isfinite(float(line.split("\t")[1])) for line in lines)
+    run("train", "regress", "--resume", out, "--epochs", "3")
+    assert len((out / "history.jsonl").read_text().splitlines()) == 3
+
+
+def test_ts_unequal_lengths_without_test_file(tmp_path):
+    rng = np.random.default_rng(3)
+    lines = ["@problemName r", "@univariate true", "@equalLength false", "@targetLabel true", "@data"]
+    for i in range(20):
+        values = rng.standard_normal(4 + i % 5)
+        lines.append(",".join(f"{v:.3f}" for v in values) + f":{values.sum():.4f}")
+    (tmp_path / "r.ts").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    run("train", "regress", "--data", tmp_path / "r.ts", "--out", out, *TINY)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_size"] == 4 and "ridge" not in metrics["baselines"]
+
+
+def test_toy_default_data(tmp_path):
+    out = tmp_path / "run"
+    run("train", "regress", "--out", out, "--epochs", "1", "--hidden-size", "4", "--batch-size", "200", "--no-progress")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"] == "toy" and metrics["test_size"] == 200
+
+
+def test_covid3month_when_aeon_is_installed(tmp_path):
+    pytest.importorskip("aeon")
+    out = tmp_path / "run"
+    run("train", "regress", "--dataset", "Covid3Month", "--out", out, *TINY)
+    assert json.loads((out / "metrics.json").read_text())["test_size"] == 61
+
+
+def test_missing_extra(tmp_path, monkeypatch):
+    monkeypatch.setattr(numeric.importlib.util, "find_spec", lambda name: None)
+    result = run("train", "regress", "--dataset", "Covid3Month", "--out", tmp_path / "r", *TINY, ok=False)
+    assert result.exit_code == 1 and "pip install 'grukit[data]'" in result.output
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [("", "the file is empty"), ("a\t1\t2\nb\t3\t4\n", "target 'a', which is not a number"), ("1\t1\t2\n2\t1\n", "earlier lines have"), ("1\t5\n2\t6\n", "need at least 2")],
+)
+def test_bad_files_are_one_line(tmp_path, content, message):
+    (tmp_path / "b_TRAIN.tsv").write_text(content)
+    result = run("train", "regress", "--data", tmp_path / "b_TRAIN.tsv", "--out", tmp_path / "run", *TINY, ok=False)
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_bad_paths_and_flags(tmp_path):
+    result = run("train", "regress", "--data", tmp_path / "nope", "--out", tmp_path / "r", ok=False)
+    assert result.exit_code == 1 and "no such file" in result.output
+    assert run("train", "regress", "--out", tmp_path / "r", "--dataset", "GunPoint", ok=False).exit_code == 2
+    result = run("train", "regress", "--out", tmp_path / "r", "--val-fraction", "1.5", ok=False)
+    assert result.exit_code == 1 and "--val-fraction must be in (0, 1)" in result.output
+
+
+def test_metrics_and_baselines():
+    m = re_eval.scores(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]))
+    assert m["mae"] == pytest.approx(2 / 3) and m["rmse"] == pytest.approx(np.sqrt(4 / 3)) and m["r2"] == pytest.approx(1 - 4 / 2)
+    assert re_eval.scores(np.array([1.0, 3.0]), np.array([1.0, 3.0]))["r2"] == 1.0
+    assert re_eval.mean_baseline(np.array([2.0, 2.0]), np.array([1.0, 3.0])) == {"mae": 1.0, "rmse": 1.0, "r2": 0.0}
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 3, 2))
+    y = x.reshape(50, -1) @ np.arange(6.0) + 1.0
+    assert re_eval.ridge_baseline(x, y, x, y, alpha=1e-6)["r2"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        re_eval.scores(np.array([1.0]), np.array([1.0, 2.0]))
