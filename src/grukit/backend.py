@@ -34,22 +34,35 @@ def requested() -> str:
     return name
 
 
+_kernels = None  # grukit.kernels once imported (it is only imported when needed)
+
+
+def _native_module():
+    global _kernels
+    if _kernels is None:
+        from . import kernels
+
+        _kernels = kernels
+    return _kernels
+
+
 def _use_native(tensors) -> bool:
-    name = requested()
+    name = _forced or os.environ.get("GRUKIT_BACKEND", "auto")
     if name == "reference":
         return False
-    from . import kernels
-
-    if name == "native":
-        if not kernels.supports(*tensors):
-            raise ValueError(
-                f"GRUKIT_BACKEND=native supports CPU tensors of dtype {kernels.DTYPES}, "
-                f"got {[(t.device.type, t.dtype) for t in tensors if t is not None]}"
-            )
-        if not kernels.available():
-            raise RuntimeError(f"GRUKIT_BACKEND=native but the native kernel could not be built: {kernels._build.error()}")
-        return True
-    return kernels.supports(*tensors) and kernels.available()
+    kernels = _native_module()
+    if name == "auto":
+        return kernels.supports(*tensors) and kernels.available()
+    if name != "native":
+        raise ValueError(f"GRUKIT_BACKEND must be one of {_CHOICES}, got {name!r}")
+    if not kernels.supports(*tensors):
+        raise ValueError(
+            f"GRUKIT_BACKEND=native supports CPU tensors of dtype {kernels.DTYPES}, "
+            f"got {[(t.device.type, t.dtype) for t in tensors if t is not None]}"
+        )
+    if not kernels.available():
+        raise RuntimeError(f"GRUKIT_BACKEND=native but the native kernel could not be built: {kernels._build.error()}")
+    return True
 
 
 def active(*tensors) -> str:
@@ -60,16 +73,12 @@ def active(*tensors) -> str:
 def layer_fn(*tensors) -> Callable:
     """The function that runs one layer in one direction for these tensors."""
     if _use_native(tensors):
-        from . import kernels
-
-        return kernels.gru_layer
+        return _kernels.gru_layer
     return functional.gru_layer
 
 
 def cell_fn(*tensors) -> Callable:
     """The function that runs one GRU step for these tensors."""
     if _use_native(tensors):
-        from . import kernels
-
-        return kernels.gru_cell
+        return _kernels.gru_cell
     return functional.gru_cell

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _build
+from . import _build, ops
 
 __all__ = ["available", "supports", "gru_layer", "gru_cell", "DTYPES"]
 
@@ -30,8 +30,6 @@ def available() -> bool:
         return True
     if not _build.load():
         return False
-    from . import ops
-
     ops.register()
     _ready = True
     return True
@@ -39,16 +37,17 @@ def available() -> bool:
 
 def supports(*tensors) -> bool:
     """True if the native kernels can run on these tensors."""
-    return all(t is None or (t.device.type == "cpu" and t.dtype in DTYPES) for t in tensors)
+    for t in tensors:
+        if t is not None and (t.dtype not in DTYPES or t.device.type != "cpu"):
+            return False
+    return True
 
 
-def gru_layer(*args, **kwargs):
-    from .ops import gru_layer as f
+def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, reverse=False, lengths=None):
+    """Native twin of :func:`grukit.functional.gru_layer` (call :func:`available` first)."""
+    return ops.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after, reverse=reverse, lengths=lengths)
 
-    return f(*args, **kwargs)
 
-
-def gru_cell(*args, **kwargs):
-    from .ops import gru_cell as f
-
-    return f(*args, **kwargs)
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True):
+    """Native twin of :func:`grukit.functional.gru_cell` (call :func:`available` first)."""
+    return ops.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after)

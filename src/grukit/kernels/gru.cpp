@@ -17,6 +17,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <ATen/cpu/vec/functional.h>
+
 #include "gates.h"
 
 namespace grukit {
@@ -194,11 +196,79 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
   return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh};
 }
 
+// y (rows,) = W (rows, cols) @ v (cols,), one dot product per row: for batch 1
+// a hand-written matrix-vector product beats a GEMM call (no dispatch, no packing).
+template <typename T, typename A>
+inline void matvec(const T* W, int64_t rows, int64_t cols, const T* v, A* y) {
+  const int64_t V = Vec<A>::size();
+  for (int64_t k = 0; k < rows; ++k) {
+    const T* w = W + k * cols;
+    Vec<A> s0(A(0)), s1(A(0));
+    int64_t i = 0;
+    for (; i + 2 * V <= cols; i += 2 * V) {
+      s0 = at::vec::fmadd(load<A>(w + i, V), load<A>(v + i, V), s0);
+      s1 = at::vec::fmadd(load<A>(w + i + V, V), load<A>(v + i + V, V), s1);
+    }
+    for (; i < cols; i += V) {
+      const int64_t m = std::min(V, cols - i);
+      s0 = at::vec::fmadd(load<A>(w + i, m), load<A>(v + i, m), s0);
+    }
+    y[k] = at::vec::vec_reduce_all<A>([](Vec<A>& a, Vec<A>& b) { return a + b; }, s0 + s1);
+  }
+}
+
 // One step without autograd (GRUCell inference): x (B, I), h (B, H) -> h' (B, H).
+// Small batches run the matrix-vector products and the gates in one call with
+// no intermediate tensors; larger ones take the layer path with T = 1.
 Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
                 const OptTensor& b_hh, bool reset_after) {
-  auto [hs, ws] = gru_layer(x.unsqueeze(0), h, w_ih, w_hh, b_ih, b_hh, std::nullopt, reset_after, false, false);
-  return hs.select(0, 1);
+  const bool bias = b_ih.has_value() && b_ih->defined();
+  const bool small = x.dim() == 2 && x.size(0) <= 4 && x.is_contiguous() && h.is_contiguous() && w_ih.is_contiguous() &&
+                     w_hh.is_contiguous() && (!bias || (b_ih->is_contiguous() && b_hh->is_contiguous()));
+  if (!small) {
+    auto [hs, ws] = gru_layer(x.unsqueeze(0), h, w_ih, w_hh, b_ih, b_hh, std::nullopt, reset_after, false, false);
+    return hs.select(0, 1);
+  }
+  check_args(x.unsqueeze(0), h, w_ih, w_hh, std::nullopt);
+  const int64_t B = x.size(0), I = x.size(1), H = w_hh.size(1);
+  Tensor out = at::empty({B, H}, h.options());  // (B, H)
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "grukit_gru_cell", [&] {
+    using A = at::opmath_type<scalar_t>;
+    const scalar_t* wi = w_ih.const_data_ptr<scalar_t>();
+    const scalar_t* wh = w_hh.const_data_ptr<scalar_t>();
+    const scalar_t* bi = bias ? b_ih->const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* bh = bias ? b_hh->const_data_ptr<scalar_t>() : nullptr;
+    std::vector<A> gi(3 * H), gh(3 * H);   // (3H,) W x and U h (U_n rh for reset_after=False)
+    std::vector<scalar_t> rh(H);          // (H,) r * h
+    for (int64_t b = 0; b < B; ++b) {
+      const scalar_t* xb = x.const_data_ptr<scalar_t>() + b * I;
+      const scalar_t* hb = h.const_data_ptr<scalar_t>() + b * H;
+      scalar_t* ob = out.data_ptr<scalar_t>() + b * H;
+      matvec(wi, 3 * H, I, xb, gi.data());
+      matvec(wh, (reset_after ? 3 : 2) * H, H, hb, gh.data());
+      const int64_t V = Vec<A>::size();
+      auto ld = [&](const scalar_t* p, int64_t k, int64_t m) { return p ? load<A>(p + k, m) : Vec<A>(A(0)); };
+      const Vec<A> one(A(1));
+      for (int64_t j = 0; j < H; j += V) {  // the equations of gates.h; r goes into gi_r's place
+        const int64_t m = std::min(V, H - j);
+        const Vec<A> r = sigmoid(load<A>(gi.data() + j, m) + ld(bi, j, m) + load<A>(gh.data() + j, m) + ld(bh, j, m));
+        store<A>(gi.data() + j, r, m);
+        if (!reset_after) store<A>(rh.data() + j, r * load<A>(hb + j, m), m);
+      }
+      if (!reset_after) matvec(wh + 2 * H * H, H, H, rh.data(), gh.data() + 2 * H);  // U_n (r * h)
+      for (int64_t j = 0; j < H; j += V) {
+        const int64_t m = std::min(V, H - j);
+        const Vec<A> r = load<A>(gi.data() + j, m);
+        const Vec<A> z = sigmoid(load<A>(gi.data() + H + j, m) + ld(bi, H + j, m) + load<A>(gh.data() + H + j, m) +
+                                 ld(bh, H + j, m));
+        const Vec<A> hn = load<A>(gh.data() + 2 * H + j, m) + ld(bh, 2 * H + j, m);
+        const Vec<A> in = load<A>(gi.data() + 2 * H + j, m) + ld(bi, 2 * H + j, m);
+        const Vec<A> n = (reset_after ? in + r * hn : in + hn).tanh();
+        store<A>(ob + j, (one - z) * n + z * load<A>(hb + j, m), m);
+      }
+    }
+  });
+  return out;
 }
 
 }  // namespace grukit
