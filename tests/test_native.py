@@ -238,3 +238,17 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch):
     monkeypatch.setenv("GRUKIT_BACKEND", "native")
     with pytest.raises(RuntimeError, match="could not be built"):
         backend.layer_fn(x)
+
+
+@pytest.mark.parametrize("B", [1, 2])
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_small_batch_matvec_path(B, reset_after, dtype):
+    # batch 1 and 2 take the hand-written matrix-vector products instead of GEMMs
+    inputs = _layer_inputs(5, B, 3, 37, dtype)
+    lengths = torch.tensor([5, 3][:B])
+    for reverse in (False, True):
+        ref = _outputs_and_grads(functional.gru_layer, inputs, lengths, reset_after, reverse)
+        nat = _outputs_and_grads(kernels.gru_layer, inputs, lengths, reset_after, reverse)
+        for name, a, b in zip(NAMES, ref, nat):
+            assert_close(b, a, dtype, name)

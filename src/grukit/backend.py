@@ -70,6 +70,13 @@ def active(*tensors) -> str:
     return "native" if _use_native(tensors) else "reference"
 
 
+def gru_fn(*tensors) -> Callable:
+    """The function that runs a whole stack of layers (signature of functional.gru)."""
+    if _use_native(tensors):
+        return _kernels.gru
+    return functional.gru
+
+
 def layer_fn(*tensors) -> Callable:
     """The function that runs one layer in one direction for these tensors."""
     if _use_native(tensors):

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import _checks, backend, functional
+from . import _checks, backend
 
 
 class GRU(nn.Module):
@@ -174,7 +174,7 @@ class GRU(nn.Module):
             h0 = hx if batched else hx.unsqueeze(1)  # (L*D, B, H)
         if lengths is not None:
             lengths = _checks.check_lengths(lengths, B, T, x.device)
-        out, h_n = functional.gru(
+        out, h_n = backend.gru_fn(x, h0, w0)(
             x,
             h0,
             self._layer_weights(),
@@ -184,7 +184,6 @@ class GRU(nn.Module):
             dropout=self.dropout,
             training=self.training,
             lengths=lengths,
-            layer_fn=backend.layer_fn(x, h0, w0),
         )  # (T, B, D*H), (L*D, B, H)
         if packed:
             return _repack(out, input), h_n

@@ -64,17 +64,47 @@ static const int64_t* lengths_ptr(const OptTensor& lengths) {
   return lengths.has_value() && lengths->defined() ? lengths->data_ptr<int64_t>() : nullptr;
 }
 
-std::tuple<Tensor, Tensor> gru_layer(const Tensor& x_, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                                     const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& lengths,
-                                     bool reset_after, bool reverse, bool train) {
-  check_args(x_, h0, w_ih, w_hh, lengths);
-  const Tensor x = x_.contiguous();
+// y (rows,) = W (rows, cols) @ v (cols,), one dot product per row: for batch 1
+// a hand-written matrix-vector product beats a GEMM call (no dispatch, no packing).
+template <typename A, typename T, typename Y>
+inline void matvec(const T* W, int64_t rows, int64_t cols, const T* v, Y* y) {
+  const int64_t V = Vec<A>::size();
+  for (int64_t k = 0; k < rows; ++k) {
+    const T* w = W + k * cols;
+    Vec<A> s0(A(0)), s1(A(0));
+    int64_t i = 0;
+    for (; i + 2 * V <= cols; i += 2 * V) {
+      s0 = at::vec::fmadd(load<A>(w + i, V), load<A>(v + i, V), s0);
+      s1 = at::vec::fmadd(load<A>(w + i + V, V), load<A>(v + i + V, V), s1);
+    }
+    for (; i < cols; i += V) {
+      const int64_t m = std::min(V, cols - i);
+      s0 = at::vec::fmadd(load<A>(w + i, m), load<A>(v + i, m), s0);
+    }
+    y[k] = static_cast<Y>(at::vec::vec_reduce_all<A>([](Vec<A>& a, Vec<A>& b) { return a + b; }, s0 + s1));
+  }
+}
+
+// h @ U^T for one step: (B, rows) = (B, H) @ (rows, H)^T. Batch 1 and 2 use the
+// hand-written matvec (no GEMM dispatch); larger batches a GEMM into `out`.
+template <typename T, typename A>
+static void recurrent(Tensor& out, const Tensor& h, const Tensor& u) {
+  const int64_t B = h.size(0), rows = u.size(0), H = u.size(1);
+  if (B <= 2 && u.is_contiguous() && h.is_contiguous() && out.is_contiguous()) {
+    for (int64_t b = 0; b < B; ++b)
+      matvec<A>(u.const_data_ptr<T>(), rows, H, h.const_data_ptr<T>() + b * H, out.data_ptr<T>() + b * rows);
+  } else {
+    at::mm_out(out, h, u.t());
+  }
+}
+
+// One direction of one layer, forward: fills hs (T+1, B, H) and ws (T or 1, B, 4H).
+static void forward_direction(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                              const OptTensor& b_ih, const OptTensor& b_hh, const int64_t* len, bool reset_after,
+                              bool reverse, bool train, Tensor hs, Tensor ws) {
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
   const auto opts = x.options();
   const auto acc = opts.dtype(at::toOpMathType(x.scalar_type()));
-
-  Tensor hs = at::empty({T + 1, B, H}, opts);                          // (T+1, B, H)
-  Tensor ws = at::empty({train ? T : 1, B, 4 * H}, acc);               // (T, B, 4H) or scratch
   Tensor gi = at::mm(x.view({T * B, I}), w_ih.t());                    // (T*B, 3H): all steps at once
   const Tensor bi = bias_or_zeros(b_ih, 3 * H, acc);                   // (3H,)
   const Tensor bh = bias_or_zeros(b_hh, 3 * H, acc);                   // (3H,)
@@ -83,9 +113,8 @@ std::tuple<Tensor, Tensor> gru_layer(const Tensor& x_, const Tensor& h0, const T
   Tensor gh = at::empty({B, (reset_after ? 3 : 2) * H}, opts);        // (B, 3H) or (B, 2H)
   Tensor ghn = reset_after ? Tensor() : at::empty({B, H}, opts);       // (B, H) U_n rh
   Tensor rh = reset_after ? Tensor() : at::empty({B, H}, opts);        // (B, H) r * h
-  const Tensor u_t = (reset_after ? w_hh : w_hh.narrow(0, 0, 2 * H)).t();  // (H, 3H) or (H, 2H)
-  const Tensor un_t = w_hh.narrow(0, 2 * H, H).t();                    // (H, H)
-  const int64_t* len = lengths_ptr(lengths);
+  const Tensor u = (reset_after ? w_hh : w_hh.narrow(0, 0, 2 * H)).contiguous();  // (3H, H) or (2H, H)
+  const Tensor u_n = w_hh.narrow(0, 2 * H, H).contiguous();                       // (H, H)
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "grukit_gru_layer", [&] {
     using A = at::opmath_type<scalar_t>;
@@ -105,39 +134,102 @@ std::tuple<Tensor, Tensor> gru_layer(const Tensor& x_, const Tensor& h0, const T
       st.gi = gi.data_ptr<scalar_t>() + t * B * 3 * H;
       st.hout = hs.data_ptr<scalar_t>() + next * B * H;
       st.ws = ws.data_ptr<A>() + (train ? t : 0) * B * 4 * H;
-      at::mm_out(gh, hs.select(0, prev), u_t);  // (B, 3H) = h @ U^T: the one recurrent product
+      recurrent<scalar_t, A>(gh, hs.select(0, prev), u);  // (B, 3H) = h @ U^T: the one recurrent product
       if (reset_after) {
         over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_after(st, b0, b1); });
       } else {
         over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_before_rz(st, b0, b1); });
-        at::mm_out(ghn, rh, un_t);  // (B, H) = (r * h) @ U_n^T
+        recurrent<scalar_t, A>(ghn, rh, u_n);  // (B, H) = (r * h) @ U_n^T
         over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_before_n(st, b0, b1); });
       }
     }
   });
+}
+
+// Run f(d) for the D directions: two directions are independent, so with two
+// threads each gets one (its GEMMs then run single-threaded inside the region).
+template <typename F>
+static void for_directions(int64_t D, const F& f) {
+  if (D == 2 && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+    at::parallel_for(0, 2, 1, [&](int64_t d0, int64_t d1) {
+      for (int64_t d = d0; d < d1; ++d) f(d);
+    });
+  } else {
+    for (int64_t d = 0; d < D; ++d) f(d);
+  }
+}
+
+static OptTensor pick(const OptTensor& t, int64_t d) {
+  return t.has_value() && t->defined() ? OptTensor(t->select(0, d)) : std::nullopt;
+}
+
+// D directions of one layer. Weights are stacked per direction: w_ih (D, 3H, I),
+// w_hh (D, 3H, H), b_* (D, 3H), h0 (D, B, H). Direction 1 (or 0 when reverse)
+// runs from the last step to the first.
+// Returns hs (D, T+1, B, H) and ws (D, T, B, 4H) (empty unless train).
+std::tuple<Tensor, Tensor> gru_layer(const Tensor& x_, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                                     const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& lengths,
+                                     bool reset_after, bool reverse, bool train) {
+  TORCH_CHECK(w_ih.dim() == 3 && w_hh.dim() == 3 && h0.dim() == 3, "grukit: weights and h0 need a direction dimension");
+  const int64_t D = w_ih.size(0);
+  TORCH_CHECK(D == 1 || (D == 2 && !reverse), "grukit: D must be 1, or 2 without reverse");
+  for (int64_t d = 0; d < D; ++d) check_args(x_, h0.select(0, d), w_ih.select(0, d), w_hh.select(0, d), lengths);
+  const Tensor x = x_.contiguous();
+  const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(2);
+  const auto acc = x.options().dtype(at::toOpMathType(x.scalar_type()));
+  Tensor hs = at::empty({D, T + 1, B, H}, x.options());                // (D, T+1, B, H)
+  Tensor ws = at::empty({D, train ? T : 1, B, 4 * H}, acc);            // (D, T, B, 4H) or scratch
+  const int64_t* len = lengths_ptr(lengths);
+  for_directions(D, [&](int64_t d) {
+    forward_direction(x, h0.select(0, d), w_ih.select(0, d), w_hh.select(0, d), pick(b_ih, d), pick(b_hh, d), len,
+                      reset_after, reverse || d == 1, train, hs.select(0, d), ws.select(0, d));
+  });
   if (!train) ws = at::empty({0}, acc);
   return {hs, ws};
 }
+// g @ U for one backward step: (B, H) = (B, rows) @ (rows, H), rows of g may be
+// strided. Batch 1 and 2: y = sum_k g[k] * U[k, :] by hand; else a GEMM.
+template <typename T, typename A>
+static void recurrent_t(Tensor& out, const Tensor& g, const Tensor& u) {
+  const int64_t B = g.size(0), rows = u.size(0), H = u.size(1), V = Vec<A>::size();
+  if (B <= 2 && u.is_contiguous() && g.stride(1) == 1 && out.is_contiguous()) {
+    std::vector<A> y(H);
+    const T* U = u.const_data_ptr<T>();
+    for (int64_t b = 0; b < B; ++b) {
+      const T* gb = g.const_data_ptr<T>() + b * g.stride(0);
+      std::fill(y.begin(), y.end(), A(0));
+      for (int64_t k = 0; k < rows; ++k) {
+        const Vec<A> c(static_cast<A>(gb[k]));
+        for (int64_t j = 0; j < H; j += V) {
+          const int64_t m = std::min(V, H - j);
+          store<A>(y.data() + j, at::vec::fmadd(c, load<A>(U + k * H + j, m), load<A>(y.data() + j, m)), m);
+        }
+      }
+      T* ob = out.data_ptr<T>() + b * H;
+      for (int64_t j = 0; j < H; ++j) ob[j] = static_cast<T>(y[j]);
+    }
+  } else {
+    at::mm_out(out, g, u);
+  }
+}
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
-    const Tensor& dhs_, const Tensor& x_, const Tensor& hs, const Tensor& ws, const Tensor& w_ih, const Tensor& w_hh,
-    const OptTensor& lengths, bool reset_after, bool reverse, bool need_dx, bool need_bias) {
-  check_args(x_, hs.select(0, 0), w_ih, w_hh, lengths);
-  const Tensor x = x_.contiguous();
-  const Tensor dhs = dhs_.contiguous();  // (T+1, B, H): dL/dhs from the outputs and h_n
+// One direction of one layer, backward. Inputs as the forward left them; writes
+// dx (T, B, I) (if defined), dh0 (B, H), dw_ih (3H, I), dw_hh (3H, H), db_* (3H,).
+static void backward_direction(const Tensor& dhs, const Tensor& x, const Tensor& hs, const Tensor& ws,
+                               const Tensor& w_ih, const Tensor& w_hh, const int64_t* len, bool reset_after,
+                               bool reverse, Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih,
+                               Tensor db_hh) {
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
-  TORCH_CHECK(ws.dim() == 3 && ws.size(0) == T, "grukit: backward needs the forward's workspace (train=True)");
   const auto opts = x.options();
   const auto acc = opts.dtype(at::toOpMathType(x.scalar_type()));
-
   Tensor dgi = at::empty({T, B, 3 * H}, opts);                         // (T, B, 3H) dG_i
   Tensor dgh = reset_after ? at::empty({T, B, 3 * H}, opts) : dgi;     // (T, B, 3H) dG_h
   Tensor dhz = at::zeros({B, H}, acc);                                 // (B, H) dh * z carried back
   Tensor mm = at::zeros({B, H}, opts);                                 // (B, H) dG_h @ U carried back
   Tensor drh = reset_after ? Tensor() : at::empty({B, H}, opts);       // (B, H) d(rh)
-  const Tensor u_rz = w_hh.narrow(0, 0, 2 * H);                        // (2H, H)
-  const Tensor u_n = w_hh.narrow(0, 2 * H, H);                         // (H, H)
-  const int64_t* len = lengths_ptr(lengths);
+  const Tensor u = w_hh.contiguous();                                  // (3H, H)
+  const Tensor u_rz = u.narrow(0, 0, 2 * H);                           // (2H, H)
+  const Tensor u_n = u.narrow(0, 2 * H, H);                            // (H, H)
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "grukit_gru_layer_backward", [&] {
     using A = at::opmath_type<scalar_t>;
@@ -159,62 +251,72 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
       st.dgh = dgh.data_ptr<scalar_t>() + t * B * 3 * H;
       if (reset_after) {
         over_rows(B, H, [&](int64_t b0, int64_t b1) { backward_after(st, b0, b1); });
-        at::mm_out(mm, dgh.select(0, t), w_hh);  // (B, H) = dG_h @ U
+        recurrent_t<scalar_t, A>(mm, dgh.select(0, t), u);  // (B, H) = dG_h @ U
       } else {
-        const Tensor dg = dgi.select(0, t);       // (B, 3H)
+        const Tensor dg = dgi.select(0, t);  // (B, 3H)
         over_rows(B, H, [&](int64_t b0, int64_t b1) { backward_before_nz(st, b0, b1); });
-        at::mm_out(drh, dg.narrow(1, 2 * H, H), u_n);  // (B, H) d(rh) = da_n @ U_n
+        recurrent_t<scalar_t, A>(drh, dg.narrow(1, 2 * H, H), u_n);  // (B, H) d(rh) = da_n @ U_n
         over_rows(B, H, [&](int64_t b0, int64_t b1) { backward_before_r(st, b0, b1); });
-        at::mm_out(mm, dg.narrow(1, 0, 2 * H), u_rz);  // (B, H) = [da_r, da_z] @ U_rz
+        recurrent_t<scalar_t, A>(mm, dg.narrow(1, 0, 2 * H), u_rz);  // (B, H) = [da_r, da_z] @ U_rz
       }
     }
   });
 
   // dL/dh0: what is left of the recursion plus h0's own share of dhs.
-  const Tensor dh0 = (dhz + mm.to(acc) + dhs.select(0, reverse ? T : 0).to(acc)).to(x.scalar_type());  // (B, H)
+  dh0.copy_(dhz + mm.to(acc) + dhs.select(0, reverse ? T : 0).to(acc));  // (B, H)
   // The hoisted products: one GEMM each over all T * B rows.
   const Tensor dgi2 = dgi.view({T * B, 3 * H});                              // (T*B, 3H)
   const Tensor dgh2 = dgh.view({T * B, 3 * H});                              // (T*B, 3H)
   const Tensor hprev = hs.narrow(0, reverse ? 1 : 0, T).reshape({T * B, H});  // (T*B, H)
-  Tensor dx = need_dx ? at::mm(dgi2, w_ih).view({T, B, I}) : at::empty({0}, opts);  // (T, B, I)
-  Tensor dw_ih = at::mm(dgi2.t(), x.view({T * B, I}));                      // (3H, I)
-  Tensor dw_hh;                                                              // (3H, H)
+  if (dx.defined()) {
+    Tensor dx2 = dx.view({T * B, I});
+    at::mm_out(dx2, dgi2, w_ih);  // (T*B, I) = dG_i @ W
+  }
+  at::mm_out(dw_ih, dgi2.t(), x.view({T * B, I}));  // (3H, I) = dG_i^T @ X
   if (reset_after) {
-    dw_hh = at::mm(dgh2.t(), hprev);
+    at::mm_out(dw_hh, dgh2.t(), hprev);  // (3H, H) = sum_t dG_h[t]^T @ h[t-1]
   } else {  // the n rows multiply rh, not h
-    dw_hh = at::empty({3 * H, H}, opts);
     Tensor rows_rz = dw_hh.narrow(0, 0, 2 * H), rows_n = dw_hh.narrow(0, 2 * H, H);
     at::mm_out(rows_rz, dgi2.narrow(1, 0, 2 * H).t(), hprev);
     const Tensor rh = ws.narrow(2, 3 * H, H).to(x.scalar_type()).reshape({T * B, H});  // (T*B, H)
     at::mm_out(rows_n, dgi2.narrow(1, 2 * H, H).t(), rh);
   }
-  Tensor db_ih = at::empty({0}, opts), db_hh = at::empty({0}, opts);        // (3H,) each
-  if (need_bias) {
-    db_ih = dgi2.sum(0, false, at::typeMetaToScalarType(acc.dtype())).to(x.scalar_type());
-    db_hh = reset_after ? dgh2.sum(0, false, at::typeMetaToScalarType(acc.dtype())).to(x.scalar_type()) : db_ih.clone();
+  if (db_ih.defined()) {
+    const auto a = at::typeMetaToScalarType(acc.dtype());
+    db_ih.copy_(dgi2.sum(0, false, a));
+    db_hh.copy_(dgh2.sum(0, false, a));
   }
-  return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh};
 }
 
-// y (rows,) = W (rows, cols) @ v (cols,), one dot product per row: for batch 1
-// a hand-written matrix-vector product beats a GEMM call (no dispatch, no packing).
-template <typename T, typename A>
-inline void matvec(const T* W, int64_t rows, int64_t cols, const T* v, A* y) {
-  const int64_t V = Vec<A>::size();
-  for (int64_t k = 0; k < rows; ++k) {
-    const T* w = W + k * cols;
-    Vec<A> s0(A(0)), s1(A(0));
-    int64_t i = 0;
-    for (; i + 2 * V <= cols; i += 2 * V) {
-      s0 = at::vec::fmadd(load<A>(w + i, V), load<A>(v + i, V), s0);
-      s1 = at::vec::fmadd(load<A>(w + i + V, V), load<A>(v + i + V, V), s1);
-    }
-    for (; i < cols; i += V) {
-      const int64_t m = std::min(V, cols - i);
-      s0 = at::vec::fmadd(load<A>(w + i, m), load<A>(v + i, m), s0);
-    }
-    y[k] = at::vec::vec_reduce_all<A>([](Vec<A>& a, Vec<A>& b) { return a + b; }, s0 + s1);
-  }
+// Backward of gru_layer, stacked per direction like its inputs. Returns dx
+// (T, B, I) (summed over directions), dh0 (D, B, H), dw_ih (D, 3H, I),
+// dw_hh (D, 3H, H), db_ih and db_hh (D, 3H) (empty where not needed).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
+    const Tensor& dhs_, const Tensor& x_, const Tensor& hs, const Tensor& ws, const Tensor& w_ih, const Tensor& w_hh,
+    const OptTensor& lengths, bool reset_after, bool reverse, bool need_dx, bool need_bias) {
+  const int64_t D = w_ih.size(0);
+  for (int64_t d = 0; d < D; ++d)
+    check_args(x_, hs.select(0, d).select(0, 0), w_ih.select(0, d), w_hh.select(0, d), lengths);
+  const Tensor x = x_.contiguous();
+  const Tensor dhs = dhs_.contiguous();  // (D, T+1, B, H): dL/dhs from the outputs and h_n
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(2);
+  TORCH_CHECK(ws.dim() == 4 && ws.size(1) == T, "grukit: backward needs the forward's workspace (train=True)");
+  const auto opts = x.options();
+  Tensor dxs = need_dx ? at::empty({D, T, B, I}, opts) : Tensor();     // (D, T, B, I)
+  Tensor dh0 = at::empty({D, B, H}, opts);                             // (D, B, H)
+  Tensor dw_ih = at::empty({D, 3 * H, I}, opts);                       // (D, 3H, I)
+  Tensor dw_hh = at::empty({D, 3 * H, H}, opts);                       // (D, 3H, H)
+  Tensor db_ih = need_bias ? at::empty({D, 3 * H}, opts) : at::empty({0}, opts);  // (D, 3H)
+  Tensor db_hh = need_bias ? at::empty({D, 3 * H}, opts) : at::empty({0}, opts);
+  const int64_t* len = lengths_ptr(lengths);
+  for_directions(D, [&](int64_t d) {
+    backward_direction(dhs.select(0, d), x, hs.select(0, d), ws.select(0, d), w_ih.select(0, d), w_hh.select(0, d),
+                       len, reset_after, reverse || d == 1, need_dx ? dxs.select(0, d) : Tensor(), dh0.select(0, d),
+                       dw_ih.select(0, d), dw_hh.select(0, d), need_bias ? db_ih.select(0, d) : Tensor(),
+                       need_bias ? db_hh.select(0, d) : Tensor());
+  });
+  Tensor dx = !need_dx ? at::empty({0}, opts) : D == 1 ? dxs.select(0, 0) : dxs.sum(0);  // (T, B, I)
+  return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh};
 }
 
 // One step without autograd (GRUCell inference): x (B, I), h (B, H) -> h' (B, H).
@@ -226,8 +328,10 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
   const bool small = x.dim() == 2 && x.size(0) <= 4 && x.is_contiguous() && h.is_contiguous() && w_ih.is_contiguous() &&
                      w_hh.is_contiguous() && (!bias || (b_ih->is_contiguous() && b_hh->is_contiguous()));
   if (!small) {
-    auto [hs, ws] = gru_layer(x.unsqueeze(0), h, w_ih, w_hh, b_ih, b_hh, std::nullopt, reset_after, false, false);
-    return hs.select(0, 1);
+    auto one = [](const OptTensor& b) { return b.has_value() && b->defined() ? OptTensor(b->unsqueeze(0)) : std::nullopt; };
+    auto [hs, ws] = gru_layer(x.unsqueeze(0), h.unsqueeze(0), w_ih.unsqueeze(0), w_hh.unsqueeze(0), one(b_ih), one(b_hh),
+                              std::nullopt, reset_after, false, false);
+    return hs.select(0, 0).select(0, 1);
   }
   check_args(x.unsqueeze(0), h, w_ih, w_hh, std::nullopt);
   const int64_t B = x.size(0), I = x.size(1), H = w_hh.size(1);
@@ -244,8 +348,8 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
       const scalar_t* xb = x.const_data_ptr<scalar_t>() + b * I;
       const scalar_t* hb = h.const_data_ptr<scalar_t>() + b * H;
       scalar_t* ob = out.data_ptr<scalar_t>() + b * H;
-      matvec(wi, 3 * H, I, xb, gi.data());
-      matvec(wh, (reset_after ? 3 : 2) * H, H, hb, gh.data());
+      matvec<A>(wi, 3 * H, I, xb, gi.data());
+      matvec<A>(wh, (reset_after ? 3 : 2) * H, H, hb, gh.data());
       const int64_t V = Vec<A>::size();
       auto ld = [&](const scalar_t* p, int64_t k, int64_t m) { return p ? load<A>(p + k, m) : Vec<A>(A(0)); };
       const Vec<A> one(A(1));
@@ -255,7 +359,7 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
         store<A>(gi.data() + j, r, m);
         if (!reset_after) store<A>(rh.data() + j, r * load<A>(hb + j, m), m);
       }
-      if (!reset_after) matvec(wh + 2 * H * H, H, H, rh.data(), gh.data() + 2 * H);  // U_n (r * h)
+      if (!reset_after) matvec<A>(wh + 2 * H * H, H, H, rh.data(), gh.data() + 2 * H);  // U_n (r * h)
       for (int64_t j = 0; j < H; j += V) {
         const int64_t m = std::min(V, H - j);
         const Vec<A> r = load<A>(gi.data() + j, m);

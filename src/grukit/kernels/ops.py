@@ -38,16 +38,17 @@ def register() -> None:
 
     @torch.library.register_fake(lib + "gru_layer")
     def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, train):
-        T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
-        ws_shape = (T, B, 4 * H) if train else (0,)
-        return x.new_empty((T + 1, B, H)), x.new_empty(ws_shape, dtype=_acc_dtype(x.dtype))
+        D, T, B, H = w_ih.shape[0], x.shape[0], x.shape[1], w_hh.shape[2]
+        ws_shape = (D, T, B, 4 * H) if train else (0,)
+        return x.new_empty((D, T + 1, B, H)), x.new_empty(ws_shape, dtype=_acc_dtype(x.dtype))
 
     @torch.library.register_fake(lib + "gru_layer_backward")
     def _(dhs, x, hs, ws, w_ih, w_hh, lengths, reset_after, reverse, need_dx, need_bias):
-        H = w_hh.shape[1]
+        D, H = w_hh.shape[0], w_hh.shape[2]
         dx = x.new_empty(x.shape) if need_dx else x.new_empty((0,))
-        db = x.new_empty((3 * H,) if need_bias else (0,))
-        return dx, x.new_empty(hs.shape[1:]), w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape), db, db.new_empty(db.shape)
+        db_shape = (D, 3 * H) if need_bias else (0,)
+        dh0 = x.new_empty((D, hs.shape[2], H))
+        return dx, dh0, w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape), x.new_empty(db_shape), x.new_empty(db_shape)
 
     @torch.library.register_fake(lib + "gru_cell")
     def _(x, h, w_ih, w_hh, b_ih, b_hh, reset_after):
@@ -91,7 +92,15 @@ def _backward(ctx, dhs: Optional[Tensor], _dws):
 
 
 def _reference_hs(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after: bool, reverse: bool) -> Tensor:
-    """What the op's ``hs`` holds, computed by the differentiable reference: (T+1, B, H)."""
+    """What the op's ``hs`` holds, computed by the differentiable reference: (D, T+1, B, H)."""
+    per_direction = [
+        _reference_hs_1(x, h0[d], w_ih[d], w_hh[d], None if b_ih is None else b_ih[d], None if b_hh is None else b_hh[d], lengths, reset_after, reverse or d == 1)
+        for d in range(w_ih.shape[0])
+    ]
+    return torch.stack(per_direction)
+
+
+def _reference_hs_1(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after: bool, reverse: bool) -> Tensor:
     T = x.shape[0]
     hs: list[Tensor] = [h0] * (T + 1)
     h = h0
@@ -128,12 +137,66 @@ def gru_layer(
     train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh))
     if lengths is not None:
         lengths = lengths.to(device=x.device, dtype=torch.int64).contiguous()  # (B,)
-    hs, _ = torch.ops.grukit.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, train)  # (T+1, B, H)
-    out, h_n = (hs[:T], hs[0]) if reverse else (hs[1:], hs[T])  # (T, B, H), (B, H)
+    one = [None if t is None else t.unsqueeze(0) for t in (h0, w_ih, w_hh, b_ih, b_hh)]  # D = 1
+    hs, _ = torch.ops.grukit.gru_layer(x, *one, lengths, reset_after, reverse, train)  # (1, T+1, B, H)
+    out, h_n = (hs[0, :T], hs[0, 0]) if reverse else (hs[0, 1:], hs[0, T])  # (T, B, H), (B, H)
     if lengths is not None:
-        valid = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
-        out = out * valid.unsqueeze(-1).to(out.dtype)  # outputs past each sequence's end are zero
+        out = out * _valid(T, lengths, out.dtype)  # outputs past each sequence's end are zero
     return out, h_n
+
+
+def _valid(T: int, lengths: Tensor, dtype: torch.dtype) -> Tensor:
+    return (torch.arange(T, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1).to(dtype)  # (T, B, 1)
+
+
+def _stack(ts: list[Optional[Tensor]]) -> Optional[Tensor]:
+    if ts[0] is None:
+        return None
+    return ts[0].unsqueeze(0) if len(ts) == 1 else torch.stack(ts)  # (D, ...)
+
+
+def gru(
+    x: Tensor,
+    hx: Tensor,
+    weights,
+    *,
+    num_layers: int,
+    bidirectional: bool = False,
+    reset_after: bool = True,
+    dropout: float = 0.0,
+    training: bool = False,
+    lengths: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    """Native twin of :func:`grukit.functional.gru`: a stack of layers, one op per layer.
+
+    Both directions of a layer go to the kernel together (weights stacked to
+    (D, ...)), so on two or more threads they run at the same time.
+    x: (T, B, I), hx: (L*D, B, H) -> output (T, B, D*H), h_n (L*D, B, H).
+    """
+    D, T = (2 if bidirectional else 1), x.shape[0]
+    if lengths is not None:
+        lengths = lengths.to(device=x.device, dtype=torch.int64).contiguous()  # (B,)
+    grad = torch.is_grad_enabled()
+    h_n: list[Tensor] = []
+    layer_input = x  # (T, B, I) then (T, B, D*H)
+    for layer in range(num_layers):
+        per = weights[layer * D : (layer + 1) * D]  # D tuples (w_ih, w_hh, b_ih, b_hh)
+        w_ih, w_hh, b_ih, b_hh = (_stack([w[k] for w in per]) for k in range(4))  # (D, 3H, ...) each
+        h0 = hx[layer * D : (layer + 1) * D]  # (D, B, H)
+        train = grad and any(t is not None and t.requires_grad for t in (layer_input, h0, *(p for w in per for p in w)))
+        hs, _ = torch.ops.grukit.gru_layer(layer_input, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, False, train)  # (D, T+1, B, H)
+        if D == 1:
+            out = hs[0, 1:]  # (T, B, H)
+            h_n.append(hs[0, T])
+        else:
+            out = torch.cat([hs[0, 1:], hs[1, :T]], dim=-1)  # (T, B, 2H)
+            h_n += [hs[0, T], hs[1, 0]]
+        if lengths is not None:
+            out = out * _valid(T, lengths, out.dtype)
+        layer_input = out
+        if dropout > 0 and training and layer < num_layers - 1:
+            layer_input = torch.nn.functional.dropout(layer_input, p=dropout, training=True)
+    return layer_input, torch.stack(h_n)  # (T, B, D*H), (L*D, B, H)
 
 
 def gru_cell(
@@ -148,6 +211,7 @@ def gru_cell(
 ) -> Tensor:
     """Native twin of :func:`grukit.functional.gru_cell`: x (B, I), h (B, H) -> (B, H)."""
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, h, w_ih, w_hh, b_ih, b_hh)):
-        hs, _ = torch.ops.grukit.gru_layer(x.unsqueeze(0), h, w_ih, w_hh, b_ih, b_hh, None, reset_after, False, True)
-        return hs[1]  # (B, H)
+        one = [None if t is None else t.unsqueeze(0) for t in (h, w_ih, w_hh, b_ih, b_hh)]  # D = 1
+        hs, _ = torch.ops.grukit.gru_layer(x.unsqueeze(0), *one, None, reset_after, False, True)  # (1, 2, B, H)
+        return hs[0, 1]  # (B, H)
     return torch.ops.grukit.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, reset_after)
