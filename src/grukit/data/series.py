@@ -48,7 +48,7 @@ class BuiltinSeries:
 BUILTIN: dict[str, BuiltinSeries] = {
     "sunspots": BuiltinSeries("statsmodels", "datasets/sunspots/sunspots.csv", "YEAR", ("SUNACTIVITY",), 11, 5, 40,
                               "yearly sunspot numbers 1700-2008, 309 points (statsmodels; season 11, the solar cycle)"),
-    "co2": BuiltinSeries("statsmodels", "datasets/co2/co2.csv", "date", ("co2",), 52, 26, 104,
+    "co2": BuiltinSeries("statsmodels", "datasets/co2/co2.csv", "date", ("co2",), 52, 26, 52,
                          "weekly Mauna Loa CO2 ppm 1958-2001, 2284 points (statsmodels; season 52)"),
     "seattle_weather": BuiltinSeries("vega_datasets", "_data/seattle-weather.csv", "date", ("temp_max",), 365, 7, 60,
                                      "daily Seattle max temperature 2012-2015, 1461 points (vega_datasets; season 365)"),
