@@ -35,6 +35,10 @@ from .base import Task, TaskConfig, load_run, load_weights, option, save_run
 LOSSES = ("mse", "mae", "huber")
 
 
+def _defaults(field: str) -> str:
+    return ", ".join(f"{name} {getattr(b, field)}" for name, b in BUILTIN.items())
+
+
 @dataclass(frozen=True)
 class ForecastConfig(TaskConfig):
     epochs: int = option(30, "epochs of --steps batches each")
@@ -44,11 +48,11 @@ class ForecastConfig(TaskConfig):
     dataset: str = option("sunspots", "built-in series, used when --data is not given", choices=tuple(BUILTIN))
     column: str = option("", "column(s), comma-separated, the first is forecast (default: the data set's, or the CSV's first numeric column)")
     date_column: str = option("", "column of time stamps (default: the CSV's first column if it is not numeric)")
-    lookback: int = option(0, "past steps the GRU reads (0 = the data set's default, else 2 x max(season, horizon), at least 24)")
-    horizon: int = option(0, "steps forecast at once (0 = the data set's default, else 12)")
-    season: int = option(0, "season length for seasonal-naive and MASE (0 = the data set's, else from the date step: hourly 24, daily 7, weekly 52, monthly 12; 1 = none)")
+    lookback: int = option(0, f"past steps the GRU reads (0 = auto: {_defaults('lookback')}; a CSV: 2 x max(season, horizon), at least 24)")
+    horizon: int = option(0, f"steps forecast at once (0 = auto: {_defaults('horizon')}; a CSV: 12)")
+    season: int = option(0, f"season for seasonal-naive and MASE (0 = auto: {_defaults('season')}; a CSV: from the date step, hourly 24, daily 7, weekly 52, monthly 12, quarterly 4, else 1 = none)")
     calendar: bool = option(True, "add day-of-year (sin, cos) inputs when the time stamps are dates")
-    val_fraction: float = option(0.15, "share of the series (before the test part) used for validation")
+    val_fraction: float = option(0.15, "share of the series, just before the test part, used for validation")
     test_fraction: float = option(0.15, "share at the end of the series used for testing")
     hidden_size: int = option(64, "GRU hidden units")
     num_layers: int = option(1, "stacked GRU layers")
@@ -102,7 +106,7 @@ def resolve(cfg: ForecastConfig, s: Series) -> dict:
     b = BUILTIN.get(cfg.dataset) if not cfg.data else None
     season = cfg.season or (b.season if b else infer_season(s.dates))
     horizon = cfg.horizon or (b.horizon if b else 12)
-    lookback = cfg.lookback or (b.lookback if b else max(24, 2 * max(season if season <= 200 else 1, horizon)))
+    lookback = cfg.lookback or (b.lookback if b else max(24, 2 * max(season if season <= 100 else 1, horizon)))  # no year-long windows
     return {"lookback": lookback, "horizon": horizon, "season": season}
 
 
