@@ -98,11 +98,15 @@ static void recurrent(Tensor& out, const Tensor& h, const Tensor& u) {
   }
 }
 
-// One direction of one layer, forward: fills hs (T+1, B, H) and ws (T or 1, B, 4H).
-static void forward_direction(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+// One direction of one layer for a block of B batch rows, forward: fills hs
+// (T+1, B, H) and ws (T or 1, B, 4H). Each time slice hs[t], ws[t] must be
+// contiguous; the time stride may be larger (a block of a bigger batch).
+static void forward_direction(const Tensor& x_, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                               const OptTensor& b_ih, const OptTensor& b_hh, const int64_t* len, bool reset_after,
                               bool reverse, bool train, Tensor hs, Tensor ws) {
+  const Tensor x = x_.contiguous();  // (T, B, I)
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
+  const int64_t hs_t = hs.stride(0), ws_t = ws.stride(0);
   const auto opts = x.options();
   const auto acc = opts.dtype(at::toOpMathType(x.scalar_type()));
   Tensor gi = at::mm(x.view({T * B, I}), w_ih.t());                    // (T*B, 3H): all steps at once
@@ -132,8 +136,8 @@ static void forward_direction(const Tensor& x, const Tensor& h0, const Tensor& w
       const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
       st.t = t;
       st.gi = gi.data_ptr<scalar_t>() + t * B * 3 * H;
-      st.hout = hs.data_ptr<scalar_t>() + next * B * H;
-      st.ws = ws.data_ptr<A>() + (train ? t : 0) * B * 4 * H;
+      st.hout = hs.data_ptr<scalar_t>() + next * hs_t;
+      st.ws = ws.data_ptr<A>() + (train ? t : 0) * ws_t;
       recurrent<scalar_t, A>(gh, hs.select(0, prev), u);  // (B, 3H) = h @ U^T: the one recurrent product
       if (reset_after) {
         over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_after(st, b0, b1); });
@@ -146,17 +150,30 @@ static void forward_direction(const Tensor& x, const Tensor& h0, const Tensor& w
   });
 }
 
-// Run f(d) for the D directions: two directions are independent, so with two
-// threads each gets one (its GEMMs then run single-threaded inside the region).
+// The independent pieces of work in one layer: each direction, and within a
+// direction each block of batch rows (sequences never interact). With N threads
+// the layer is cut into about N pieces that run the whole time loop each, on one
+// thread each, with no synchronisation per step; with one piece the GEMMs use
+// all threads instead.
+struct Piece {
+  int64_t d, b0, n;  // direction, first batch row, rows
+};
+
+static std::vector<Piece> pieces(int64_t D, int64_t B) {
+  const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+  const int64_t blocks = D >= threads ? 1 : std::max<int64_t>(1, std::min(B, threads / D));
+  std::vector<Piece> out;
+  for (int64_t d = 0; d < D; ++d)
+    for (int64_t c = 0; c < blocks; ++c) out.push_back({d, c * B / blocks, (c + 1) * B / blocks - c * B / blocks});
+  return out;
+}
+
 template <typename F>
-static void for_directions(int64_t D, const F& f) {
-  if (D == 2 && at::get_num_threads() > 1 && !at::in_parallel_region()) {
-    at::parallel_for(0, 2, 1, [&](int64_t d0, int64_t d1) {
-      for (int64_t d = d0; d < d1; ++d) f(d);
-    });
-  } else {
-    for (int64_t d = 0; d < D; ++d) f(d);
-  }
+static void run_pieces(const std::vector<Piece>& ps, const F& f) {
+  if (ps.size() == 1) return f(ps[0]);
+  at::parallel_for(0, static_cast<int64_t>(ps.size()), 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) f(ps[i]);
+  });
 }
 
 static OptTensor pick(const OptTensor& t, int64_t d) {
@@ -180,9 +197,11 @@ std::tuple<Tensor, Tensor> gru_layer(const Tensor& x_, const Tensor& h0, const T
   Tensor hs = at::empty({D, T + 1, B, H}, x.options());                // (D, T+1, B, H)
   Tensor ws = at::empty({D, train ? T : 1, B, 4 * H}, acc);            // (D, T, B, 4H) or scratch
   const int64_t* len = lengths_ptr(lengths);
-  for_directions(D, [&](int64_t d) {
-    forward_direction(x, h0.select(0, d), w_ih.select(0, d), w_hh.select(0, d), pick(b_ih, d), pick(b_hh, d), len,
-                      reset_after, reverse || d == 1, train, hs.select(0, d), ws.select(0, d));
+  run_pieces(pieces(D, B), [&](const Piece& p) {
+    forward_direction(x.narrow(1, p.b0, p.n), h0.select(0, p.d).narrow(0, p.b0, p.n), w_ih.select(0, p.d),
+                      w_hh.select(0, p.d), pick(b_ih, p.d), pick(b_hh, p.d), len ? len + p.b0 : nullptr, reset_after,
+                      reverse || p.d == 1, train, hs.select(0, p.d).narrow(1, p.b0, p.n),
+                      ws.select(0, p.d).narrow(1, p.b0, p.n));
   });
   if (!train) ws = at::empty({0}, acc);
   return {hs, ws};
@@ -213,17 +232,14 @@ static void recurrent_t(Tensor& out, const Tensor& g, const Tensor& u) {
   }
 }
 
-// One direction of one layer, backward. Inputs as the forward left them; writes
-// dx (T, B, I) (if defined), dh0 (B, H), dw_ih (3H, I), dw_hh (3H, H), db_* (3H,).
-static void backward_direction(const Tensor& dhs, const Tensor& x, const Tensor& hs, const Tensor& ws,
-                               const Tensor& w_ih, const Tensor& w_hh, const int64_t* len, bool reset_after,
-                               bool reverse, Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih,
-                               Tensor db_hh) {
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
-  const auto opts = x.options();
-  const auto acc = opts.dtype(at::toOpMathType(x.scalar_type()));
-  Tensor dgi = at::empty({T, B, 3 * H}, opts);                         // (T, B, 3H) dG_i
-  Tensor dgh = reset_after ? at::empty({T, B, 3 * H}, opts) : dgi;     // (T, B, 3H) dG_h
+// One direction of one layer for a block of B batch rows, backward through
+// time: only the dh recursion. Reads dhs, hs (T+1, B, H) and ws (T, B, 4H);
+// writes dG_i, dG_h (T, B, 3H) and dh0 (B, H). Time slices contiguous.
+static void backward_recursion(const Tensor& dhs, const Tensor& hs, const Tensor& ws, const Tensor& w_hh,
+                               const int64_t* len, bool reset_after, bool reverse, Tensor dgi, Tensor dgh, Tensor dh0) {
+  const int64_t T = ws.size(0), B = ws.size(1), H = w_hh.size(1);
+  const auto opts = hs.options();
+  const auto acc = opts.dtype(at::toOpMathType(hs.scalar_type()));
   Tensor dhz = at::zeros({B, H}, acc);                                 // (B, H) dh * z carried back
   Tensor mm = at::zeros({B, H}, opts);                                 // (B, H) dG_h @ U carried back
   Tensor drh = reset_after ? Tensor() : at::empty({B, H}, opts);       // (B, H) d(rh)
@@ -231,7 +247,7 @@ static void backward_direction(const Tensor& dhs, const Tensor& x, const Tensor&
   const Tensor u_rz = u.narrow(0, 0, 2 * H);                           // (2H, H)
   const Tensor u_n = u.narrow(0, 2 * H, H);                            // (H, H)
 
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "grukit_gru_layer_backward", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer_backward", [&] {
     using A = at::opmath_type<scalar_t>;
     BackStep<scalar_t, A> st{};
     st.H = H;
@@ -239,16 +255,15 @@ static void backward_direction(const Tensor& dhs, const Tensor& x, const Tensor&
     st.dhz = dhz.data_ptr<A>();
     st.drh = reset_after ? nullptr : drh.data_ptr<scalar_t>();
     st.len = len;
-    // Only the dh recursion stays in this loop; the weight gradients come after.
     for (int64_t s = T - 1; s >= 0; --s) {
       const int64_t t = reverse ? T - 1 - s : s;
       const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
       st.t = t;
-      st.ws = ws.data_ptr<A>() + t * B * 4 * H;
-      st.hprev = hs.data_ptr<scalar_t>() + prev * B * H;
-      st.dout = dhs.data_ptr<scalar_t>() + next * B * H;
-      st.dgi = dgi.data_ptr<scalar_t>() + t * B * 3 * H;
-      st.dgh = dgh.data_ptr<scalar_t>() + t * B * 3 * H;
+      st.ws = ws.data_ptr<A>() + t * ws.stride(0);
+      st.hprev = hs.data_ptr<scalar_t>() + prev * hs.stride(0);
+      st.dout = dhs.data_ptr<scalar_t>() + next * dhs.stride(0);
+      st.dgi = dgi.data_ptr<scalar_t>() + t * dgi.stride(0);
+      st.dgh = dgh.data_ptr<scalar_t>() + t * dgh.stride(0);
       if (reset_after) {
         over_rows(B, H, [&](int64_t b0, int64_t b1) { backward_after(st, b0, b1); });
         recurrent_t<scalar_t, A>(mm, dgh.select(0, t), u);  // (B, H) = dG_h @ U
@@ -261,16 +276,27 @@ static void backward_direction(const Tensor& dhs, const Tensor& x, const Tensor&
       }
     }
   });
-
   // dL/dh0: what is left of the recursion plus h0's own share of dhs.
   dh0.copy_(dhz + mm.to(acc) + dhs.select(0, reverse ? T : 0).to(acc));  // (B, H)
-  // The hoisted products: one GEMM each over all T * B rows.
+}
+
+// The hoisted products of one direction, after the recursion: one GEMM each
+// over all T * B rows. Writes dx (T, B, I) (if defined; added to if accumulate),
+// dw_ih (3H, I), dw_hh (3H, H), db_* (3H,) (if defined).
+static void weight_grads(const Tensor& x, const Tensor& hs, const Tensor& ws, const Tensor& dgi, const Tensor& dgh,
+                         const Tensor& w_ih, bool reset_after, bool reverse, bool accumulate, Tensor dx, Tensor dw_ih,
+                         Tensor dw_hh, Tensor db_ih, Tensor db_hh) {
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = hs.size(2);
   const Tensor dgi2 = dgi.view({T * B, 3 * H});                              // (T*B, 3H)
   const Tensor dgh2 = dgh.view({T * B, 3 * H});                              // (T*B, 3H)
   const Tensor hprev = hs.narrow(0, reverse ? 1 : 0, T).reshape({T * B, H});  // (T*B, H)
   if (dx.defined()) {
     Tensor dx2 = dx.view({T * B, I});
-    at::mm_out(dx2, dgi2, w_ih);  // (T*B, I) = dG_i @ W
+    if (accumulate) {
+      dx2.addmm_(dgi2, w_ih);  // (T*B, I) += dG_i @ W
+    } else {
+      at::mm_out(dx2, dgi2, w_ih);  // (T*B, I) = dG_i @ W
+    }
   }
   at::mm_out(dw_ih, dgi2.t(), x.view({T * B, I}));  // (3H, I) = dG_i^T @ X
   if (reset_after) {
@@ -282,7 +308,7 @@ static void backward_direction(const Tensor& dhs, const Tensor& x, const Tensor&
     at::mm_out(rows_n, dgi2.narrow(1, 2 * H, H).t(), rh);
   }
   if (db_ih.defined()) {
-    const auto a = at::typeMetaToScalarType(acc.dtype());
+    const auto a = at::toOpMathType(x.scalar_type());
     db_ih.copy_(dgi2.sum(0, false, a));
     db_hh.copy_(dgh2.sum(0, false, a));
   }
@@ -302,20 +328,25 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(2);
   TORCH_CHECK(ws.dim() == 4 && ws.size(1) == T, "grukit: backward needs the forward's workspace (train=True)");
   const auto opts = x.options();
-  Tensor dxs = need_dx ? at::empty({D, T, B, I}, opts) : Tensor();     // (D, T, B, I)
+  Tensor dgi = at::empty({D, T, B, 3 * H}, opts);                      // (D, T, B, 3H) dG_i
+  Tensor dgh = reset_after ? at::empty({D, T, B, 3 * H}, opts) : dgi;  // (D, T, B, 3H) dG_h
+  Tensor dx = need_dx ? at::empty({T, B, I}, opts) : at::empty({0}, opts);  // (T, B, I)
   Tensor dh0 = at::empty({D, B, H}, opts);                             // (D, B, H)
   Tensor dw_ih = at::empty({D, 3 * H, I}, opts);                       // (D, 3H, I)
   Tensor dw_hh = at::empty({D, 3 * H, H}, opts);                       // (D, 3H, H)
   Tensor db_ih = need_bias ? at::empty({D, 3 * H}, opts) : at::empty({0}, opts);  // (D, 3H)
   Tensor db_hh = need_bias ? at::empty({D, 3 * H}, opts) : at::empty({0}, opts);
   const int64_t* len = lengths_ptr(lengths);
-  for_directions(D, [&](int64_t d) {
-    backward_direction(dhs.select(0, d), x, hs.select(0, d), ws.select(0, d), w_ih.select(0, d), w_hh.select(0, d),
-                       len, reset_after, reverse || d == 1, need_dx ? dxs.select(0, d) : Tensor(), dh0.select(0, d),
-                       dw_ih.select(0, d), dw_hh.select(0, d), need_bias ? db_ih.select(0, d) : Tensor(),
-                       need_bias ? db_hh.select(0, d) : Tensor());
+  run_pieces(pieces(D, B), [&](const Piece& p) {
+    auto rows = [&](const Tensor& t) { return t.select(0, p.d).narrow(1, p.b0, p.n); };  // (T, n, ...)
+    backward_recursion(rows(dhs), rows(hs), rows(ws), w_hh.select(0, p.d), len ? len + p.b0 : nullptr, reset_after,
+                       reverse || p.d == 1, rows(dgi), rows(dgh), dh0.select(0, p.d).narrow(0, p.b0, p.n));
   });
-  Tensor dx = !need_dx ? at::empty({0}, opts) : D == 1 ? dxs.select(0, 0) : dxs.sum(0);  // (T, B, I)
+  for (int64_t d = 0; d < D; ++d) {
+    weight_grads(x, hs.select(0, d), ws.select(0, d), dgi.select(0, d), dgh.select(0, d), w_ih.select(0, d), reset_after,
+                 reverse || d == 1, d > 0, need_dx ? dx : Tensor(), dw_ih.select(0, d), dw_hh.select(0, d),
+                 need_bias ? db_ih.select(0, d) : Tensor(), need_bias ? db_hh.select(0, d) : Tensor());
+  }
   return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh};
 }
 
