@@ -60,29 +60,45 @@ GRID = (
     Config(100, 64, 128, 256, L=2, bidirectional=True),
 )
 QUICK = (Config(20, 8, 16, 32), Config(20, 4, 8, 16, L=2, bidirectional=True))
-BF16_GRID = (Config(100, 64, 128, 256), Config(50, 256, 256, 512), Config(512, 16, 64, 256))
 CELL_SHAPES = ((64, 128), (64, 256))  # (I, H) of the batch-1 step latency
 
 
 def median_time(fn: Callable[[], object], *, min_time: float = 0.5, min_reps: int = 5, max_reps: int = 10_000, warmup: int = 2) -> float:
     """Median seconds per call of fn (enough calls to fill min_time)."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
+    return paired_times([fn], min_time=min_time, min_reps=min_reps, max_reps=max_reps, warmup=warmup)[0]
+
+
+def paired_times(fns: list[Callable[[], object]], *, min_time: float = 0.5, min_reps: int = 5, max_reps: int = 10_000, warmup: int = 2) -> list[float]:
+    """Median seconds per call of each fn, measured in alternation (fn0, fn1, fn0, ...).
+
+    Alternating makes the ratios fair on a machine whose load changes while it
+    runs: both sides see the same conditions. Slow calls (over 1 s) get 3 repeats.
+    """
+    times: list[list[float]] = [[] for _ in fns]
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
     start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < min_time):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    while True:
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        n, elapsed = len(times[0]), time.perf_counter() - start
+        slow = max(statistics.median(ts) for ts in times) > 1.0
+        if n >= max_reps or (n >= (3 if slow else min_reps) and elapsed >= min_time):
+            return [statistics.median(ts) for ts in times]
 
 
-def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, min_time: float = 1.0) -> float:
-    """Measured GEMM throughput (FLOP/s) of torch.mm on n x n matrices: the ceiling we compare to."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    out = torch.empty(n, n, dtype=dtype)
-    t = median_time(lambda: torch.mm(a, b, out=out), min_time=min_time)
-    return 2.0 * n**3 / t
+def matmul_peak(dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (512, 1024, 2048), min_time: float = 0.5) -> float:
+    """Measured GEMM throughput (FLOP/s) of torch.mm on n x n matrices, the best of a few n: the ceiling we compare to."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        out = torch.empty(n, n, dtype=dtype)
+        t = median_time(lambda: torch.mm(a, b, out=out), min_time=min_time)
+        best = max(best, 2.0 * n**3 / t)
+    return best
 
 
 def _models(cfg: Config, dtype: torch.dtype, seed: int = 0) -> tuple[nn.GRU, GRU]:
@@ -110,22 +126,20 @@ def _train(model: nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> Callabl
     return step
 
 
-def time_config(cfg: Config, *, min_time: float = 0.5, bf16: bool = False) -> dict:
-    """Inference and training medians of torch.nn.GRU (fp32) and grukit (fp32, or bf16)."""
-    ref, ours = _models(cfg, torch.bfloat16 if bf16 else torch.float32)
+def time_config(cfg: Config, *, min_time: float = 0.5) -> dict:
+    """Inference and training medians of torch.nn.GRU and grukit (fp32), and grukit bf16 training."""
+    ref, ours = _models(cfg, torch.float32)
+    _, ours16 = _models(cfg, torch.bfloat16)
     D = 2 if cfg.bidirectional else 1
     x = torch.randn(cfg.T, cfg.B, cfg.I)  # (T, B, I)
     g = torch.randn(cfg.T, cfg.B, D * cfg.H)  # (T, B, D*H)
-    xo = x.to(torch.bfloat16) if bf16 else x
-    row = {"config": cfg.name, **asdict(cfg), "dtype": "bfloat16" if bf16 else "float32", "backend": backend.active(xo, ours.weight_ih_l0)}
-    for mode in ("infer", "train"):
-        if bf16 and mode == "infer":
-            continue
-        fns = (_infer(ref, x), _infer(ours, xo)) if mode == "infer" else (_train(ref, x, g), _train(ours, xo, g))
-        t_ref, t_ours = (median_time(f, min_time=min_time) for f in fns)
-        row[f"{mode}_torch_ms"], row[f"{mode}_grukit_ms"] = 1e3 * t_ref, 1e3 * t_ours
-        row[f"{mode}_ratio"] = t_ref / t_ours
-        row[f"{mode}_gflops"] = cfg.flops(mode == "train") / t_ours / 1e9
+    x16 = x.to(torch.bfloat16)
+    row = {"config": cfg.name, **asdict(cfg), "backend": backend.active(x, ours.weight_ih_l0)}
+    t_ref, t_ours = paired_times([_infer(ref, x), _infer(ours, x)], min_time=min_time)
+    row.update(infer_torch_ms=1e3 * t_ref, infer_grukit_ms=1e3 * t_ours, infer_ratio=t_ref / t_ours, infer_gflops=cfg.flops(False) / t_ours / 1e9)
+    t_ref, t_ours, t_16 = paired_times([_train(ref, x, g), _train(ours, x, g), _train(ours16, x16, g)], min_time=min_time)
+    row.update(train_torch_ms=1e3 * t_ref, train_grukit_ms=1e3 * t_ours, train_ratio=t_ref / t_ours, train_gflops=cfg.flops(True) / t_ours / 1e9)
+    row.update(bf16_train_grukit_ms=1e3 * t_16, bf16_train_ratio=t_ref / t_16)
     return row
 
 
@@ -147,7 +161,7 @@ def time_cell(I: int, H: int, *, min_time: float = 0.5, steps: int = 100) -> dic
 
         return run
 
-    t_ref, t_ours = (median_time(loop(c), min_time=min_time) / steps for c in (ref, ours))
+    t_ref, t_ours = (t / steps for t in paired_times([loop(ref), loop(ours)], min_time=min_time))
     return {"config": f"cell B1 I{I} H{H}", "I": I, "H": H, "torch_us": 1e6 * t_ref, "grukit_us": 1e6 * t_ours, "ratio": t_ref / t_ours}
 
 
@@ -159,18 +173,17 @@ def geomean(values: Iterable[float]) -> float:
 def run(
     grid: Iterable[Config] = GRID,
     *,
-    bf16_grid: Iterable[Config] = BF16_GRID,
     cells: Iterable[tuple[int, int]] = CELL_SHAPES,
     min_time: float = 0.5,
     progress: Optional[Callable[[str], None]] = None,
 ) -> dict:
-    """The whole benchmark: fp32 grid, batch-1 step latency, bf16 training, matmul peak."""
+    """The whole benchmark: fp32 matmul peak, the grid (fp32 and bf16), batch-1 step latency."""
     say = progress or (lambda _msg: None)
     say("measuring fp32 matmul peak")
     peak = matmul_peak(min_time=min_time)
-    rows, cell_rows, bf16_rows = [], [], []
+    rows, cell_rows = [], []
     for cfg in grid:
-        say(f"fp32 {cfg.name}")
+        say(f"{cfg.name}")
         row = time_config(cfg, min_time=min_time)
         for mode in ("infer", "train"):
             row[f"{mode}_peak_frac"] = row[f"{mode}_gflops"] * 1e9 / peak
@@ -178,29 +191,38 @@ def run(
     for I, H in cells:
         say(f"cell I{I} H{H}")
         cell_rows.append(time_cell(I, H, min_time=min_time))
-    for cfg in bf16_grid:
-        say(f"bf16 {cfg.name}")
-        bf16_rows.append(time_config(cfg, min_time=min_time, bf16=True))
+    large = [r for r in rows if r["B"] * r["H"] >= 65536]
     return {
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "machine": {"cpu": _cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__},
         "fp32_matmul_peak_gflops": peak / 1e9,
         "fp32": rows,
         "cell": cell_rows,
-        "bf16_train_vs_torch_fp32": bf16_rows,
         "summary": {
             "train_geomean": geomean(r["train_ratio"] for r in rows),
             "train_min": min((r["train_ratio"] for r in rows), default=float("nan")),
             "infer_geomean": geomean(r["infer_ratio"] for r in rows),
             "infer_min": min((r["infer_ratio"] for r in rows), default=float("nan")),
             "cell_ratio_min": min((r["ratio"] for r in cell_rows), default=float("nan")),
-            "bf16_train_geomean": geomean(r["train_ratio"] for r in bf16_rows),
+            "bf16_train_geomean": geomean(r["bf16_train_ratio"] for r in rows),
+            "large_train_peak_frac": [r["train_peak_frac"] for r in large],
+            "large_infer_peak_frac": [r["infer_peak_frac"] for r in large],
         },
     }
 
 
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def format_table(res: dict) -> str:
     """The results as fixed-width text: medians, ratios (torch / grukit) and % of fp32 peak."""
-    lines = [f"fp32 matmul peak (torch.mm 2048^3, {res['machine']['threads']} threads): {res['fp32_matmul_peak_gflops']:.0f} GFLOP/s", ""]
+    lines = [f"fp32 matmul peak (best torch.mm n x n, n in 512..2048, {res['machine']['threads']} threads): {res['fp32_matmul_peak_gflops']:.0f} GFLOP/s", ""]
     head = f"{'config (fp32)':<28}{'infer torch':>12}{'grukit':>9}{'ratio':>7}{'%peak':>7}{'train torch':>13}{'grukit':>9}{'ratio':>7}{'%peak':>7}"
     lines += [head, "-" * len(head)]
     for r in res["fp32"]:
@@ -215,11 +237,10 @@ def format_table(res: dict) -> str:
         lines += ["", f"{'batch-1 step (no grad)':<28}{'torch.nn.GRUCell':>18}{'grukit':>10}{'ratio':>8}"]
         for r in res["cell"]:
             lines.append(f"{r['config']:<28}{r['torch_us']:>16.1f}us{r['grukit_us']:>8.1f}us{r['ratio']:>7.2f}x")
-    if res["bf16_train_vs_torch_fp32"]:
-        lines += ["", f"{'training: grukit bf16 vs torch fp32':<38}{'torch':>10}{'grukit':>10}{'ratio':>8}"]
-        for r in res["bf16_train_vs_torch_fp32"]:
-            lines.append(f"{r['config']:<38}{r['train_torch_ms']:>8.2f}ms{r['train_grukit_ms']:>8.2f}ms{r['train_ratio']:>7.2f}x")
-        lines.append(f"{'geometric mean':<38}{'':>20}{s['bf16_train_geomean']:>7.2f}x")
+    lines += ["", f"{'training: grukit bf16 vs torch fp32':<38}{'torch':>10}{'grukit':>10}{'ratio':>8}"]
+    for r in res["fp32"]:
+        lines.append(f"{r['config']:<38}{r['train_torch_ms']:>8.2f}ms{r['bf16_train_grukit_ms']:>8.2f}ms{r['bf16_train_ratio']:>7.2f}x")
+    lines.append(f"{'geometric mean':<38}{'':>20}{s['bf16_train_geomean']:>7.2f}x")
     return "\n".join(lines)
 
 
@@ -231,18 +252,22 @@ def plot(res: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = res["fp32"]
-    names = [r["config"] for r in rows] + [r["config"] for r in res["cell"]] + [r["config"] + " bf16" for r in res["bf16_train_vs_torch_fp32"]]
-    infer = [r["infer_ratio"] for r in rows] + [r["ratio"] for r in res["cell"]] + [float("nan")] * len(res["bf16_train_vs_torch_fp32"])
-    train = [r["train_ratio"] for r in rows] + [float("nan")] * len(res["cell"]) + [r["train_ratio"] for r in res["bf16_train_vs_torch_fp32"]]
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(names) + 1.5))
+    names = [r["config"] for r in rows] + [r["config"] for r in res["cell"]]
+    nan = [float("nan")] * len(res["cell"])
+    infer = [r["infer_ratio"] for r in rows] + [r["ratio"] for r in res["cell"]]
+    train = [r["train_ratio"] for r in rows] + nan
+    train16 = [r["bf16_train_ratio"] for r in rows] + nan
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(names) + 1.5))
     y = range(len(names))
-    ax.barh([i - 0.2 for i in y], infer, height=0.4, label="inference / step latency")
-    ax.barh([i + 0.2 for i in y], train, height=0.4, label="training (fwd+bwd)")
+    ax.barh([i - 0.27 for i in y], infer, height=0.27, label="fp32 inference / batch-1 step")
+    ax.barh(list(y), train, height=0.27, label="fp32 training (fwd+bwd)")
+    ax.barh([i + 0.27 for i in y], train16, height=0.27, label="bf16 training vs torch fp32")
+    ax.set_xscale("log")
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_yticks(list(y), names)
     ax.invert_yaxis()
     ax.set_xlabel("speed-up over torch.nn.GRU / GRUCell (torch time / grukit time)")
-    ax.set_title(f"grukit vs torch.nn.GRU, {res['machine']['threads']} CPU threads, torch {res['machine']['torch']}")
+    ax.set_title(f"grukit vs torch.nn.GRU: {res['machine']['cpu']}, {res['machine']['threads']} threads, torch {res['machine']['torch']}", fontsize=9)
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
