@@ -79,6 +79,10 @@ def test_train_eval_predict_end_to_end(tmp_path):
     r = run("eval", out, "--data", sine_csv(tmp_path / "new.csv", n=40, extra=True))
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["test_origins"] == 40 - 12 - 4 + 1
+    r = run("eval", out, "--data", sine_csv(tmp_path / "short.csv", n=15, extra=True))
+    assert r.exit_code == 1 and "15 points, too short to score this run's --lookback 12 + --horizon 4: need at least 16" in r.output
+    r = run("eval", out, "--data", sine_csv(tmp_path / "one.csv", n=40))
+    assert r.exit_code == 1 and "no column 'temp' (--column)" in r.output
 
     r = run("predict", out, "--data", csv)
     assert r.exit_code == 0, r.output

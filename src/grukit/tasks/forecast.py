@@ -259,8 +259,10 @@ class ForecastTask(Task):
     def evaluate(self, run: Path, data: str | None = None) -> dict:
         cfg, state, model = self._model(run)
         s = self._series(cfg, state, data)
-        if data is not None:
-            check_length(len(s.values), state["lookback"], state["horizon"], len(s.values) - 1, s.source)
+        need = state["lookback"] + state["horizon"]
+        if data is not None and len(s.values) < need:
+            raise ValueError(f"{s.source}: {len(s.values)} points, too short to score this run's --lookback {state['lookback']} "
+                             f"+ --horizon {state['horizon']}: need at least {need}")
         return self._score(model, s, state, whole=data is not None)
 
     def predict(self, run: Path, args: tuple[str, ...], data: str | None = None) -> None:
