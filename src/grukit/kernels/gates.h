@@ -32,6 +32,7 @@
 // there dL/dh = dh and every gate gradient is zero.
 #pragma once
 
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <cstdint>
@@ -48,6 +49,13 @@ inline Vec<A> load(const T* p, int64_t n) {
   if constexpr (std::is_same_v<T, A>) {
     return n == Vec<A>::size() ? Vec<A>::loadu(p) : Vec<A>::loadu(p, n);
   } else {
+    if constexpr (std::is_same_v<T, c10::BFloat16> && std::is_same_v<A, float>) {
+      if (n == Vec<A>::size()) {  // a full vector: one widening load
+        Vec<A> out;
+        at::vec::load_to_float<c10::BFloat16>(p, out);
+        return out;
+      }
+    }
     alignas(64) A tmp[Vec<A>::size()] = {};
     for (int64_t i = 0; i < n; ++i) tmp[i] = static_cast<A>(p[i]);
     return Vec<A>::loadu(tmp);
@@ -58,6 +66,8 @@ template <typename A, typename T>
 inline void store(T* p, const Vec<A>& v, int64_t n) {
   if constexpr (std::is_same_v<T, A>) {
     v.store(p, n);
+  } else if constexpr (std::is_same_v<T, c10::BFloat16> && std::is_same_v<A, float>) {
+    at::vec::convert_from_float<c10::BFloat16>(v, v).store(p, n);  // round to nearest even
   } else {
     alignas(64) A tmp[Vec<A>::size()];
     v.store(tmp);
