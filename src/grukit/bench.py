@@ -175,12 +175,13 @@ def run(
     *,
     cells: Iterable[tuple[int, int]] = CELL_SHAPES,
     min_time: float = 0.5,
+    peak_sizes: tuple[int, ...] = (512, 1024, 2048),
     progress: Optional[Callable[[str], None]] = None,
 ) -> dict:
     """The whole benchmark: fp32 matmul peak, the grid (fp32 and bf16), batch-1 step latency."""
     say = progress or (lambda _msg: None)
     say("measuring fp32 matmul peak")
-    peak = matmul_peak(min_time=min_time)
+    peak = matmul_peak(sizes=peak_sizes, min_time=min_time)
     rows, cell_rows = [], []
     for cfg in grid:
         say(f"{cfg.name}")
@@ -212,9 +213,10 @@ def run(
 
 def _cpu_name() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or platform.machine()
@@ -222,7 +224,7 @@ def _cpu_name() -> str:
 
 def format_table(res: dict) -> str:
     """The results as fixed-width text: medians, ratios (torch / grukit) and % of fp32 peak."""
-    lines = [f"fp32 matmul peak (best torch.mm n x n, n in 512..2048, {res['machine']['threads']} threads): {res['fp32_matmul_peak_gflops']:.0f} GFLOP/s", ""]
+    lines = [f"fp32 matmul peak (best torch.mm n x n, {res['machine']['threads']} threads): {res['fp32_matmul_peak_gflops']:.0f} GFLOP/s", ""]
     head = f"{'config (fp32)':<28}{'infer torch':>12}{'grukit':>9}{'ratio':>7}{'%peak':>7}{'train torch':>13}{'grukit':>9}{'ratio':>7}{'%peak':>7}"
     lines += [head, "-" * len(head)]
     for r in res["fp32"]:

@@ -24,7 +24,7 @@ def bench_cmd(quick: bool, json_path: str | None, plot_path: str | None, min_tim
     if threads is not None:
         torch.set_num_threads(threads)
     if quick:
-        res = bench.run(bench.QUICK, cells=((8, 16),), min_time=min(min_time, 0.05), progress=_say)
+        res = bench.run(bench.QUICK, cells=((8, 16),), min_time=min(min_time, 0.05), peak_sizes=(256, 512), progress=_say)
     else:
         res = bench.run(bench.GRID, min_time=min_time, progress=_say)
     click.echo(bench.format_table(res))
