@@ -1,11 +1,18 @@
 // grukit's native GRU layer: the whole time loop, forward and backward, in C++.
 //
 // The readable twin is grukit.functional.gru_layer; tests assert they agree.
-// Shapes legend: T steps, B batch, I input, H hidden. Gates stacked r | z | n.
-// The equations and their derivatives are written out in gates.h, beside the
-// fused elementwise passes that compute them.
+// Shapes legend: T steps, B batch, I input, H hidden, D directions. Gates are
+// stacked r | z | n. The equations and their derivatives are written out in
+// gates.h, beside the fused elementwise passes that compute them.
 //
-// Layout of what the forward returns (the Python side slices it):
+// Per layer: the input projection of all T steps is one GEMM; each step is one
+// recurrent product (GEMM, or a hand-written matvec for batch 1-2) and one fused
+// pass for the gates. Backward keeps only the dh recursion in its loop; dx, dW
+// and db are single GEMMs / sums over all T * B rows after it. The D directions
+// and blocks of the batch are independent, so they run on separate threads
+// (see `pieces`) with no synchronisation inside the time loop.
+//
+// Layout of what the forward returns (the Python side slices it), per direction:
 //   hs (T+1, B, H): every state, indexed by time: forward direction hs[0] = h0,
 //       hs[t+1] = h after step t; reverse direction hs[T] = h0, hs[t] = h after
 //       step t. So the output is hs[1:] (forward) or hs[:T] (reverse), h_n is
