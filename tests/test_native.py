@@ -252,3 +252,26 @@ def test_small_batch_matvec_path(B, reset_after, dtype):
         nat = _outputs_and_grads(kernels.gru_layer, inputs, lengths, reset_after, reverse)
         for name, a, b in zip(NAMES, ref, nat):
             assert_close(b, a, dtype, name)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_thread_counts_give_the_same_result(threads):
+    # the layer is cut into pieces (directions x batch blocks) by thread count
+    model = grukit.GRU(3, 5, 2, bidirectional=True, dtype=torch.float64)
+    x = torch.randn(4, 7, 3, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([4, 1, 3, 4, 2, 2, 4])
+    backend.set_backend("reference")
+    try:
+        expected = model(x, lengths=lengths)
+    finally:
+        backend.set_backend(None)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = model(x, lengths=lengths)
+        g_got = torch.autograd.grad(got[0].sum() + got[1].sum(), [x, *model.parameters()])
+    finally:
+        torch.set_num_threads(old)
+    g_exp = torch.autograd.grad(expected[0].sum() + expected[1].sum(), [x, *model.parameters()])
+    for a, b in zip([*expected, *g_exp], [*got, *g_got]):
+        assert_close(b, a, torch.float64)

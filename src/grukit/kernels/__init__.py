@@ -53,6 +53,4 @@ def gru(x, hx, weights, **kwargs):
     return ops.gru(x, hx, weights, **kwargs)
 
 
-def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True):
-    """Native twin of :func:`grukit.functional.gru_cell` (call :func:`available` first)."""
-    return ops.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after)
+gru_cell = ops.gru_cell  # no wrapper: the streaming step is latency-bound

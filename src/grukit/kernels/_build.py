@@ -17,7 +17,7 @@ import torch
 
 _HERE = Path(__file__).resolve().parent
 _SOURCES = [_HERE / "gru.cpp"]
-_HEADERS = [_HERE / "gates.h"]
+_HEADERS = [_HERE / "gates.h", _HERE / "matvec.h"]
 _lock = threading.Lock()
 _state: dict = {"loaded": None, "error": None}
 

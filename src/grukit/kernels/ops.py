@@ -210,8 +210,20 @@ def gru_cell(
     reset_after: bool = True,
 ) -> Tensor:
     """Native twin of :func:`grukit.functional.gru_cell`: x (B, I), h (B, H) -> (B, H)."""
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, h, w_ih, w_hh, b_ih, b_hh)):
+    if torch.is_grad_enabled() and (
+        x.requires_grad or h.requires_grad or w_ih.requires_grad or w_hh.requires_grad or (b_ih is not None and (b_ih.requires_grad or b_hh.requires_grad))
+    ):
         one = [None if t is None else t.unsqueeze(0) for t in (h, w_ih, w_hh, b_ih, b_hh)]  # D = 1
         hs, _ = torch.ops.grukit.gru_layer(x.unsqueeze(0), *one, None, reset_after, False, True)  # (1, 2, B, H)
         return hs[0, 1]  # (B, H)
-    return torch.ops.grukit.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, reset_after)
+    return _cell_op()(x, h, w_ih, w_hh, b_ih, b_hh, reset_after)  # the streaming path: one native call
+
+
+_cell = None
+
+
+def _cell_op():
+    global _cell
+    if _cell is None:
+        _cell = torch.ops.grukit.gru_cell.default
+    return _cell
