@@ -1,16 +1,18 @@
 """The native ops as PyTorch sees them: fake (meta) kernels, autograd, wrappers.
 
-``torch.ops.grukit.gru_layer`` (C++, gru.cpp) runs one layer in one direction
-over the whole sequence; ``gru_layer_backward`` is its hand-written BPTT. Here
-they get fake kernels (so torch.compile and torch.export can trace them without
-running them) and an autograd formula, and :func:`gru_layer` / :func:`gru_cell`
-wrap them with the signatures of :mod:`grukit.functional`.
+``torch.ops.grukit.gru_layer`` (C++, gru.cpp) runs one layer over the whole
+sequence, its D directions stacked on a leading dimension (weights (D, 3H, .),
+h0 (D, B, H)); ``gru_layer_backward`` is its hand-written BPTT and
+``gru_cell`` one step without autograd. Here they get fake kernels (so
+torch.compile and torch.export trace them without running them) and an
+autograd formula, and :func:`gru`, :func:`gru_layer` and :func:`gru_cell` wrap
+them with the signatures of :mod:`grukit.functional`.
 
 Double backward (``create_graph=True``) is not hand-written: the backward then
 recomputes the layer with the differentiable reference and lets autograd
 differentiate that, so higher derivatives stay exact.
 
-Shapes legend: T steps, B batch, I input, H hidden.
+Shapes legend: T steps, B batch, I input, H hidden, D directions, L layers.
 """
 
 from __future__ import annotations
