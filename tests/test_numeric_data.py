@@ -196,3 +196,16 @@ def test_pad_batches_patch_and_pooling_ignore_padding():
         torch.testing.assert_close(short, padded, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="--pooling"):
         seq.SequenceModel(1, 2, pooling="median")
+
+
+def test_augment_keeps_padding_and_is_seeded():
+    x = torch.ones(3, 8, 2)
+    ln = torch.tensor([8, 5, 2])
+    x[1, 5:] = 0
+    x[2, 2:] = 0
+    a = seq.augment(x, ln, 0.2, torch.Generator().manual_seed(0))
+    b = seq.augment(x, ln, 0.2, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b)
+    assert a[1, 5:].abs().sum() == 0 and a[2, 2:].abs().sum() == 0
+    assert not torch.equal(a, x)
+    assert seq.augment(x, ln, 0.0, torch.Generator()) is x

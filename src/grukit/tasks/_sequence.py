@@ -118,6 +118,27 @@ def batches(x: Tensor, lengths: Tensor, y: Tensor, batch_size: int, gen: torch.G
     return out
 
 
+def augment(x: Tensor, lengths: Tensor, strength: float, gen: torch.Generator) -> Tensor:
+    """Random variants of a float batch (B, T, C) for training on small data sets:
+    each series and channel scaled by 1 + strength * N(0, 1), shifted in time by
+    up to strength * T/4 steps (the edge value repeated), and jittered by
+    strength/2 * N(0, 1) noise; padding stays zero. Um et al. 2017, "Data
+    augmentation of wearable sensor data", sec. 3 (jittering, scaling)."""
+    if strength <= 0:
+        return x
+    B, T, C = x.shape
+    valid = (torch.arange(T)[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
+    max_shift = int(strength * T / 4)
+    if max_shift > 0:
+        shift = torch.randint(-max_shift, max_shift + 1, (B,), generator=gen)  # (B,)
+        t = torch.arange(T)[None, :] - shift[:, None]  # (B, T): source step of each step
+        t = torch.minimum(t.clamp(min=0), (lengths - 1)[:, None])
+        x = torch.gather(x, 1, t.unsqueeze(-1).expand(B, T, C))
+    scale = 1 + strength * torch.randn(B, 1, C, generator=gen)
+    noise = 0.5 * strength * torch.randn(B, T, C, generator=gen)
+    return torch.where(valid, x * scale + noise, torch.zeros(()))
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, lengths: Tensor, batch_size: int = 256) -> Tensor:
     """The model's outputs for all N sequences, in order: (N, out)."""
@@ -173,6 +194,6 @@ def normalize_series(series: list[np.ndarray], how: str, stats: dict | None = No
     raise ValueError(f"--normalize must be one of series, global, none, got {how!r}")
 
 
-def auto_patch(max_length: int, target_steps: int = 64) -> int:
+def auto_patch(max_length: int, target_steps: int = 32) -> int:
     """A patch size that brings the longest series to at most ~target_steps GRU steps."""
     return max(1, math.ceil(max_length / target_steps))

@@ -38,7 +38,7 @@ DATASETS = {**{k: v[0] for k, v in numeric.UCR_DATASETS.items()}, "toy": "the tu
 class ClassifyConfig(TaskConfig):
     data: Optional[str] = option(None, "your data: a UCR .tsv/.ts TRAIN file or its folder, a text folder (LABEL/*.txt or train/ + test/), or a text CSV")
     dataset: str = option("GunPoint", "built-in data set, used when --data is not given (GunPoint etc. need: pip install 'grukit[data]')", choices=list(DATASETS))
-    epochs: int = option(60, "passes over the training split")
+    epochs: int = option(100, "passes over the training split")
     lr: float = option(3e-3, "Adam learning rate")
     weight_decay: float = option(1e-4, "AdamW weight decay")
     hidden_size: int = option(64, "GRU hidden units per direction")
@@ -48,7 +48,8 @@ class ClassifyConfig(TaskConfig):
     pooling: str = option("last+mean", "how the GRU outputs become one vector", choices=list(seq.POOLINGS))
     batch_size: int = option(16, "sequences per batch")
     normalize: str = option("auto", "numeric inputs: series = z-normalise each series, global = training mean/std per channel, auto = series if one channel else global", choices=list(seq.NORMALIZE))
-    patch: int = option(0, "numeric inputs: consecutive steps fed as one GRU step (0 = auto: at most ~64 steps)")
+    augment: float = option(0.1, "numeric inputs: random scaling, time shift and jitter of this strength while training (0 = off)")
+    patch: int = option(0, "numeric inputs: consecutive steps fed as one GRU step (0 = auto: at most ~32 steps)")
     val_fraction: float = option(0.2, "share of the training split held out to pick the best epoch")
     test_fraction: float = option(0.2, "share held out for testing when the data has no test split")
     text_column: str = option("text", "CSV: the column holding the text")
@@ -62,6 +63,8 @@ class ClassifyConfig(TaskConfig):
         for name in ("hidden_size", "num_layers", "batch_size", "maxlen", "embed_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.augment < 0:
+            raise ValueError(f"--augment must be >= 0, got {self.augment}")
         if self.patch < 0:
             raise ValueError(f"--patch must be >= 0, got {self.patch}")
         if self.max_features < 3:
@@ -173,13 +176,20 @@ def build_model(cfg: ClassifyConfig, state: dict) -> seq.SequenceModel:
 
 
 class _Objective:
-    monitor, mode = "val_loss", "min"
+    # Best epoch: highest validation accuracy, ties (common on small sets) broken
+    # by the lower validation loss. val_loss alone picks near-untrained models on
+    # tiny sets, where a few confident mistakes outweigh many right answers.
+    monitor, mode = "val_score", "max"
 
     def __init__(self, cfg: ClassifyConfig, parts: dict) -> None:
         self.cfg, self.fit, self.val = cfg, parts["fit"], parts["val"]
+        self.numeric = parts["state"]["kind"] == "numeric"
 
     def batches(self, epoch: int, gen: torch.Generator):
-        return seq.batches(*self.fit, self.cfg.batch_size, gen)
+        out = seq.batches(*self.fit, self.cfg.batch_size, gen)
+        if self.numeric and self.cfg.augment > 0:
+            out = [(seq.augment(x, ln, self.cfg.augment, gen), ln, y) for x, ln, y in out]
+        return out
 
     def loss(self, model, batch) -> torch.Tensor:
         x, ln, y = batch
@@ -188,7 +198,9 @@ class _Objective:
     def validate(self, model) -> dict[str, float]:
         x, ln, y = self.val
         logits = seq.predict(model, x, ln)
-        return {"val_loss": nn.functional.cross_entropy(logits, y).item(), "val_accuracy": (logits.argmax(1) == y).float().mean().item()}
+        loss = nn.functional.cross_entropy(logits, y).item()
+        acc = (logits.argmax(1) == y).float().mean().item()
+        return {"val_loss": loss, "val_accuracy": acc, "val_score": acc - 0.01 * min(loss, 10.0)}
 
 
 def score(model, parts: dict, state: dict, out: Path | None) -> dict:

@@ -49,7 +49,7 @@ class RegressConfig(TaskConfig):
     pooling: str = option("mean", "how the GRU outputs become one vector (mean suits targets that sum over steps)", choices=list(seq.POOLINGS))
     batch_size: int = option(32, "sequences per batch")
     normalize: str = option("global", "inputs: global = training mean/std per channel, series = z-normalise each series (drops its level)", choices=[n for n in seq.NORMALIZE if n != "auto"])
-    patch: int = option(0, "consecutive steps fed as one GRU step (0 = auto: at most ~64 steps)")
+    patch: int = option(0, "consecutive steps fed as one GRU step (0 = auto: at most ~32 steps)")
     val_fraction: float = option(0.2, "share of the training split held out to pick the best epoch")
     test_fraction: float = option(0.2, "share held out for testing when the data has no test split")
 
