@@ -199,3 +199,13 @@ def test_metrics():
 def test_confusion_png(tmp_path):
     ce.plot_confusion(np.array([[3, 1], [0, 4]]), ["a", "b"], tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_auto_epochs_and_batch_size_are_resolved_and_saved(tmp_path):
+    root = write_texts(tmp_path / "reviews")
+    out = tmp_path / "run"
+    run("train", "classify", "--data", root, "--out", out, "--hidden-size", "4", "--embed-dim", "4", "--no-progress")
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["epochs"], config["batch_size"]) == (10, 64)
+    result = run("train", "classify", "--out", tmp_path / "r", "--epochs", "-1", ok=False)
+    assert result.exit_code == 1 and "--epochs and --batch-size must be >= 0" in result.output

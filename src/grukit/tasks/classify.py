@@ -17,7 +17,7 @@ through an embedding.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -38,7 +38,7 @@ DATASETS = {**{k: v[0] for k, v in numeric.UCR_DATASETS.items()}, "toy": "the tu
 class ClassifyConfig(TaskConfig):
     data: Optional[str] = option(None, "your data: a UCR .tsv/.ts TRAIN file or its folder, a text folder (LABEL/*.txt or train/ + test/), or a text CSV")
     dataset: str = option("GunPoint", "built-in data set, used when --data is not given (GunPoint etc. need: pip install 'grukit[data]')", choices=list(DATASETS))
-    epochs: int = option(100, "passes over the training split")
+    epochs: int = option(0, "passes over the training split (0 = auto: 100 for numeric series, 10 for text)")
     lr: float = option(3e-3, "Adam learning rate")
     weight_decay: float = option(1e-4, "AdamW weight decay")
     hidden_size: int = option(64, "GRU hidden units per direction")
@@ -46,7 +46,7 @@ class ClassifyConfig(TaskConfig):
     bidirectional: bool = option(True, "read each sequence in both directions")
     dropout: float = option(0.1, "dropout before the head (and between layers)")
     pooling: str = option("last+mean", "how the GRU outputs become one vector", choices=list(seq.POOLINGS))
-    batch_size: int = option(16, "sequences per batch")
+    batch_size: int = option(0, "sequences per batch (0 = auto: 16 for numeric series, 64 for text)")
     normalize: str = option("auto", "numeric inputs: series = z-normalise each series, global = training mean/std per channel, auto = series if one channel else global", choices=list(seq.NORMALIZE))
     augment: float = option(0.1, "numeric inputs: random scaling, time shift and jitter of this strength while training (0 = off)")
     patch: int = option(0, "numeric inputs: consecutive steps fed as one GRU step (0 = auto: at most ~32 steps)")
@@ -59,8 +59,10 @@ class ClassifyConfig(TaskConfig):
     embed_dim: int = option(64, "text: word embedding size")
 
     def validate(self) -> None:
-        super().validate()
-        for name in ("hidden_size", "num_layers", "batch_size", "maxlen", "embed_dim"):
+        TaskConfig.validate(replace(self, epochs=self.epochs or 1))  # 0 = auto
+        if self.epochs < 0 or self.batch_size < 0:
+            raise ValueError(f"--epochs and --batch-size must be >= 0 (0 = auto), got {self.epochs} and {self.batch_size}")
+        for name in ("hidden_size", "num_layers", "maxlen", "embed_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.augment < 0:
@@ -233,8 +235,10 @@ class ClassifyTask(Task):
         cfg.validate()
         torch.manual_seed(cfg.seed)
         parts = prepare(cfg)
+        text_kind = parts["state"]["kind"] == "text"
+        cfg = replace(cfg, epochs=cfg.epochs or (10 if text_kind else 100), batch_size=cfg.batch_size or (64 if text_kind else 16))
         model = build_model(cfg, parts["state"])
-        save_run(out, self, cfg, parts["state"])
+        save_run(out, self, cfg, parts["state"])  # with the auto values resolved
         start = time.perf_counter()
         fit(model, _Objective(cfg, parts), cfg.loop(), out, resume=resume)
         metrics = score(model, parts, parts["state"], out)
