@@ -346,7 +346,7 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
                                  ld(bh, H + j, m));
         const Vec<A> hn = load<A>(gh.data() + 2 * H + j, m) + ld(bh, 2 * H + j, m);
         const Vec<A> in = load<A>(gi.data() + 2 * H + j, m) + ld(bi, 2 * H + j, m);
-        const Vec<A> n = (reset_after ? in + r * hn : in + hn).tanh();
+        const Vec<A> n = tanh_<A>(reset_after ? in + r * hn : in + hn);
         store<A>(ob + j, (one - z) * n + z * load<A>(hb + j, m), m);
       }
     }
