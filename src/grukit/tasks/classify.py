@@ -59,9 +59,9 @@ class ClassifyConfig(TaskConfig):
     embed_dim: int = option(64, "text: word embedding size")
 
     def validate(self) -> None:
-        TaskConfig.validate(replace(self, epochs=self.epochs or 1))  # 0 = auto
         if self.epochs < 0 or self.batch_size < 0:
             raise ValueError(f"--epochs and --batch-size must be >= 0 (0 = auto), got {self.epochs} and {self.batch_size}")
+        TaskConfig.validate(replace(self, epochs=self.epochs or 1))  # 0 = auto
         for name in ("hidden_size", "num_layers", "maxlen", "embed_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
