@@ -7,10 +7,12 @@ from datetime import date, timedelta
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from grukit.cli import main
 from grukit.evaluation import forecasting as fc
+from grukit.tasks import forecast
 
 TINY = ["--epochs", "2", "--steps", "3", "--batch-size", "8", "--hidden-size", "8", "--lookback", "12", "--horizon", "4", "--no-progress"]
 
@@ -43,6 +45,34 @@ def test_windows_and_baselines():
     np.testing.assert_array_equal(fc.seasonal_naive(y, np.array([0]), 2, 4), [[0, 0]])  # too early: naive
 
 
+@pytest.mark.parametrize(
+    "y, season, base",
+    [
+        (np.tile([0.0, 5.0, 1.0, 7.0], 30), 4, "seasonal"),  # periodic
+        (np.cumsum(np.random.default_rng(0).standard_normal(120)), 4, "naive"),  # random walk
+        (np.tile([0.0, 5.0, 1.0, 7.0], 30), 1, "naive"),  # no season
+    ],
+)
+def test_choose_base(y, season, base):
+    state = {"lookback": 8, "season": season, "horizon": 3, "split": [80, 100]}
+    assert forecast.choose_base(y, state) == base
+
+
+def test_gru_corrects_its_base():
+    """An untrained-looking model that outputs 0 forecasts exactly its base."""
+    y = np.tile([0.0, 5.0, 1.0, 7.0], 10)
+    state = {"lookback": 4, "horizon": 3, "season": 4, "base": "seasonal", "std": [2.0]}
+    model = forecast.Forecaster(1, 4, 1, 3, 0.0)
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
+    x = np.zeros((len(y), 1), dtype=np.float32)
+    at = np.array([10, 20])
+    np.testing.assert_allclose(forecast.forecast(model, x, y, at, state), fc.seasonal_naive(y, at, 3, 4))
+    with torch.no_grad():
+        model.head.bias.fill_(0.5)  # +0.5 std on every step
+    np.testing.assert_allclose(forecast.forecast(model, x, y, at, {**state, "base": "naive"}), fc.naive(y, at, 3) + 1.0)
+
+
 def sine_csv(path, n=160, dates=True, extra=False):
     rng = np.random.default_rng(0)
     start = date(2020, 1, 1)
@@ -69,6 +99,7 @@ def test_train_eval_predict_end_to_end(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["gru"]) == {"mae", "rmse", "smape", "mase"}
     assert metrics["season"] == 7 and metrics["horizon"] == 4 and metrics["target"] == "value"
+    assert metrics["base"] == "seasonal"  # a weekly sine: nearly periodic
     assert metrics["naive"]["mae"] > 0 and metrics["seasonal_naive"]["mae"] < metrics["naive"]["mae"]
     state = json.loads((out / "config.json").read_text())["state"]
     assert state["calendar"] and state["columns"] == ["value", "temp"] and state["split"] == [112, 136]
@@ -102,7 +133,8 @@ def test_predict_from_values_without_dates(tmp_path):
     out = tmp_path / "run"
     r = run("train", "forecast", "--data", csv, "--out", out, *TINY)
     assert r.exit_code == 0, r.output
-    assert json.loads((out / "metrics.json").read_text())["season"] == 1  # no dates, no season
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["season"] == 1 and m["base"] == "naive"  # no dates, no season
     r = run("predict", out, *[str(v) for v in range(12)])
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[1].startswith("t+1\t")
