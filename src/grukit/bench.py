@@ -11,6 +11,7 @@ B batch, I input, H hidden, L layers, D directions.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import statistics
 import time
@@ -180,6 +181,7 @@ def run(
 ) -> dict:
     """The whole benchmark: fp32 matmul peak, the grid (fp32 and bf16), batch-1 step latency."""
     say = progress or (lambda _msg: None)
+    load_before = _loadavg()
     say("measuring fp32 matmul peak")
     peak = matmul_peak(sizes=peak_sizes, min_time=min_time)
     rows, cell_rows = [], []
@@ -194,7 +196,13 @@ def run(
         cell_rows.append(time_cell(I, H, min_time=min_time))
     large = [r for r in rows if r["B"] * r["H"] >= 65536]
     return {
-        "machine": {"cpu": _cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "machine": {
+            "cpu": _cpu_name(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "cpus": os.cpu_count(),
+            "loadavg_1min_before_after": [load_before, _loadavg()],  # other processes competing for the cores
+        },
         "fp32_matmul_peak_gflops": peak / 1e9,
         "fp32": rows,
         "cell": cell_rows,
@@ -211,6 +219,13 @@ def run(
     }
 
 
+def _loadavg() -> Optional[float]:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -224,7 +239,9 @@ def _cpu_name() -> str:
 
 def format_table(res: dict) -> str:
     """The results as fixed-width text: medians, ratios (torch / grukit) and % of fp32 peak."""
-    lines = [f"fp32 matmul peak (best torch.mm n x n, {res['machine']['threads']} threads): {res['fp32_matmul_peak_gflops']:.0f} GFLOP/s", ""]
+    m = res["machine"]
+    lines = [f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}; 1-min load average before/after: {m['loadavg_1min_before_after']}"]
+    lines += [f"fp32 matmul peak (best torch.mm n x n): {res['fp32_matmul_peak_gflops']:.0f} GFLOP/s", ""]
     head = f"{'config (fp32)':<28}{'infer torch':>12}{'grukit':>9}{'ratio':>7}{'%peak':>7}{'train torch':>13}{'grukit':>9}{'ratio':>7}{'%peak':>7}"
     lines += [head, "-" * len(head)]
     for r in res["fp32"]:
