@@ -240,7 +240,7 @@ def _cpu_name() -> str:
 def format_table(res: dict) -> str:
     """The results as fixed-width text: medians, ratios (torch / grukit) and % of fp32 peak."""
     m = res["machine"]
-    lines = [f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}; 1-min load average before/after: {m['loadavg_1min_before_after']}"]
+    lines = [f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}; 1-min load average before/after: {[round(v, 2) for v in m['loadavg_1min_before_after'] if v is not None]}"]
     lines += [f"fp32 matmul peak (best torch.mm n x n): {res['fp32_matmul_peak_gflops']:.0f} GFLOP/s", ""]
     head = f"{'config (fp32)':<28}{'infer torch':>12}{'grukit':>9}{'ratio':>7}{'%peak':>7}{'train torch':>13}{'grukit':>9}{'ratio':>7}{'%peak':>7}"
     lines += [head, "-" * len(head)]
