@@ -69,6 +69,7 @@ def test_ucr_tsv_folder_train_eval_predict(tmp_path):
     assert 0 <= metrics["accuracy"] <= 1 and "macro_f1" in metrics
     assert metrics["test_size"] == 24 and metrics["train_size"] == 24
     assert set(metrics["baselines"]) == {"majority_class", "1nn_euclidean"}
+    assert metrics["summary"].startswith("test accuracy") and "1nn_euclidean" in metrics["summary"]
     for name in ("config.json", "model.safetensors", "history.jsonl", "loss.png", "confusion.png"):
         assert (out / name).is_file(), name
     assert '"accuracy"' in result.output

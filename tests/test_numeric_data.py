@@ -209,3 +209,12 @@ def test_augment_keeps_padding_and_is_seeded():
     assert a[1, 5:].abs().sum() == 0 and a[2, 2:].abs().sum() == 0
     assert not torch.equal(a, x)
     assert seq.augment(x, ln, 0.0, torch.Generator()) is x
+
+
+def test_torch_threads_is_restored():
+    before = torch.get_num_threads()
+    with seq.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with seq.torch_threads(0):
+        assert torch.get_num_threads() == before

@@ -42,6 +42,7 @@ def test_tsv_train_eval_predict_resume(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"mae", "rmse", "r2"} <= set(metrics) and metrics["test_size"] == 30
     assert set(metrics["baselines"]) == {"predict_mean", "ridge"}
+    assert "predict_mean" in metrics["summary"]
     state = json.loads((out / "config.json").read_text())["state"]
     assert state["target_std"] > 0  # scaled on the training part
     for name in ("model.safetensors", "history.jsonl", "loss.png"):
