@@ -124,7 +124,7 @@ def split_points(n: int, cfg: ForecastConfig) -> tuple[int, int]:
 def check_length(n: int, lookback: int, horizon: int, n_train: int, source: str) -> None:
     need = lookback + horizon
     if n_train < need:
-        total = int(np.ceil(need / (1 - 0.3))) if n_train else need
+        total = int(np.ceil(need * n / max(n_train, 1)))
         raise ValueError(f"{source}: the series has {n} points, too short for --lookback {lookback} + --horizon {horizon} "
                          f"(its training part has {n_train} points, needs at least {need}; about {total} points in all, "
                          f"or lower --lookback/--horizon)")
@@ -296,6 +296,7 @@ class ForecastTask(Task):
         return load_series(cfg, data)
 
     def evaluate(self, run: Path, data: str | None = None) -> dict:
+        """The run's test metrics; with ``data``, over every origin of that file (MASE scaled on that file)."""
         cfg, state, model = self._model(run)
         s = self._series(cfg, state, data)
         need = state["lookback"] + state["horizon"]
