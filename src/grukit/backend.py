@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from . import functional
+from . import functional, kernels
 
 _CHOICES = ("auto", "reference", "native")
 _forced: str | None = None
@@ -34,25 +34,24 @@ def requested() -> str:
     return name
 
 
-_kernels = None  # grukit.kernels once imported (it is only imported when needed)
+def _native_ready() -> bool:
+    """Build or load the native kernels once; True if they can run."""
+    return kernels.available()
 
 
-def _native_module():
-    global _kernels
-    if _kernels is None:
-        from . import kernels
-
-        _kernels = kernels
-    return _kernels
+# Under torch.compile, run _native_ready for real and use its result as a
+# constant instead of tracing the build (a lock, files). This attribute is all
+# torch.compiler.assume_constant_result sets; setting it here avoids importing
+# torch._dynamo (over a second) whenever grukit is imported.
+_native_ready._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def _use_native(tensors) -> bool:
     name = _forced or os.environ.get("GRUKIT_BACKEND", "auto")
     if name == "reference":
         return False
-    kernels = _native_module()
     if name == "auto":
-        return kernels.supports(*tensors) and kernels.available()
+        return kernels.supports(*tensors) and _native_ready()
     if name != "native":
         raise ValueError(f"GRUKIT_BACKEND must be one of {_CHOICES}, got {name!r}")
     if not kernels.supports(*tensors):
@@ -60,7 +59,7 @@ def _use_native(tensors) -> bool:
             f"GRUKIT_BACKEND=native supports CPU tensors of dtype {kernels.DTYPES}, "
             f"got {[(t.device.type, t.dtype) for t in tensors if t is not None]}"
         )
-    if not kernels.available():
+    if not _native_ready():
         raise RuntimeError(f"GRUKIT_BACKEND=native but the native kernel could not be built: {kernels._build.error()}")
     return True
 
@@ -73,19 +72,19 @@ def active(*tensors) -> str:
 def gru_fn(*tensors) -> Callable:
     """The function that runs a whole stack of layers (signature of functional.gru)."""
     if _use_native(tensors):
-        return _kernels.gru
+        return kernels.gru
     return functional.gru
 
 
 def layer_fn(*tensors) -> Callable:
     """The function that runs one layer in one direction for these tensors."""
     if _use_native(tensors):
-        return _kernels.gru_layer
+        return kernels.gru_layer
     return functional.gru_layer
 
 
 def cell_fn(*tensors) -> Callable:
     """The function that runs one GRU step for these tensors."""
     if _use_native(tensors):
-        return _kernels.gru_cell
+        return kernels.gru_cell
     return functional.gru_cell
