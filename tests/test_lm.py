@@ -49,6 +49,8 @@ def test_pieces_cover_each_span():
     parts = lm.pieces(np.arange(3000), [(0, 2500), (2600, 2700)])
     assert [len(p) for p in parts] == [lm.EVAL_LEN + 1, lm.EVAL_LEN + 1, 2500 - 2 * lm.EVAL_LEN, 100]
     assert sum(len(p) - 1 for p in parts) == 2499 + 99  # every id but the first of each span is predicted, once
+    assert [len(p) for p in lm.pieces(np.arange(600), [(0, 600)], length=256)] == [257, 257, 88]
+    assert len(lm.pieces(np.arange(3000), [(0, 3000)], limit=300, length=256)) == 2  # stops once 300 are scored
 
 
 def test_sample_rejects_unknown_prompt_characters():
