@@ -88,15 +88,17 @@ def score(f: np.ndarray, y: np.ndarray, scale: float) -> dict[str, float | None]
 
 
 def plot_forecast(path, y: np.ndarray, split: int, blocks: np.ndarray, forecasts: dict[str, np.ndarray],
-                  dates: tuple[str, ...] | None = None, title: str = "forecast", context: int = 0) -> None:
+                  dates: tuple[str, ...] | None = None, title: str = "forecast") -> None:
     """History before ``split``, the truth after it, and each method's forecasts.
 
     ``blocks``: non-overlapping origins; ``forecasts[name]``: (len(blocks), h) values.
+    The picture ends with the last block and shows twice as much history.
     """
-    start = max(0, split - (context or 3 * max(1, len(y) - split)))
+    end = min(len(y), int(blocks[-1]) + next(iter(forecasts.values())).shape[1] + 1)
+    start = max(0, split - 2 * max(1, end - split))
     fig, ax = plt.subplots(figsize=(9.0, 4.2))
     ax.plot(np.arange(start, split), y[start:split], color="0.35", lw=1.2, label="history")
-    ax.plot(np.arange(split - 1, len(y)), y[split - 1:], color="black", lw=1.4, label="truth")
+    ax.plot(np.arange(split - 1, end), y[split - 1:end], color="black", lw=1.4, label="truth")
     styles = {"gru": dict(color="tab:red", lw=1.8), "naive": dict(color="tab:blue", lw=1.0, ls="--"),
               "seasonal_naive": dict(color="tab:green", lw=1.0, ls=":")}
     for name, f in forecasts.items():
@@ -106,7 +108,7 @@ def plot_forecast(path, y: np.ndarray, split: int, blocks: np.ndarray, forecasts
                     **styles.get(name, {}))
     ax.axvline(split - 0.5, color="0.6", lw=0.8)
     if dates is not None:
-        ticks = np.linspace(start, len(y) - 1, 6).round().astype(int)
+        ticks = np.linspace(start, end - 1, 6).round().astype(int)
         ax.set_xticks(ticks)
         ax.set_xticklabels([dates[i] for i in ticks], fontsize=8)
     else:
