@@ -1,6 +1,7 @@
 """Compile gru.cpp once with torch.utils.cpp_extension and load its ops.
 
-The library is built on first use (about 20 s on 2 cores) into the default
+The library is built on first use (about 20 s on 2 cores; once per version of
+the sources) into the default
 torch extensions cache (``~/.cache/torch_extensions`` or
 ``$TORCH_EXTENSIONS_DIR``) and reused afterwards. The ops it registers live in
 ``torch.ops.grukit``. If no compiler is present, :func:`load` warns once and
@@ -9,6 +10,7 @@ returns False; grukit then uses the readable reference.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import warnings
 from pathlib import Path
@@ -70,8 +72,13 @@ def _compile() -> None:
     from torch.utils.cpp_extension import load as cpp_load
 
     cap, cflags = _flags()
+    # The name carries a hash of the sources, headers and flags: an edited kernel
+    # builds in its own directory, never over (or from) another version's objects.
+    digest = hashlib.sha256(" ".join(cflags).encode())
+    for path in _SOURCES + _HEADERS:
+        digest.update(path.read_bytes())
     cpp_load(
-        name=f"grukit_native_{cap}",
+        name=f"grukit_native_{cap}_{digest.hexdigest()[:12]}",
         sources=[str(p) for p in _SOURCES],
         extra_include_paths=[str(_HERE)],
         extra_cflags=cflags,

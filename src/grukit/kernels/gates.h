@@ -135,6 +135,8 @@ struct Step {
   const A* bh;          // (3H,) b_h
   A* h;                 // (B, H) running state in A: read h, write h'
   T* hout;              // (B, H) h' in T, the state saved in hs
+  T* out;               // (B, H) rows out_ld apart: the output, zero past a sequence's end
+  int64_t out_ld;
   T* rh;                // (B, H) r * h in T, the next GEMM's input (reset_after=False)
   A* ws;                // (B, 4H) saved for backward: r | z | n | hn (or rh)
   const int64_t* len;   // (B,) lengths or nullptr
@@ -152,13 +154,15 @@ void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
     const T* gh = s.gh + b * 3 * H;
     A* h = s.h + b * H;
     T* hout = s.hout + b * H;
+    T* out = s.out + b * s.out_ld;
     A* ws = s.ws + b * 4 * H;
     const bool ok = s.valid(b);
     for (int64_t j = 0; j < H; j += V) {
       const int64_t m = std::min(V, H - j);
       const Vec<A> hp = load<A>(h + j, m);
-      if (!ok) {  // padded step: the state carries over
+      if (!ok) {  // padded step: the state carries over, the output is zero
         store<A>(hout + j, hp, m);
+        store<A>(out + j, Vec<A>(A(0)), m);
         for (int k = 0; k < 4; ++k) store<A>(ws + k * H + j, Vec<A>(A(0)), m);
         continue;
       }
@@ -170,6 +174,7 @@ void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
       const Vec<A> hnew = (one - z) * n + z * hp;
       store<A>(h + j, hnew, m);
       store<A>(hout + j, hnew, m);
+      store<A>(out + j, hnew, m);
       store<A>(ws + j, r, m);
       store<A>(ws + H + j, z, m);
       store<A>(ws + 2 * H + j, n, m);
@@ -215,6 +220,7 @@ void forward_before_n(const Step<T, A>& s, int64_t b0, int64_t b1) {
     const T* ghn = s.ghn + b * H;
     A* h = s.h + b * H;
     T* hout = s.hout + b * H;
+    T* out = s.out + b * s.out_ld;
     A* ws = s.ws + b * 4 * H;
     const bool ok = s.valid(b);
     for (int64_t j = 0; j < H; j += V) {
@@ -222,6 +228,7 @@ void forward_before_n(const Step<T, A>& s, int64_t b0, int64_t b1) {
       const Vec<A> hp = load<A>(h + j, m);
       if (!ok) {
         store<A>(hout + j, hp, m);
+        store<A>(out + j, Vec<A>(A(0)), m);
         store<A>(ws + 2 * H + j, Vec<A>(A(0)), m);
         continue;
       }
@@ -231,6 +238,7 @@ void forward_before_n(const Step<T, A>& s, int64_t b0, int64_t b1) {
       const Vec<A> hnew = (one - z) * n + z * hp;
       store<A>(h + j, hnew, m);
       store<A>(hout + j, hnew, m);
+      store<A>(out + j, hnew, m);
       store<A>(ws + 2 * H + j, n, m);
     }
   }
@@ -242,7 +250,8 @@ struct BackStep {
   int64_t H;
   const A* ws;          // (B, 4H) r | z | n | hn (or rh), saved by the forward
   const T* hprev;       // (B, H) h, the state before this step
-  const T* dout;        // (B, H) dL/dh' coming straight from the outputs
+  const T* dout;        // (B, H) rows dout_ld apart: dL/dh' straight from the output
+  int64_t dout_ld;
   const T* mm;          // (B, H) the recurrent GEMM's share of dL/dh'
   A* dhz;               // (B, H) in: the rest of dL/dh'; out: dh * z (+ d(rh) * r)
   T* dgi;               // (B, 3H) dG_i at this step
@@ -266,7 +275,8 @@ void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
     const bool ok = s.valid(b);
     for (int64_t j = 0; j < H; j += V) {
       const int64_t m = std::min(V, H - j);
-      const Vec<A> dh = load<A>(dhz + j, m) + load<A>(s.mm + b * H + j, m) + load<A>(s.dout + b * H + j, m);
+      Vec<A> dh = load<A>(dhz + j, m) + load<A>(s.mm + b * H + j, m);
+      if (ok) dh = dh + load<A>(s.dout + b * s.dout_ld + j, m);  // padded steps' outputs are constant zero
       if (!ok) {
         store<A>(dhz + j, dh, m);
         for (int k = 0; k < 3; ++k) {
@@ -304,7 +314,8 @@ void backward_before_nz(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
     const bool ok = s.valid(b);
     for (int64_t j = 0; j < H; j += V) {
       const int64_t m = std::min(V, H - j);
-      const Vec<A> dh = load<A>(dhz + j, m) + load<A>(s.mm + b * H + j, m) + load<A>(s.dout + b * H + j, m);
+      Vec<A> dh = load<A>(dhz + j, m) + load<A>(s.mm + b * H + j, m);
+      if (ok) dh = dh + load<A>(s.dout + b * s.dout_ld + j, m);  // padded steps' outputs are constant zero
       if (!ok) {
         store<A>(dhz + j, dh, m);
         for (int k = 0; k < 3; ++k) store<A>(dg + k * H + j, zero, m);

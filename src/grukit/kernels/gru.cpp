@@ -12,11 +12,12 @@
 // and blocks of the batch are independent, so they run on separate threads
 // (see `pieces`) with no synchronisation inside the time loop.
 //
-// Layout of what the forward returns (the Python side slices it), per direction:
+// The forward returns the output (T, B, D*H) and h_n (D, B, H), and keeps for
+// backward, per direction:
 //   hs (T+1, B, H): every state, indexed by time: forward direction hs[0] = h0,
 //       hs[t+1] = h after step t; reverse direction hs[T] = h0, hs[t] = h after
-//       step t. So the output is hs[1:] (forward) or hs[:T] (reverse), h_n is
-//       hs[T] or hs[0], and the state before step t is hs[t] or hs[t+1].
+//       step t. So the state before step t is hs[t] or hs[t+1]. With lengths,
+//       states carry over past a sequence's end, where the output is zero.
 //   ws (T, B, 4H): r | z | n | hn (reset_after) or r | z | n | rh, in the
 //       accumulation type; empty when train is false.
 #include <ATen/ATen.h>
@@ -73,11 +74,12 @@ static const int64_t* lengths_ptr(const OptTensor& lengths) {
 }
 
 // One direction of one layer for a block of B batch rows, forward: fills hs
-// (T+1, B, H) and ws (T or 1, B, 4H). Each time slice hs[t], ws[t] must be
+// (T+1, B, H), ws (T or 1, B, 4H) and out (T, B, H), a strided view of the
+// layer's output. Each time slice hs[t], ws[t] must be
 // contiguous; the time stride may be larger (a block of a bigger batch).
 static void forward_direction(const Tensor& x_, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                               const OptTensor& b_ih, const OptTensor& b_hh, const int64_t* len, bool reset_after,
-                              bool reverse, bool train, Tensor hs, Tensor ws) {
+                              bool reverse, bool train, Tensor hs, Tensor ws, Tensor out) {
   const Tensor x = x_.contiguous();  // (T, B, I)
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
   const int64_t hs_t = hs.stride(0), ws_t = ws.stride(0);
@@ -105,12 +107,14 @@ static void forward_direction(const Tensor& x_, const Tensor& h0, const Tensor& 
     st.bh = bh.data_ptr<A>();
     st.h = h.data_ptr<A>();
     st.len = len;
+    st.out_ld = out.stride(1);
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = reverse ? T - 1 - s : s;
       const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
       st.t = t;
       st.gi = gi.data_ptr<scalar_t>() + t * B * 3 * H;
       st.hout = hs.data_ptr<scalar_t>() + next * hs_t;
+      st.out = out.data_ptr<scalar_t>() + t * out.stride(0);
       st.ws = ws.data_ptr<A>() + (train ? t : 0) * ws_t;
       recurrent<scalar_t, A>(gh, hs.select(0, prev), u);  // (B, 3H) = h @ U^T: the one recurrent product
       if (reset_after) {
@@ -157,10 +161,13 @@ static OptTensor pick(const OptTensor& t, int64_t d) {
 // D directions of one layer. Weights are stacked per direction: w_ih (D, 3H, I),
 // w_hh (D, 3H, H), b_* (D, 3H), h0 (D, B, H). Direction 1 (or 0 when reverse)
 // runs from the last step to the first.
-// Returns hs (D, T+1, B, H) and ws (D, T, B, 4H) (empty unless train).
-std::tuple<Tensor, Tensor> gru_layer(const Tensor& x_, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                                     const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& lengths,
-                                     bool reset_after, bool reverse, bool train) {
+// Returns out (T, B, D*H) (directions side by side, zero past each sequence's
+// end), h_n (D, B, H), and for backward hs (D, T+1, B, H) and ws (D, T, B, 4H)
+// (ws empty unless train).
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_layer(const Tensor& x_, const Tensor& h0, const Tensor& w_ih,
+                                                     const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
+                                                     const OptTensor& lengths, bool reset_after, bool reverse,
+                                                     bool train) {
   TORCH_CHECK(w_ih.dim() == 3 && w_hh.dim() == 3 && h0.dim() == 3, "grukit: weights and h0 need a direction dimension");
   const int64_t D = w_ih.size(0);
   TORCH_CHECK(D == 1 || (D == 2 && !reverse), "grukit: D must be 1, or 2 without reverse");
@@ -168,6 +175,7 @@ std::tuple<Tensor, Tensor> gru_layer(const Tensor& x_, const Tensor& h0, const T
   const Tensor x = x_.contiguous();
   const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(2);
   const auto acc = x.options().dtype(at::toOpMathType(x.scalar_type()));
+  Tensor out = at::empty({T, B, D * H}, x.options());                  // (T, B, D*H)
   Tensor hs = at::empty({D, T + 1, B, H}, x.options());                // (D, T+1, B, H)
   Tensor ws = at::empty({D, train ? T : 1, B, 4 * H}, acc);            // (D, T, B, 4H) or scratch
   const int64_t* len = lengths_ptr(lengths);
@@ -175,20 +183,24 @@ std::tuple<Tensor, Tensor> gru_layer(const Tensor& x_, const Tensor& h0, const T
     forward_direction(x.narrow(1, p.b0, p.n), h0.select(0, p.d).narrow(0, p.b0, p.n), w_ih.select(0, p.d),
                       w_hh.select(0, p.d), pick(b_ih, p.d), pick(b_hh, p.d), len ? len + p.b0 : nullptr, reset_after,
                       reverse || p.d == 1, train, hs.select(0, p.d).narrow(1, p.b0, p.n),
-                      ws.select(0, p.d).narrow(1, p.b0, p.n));
+                      ws.select(0, p.d).narrow(1, p.b0, p.n), out.narrow(2, p.d * H, H).narrow(1, p.b0, p.n));
   });
+  Tensor h_n = at::empty({D, B, H}, x.options());                      // (D, B, H)
+  for (int64_t d = 0; d < D; ++d) h_n.select(0, d).copy_(hs.select(0, d).select(0, reverse || d == 1 ? 0 : T));
   if (!train) ws = at::empty({0}, acc);
-  return {hs, ws};
+  return {out, h_n, hs, ws};
 }
+
 // One direction of one layer for a block of B batch rows, backward through
-// time: only the dh recursion. Reads dhs, hs (T+1, B, H) and ws (T, B, 4H);
-// writes dG_i, dG_h (T, B, 3H) and dh0 (B, H). Time slices contiguous.
-static void backward_recursion(const Tensor& dhs, const Tensor& hs, const Tensor& ws, const Tensor& w_hh,
+// time: only the dh recursion. Reads dout (T, B, H) (a strided view of dL/d
+// output), dh_n (B, H), hs (T+1, B, H) and ws (T, B, 4H); writes dG_i, dG_h
+// (T, B, 3H) and dh0 (B, H). Time slices of hs, ws, dG_* contiguous.
+static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Tensor& hs, const Tensor& ws, const Tensor& w_hh,
                                const int64_t* len, bool reset_after, bool reverse, Tensor dgi, Tensor dgh, Tensor dh0) {
   const int64_t T = ws.size(0), B = ws.size(1), H = w_hh.size(1);
   const auto opts = hs.options();
   const auto acc = opts.dtype(at::toOpMathType(hs.scalar_type()));
-  Tensor dhz = at::zeros({B, H}, acc);                                 // (B, H) dh * z carried back
+  Tensor dhz = dh_n.to(acc, false, /*copy=*/true).contiguous();       // (B, H) dh * z carried back, first dL/dh_n
   Tensor mm = at::zeros({B, H}, opts);                                 // (B, H) dG_h @ U carried back
   Tensor drh = reset_after ? Tensor() : at::empty({B, H}, opts);       // (B, H) d(rh)
   const Tensor u = w_hh.contiguous();                                  // (3H, H)
@@ -203,13 +215,14 @@ static void backward_recursion(const Tensor& dhs, const Tensor& hs, const Tensor
     st.dhz = dhz.data_ptr<A>();
     st.drh = reset_after ? nullptr : drh.data_ptr<scalar_t>();
     st.len = len;
+    st.dout_ld = dout.stride(1);
     for (int64_t s = T - 1; s >= 0; --s) {
       const int64_t t = reverse ? T - 1 - s : s;
       const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
       st.t = t;
       st.ws = ws.data_ptr<A>() + t * ws.stride(0);
       st.hprev = hs.data_ptr<scalar_t>() + prev * hs.stride(0);
-      st.dout = dhs.data_ptr<scalar_t>() + next * dhs.stride(0);
+      st.dout = dout.data_ptr<scalar_t>() + t * dout.stride(0);
       st.dgi = dgi.data_ptr<scalar_t>() + t * dgi.stride(0);
       st.dgh = dgh.data_ptr<scalar_t>() + t * dgh.stride(0);
       if (reset_after) {
@@ -224,8 +237,7 @@ static void backward_recursion(const Tensor& dhs, const Tensor& hs, const Tensor
       }
     }
   });
-  // dL/dh0: what is left of the recursion plus h0's own share of dhs.
-  dh0.copy_(dhz + mm.to(acc) + dhs.select(0, reverse ? T : 0).to(acc));  // (B, H)
+  dh0.copy_(dhz + mm.to(acc));  // (B, H) dL/dh0: what is left of the recursion
 }
 
 // The hoisted products of one direction, after the recursion: one GEMM each
@@ -266,13 +278,14 @@ static void weight_grads(const Tensor& x, const Tensor& hs, const Tensor& ws, co
 // (T, B, I) (summed over directions), dh0 (D, B, H), dw_ih (D, 3H, I),
 // dw_hh (D, 3H, H), db_ih and db_hh (D, 3H) (empty where not needed).
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
-    const Tensor& dhs_, const Tensor& x_, const Tensor& hs, const Tensor& ws, const Tensor& w_ih, const Tensor& w_hh,
+    const Tensor& dout_, const Tensor& dh_n, const Tensor& x_, const Tensor& hs, const Tensor& ws, const Tensor& w_ih,
+    const Tensor& w_hh,
     const OptTensor& lengths, bool reset_after, bool reverse, bool need_dx, bool need_bias) {
   const int64_t D = w_ih.size(0);
   for (int64_t d = 0; d < D; ++d)
     check_args(x_, hs.select(0, d).select(0, 0), w_ih.select(0, d), w_hh.select(0, d), lengths);
   const Tensor x = x_.contiguous();
-  const Tensor dhs = dhs_.contiguous();  // (D, T+1, B, H): dL/dhs from the outputs and h_n
+  const Tensor dout = dout_.contiguous();  // (T, B, D*H) dL/doutput
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(2);
   TORCH_CHECK(ws.dim() == 4 && ws.size(1) == T, "grukit: backward needs the forward's workspace (train=True)");
   const auto opts = x.options();
@@ -287,7 +300,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
   const int64_t* len = lengths_ptr(lengths);
   run_pieces(pieces(D, B), [&](const Piece& p) {
     auto rows = [&](const Tensor& t) { return t.select(0, p.d).narrow(1, p.b0, p.n); };  // (T, n, ...)
-    backward_recursion(rows(dhs), rows(hs), rows(ws), w_hh.select(0, p.d), len ? len + p.b0 : nullptr, reset_after,
+    backward_recursion(dout.narrow(2, p.d * H, H).narrow(1, p.b0, p.n), dh_n.select(0, p.d).narrow(0, p.b0, p.n), rows(hs), rows(ws), w_hh.select(0, p.d), len ? len + p.b0 : nullptr, reset_after,
                        reverse || p.d == 1, rows(dgi), rows(dgh), dh0.select(0, p.d).narrow(0, p.b0, p.n));
   });
   for (int64_t d = 0; d < D; ++d) {
@@ -308,9 +321,9 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
                      w_hh.is_contiguous() && (!bias || (b_ih->is_contiguous() && b_hh->is_contiguous()));
   if (!small) {
     auto one = [](const OptTensor& b) { return b.has_value() && b->defined() ? OptTensor(b->unsqueeze(0)) : std::nullopt; };
-    auto [hs, ws] = gru_layer(x.unsqueeze(0), h.unsqueeze(0), w_ih.unsqueeze(0), w_hh.unsqueeze(0), one(b_ih), one(b_hh),
-                              std::nullopt, reset_after, false, false);
-    return hs.select(0, 0).select(0, 1);
+    auto [out, h_n, hs, ws] = gru_layer(x.unsqueeze(0), h.unsqueeze(0), w_ih.unsqueeze(0), w_hh.unsqueeze(0), one(b_ih),
+                                        one(b_hh), std::nullopt, reset_after, false, false);
+    return out.select(0, 0);
   }
   check_args(x.unsqueeze(0), h, w_ih, w_hh, std::nullopt);
   const int64_t B = x.size(0), I = x.size(1), H = w_hh.size(1);
@@ -358,8 +371,8 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
 
 TORCH_LIBRARY(grukit, m) {
   m.def("gru_layer(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? lengths, "
-        "bool reset_after, bool reverse, bool train) -> (Tensor, Tensor)");
-  m.def("gru_layer_backward(Tensor dhs, Tensor x, Tensor hs, Tensor ws, Tensor w_ih, Tensor w_hh, Tensor? lengths, "
+        "bool reset_after, bool reverse, bool train) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("gru_layer_backward(Tensor dout, Tensor dh_n, Tensor x, Tensor hs, Tensor ws, Tensor w_ih, Tensor w_hh, Tensor? lengths, "
         "bool reset_after, bool reverse, bool need_dx, bool need_bias) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("gru_cell(Tensor x, Tensor h, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, bool reset_after) -> Tensor");
 }

@@ -42,10 +42,11 @@ def register() -> None:
     def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, train):
         D, T, B, H = w_ih.shape[0], x.shape[0], x.shape[1], w_hh.shape[2]
         ws_shape = (D, T, B, 4 * H) if train else (0,)
-        return x.new_empty((D, T + 1, B, H)), x.new_empty(ws_shape, dtype=_acc_dtype(x.dtype))
+        out, h_n, hs = x.new_empty((T, B, D * H)), x.new_empty((D, B, H)), x.new_empty((D, T + 1, B, H))
+        return out, h_n, hs, x.new_empty(ws_shape, dtype=_acc_dtype(x.dtype))
 
     @torch.library.register_fake(lib + "gru_layer_backward")
-    def _(dhs, x, hs, ws, w_ih, w_hh, lengths, reset_after, reverse, need_dx, need_bias):
+    def _(dout, dh_n, x, hs, ws, w_ih, w_hh, lengths, reset_after, reverse, need_dx, need_bias):
         D, H = w_hh.shape[0], w_hh.shape[2]
         dx = x.new_empty(x.shape) if need_dx else x.new_empty((0,))
         db_shape = (D, 3 * H) if need_bias else (0,)
@@ -62,25 +63,29 @@ def register() -> None:
 
 def _setup_context(ctx, inputs, output) -> None:
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, train = inputs
-    hs, ws = output
-    ctx.mark_non_differentiable(ws)
+    _, _, hs, ws = output
+    ctx.mark_non_differentiable(hs, ws)
     ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, hs, ws)
     ctx.flags = (reset_after, reverse, train)
 
 
-def _backward(ctx, dhs: Optional[Tensor], _dws):
+def _backward(ctx, dout: Optional[Tensor], dh_n: Optional[Tensor], _dhs, _dws):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, hs, ws = ctx.saved_tensors
     reset_after, reverse, train = ctx.flags
     need = ctx.needs_input_grad[:6]  # x, h0, w_ih, w_hh, b_ih, b_hh
-    if dhs is None:
-        dhs = torch.zeros_like(hs)
+    D, T, B, H = w_ih.shape[0], x.shape[0], x.shape[1], w_hh.shape[2]
+    if dout is None:
+        dout = x.new_zeros((T, B, D * H))
+    if dh_n is None:
+        dh_n = x.new_zeros((D, B, H))
     if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
-        return (*_reference_grads(dhs, need, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse), None, None, None, None)
+        grads = _reference_grads((dout, dh_n), need, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse)
+        return (*grads, None, None, None, None)
     if not train:
         raise RuntimeError("grukit: gru_layer was run with train=False, so it kept nothing for backward")
     need_bias = b_ih is not None and (need[4] or need[5])
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = torch.ops.grukit.gru_layer_backward(
-        dhs, x, hs, ws, w_ih, w_hh, lengths, reset_after, reverse, need[0], need_bias
+        dout, dh_n, x, hs, ws, w_ih, w_hh, lengths, reset_after, reverse, need[0], need_bias
     )
     return (
         dx if need[0] else None,
@@ -93,32 +98,23 @@ def _backward(ctx, dhs: Optional[Tensor], _dws):
     )
 
 
-def _reference_hs(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after: bool, reverse: bool) -> Tensor:
-    """What the op's ``hs`` holds, computed by the differentiable reference: (D, T+1, B, H)."""
-    per_direction = [
-        _reference_hs_1(x, h0[d], w_ih[d], w_hh[d], None if b_ih is None else b_ih[d], None if b_hh is None else b_hh[d], lengths, reset_after, reverse or d == 1)
-        for d in range(w_ih.shape[0])
-    ]
-    return torch.stack(per_direction)
+def _reference(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after: bool, reverse: bool) -> tuple[Tensor, Tensor]:
+    """The op's differentiable outputs by the reference: out (T, B, D*H), h_n (D, B, H)."""
+    outs, h_n = [], []
+    for d in range(w_ih.shape[0]):
+        b = (None, None) if b_ih is None else (b_ih[d], b_hh[d])
+        out, h = functional.gru_layer(x, h0[d], w_ih[d], w_hh[d], *b, reset_after=reset_after, reverse=reverse or d == 1, lengths=lengths)
+        outs.append(out)
+        h_n.append(h)
+    return torch.cat(outs, dim=-1), torch.stack(h_n)
 
 
-def _reference_hs_1(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after: bool, reverse: bool) -> Tensor:
-    T = x.shape[0]
-    hs: list[Tensor] = [h0] * (T + 1)
-    h = h0
-    for t in reversed(range(T)) if reverse else range(T):
-        h_new = functional.gru_cell(x[t], h, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after)  # (B, H)
-        h = h_new if lengths is None else torch.where((t < lengths).unsqueeze(-1), h_new, h)
-        hs[t if reverse else t + 1] = h
-    return torch.stack(hs)
-
-
-def _reference_grads(dhs, need, *inputs):
+def _reference_grads(douts, need, *inputs):
     tensors = inputs[:6]
     wanted = [t for t, n in zip(tensors, need) if n and t is not None]
     with torch.enable_grad():
-        hs = _reference_hs(*inputs)
-        grads = iter(torch.autograd.grad(hs, wanted, dhs, create_graph=True, allow_unused=True))
+        outs = _reference(*inputs)
+        grads = iter(torch.autograd.grad(outs, wanted, douts, create_graph=True, allow_unused=True))
     return tuple(next(grads) if n and t is not None else None for t, n in zip(tensors, need))
 
 
@@ -140,15 +136,8 @@ def gru_layer(
     if lengths is not None:
         lengths = lengths.to(device=x.device, dtype=torch.int64).contiguous()  # (B,)
     one = [None if t is None else t.unsqueeze(0) for t in (h0, w_ih, w_hh, b_ih, b_hh)]  # D = 1
-    hs, _ = torch.ops.grukit.gru_layer(x, *one, lengths, reset_after, reverse, train)  # (1, T+1, B, H)
-    out, h_n = (hs[0, :T], hs[0, 0]) if reverse else (hs[0, 1:], hs[0, T])  # (T, B, H), (B, H)
-    if lengths is not None:
-        out = out * _valid(T, lengths, out.dtype)  # outputs past each sequence's end are zero
-    return out, h_n
-
-
-def _valid(T: int, lengths: Tensor, dtype: torch.dtype) -> Tensor:
-    return (torch.arange(T, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1).to(dtype)  # (T, B, 1)
+    out, h_n, _, _ = torch.ops.grukit.gru_layer(x, *one, lengths, reset_after, reverse, train)  # (T, B, H), (1, B, H)
+    return out, h_n[0]
 
 
 def _stack(ts: list[Optional[Tensor]]) -> Optional[Tensor]:
@@ -186,19 +175,12 @@ def gru(
         w_ih, w_hh, b_ih, b_hh = (_stack([w[k] for w in per]) for k in range(4))  # (D, 3H, ...) each
         h0 = hx[layer * D : (layer + 1) * D]  # (D, B, H)
         train = grad and any(t is not None and t.requires_grad for t in (layer_input, h0, *(p for w in per for p in w)))
-        hs, _ = torch.ops.grukit.gru_layer(layer_input, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, False, train)  # (D, T+1, B, H)
-        if D == 1:
-            out = hs[0, 1:]  # (T, B, H)
-            h_n.append(hs[0, T])
-        else:
-            out = torch.cat([hs[0, 1:], hs[1, :T]], dim=-1)  # (T, B, 2H)
-            h_n += [hs[0, T], hs[1, 0]]
-        if lengths is not None:
-            out = out * _valid(T, lengths, out.dtype)
-        layer_input = out
+        out, h, _, _ = torch.ops.grukit.gru_layer(layer_input, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, False, train)
+        h_n.append(h)  # (D, B, H)
+        layer_input = out  # (T, B, D*H), zero past each sequence's end
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = torch.nn.functional.dropout(layer_input, p=dropout, training=True)
-    return layer_input, torch.stack(h_n)  # (T, B, D*H), (L*D, B, H)
+    return layer_input, torch.cat(h_n)  # (T, B, D*H), (L*D, B, H)
 
 
 def gru_cell(
@@ -216,8 +198,8 @@ def gru_cell(
         x.requires_grad or h.requires_grad or w_ih.requires_grad or w_hh.requires_grad or (b_ih is not None and (b_ih.requires_grad or b_hh.requires_grad))
     ):
         one = [None if t is None else t.unsqueeze(0) for t in (h, w_ih, w_hh, b_ih, b_hh)]  # D = 1
-        hs, _ = torch.ops.grukit.gru_layer(x.unsqueeze(0), *one, None, reset_after, False, True)  # (1, 2, B, H)
-        return hs[0, 1]  # (B, H)
+        out, _, _, _ = torch.ops.grukit.gru_layer(x.unsqueeze(0), *one, None, reset_after, False, True)  # (1, B, H)
+        return out[0]  # (B, H)
     return _cell_op()(x, h, w_ih, w_hh, b_ih, b_hh, reset_after)  # the streaming path: one native call
 
 
