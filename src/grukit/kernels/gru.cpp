@@ -48,6 +48,22 @@ void over_rows(int64_t B, int64_t H, const F& f) {
   }
 }
 
+// Large temporaries (the input projection, dG_i, dG_h) are reused from call to
+// call, per thread: freshly mapped memory costs a page fault per 4 KiB on first
+// touch, which for big layers is several percent of the whole step. Only
+// buffers that never leave the call come from here; up to kScratchBytes each.
+constexpr int64_t kScratchBytes = int64_t(1) << 28;
+
+static Tensor scratch(int slot, at::IntArrayRef sizes, const at::TensorOptions& opts) {
+  thread_local Tensor cache[3];
+  const int64_t n = c10::multiply_integers(sizes);
+  const int64_t bytes = n * static_cast<int64_t>(opts.dtype().itemsize());
+  if (bytes > kScratchBytes) return at::empty(sizes, opts);
+  Tensor& c = cache[slot];
+  if (!c.defined() || c.dtype() != opts.dtype() || c.numel() < n) c = at::empty({n}, opts);
+  return c.narrow(0, 0, n).view(sizes);
+}
+
 static Tensor bias_or_zeros(const OptTensor& b, int64_t n, const at::TensorOptions& acc) {
   if (b.has_value() && b->defined()) return b->to(acc).contiguous();  // (3H,)
   return at::zeros({n}, acc);
@@ -85,7 +101,8 @@ static void forward_direction(const Tensor& x_, const Tensor& h0, const Tensor& 
   const int64_t hs_t = hs.stride(0), ws_t = ws.stride(0);
   const auto opts = x.options();
   const auto acc = opts.dtype(at::toOpMathType(x.scalar_type()));
-  Tensor gi = at::mm(x.view({T * B, I}), w_ih.t());                    // (T*B, 3H): all steps at once
+  Tensor gi = scratch(0, {T * B, 3 * H}, opts);                        // (T*B, 3H): all steps at once
+  at::mm_out(gi, x.view({T * B, I}), w_ih.t());
   const Tensor bi = bias_or_zeros(b_ih, 3 * H, acc);                   // (3H,)
   const Tensor bh = bias_or_zeros(b_hh, 3 * H, acc);                   // (3H,)
   Tensor h = h0.to(acc, /*non_blocking=*/false, /*copy=*/true).contiguous();  // (B, H) running state
@@ -289,8 +306,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(2);
   TORCH_CHECK(ws.dim() == 4 && ws.size(1) == T, "grukit: backward needs the forward's workspace (train=True)");
   const auto opts = x.options();
-  Tensor dgi = at::empty({D, T, B, 3 * H}, opts);                      // (D, T, B, 3H) dG_i
-  Tensor dgh = reset_after ? at::empty({D, T, B, 3 * H}, opts) : dgi;  // (D, T, B, 3H) dG_h
+  Tensor dgi = scratch(1, {D, T, B, 3 * H}, opts);                     // (D, T, B, 3H) dG_i
+  Tensor dgh = reset_after ? scratch(2, {D, T, B, 3 * H}, opts) : dgi;  // (D, T, B, 3H) dG_h
   Tensor dx = need_dx ? at::empty({T, B, I}, opts) : at::empty({0}, opts);  // (T, B, I)
   Tensor dh0 = at::empty({D, B, H}, opts);                             // (D, B, H)
   Tensor dw_ih = at::empty({D, 3 * H, I}, opts);                       // (D, 3H, I)
