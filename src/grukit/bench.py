@@ -1,8 +1,11 @@
 """Time grukit against torch.nn.GRU in one process, same shapes, same weights.
 
-Every number is a median of repeated runs after warm-up; ratios are
-torch time / grukit time (above 1: grukit is faster). Shapes legend: T steps,
-B batch, I input, H hidden, L layers, D directions.
+Times are medians of repeated runs after warm-up. Ratios are torch time /
+grukit time (above 1: grukit is faster), the median over rounds in which the
+two run back to back, so that load from other processes hits both sides of
+each ratio. GFLOP/s and the matmul peak use the best repeat: the hardware
+ceiling, not the load. Shapes legend: T steps, B batch, I input, H hidden,
+L layers, D directions.
 
     results = run(GRID)            # or QUICK for a smoke run
     print(format_table(results))
@@ -66,14 +69,19 @@ CELL_SHAPES = ((64, 128), (64, 256))  # (I, H) of the batch-1 step latency
 
 def median_time(fn: Callable[[], object], *, min_time: float = 0.5, min_reps: int = 5, max_reps: int = 10_000, warmup: int = 2) -> float:
     """Median seconds per call of fn (enough calls to fill min_time)."""
-    return paired_times([fn], min_time=min_time, min_reps=min_reps, max_reps=max_reps, warmup=warmup)[0]
+    return statistics.median(rounds([fn], min_time=min_time, min_reps=min_reps, max_reps=max_reps, warmup=warmup)[0])
 
 
-def paired_times(fns: list[Callable[[], object]], *, min_time: float = 0.5, min_reps: int = 5, max_reps: int = 10_000, warmup: int = 2) -> list[float]:
-    """Median seconds per call of each fn, measured in alternation (fn0, fn1, fn0, ...).
+def paired_times(fns: list[Callable[[], object]], **kwargs) -> list[float]:
+    """Median seconds per call of each fn, measured in alternation (see :func:`rounds`)."""
+    return [statistics.median(ts) for ts in rounds(fns, **kwargs)]
+
+
+def rounds(fns: list[Callable[[], object]], *, min_time: float = 0.5, min_reps: int = 5, max_reps: int = 10_000, warmup: int = 2) -> list[list[float]]:
+    """Seconds of each call of each fn, measured in rounds (fn0, fn1, ...; fn0, fn1, ...).
 
     Alternating makes the ratios fair on a machine whose load changes while it
-    runs: both sides see the same conditions. Slow calls (over 1 s) get 3 repeats.
+    runs: both sides see the same conditions. Slow calls (over 1 s) get 3 rounds.
     """
     times: list[list[float]] = [[] for _ in fns]
     for fn in fns:
@@ -88,7 +96,7 @@ def paired_times(fns: list[Callable[[], object]], *, min_time: float = 0.5, min_
         n, elapsed = len(times[0]), time.perf_counter() - start
         slow = max(statistics.median(ts) for ts in times) > 1.0
         if n >= max_reps or (n >= (3 if slow else min_reps) and elapsed >= min_time):
-            return [statistics.median(ts) for ts in times]
+            return times
 
 
 def matmul_peak(dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (512, 1024, 2048), min_time: float = 0.5) -> float:
@@ -97,7 +105,7 @@ def matmul_peak(dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (51
     for n in sizes:
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         out = torch.empty(n, n, dtype=dtype)
-        t = median_time(lambda: torch.mm(a, b, out=out), min_time=min_time)
+        t = min(rounds([lambda: torch.mm(a, b, out=out)], min_time=min_time)[0])  # the ceiling: best repeat
         best = max(best, 2.0 * n**3 / t)
     return best
 
@@ -136,11 +144,13 @@ def time_config(cfg: Config, *, min_time: float = 0.5) -> dict:
     g = torch.randn(cfg.T, cfg.B, D * cfg.H)  # (T, B, D*H)
     x16 = x.to(torch.bfloat16)
     row = {"config": cfg.name, **asdict(cfg), "backend": backend.active(x, ours.weight_ih_l0)}
-    t_ref, t_ours = paired_times([_infer(ref, x), _infer(ours, x)], min_time=min_time)
-    row.update(infer_torch_ms=1e3 * t_ref, infer_grukit_ms=1e3 * t_ours, infer_ratio=t_ref / t_ours, infer_gflops=cfg.flops(False) / t_ours / 1e9)
-    t_ref, t_ours, t_16 = paired_times([_train(ref, x, g), _train(ours, x, g), _train(ours16, x16, g)], min_time=min_time)
-    row.update(train_torch_ms=1e3 * t_ref, train_grukit_ms=1e3 * t_ours, train_ratio=t_ref / t_ours, train_gflops=cfg.flops(True) / t_ours / 1e9)
-    row.update(bf16_train_grukit_ms=1e3 * t_16, bf16_train_ratio=t_ref / t_16)
+    times = rounds([_infer(ref, x), _infer(ours, x)], min_time=min_time)
+    (t_ref, t_ours), (ratio,) = _summary(times)
+    row.update(infer_torch_ms=1e3 * t_ref, infer_grukit_ms=1e3 * t_ours, infer_ratio=ratio, infer_gflops=cfg.flops(False) / min(times[1]) / 1e9)
+    times = rounds([_train(ref, x, g), _train(ours, x, g), _train(ours16, x16, g)], min_time=min_time)
+    (t_ref, t_ours, t_16), (ratio, ratio16) = _summary(times)
+    row.update(train_torch_ms=1e3 * t_ref, train_grukit_ms=1e3 * t_ours, train_ratio=ratio, train_gflops=cfg.flops(True) / min(times[1]) / 1e9)
+    row.update(bf16_train_grukit_ms=1e3 * t_16, bf16_train_ratio=ratio16)
     return row
 
 
@@ -162,8 +172,14 @@ def time_cell(I: int, H: int, *, min_time: float = 0.5, steps: int = 100) -> dic
 
         return run
 
-    t_ref, t_ours = (t / steps for t in paired_times([loop(ref), loop(ours)], min_time=min_time))
-    return {"config": f"cell B1 I{I} H{H}", "I": I, "H": H, "torch_us": 1e6 * t_ref, "grukit_us": 1e6 * t_ours, "ratio": t_ref / t_ours}
+    (t_ref, t_ours), (ratio,) = _summary(rounds([loop(ref), loop(ours)], min_time=min_time))
+    return {"config": f"cell B1 I{I} H{H}", "I": I, "H": H, "torch_us": 1e6 * t_ref / steps, "grukit_us": 1e6 * t_ours / steps, "ratio": ratio}
+
+
+def _summary(times: list[list[float]]) -> tuple[list[float], list[float]]:
+    """Median time of each fn; median over rounds of time(fn0) / time(fn) for the others."""
+    ratios = [statistics.median(a / b for a, b in zip(times[0], ts)) for ts in times[1:]]
+    return [statistics.median(ts) for ts in times], ratios
 
 
 def geomean(values: Iterable[float]) -> float:
