@@ -9,7 +9,6 @@ each sequence's valid steps and maps the pooled vector to ``out_size`` numbers.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
@@ -91,22 +90,6 @@ def pool(out: Tensor, h_n: Tensor, lengths: Tensor, how: str, directions: int) -
         else:
             parts.append(out.masked_fill(~valid, float("-inf")).amax(1))
     return torch.cat(parts, dim=-1)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Run the block with ``n`` torch CPU threads (0 = leave torch's setting).
-
-    Small recurrent models gain little from intra-op threads, and on a busy
-    machine two threads measured 10-20x slower than one (GunPoint, 20 epochs,
-    2 cores under load: 40-108 s vs 5-7 s)."""
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ---- batches ----------------------------------------------------------------

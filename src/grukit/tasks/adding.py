@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..modules import GRU
 from ..training import fit, write_json
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run
+from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads
 
 TEST_BITS = (8, 16, 32, 64)
 
@@ -152,10 +152,11 @@ class AddingTask(Task):
         torch.manual_seed(cfg.seed)
         model = Adder(cfg.hidden_size)
         save_run(out, self, cfg)
-        start = time.perf_counter()
-        fit(model, _Objective(cfg), cfg.loop(), out, resume=resume)
-        metrics = self._metrics(model, cfg)
-        metrics["train_seconds"] = round(time.perf_counter() - start, 2)
+        with torch_threads(cfg.threads):
+            start = time.perf_counter()
+            fit(model, _Objective(cfg), cfg.loop(), out, resume=resume)
+            metrics = self._metrics(model, cfg)
+            metrics["train_seconds"] = round(time.perf_counter() - start, 2)
         write_json(out / "metrics.json", metrics)
         return metrics
 
@@ -181,7 +182,8 @@ class AddingTask(Task):
         if data is not None:
             raise ValueError("the adding task makes its own data; --data is not used")
         cfg, model = self._model(run)
-        return self._metrics(model, cfg)
+        with torch_threads(cfg.threads):
+            return self._metrics(model, cfg)
 
     def predict(self, run: Path, args: tuple[str, ...], data: str | None = None) -> None:
         if len(args) != 2:

@@ -16,6 +16,7 @@ Run directory written by every task:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ class TaskConfig:
     patience: int = option(0, "early stop after this many epochs without improvement (0 = never)")
     seed: int = option(0, "random seed for initialisation, splits and shuffling")
     progress: bool = option(True, "show a progress bar")
+    threads: int = option(1, "CPU threads for torch while training and scoring (0 = torch's default; small GRUs rarely gain from more, and a busy second core can make 2 threads many times slower than 1)")
 
     def loop(self) -> LoopConfig:
         return LoopConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)})
@@ -56,9 +58,25 @@ class TaskConfig:
         for name in ("lr",):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name} must be > 0, got {getattr(self, name)}")
-        for name in ("weight_decay", "grad_clip", "patience"):
+        for name in ("weight_decay", "grad_clip", "patience", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch CPU threads (0 = leave torch's setting).
+
+    Small recurrent models gain little from intra-op threads, and on a busy
+    machine two threads measured 10-20x slower than one (GunPoint, 20 epochs,
+    2 cores under load: 40-108 s vs 5-7 s)."""
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Task:

@@ -29,7 +29,7 @@ from ..data import numeric, text
 from ..evaluation import classification as cls_eval
 from ..training import fit, write_json
 from . import _sequence as seq
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run
+from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads
 
 DATASETS = {
     **{k: v[0] for k, v in numeric.UCR_DATASETS.items()},
@@ -54,7 +54,6 @@ class ClassifyConfig(TaskConfig):
     normalize: str = option("auto", "numeric inputs: series = z-normalise each series, global = training mean/std per channel, auto = series if one channel else global", choices=list(seq.NORMALIZE))
     augment: float = option(0.1, "numeric inputs: random scaling, time shift and jitter of this strength while training (0 = off)")
     patch: int = option(0, "numeric inputs: consecutive steps fed as one GRU step (0 = auto: at most ~32 steps)")
-    threads: int = option(1, "CPU threads for torch while training and scoring (0 = torch's default; more rarely helps small GRUs)")
     val_fraction: float = option(0.2, "share of the training split held out to pick the best epoch")
     test_fraction: float = option(0.2, "share held out for testing when the data has no test split")
     text_column: str = option("text", "CSV: the column holding the text")
@@ -72,8 +71,6 @@ class ClassifyConfig(TaskConfig):
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.augment < 0:
             raise ValueError(f"--augment must be >= 0, got {self.augment}")
-        if self.threads < 0:
-            raise ValueError(f"--threads must be >= 0, got {self.threads}")
         if self.patch < 0:
             raise ValueError(f"--patch must be >= 0, got {self.patch}")
         if self.max_features < 3:
@@ -253,7 +250,7 @@ class ClassifyTask(Task):
         model = build_model(cfg, parts["state"])
         save_run(out, self, cfg, parts["state"])  # with the auto values resolved
         start = time.perf_counter()
-        with seq.torch_threads(cfg.threads):
+        with torch_threads(cfg.threads):
             fit(model, _Objective(cfg, parts), cfg.loop(), out, resume=resume)
             metrics = score(model, parts, parts["state"], out)
         metrics.update(train_seconds=round(time.perf_counter() - start, 2), data=cfg.data or cfg.dataset, train_size=int(len(parts["fit"][2]) + len(parts["val"][2])))
@@ -266,7 +263,7 @@ class ClassifyTask(Task):
 
     def evaluate(self, run: Path, data: str | None = None) -> dict:
         cfg, state, model = self._load(run)
-        with seq.torch_threads(cfg.threads):
+        with torch_threads(cfg.threads):
             return self._evaluate(cfg, state, model, data)
 
     def _evaluate(self, cfg, state: dict, model, data: str | None) -> dict:

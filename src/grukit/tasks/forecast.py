@@ -32,8 +32,7 @@ from ..data.series import BUILTIN, Series, builtin_series, day_of_year, infer_se
 from ..evaluation import forecasting as fc
 from ..modules import GRU
 from ..training import fit, write_json
-from ._sequence import torch_threads
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run
+from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads
 
 LOSSES = ("mse", "mae", "huber")
 BASES = ("auto", "naive", "seasonal")
@@ -65,12 +64,9 @@ class ForecastConfig(TaskConfig):
     base: str = option("auto", "forecast the GRU corrects: naive, seasonal (naive), or auto: seasonal when on the training part its MAE is under half the naive's", choices=BASES)
     steps: int = option(50, "training batches per epoch (drawn at random from the training windows)")
     batch_size: int = option(64, "windows per batch")
-    threads: int = option(1, "CPU threads for torch while training and scoring (0 = torch's default; on a busy 2-core machine 1 was several times faster than 2)")
 
     def validate(self) -> None:
         super().validate()
-        if self.threads < 0:
-            raise ValueError(f"--threads must be >= 0, got {self.threads}")
         for name in ("lookback", "horizon", "season"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0 (0 = automatic), got {getattr(self, name)}")

@@ -30,8 +30,7 @@ from ..data.corpus import CORPORA, builtin_corpus, read_text
 from ..evaluation.language import ngram_bpc
 from ..modules import GRU
 from ..training import fit, write_json
-from ._sequence import torch_threads
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run
+from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads
 
 EVAL_LEN = 1024  # characters scored per piece of a held-out test chunk (state carried within)
 VAL_LEN = 256  # the same for the validation after every epoch: shorter pieces, more in parallel, faster
@@ -54,12 +53,9 @@ class LMConfig(TaskConfig):
     hidden_size: int = option(256, "GRU hidden units")
     num_layers: int = option(1, "stacked GRU layers")
     dropout: float = option(0.0, "dropout between GRU layers and before the output")
-    threads: int = option(1, "CPU threads for torch while training and scoring (0 = torch's default; on a busy 2-core machine 1 was several times faster than 2)")
 
     def validate(self) -> None:
         super().validate()
-        if self.threads < 0:
-            raise ValueError(f"--threads must be >= 0, got {self.threads}")
         for name in ("seq_len", "batch_size", "steps", "embedding_size", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

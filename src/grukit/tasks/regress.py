@@ -27,7 +27,7 @@ from ..data import numeric
 from ..evaluation import regression as reg_eval
 from ..training import fit, write_json
 from . import _sequence as seq
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run
+from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads
 
 DATASETS = {
     "toy": "1000 x 10 steps x 8 features; y = (sum of x0 + count of positive x1 steps) / sqrt(10) + noise (learnable)",
@@ -50,7 +50,6 @@ class RegressConfig(TaskConfig):
     batch_size: int = option(32, "sequences per batch")
     normalize: str = option("global", "inputs: global = training mean/std per channel, series = z-normalise each series (drops its level)", choices=[n for n in seq.NORMALIZE if n != "auto"])
     patch: int = option(0, "consecutive steps fed as one GRU step (0 = auto: at most ~32 steps)")
-    threads: int = option(1, "CPU threads for torch while training and scoring (0 = torch's default; more rarely helps small GRUs)")
     val_fraction: float = option(0.2, "share of the training split held out to pick the best epoch")
     test_fraction: float = option(0.2, "share held out for testing when the data has no test split")
 
@@ -59,8 +58,6 @@ class RegressConfig(TaskConfig):
         for name in ("hidden_size", "num_layers", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.threads < 0:
-            raise ValueError(f"--threads must be >= 0, got {self.threads}")
         if self.patch < 0:
             raise ValueError(f"--patch must be >= 0, got {self.patch}")
         for name in ("val_fraction", "test_fraction"):
@@ -181,7 +178,7 @@ class RegressTask(Task):
         model = build_model(cfg, parts["state"])
         save_run(out, self, cfg, parts["state"])
         start = time.perf_counter()
-        with seq.torch_threads(cfg.threads):
+        with torch_threads(cfg.threads):
             fit(model, _Objective(cfg, parts), cfg.loop(), out, resume=resume)
             metrics = score(model, parts, parts["state"])
         metrics.update(train_seconds=round(time.perf_counter() - start, 2), data=cfg.data or cfg.dataset, train_size=int(len(parts["raw"]["y_train"])))
@@ -194,7 +191,7 @@ class RegressTask(Task):
 
     def evaluate(self, run: Path, data: str | None = None) -> dict:
         cfg, state, model = self._load(run)
-        with seq.torch_threads(cfg.threads):
+        with torch_threads(cfg.threads):
             return self._evaluate(cfg, state, model, data)
 
     def _evaluate(self, cfg, state: dict, model, data: str | None) -> dict:
