@@ -1,0 +1,87 @@
+"""Run every task's default configuration and print the README's results table.
+
+    python benchmarks/tasks.py [--out runs/defaults] [--only NAME ...]
+
+Each run is `grukit train TASK [--dataset NAME] --out DIR --no-progress` in a
+fresh process; the wall time includes start-up and scoring. The table is
+Markdown, ready to paste; the raw metrics stay in each run's metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RUNS = [
+    ("adding", "adding", None),
+    ("classify", "GunPoint", "GunPoint"),
+    ("classify", "ItalyPowerDemand", "ItalyPowerDemand"),
+    ("classify", "ArrowHead", "ArrowHead"),
+    ("classify", "BasicMotions", "BasicMotions"),
+    ("classify", "JapaneseVowels", "JapaneseVowels"),
+    ("classify", "toy", "toy"),
+    ("classify", "shakespeare-genre", "shakespeare"),
+    ("regress", "toy", "toy"),
+    ("regress", "Covid3Month", "Covid3Month"),
+    ("forecast", "sunspots", "sunspots"),
+    ("forecast", "co2", "co2"),
+    ("forecast", "seattle_weather", "seattle_weather"),
+    ("lm", "shakespeare", None),
+]
+
+
+def summarise(task: str, m: dict) -> tuple[str, str]:
+    """(our result, the baselines) as short strings."""
+    if task == "adding":
+        bits = m["accuracy_by_bits"]
+        return f"exact sums: {m['accuracy']:.3f} (8-bit held out), {bits['64']:.3f} (64-bit)", "trained on <= 8-bit numbers only"
+    if task == "classify":
+        b = m["baselines"]
+        shown = [f"1-NN-DTW (published) {b['1nn_dtw_published']['accuracy']:.3f}"] if "1nn_dtw_published" in b else []
+        shown += [f"{name.replace('_', ' ')} {v['accuracy']:.3f}" for name, v in b.items() if name != "1nn_dtw_published"]
+        return f"accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}", "; ".join(shown)
+    if task == "regress":
+        b = m["baselines"]
+        return f"MAE {m['mae']:.4g}, R^2 {m['r2']:.3f}", "; ".join(f"{k.replace('_', ' ')} MAE {v['mae']:.4g}, R^2 {v['r2']:.3f}" for k, v in b.items())
+    if task == "forecast":
+        g, n, s = m["gru"], m["naive"], m["seasonal_naive"]
+        return f"MAE {g['mae']:.4g}, MASE {g['mase']:.3f}", f"naive MAE {n['mae']:.4g} / MASE {n['mase']:.3f}; seasonal naive MAE {s['mae']:.4g} / MASE {s['mase']:.3f}"
+    if task == "lm":
+        return f"{m['bpc']:.3f} bits/char", f"unigram {m['unigram_bpc']:.3f}; trigram {m['trigram_bpc']:.3f}"
+    raise ValueError(task)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/defaults", help="folder for the run directories")
+    ap.add_argument("--only", nargs="*", help="run only these labels (e.g. GunPoint co2)")
+    args = ap.parse_args()
+    rows = []
+    for task, label, dataset in RUNS:
+        if args.only and label not in args.only and task not in args.only:
+            continue
+        out = Path(args.out) / f"{task}-{label}"
+        cmd = [sys.executable, "-m", "grukit", "train", task, "--out", str(out), "--no-progress"]
+        if dataset:
+            cmd += ["--dataset", dataset]
+        start = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            rows.append((task, label, f"FAILED: {done.stderr.strip().splitlines()[-1:]}", "", f"{seconds:.0f}"))
+        else:
+            ours, base = summarise(task, json.loads((out / "metrics.json").read_text()))
+            rows.append((task, label, ours, base, f"{seconds:.0f}"))
+        print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
+    print("| task | data | grukit (test) | baselines (test) | wall s |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
