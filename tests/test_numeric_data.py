@@ -8,6 +8,7 @@ import torch
 
 from grukit.data import numeric
 from grukit.tasks import _sequence as seq
+from grukit.tasks.base import torch_threads
 
 TS_UNEQUAL = """# a comment
 @problemName Tiny
@@ -213,8 +214,8 @@ def test_augment_keeps_padding_and_is_seeded():
 
 def test_torch_threads_is_restored():
     before = torch.get_num_threads()
-    with seq.torch_threads(1):
+    with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-    with seq.torch_threads(0):
+    with torch_threads(0):
         assert torch.get_num_threads() == before
