@@ -41,9 +41,7 @@ class AddingConfig(TaskConfig):
         super().validate()
         if not 2 <= self.max_bits <= 30:
             raise ValueError(f"--max-bits must be in [2, 30], got {self.max_bits}")
-        for name in ("hidden_size", "steps", "batch_size", "eval_pairs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        self.at_least(1, "hidden_size", "steps", "batch_size", "eval_pairs")
 
 
 class Adder(nn.Module):

@@ -50,17 +50,19 @@ class TaskConfig:
     def loop(self) -> LoopConfig:
         return LoopConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)})
 
+    def at_least(self, low, *names: str) -> None:
+        """Raise ValueError naming the flag if any of these fields is below ``low``."""
+        for name in names:
+            if getattr(self, name) < low:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
+
     def validate(self) -> None:
         """Raise ValueError naming the flag for out-of-range values."""
-        for name in ("epochs",):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        self.at_least(1, "epochs")
         for name in ("lr",):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name} must be > 0, got {getattr(self, name)}")
-        for name in ("weight_decay", "grad_clip", "patience", "threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        self.at_least(0, "weight_decay", "grad_clip", "patience", "threads")
 
 
 @contextlib.contextmanager

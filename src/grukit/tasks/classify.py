@@ -66,9 +66,7 @@ class ClassifyConfig(TaskConfig):
         if self.epochs < 0 or self.batch_size < 0:
             raise ValueError(f"--epochs and --batch-size must be >= 0 (0 = auto), got {self.epochs} and {self.batch_size}")
         TaskConfig.validate(replace(self, epochs=self.epochs or 1))  # 0 = auto
-        for name in ("hidden_size", "num_layers", "maxlen", "embed_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        self.at_least(1, "hidden_size", "num_layers", "maxlen", "embed_dim")
         if self.augment < 0:
             raise ValueError(f"--augment must be >= 0, got {self.augment}")
         if self.patch < 0:

@@ -70,9 +70,7 @@ class ForecastConfig(TaskConfig):
         for name in ("lookback", "horizon", "season"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0 (0 = automatic), got {getattr(self, name)}")
-        for name in ("hidden_size", "num_layers", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        self.at_least(1, "hidden_size", "num_layers", "steps", "batch_size")
         for name in ("val_fraction", "test_fraction"):
             if not 0 < getattr(self, name) < 0.5:
                 raise ValueError(f"--{name.replace('_', '-')} must be in (0, 0.5), got {getattr(self, name)}")

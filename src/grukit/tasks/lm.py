@@ -56,9 +56,7 @@ class LMConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("seq_len", "batch_size", "steps", "embedding_size", "hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        self.at_least(1, "seq_len", "batch_size", "steps", "embedding_size", "hidden_size", "num_layers")
         if self.max_chars < 0:
             raise ValueError(f"--max-chars must be >= 0 (0 = all), got {self.max_chars}")
         if not 0 <= self.dropout < 1:

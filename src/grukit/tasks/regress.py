@@ -55,9 +55,7 @@ class RegressConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("hidden_size", "num_layers", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        self.at_least(1, "hidden_size", "num_layers", "batch_size")
         if self.patch < 0:
             raise ValueError(f"--patch must be >= 0, got {self.patch}")
         for name in ("val_fraction", "test_fraction"):
