@@ -161,6 +161,53 @@ def test_double_backward_matches_reference(reset_after):
     assert torch.autograd.gradgradcheck(lambda *t: kernels.gru_layer(*t, reset_after=reset_after)[0], inputs)
 
 
+# The per-step products are register tiles of up to 4 batch rows x 4 vectors of
+# columns (64 floats, 32 doubles): these shapes cover full tiles, 1-3 leftover
+# rows, and leftover columns that fill 1-4 vectors, the last one partly.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("B, H", [(1, 16), (3, 37), (4, 70), (6, 21), (9, 64)])
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_tiled_step_products_match_reference(dtype, B, H, reset_after):
+    inputs = _layer_inputs(7, B, 11, H, torch.float64)
+    with torch.no_grad():
+        for t in inputs[2:4]:
+            t /= H**0.5  # keep the gates away from saturation, where errors would hide
+    lengths = torch.randint(1, 8, (B,))
+    go, gh = torch.randn(7, B, H, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+
+    def outputs_and_grads(fn, tensors):
+        out, h_n = fn(*tensors, reset_after=reset_after, lengths=lengths)
+        loss = (out * go.to(out.dtype)).sum() + (h_n * gh.to(out.dtype)).sum()
+        return [out, h_n, *torch.autograd.grad(loss, tensors)]
+
+    ref = outputs_and_grads(functional.gru_layer, inputs)
+    nat = outputs_and_grads(kernels.gru_layer, [t.detach().to(dtype).requires_grad_() for t in inputs])
+    for name, a, b in zip(NAMES, ref, nat):
+        assert b.dtype == dtype, name
+        if dtype == torch.float64:
+            assert_close(b, a, dtype, name)
+        else:  # float32 against the float64 reference: relative to the largest entry
+            err = (b.double() - a).abs().max() / a.abs().max().clamp(min=1.0)
+            assert err < 1e-5, f"{name}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batch1_cell_matvec_matches_reference(reset_after, dtype):
+    # rows 3H = 111: blocks of four plus three left over; I = 70: two full vectors and a tail
+    cell = grukit.GRUCell(70, 37, dtype=dtype, reset_after=reset_after)
+    x, h = torch.randn(2, 70, dtype=dtype), torch.randn(2, 37, dtype=dtype)
+    w = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    with torch.no_grad():
+        expected = functional.gru_cell(x.double(), h.double(), *(p.double() for p in w), reset_after=reset_after)
+        got = cell(x, h)
+    assert got.dtype == dtype
+    if dtype == torch.float64:
+        assert_close(got, expected, dtype)
+    else:
+        assert (got.double() - expected).abs().max() < 1e-5
+
+
 @pytest.mark.parametrize("reset_after", [True, False])
 def test_bfloat16_close_to_float32(reset_after):
     inputs = _layer_inputs(12, 4, 8, 24, torch.bfloat16)

@@ -11,6 +11,7 @@ returns False; grukit then uses the readable reference.
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -38,7 +39,18 @@ def _flags() -> tuple[str, list[str]]:
         vec = ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma", "-mf16c"]
     else:
         cap, vec = "DEFAULT", []
-    return cap.lower(), ["-O3", *vec]
+    return cap.lower(), ["-O3", *vec, *_openmp()]
+
+
+def _openmp() -> list[str]:
+    """-fopenmp where torch's own threads are OpenMP's.
+
+    ``at::parallel_for`` is inlined into our code, and with an OpenMP build of
+    torch it is an ``omp parallel`` region: compiled without -fopenmp it quietly
+    runs everything on one thread. (Torch's native thread-pool backend is
+    called through libtorch instead and needs nothing.)
+    """
+    return ["-fopenmp"] if "OpenMP" in torch.__config__.parallel_info() and sys.platform.startswith("linux") else []
 
 
 def load() -> bool:
@@ -82,7 +94,7 @@ def _compile() -> None:
         sources=[str(p) for p in _SOURCES],
         extra_include_paths=[str(_HERE)],
         extra_cflags=cflags,
-        extra_ldflags=[],
+        extra_ldflags=_openmp(),
         is_python_module=False,  # the library registers torch.ops.grukit itself; no pybind11
         verbose=False,
     )

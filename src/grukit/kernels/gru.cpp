@@ -89,20 +89,18 @@ static const int64_t* lengths_ptr(const OptTensor& lengths) {
   return lengths.has_value() && lengths->defined() ? lengths->data_ptr<int64_t>() : nullptr;
 }
 
-// One direction of one layer for a block of B batch rows, forward: fills hs
-// (T+1, B, H), ws (T or 1, B, 4H) and out (T, B, H), a strided view of the
-// layer's output. Each time slice hs[t], ws[t] must be
-// contiguous; the time stride may be larger (a block of a bigger batch).
-static void forward_direction(const Tensor& x_, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                              const OptTensor& b_ih, const OptTensor& b_hh, const int64_t* len, bool reset_after,
-                              bool reverse, bool train, Tensor hs, Tensor ws, Tensor out) {
-  const Tensor x = x_.contiguous();  // (T, B, I)
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
-  const int64_t hs_t = hs.stride(0), ws_t = ws.stride(0);
-  const auto opts = x.options();
-  const auto acc = opts.dtype(at::toOpMathType(x.scalar_type()));
-  Tensor gi = scratch(0, {T * B, 3 * H}, opts);                        // (T*B, 3H): all steps at once
-  at::mm_out(gi, x.view({T * B, I}), w_ih.t());
+// One direction of one layer for a block of B batch rows, forward: the time
+// loop, given gi (T, B, 3H), the input projection W x of every step (without
+// b_i). Fills hs (T+1, B, H), ws (T or 1, B, 4H) and out (T, B, H), a strided
+// view of the layer's output. Each time slice of gi, hs, ws must be contiguous;
+// the time stride may be larger (a block of a bigger batch).
+static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& w_hh, const OptTensor& b_ih,
+                              const OptTensor& b_hh, const int64_t* len, bool reset_after, bool reverse, bool train,
+                              Tensor hs, Tensor ws, Tensor out) {
+  const int64_t T = gi.size(0), B = gi.size(1), H = w_hh.size(1);
+  const int64_t hs_t = hs.stride(0), ws_t = ws.stride(0), gi_t = gi.stride(0);
+  const auto opts = hs.options();
+  const auto acc = opts.dtype(at::toOpMathType(hs.scalar_type()));
   const Tensor bi = bias_or_zeros(b_ih, 3 * H, acc);                   // (3H,)
   const Tensor bh = bias_or_zeros(b_hh, 3 * H, acc);                   // (3H,)
   Tensor h = h0.to(acc, /*non_blocking=*/false, /*copy=*/true).contiguous();  // (B, H) running state
@@ -112,8 +110,10 @@ static void forward_direction(const Tensor& x_, const Tensor& h0, const Tensor& 
   Tensor rh = reset_after ? Tensor() : at::empty({B, H}, opts);        // (B, H) r * h
   const Tensor u = (reset_after ? w_hh : w_hh.narrow(0, 0, 2 * H)).contiguous();  // (3H, H) or (2H, H)
   const Tensor u_n = w_hh.narrow(0, 2 * H, H).contiguous();                       // (H, H)
+  const Tensor ut = u.t().contiguous();                                // (H, 3H) or (H, 2H): U^T, packed once
+  const Tensor u_nt = reset_after ? Tensor() : u_n.t().contiguous();   // (H, H)
 
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "grukit_gru_layer", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer", [&] {
     using A = at::opmath_type<scalar_t>;
     Step<scalar_t, A> st{};
     st.H = H;
@@ -129,16 +129,16 @@ static void forward_direction(const Tensor& x_, const Tensor& h0, const Tensor& 
       const int64_t t = reverse ? T - 1 - s : s;
       const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
       st.t = t;
-      st.gi = gi.data_ptr<scalar_t>() + t * B * 3 * H;
+      st.gi = gi.const_data_ptr<scalar_t>() + t * gi_t;
       st.hout = hs.data_ptr<scalar_t>() + next * hs_t;
       st.out = out.data_ptr<scalar_t>() + t * out.stride(0);
       st.ws = ws.data_ptr<A>() + (train ? t : 0) * ws_t;
-      recurrent<scalar_t, A>(gh, hs.select(0, prev), u);  // (B, 3H) = h @ U^T: the one recurrent product
+      recurrent<scalar_t, A>(gh, hs.select(0, prev), u, ut);  // (B, 3H) = h @ U^T: the one recurrent product
       if (reset_after) {
         over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_after(st, b0, b1); });
       } else {
         over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_before_rz(st, b0, b1); });
-        recurrent<scalar_t, A>(ghn, rh, u_n);  // (B, H) = (r * h) @ U_n^T
+        recurrent<scalar_t, A>(ghn, rh, u_n, u_nt);  // (B, H) = (r * h) @ U_n^T
         over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_before_n(st, b0, b1); });
       }
     }
@@ -195,9 +195,17 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_layer(const Tensor& x_, const Ten
   Tensor out = at::empty({T, B, D * H}, x.options());                  // (T, B, D*H)
   Tensor hs = at::empty({D, T + 1, B, H}, x.options());                // (D, T+1, B, H)
   Tensor ws = at::empty({D, train ? T : 1, B, 4 * H}, acc);            // (D, T, B, 4H) or scratch
+  // The input projection of every step, for the whole batch: one GEMM per
+  // direction on all threads, before the time loops split the batch.
+  const int64_t I = x.size(2);
+  Tensor gi = scratch(0, {D, T, B, 3 * H}, x.options());              // (D, T, B, 3H)
+  for (int64_t d = 0; d < D; ++d) {
+    Tensor gi_d = gi.select(0, d).view({T * B, 3 * H});
+    at::mm_out(gi_d, x.view({T * B, I}), w_ih.select(0, d).t());
+  }
   const int64_t* len = lengths_ptr(lengths);
   run_pieces(pieces(D, B), [&](const Piece& p) {
-    forward_direction(x.narrow(1, p.b0, p.n), h0.select(0, p.d).narrow(0, p.b0, p.n), w_ih.select(0, p.d),
+    forward_direction(gi.select(0, p.d).narrow(1, p.b0, p.n), h0.select(0, p.d).narrow(0, p.b0, p.n),
                       w_hh.select(0, p.d), pick(b_ih, p.d), pick(b_hh, p.d), len ? len + p.b0 : nullptr, reset_after,
                       reverse || p.d == 1, train, hs.select(0, p.d).narrow(1, p.b0, p.n),
                       ws.select(0, p.d).narrow(1, p.b0, p.n), out.narrow(2, p.d * H, H).narrow(1, p.b0, p.n));
