@@ -6,11 +6,12 @@
 // gates.h, beside the fused elementwise passes that compute them.
 //
 // Per layer: the input projection of all T steps is one GEMM; each step is one
-// recurrent product (GEMM, or a hand-written matvec for batch 1-2) and one fused
-// pass for the gates. Backward keeps only the dh recursion in its loop; dx, dW
-// and db are single GEMMs / sums over all T * B rows after it. The D directions
-// and blocks of the batch are independent, so they run on separate threads
-// (see `pieces`) with no synchronisation inside the time loop.
+// recurrent product (register-tiled by hand from U^T packed once per sequence,
+// matvec.h) and one fused pass for the gates. Backward keeps only the dh
+// recursion in its loop; dx, dW and db are single GEMMs / sums over all T * B
+// rows after it. The D directions and blocks of the batch are independent, so
+// their time loops run on separate threads (see `pieces`) with no
+// synchronisation inside the loop.
 //
 // The forward returns the output (T, B, D*H) and h_n (D, B, H), and keeps for
 // backward, per direction:
@@ -34,19 +35,6 @@ namespace grukit {
 
 using at::Tensor;
 using OptTensor = std::optional<Tensor>;
-
-// Split a pass over batch rows between threads only when there is enough work
-// to pay for waking them (tens of microseconds).
-constexpr int64_t kParallelElems = 1 << 15;
-
-template <typename F>
-void over_rows(int64_t B, int64_t H, const F& f) {
-  if (B > 1 && B * H >= kParallelElems && at::get_num_threads() > 1) {
-    at::parallel_for(0, B, std::max<int64_t>(1, kParallelElems / (4 * H)), f);
-  } else {
-    f(0, B);
-  }
-}
 
 // Large temporaries (the input projection, dG_i, dG_h) are reused from call to
 // call, per thread: freshly mapped memory costs a page fault per 4 KiB on first
@@ -135,11 +123,11 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
       st.ws = ws.data_ptr<A>() + (train ? t : 0) * ws_t;
       recurrent<scalar_t, A>(gh, hs.select(0, prev), u, ut);  // (B, 3H) = h @ U^T: the one recurrent product
       if (reset_after) {
-        over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_after(st, b0, b1); });
+        forward_after(st, 0, B);
       } else {
-        over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_before_rz(st, b0, b1); });
+        forward_before_rz(st, 0, B);
         recurrent<scalar_t, A>(ghn, rh, u_n, u_nt);  // (B, H) = (r * h) @ U_n^T
-        over_rows(B, H, [&](int64_t b0, int64_t b1) { forward_before_n(st, b0, b1); });
+        forward_before_n(st, 0, B);
       }
     }
   });
@@ -251,13 +239,13 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
       st.dgi = dgi.data_ptr<scalar_t>() + t * dgi.stride(0);
       st.dgh = dgh.data_ptr<scalar_t>() + t * dgh.stride(0);
       if (reset_after) {
-        over_rows(B, H, [&](int64_t b0, int64_t b1) { backward_after(st, b0, b1); });
+        backward_after(st, 0, B);
         recurrent_t<scalar_t, A>(mm, dgh.select(0, t), u);  // (B, H) = dG_h @ U
       } else {
         const Tensor dg = dgi.select(0, t);  // (B, 3H)
-        over_rows(B, H, [&](int64_t b0, int64_t b1) { backward_before_nz(st, b0, b1); });
+        backward_before_nz(st, 0, B);
         recurrent_t<scalar_t, A>(drh, dg.narrow(1, 2 * H, H), u_n);  // (B, H) d(rh) = da_n @ U_n
-        over_rows(B, H, [&](int64_t b0, int64_t b1) { backward_before_r(st, b0, b1); });
+        backward_before_r(st, 0, B);
         recurrent_t<scalar_t, A>(mm, dg.narrow(1, 0, 2 * H), u_rz);  // (B, H) = [da_r, da_z] @ U_rz
       }
     }
