@@ -27,6 +27,11 @@ def set_backend(name: str | None) -> None:
     _forced = name
 
 
+def forced() -> str | None:
+    """The backend chosen with :func:`set_backend`, if any."""
+    return _forced
+
+
 def requested() -> str:
     name = _forced or os.environ.get("GRUKIT_BACKEND", "auto")
     if name not in _CHOICES:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import _checks, backend
+from . import _checks, backend, kernels
 
 
 class GRU(nn.Module):
@@ -269,6 +269,32 @@ class GRUCell(nn.Module):
         return s
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+        streaming = hx is not None and not torch.is_grad_enabled()
+        if streaming:  # a no-grad stream of steps: skip the checks already passed for these inputs
+            p = self._parameters  # (not self.weight_ih: nn.Module's attribute lookup costs more than the check)
+            w = p["weight_ih"]
+            key = (input.shape, hx.shape, input.dtype, hx.dtype, input.device, hx.device, w.dtype, w.device, backend.forced())
+            if key == self._streaming_key:
+                return self._streaming_step(input, hx, w, p["weight_hh"], p["bias_ih"], p["bias_hh"], self.reset_after)
+        h_new = self._checked_forward(input, hx)
+        if streaming and input.dim() == 2:  # checks passed: remember them, and the step function to call
+            fn = backend.cell_fn(input, hx, w)
+            if fn is kernels.gru_cell:
+                step = kernels.ops.cell_op()  # the op itself, with positional arguments
+            else:
+                def step(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, fn=fn):
+                    return fn(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after)
+            self._streaming_key, self._streaming_step = key, step
+        return h_new
+
+    # The last (shapes, dtypes, devices, set_backend choice) of a batched no-grad
+    # call whose checks passed, and the step function chosen for it: a stream of
+    # single steps pays for validation and the backend choice once, not at every
+    # step. (GRUKIT_BACKEND is read when the stream starts, not at every step.)
+    _streaming_key: Optional[tuple] = None
+    _streaming_step = None
+
+    def _checked_forward(self, input: Tensor, hx: Optional[Tensor]) -> Tensor:
         _checks.check_input(input, self.input_size, self.weight_ih, 2, "(B, I)")
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)  # (B, I)

@@ -200,13 +200,14 @@ def gru_cell(
         one = [None if t is None else t.unsqueeze(0) for t in (h, w_ih, w_hh, b_ih, b_hh)]  # D = 1
         out, _, _, _ = torch.ops.grukit.gru_layer(x.unsqueeze(0), *one, None, reset_after, False, True)  # (1, B, H)
         return out[0]  # (B, H)
-    return _cell_op()(x, h, w_ih, w_hh, b_ih, b_hh, reset_after)  # the streaming path: one native call
+    return cell_op()(x, h, w_ih, w_hh, b_ih, b_hh, reset_after)  # the streaming path: one native call
 
 
 _cell = None
 
 
-def _cell_op():
+def cell_op():
+    """The no-grad step op, ``(x, h, w_ih, w_hh, b_ih, b_hh, reset_after) -> h'`` (positional)."""
     global _cell
     if _cell is None:
         _cell = torch.ops.grukit.gru_cell.default
