@@ -328,3 +328,26 @@ def test_thread_counts_give_the_same_result(threads):
     g_exp = torch.autograd.grad(expected[0].sum() + expected[1].sum(), [x, *model.parameters()])
     for a, b in zip([*expected, *g_exp], [*got, *g_got]):
         assert_close(b, a, torch.float64)
+
+
+@pytest.mark.parametrize("T", [1, 4])
+def test_directions_on_two_threads_match_reference(T):
+    # each direction's time loop runs on its own thread; a worker thread starts
+    # with autograd on, which the single-step GEMM fallback (T = 1) must not see
+    torch.manual_seed(3)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = grukit.GRU(3, 6, num_layers=2, bidirectional=True, dtype=torch.float64)
+        x = torch.randn(T, 5, 3, dtype=torch.float64, requires_grad=True)
+        out, h_n = model(x)
+        grads = torch.autograd.grad(out.sum() + h_n.sum(), [x, *model.parameters()])
+        backend.set_backend("reference")
+        ref_out, ref_h = model(x)
+        ref_grads = torch.autograd.grad(ref_out.sum() + ref_h.sum(), [x, *model.parameters()])
+    finally:
+        backend.set_backend(None)
+        torch.set_num_threads(before)
+    assert_close(out, ref_out, torch.float64)
+    for a, b in zip(ref_grads, grads):
+        assert_close(b, a, torch.float64)

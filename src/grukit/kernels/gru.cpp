@@ -98,8 +98,9 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
   Tensor rh = reset_after ? Tensor() : at::empty({B, H}, opts);        // (B, H) r * h
   const Tensor u = (reset_after ? w_hh : w_hh.narrow(0, 0, 2 * H)).contiguous();  // (3H, H) or (2H, H)
   const Tensor u_n = w_hh.narrow(0, 2 * H, H).contiguous();                       // (H, H)
-  const Tensor ut = u.t().contiguous();                                // (H, 3H) or (H, 2H): U^T, packed once
-  const Tensor u_nt = reset_after ? Tensor() : u_n.t().contiguous();   // (H, H)
+  // U^T, packed once for all steps (a single step goes to a GEMM call instead)
+  const Tensor ut = T > 1 ? u.t().contiguous() : Tensor();                      // (H, 3H) or (H, 2H)
+  const Tensor u_nt = T > 1 && !reset_after ? u_n.t().contiguous() : Tensor();  // (H, H)
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer", [&] {
     using A = at::opmath_type<scalar_t>;
@@ -155,6 +156,9 @@ template <typename F>
 static void run_pieces(const std::vector<Piece>& ps, const F& f) {
   if (ps.size() == 1) return f(ps[0]);
   at::parallel_for(0, static_cast<int64_t>(ps.size()), 1, [&](int64_t i0, int64_t i1) {
+    // A worker thread starts with autograd on (its thread-local default); the
+    // calling thread is already below autograd here, and so must the workers be.
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
     for (int64_t i = i0; i < i1; ++i) f(ps[i]);
   });
 }
@@ -338,8 +342,15 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
                                         one(b_hh), std::nullopt, reset_after, false, false);
     return out.select(0, 0);
   }
-  check_args(x.unsqueeze(0), h, w_ih, w_hh, std::nullopt);
   const int64_t B = x.size(0), I = x.size(1), H = w_hh.size(1);
+  TORCH_CHECK(h.dim() == 2 && h.size(0) == B && h.size(1) == H, "grukit: h must be (B, H) = (", B, ", ", H, "), got ",
+              h.sizes());
+  TORCH_CHECK(w_ih.dim() == 2 && w_ih.size(0) == 3 * H && w_ih.size(1) == I, "grukit: w_ih must be (3H, I)");
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == 3 * H, "grukit: w_hh must be (3H, H)");
+  TORCH_CHECK(x.scalar_type() == h.scalar_type() && x.scalar_type() == w_ih.scalar_type() &&
+                  x.scalar_type() == w_hh.scalar_type() && (!bias || (b_ih->scalar_type() == x.scalar_type() &&
+                  b_hh->scalar_type() == x.scalar_type() && b_ih->numel() == 3 * H && b_hh->numel() == 3 * H)),
+              "grukit: all tensors must share one dtype, biases (3H,)");
   Tensor out = at::empty({B, H}, h.options());  // (B, H)
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "grukit_gru_cell", [&] {
     using A = at::opmath_type<scalar_t>;
@@ -347,31 +358,36 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
     const scalar_t* wh = w_hh.const_data_ptr<scalar_t>();
     const scalar_t* bi = bias ? b_ih->const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* bh = bias ? b_hh->const_data_ptr<scalar_t>() : nullptr;
-    std::vector<A> gi(3 * H), gh(3 * H);   // (3H,) W x and U h (U_n rh for reset_after=False)
-    std::vector<scalar_t> rh(H);          // (H,) r * h
+    thread_local std::vector<A> buf_a;         // kept between steps: no allocation per call
+    thread_local std::vector<scalar_t> buf_t;
+    buf_a.resize(6 * H);
+    buf_t.resize(H);
+    A* gi = buf_a.data();                      // (3H,) W x
+    A* gh = gi + 3 * H;                        // (3H,) U h (U_n rh in the n rows for reset_after=False)
+    scalar_t* rh = buf_t.data();               // (H,) r * h
     for (int64_t b = 0; b < B; ++b) {
       const scalar_t* xb = x.const_data_ptr<scalar_t>() + b * I;
       const scalar_t* hb = h.const_data_ptr<scalar_t>() + b * H;
       scalar_t* ob = out.data_ptr<scalar_t>() + b * H;
-      matvec<A>(wi, 3 * H, I, xb, gi.data());
-      matvec<A>(wh, (reset_after ? 3 : 2) * H, H, hb, gh.data());
+      matvec<A>(wi, 3 * H, I, xb, gi);
+      matvec<A>(wh, (reset_after ? 3 : 2) * H, H, hb, gh);
       const int64_t V = Vec<A>::size();
       auto ld = [&](const scalar_t* p, int64_t k, int64_t m) { return p ? load<A>(p + k, m) : Vec<A>(A(0)); };
       const Vec<A> one(A(1));
       for (int64_t j = 0; j < H; j += V) {  // the equations of gates.h; r goes into gi_r's place
         const int64_t m = std::min(V, H - j);
-        const Vec<A> r = sigmoid(load<A>(gi.data() + j, m) + ld(bi, j, m) + load<A>(gh.data() + j, m) + ld(bh, j, m));
-        store<A>(gi.data() + j, r, m);
-        if (!reset_after) store<A>(rh.data() + j, r * load<A>(hb + j, m), m);
+        const Vec<A> r = sigmoid(load<A>(gi + j, m) + ld(bi, j, m) + load<A>(gh + j, m) + ld(bh, j, m));
+        store<A>(gi + j, r, m);
+        if (!reset_after) store<A>(rh + j, r * load<A>(hb + j, m), m);
       }
-      if (!reset_after) matvec<A>(wh + 2 * H * H, H, H, rh.data(), gh.data() + 2 * H);  // U_n (r * h)
+      if (!reset_after) matvec<A>(wh + 2 * H * H, H, H, rh, gh + 2 * H);  // U_n (r * h)
       for (int64_t j = 0; j < H; j += V) {
         const int64_t m = std::min(V, H - j);
-        const Vec<A> r = load<A>(gi.data() + j, m);
-        const Vec<A> z = sigmoid(load<A>(gi.data() + H + j, m) + ld(bi, H + j, m) + load<A>(gh.data() + H + j, m) +
+        const Vec<A> r = load<A>(gi + j, m);
+        const Vec<A> z = sigmoid(load<A>(gi + H + j, m) + ld(bi, H + j, m) + load<A>(gh + H + j, m) +
                                  ld(bh, H + j, m));
-        const Vec<A> hn = load<A>(gh.data() + 2 * H + j, m) + ld(bh, 2 * H + j, m);
-        const Vec<A> in = load<A>(gi.data() + 2 * H + j, m) + ld(bi, 2 * H + j, m);
+        const Vec<A> hn = load<A>(gh + 2 * H + j, m) + ld(bh, 2 * H + j, m);
+        const Vec<A> in = load<A>(gi + 2 * H + j, m) + ld(bi, 2 * H + j, m);
         const Vec<A> n = tanh_<A>(reset_after ? in + r * hn : in + hn);
         store<A>(ob + j, (one - z) * n + z * load<A>(hb + j, m), m);
       }

@@ -114,13 +114,17 @@ void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t
 
 // h @ U^T for one step: out (B, rows) = h (B, H) @ U^T, by hand from `ut`, U^T
 // (H, rows) packed once per sequence (at every batch size measured, 1 to 128
-// rows per thread and H up to 512, this beat a GEMM call per step).
+// rows per thread and H up to 512, this beat a GEMM call per step). Without
+// `ut` (a sequence of one step), dot products for a few rows, else a GEMM.
 template <typename T, typename A>
 static void recurrent(Tensor& out, const Tensor& h, const Tensor& u, const Tensor& ut) {
   const int64_t B = h.size(0), rows = u.size(0), H = u.size(1);
   if (ut.defined() && h.stride(1) == 1 && out.stride(1) == 1) {
     small_mm<T, A>(h.const_data_ptr<T>(), h.stride(0), B, H, ut.const_data_ptr<T>(), rows, out.data_ptr<T>(),
                    out.stride(0));
+  } else if (B <= 4 && u.is_contiguous() && h.stride(1) == 1 && out.stride(1) == 1) {  // a single step, unpacked
+    for (int64_t b = 0; b < B; ++b)
+      matvec<A>(u.const_data_ptr<T>(), rows, H, h.const_data_ptr<T>() + b * h.stride(0), out.data_ptr<T>() + b * out.stride(0));
   } else {
     at::mm_out(out, h, u.t());
   }
