@@ -269,7 +269,7 @@ class GRUCell(nn.Module):
         return s
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
-        streaming = hx is not None and not torch.is_grad_enabled()
+        streaming = hx is not None and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
         if streaming:  # a no-grad stream of steps: skip the checks already passed for these inputs
             p = self._parameters  # (not self.weight_ih: nn.Module's attribute lookup costs more than the check)
             w = p["weight_ih"]
@@ -280,7 +280,7 @@ class GRUCell(nn.Module):
         if streaming and input.dim() == 2:  # checks passed: remember them, and the step function to call
             fn = backend.cell_fn(input, hx, w)
             if fn is kernels.gru_cell:
-                step = kernels.ops.cell_op()  # the op itself, with positional arguments
+                step = kernels.ops.cell_op()  # the op's code as a plain function (no dispatcher)
             else:
                 def step(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, fn=fn):
                     return fn(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after)

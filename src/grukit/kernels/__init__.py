@@ -5,8 +5,10 @@ Public surface:
     supports(*tensors)       whether the kernels handle these tensors (CPU; float32/64, bfloat16)
     gru, gru_layer, gru_cell drop-in twins of grukit.functional.gru / gru_layer / gru_cell
 
-The C++ lives in gru.cpp (time loops, GEMMs, op registration) and gates.h (the
-fused elementwise passes, with the equations and derivatives written out).
+The C++ lives in gru.cpp (time loops, GEMMs, op registration), gates.h (the
+fused elementwise passes, with the equations and derivatives written out),
+matvec.h (the hand-tiled products inside the time loop) and stream.cpp (the
+no-grad step as a plain Python function, for GRUCell streams).
 """
 
 from __future__ import annotations

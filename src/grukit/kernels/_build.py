@@ -1,6 +1,6 @@
 """Compile gru.cpp once with torch.utils.cpp_extension and load its ops.
 
-The library is built on first use (about 20 s on 2 cores; once per version of
+The library is built on first use (about 30 s on 2 cores; once per version of
 the sources) into the default
 torch extensions cache (``~/.cache/torch_extensions`` or
 ``$TORCH_EXTENSIONS_DIR``) and reused afterwards. The ops it registers live in
@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 _HERE = Path(__file__).resolve().parent
-_SOURCES = [_HERE / "gru.cpp"]
+_SOURCES = [_HERE / "gru.cpp", _HERE / "stream.cpp"]
 _HEADERS = [_HERE / "gates.h", _HERE / "matvec.h"]
 _lock = threading.Lock()
 _state: dict = {"loaded": None, "error": None}
+_module = None  # the built library as a Python module (its gru_cell: the streaming step)
 
 
 def _flags() -> tuple[str, list[str]]:
@@ -78,9 +79,15 @@ def error() -> Exception | None:
     return _state["error"]
 
 
+def module():
+    """The loaded library as a Python module (after :func:`load` returned True)."""
+    return _module
+
+
 def _compile() -> None:
-    if hasattr(torch.ops, "grukit") and hasattr(torch.ops.grukit, "gru_layer"):
-        return  # already registered in this process
+    global _module
+    if _module is not None:
+        return  # already loaded in this process (its ops are registered)
     from torch.utils.cpp_extension import load as cpp_load
 
     cap, cflags = _flags()
@@ -89,12 +96,12 @@ def _compile() -> None:
     digest = hashlib.sha256(" ".join(cflags).encode())
     for path in _SOURCES + _HEADERS:
         digest.update(path.read_bytes())
-    cpp_load(
+    _module = cpp_load(
         name=f"grukit_native_{cap}_{digest.hexdigest()[:12]}",
         sources=[str(p) for p in _SOURCES],
         extra_include_paths=[str(_HERE)],
         extra_cflags=cflags,
         extra_ldflags=_openmp(),
-        is_python_module=False,  # the library registers torch.ops.grukit itself; no pybind11
+        is_python_module=True,  # loading it also registers torch.ops.grukit
         verbose=False,
     )

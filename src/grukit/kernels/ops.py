@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .. import functional
+from . import _build
 
 _registered = False
 
@@ -200,15 +201,19 @@ def gru_cell(
         one = [None if t is None else t.unsqueeze(0) for t in (h, w_ih, w_hh, b_ih, b_hh)]  # D = 1
         out, _, _, _ = torch.ops.grukit.gru_layer(x.unsqueeze(0), *one, None, reset_after, False, True)  # (1, B, H)
         return out[0]  # (B, H)
-    return cell_op()(x, h, w_ih, w_hh, b_ih, b_hh, reset_after)  # the streaming path: one native call
+    return torch.ops.grukit.gru_cell.default(x, h, w_ih, w_hh, b_ih, b_hh, reset_after)  # one native call
 
 
 _cell = None
 
 
 def cell_op():
-    """The no-grad step op, ``(x, h, w_ih, w_hh, b_ih, b_hh, reset_after) -> h'`` (positional)."""
+    """The no-grad step, ``(x, h, w_ih, w_hh, b_ih, b_hh, reset_after) -> h'`` (positional).
+
+    The gru_cell op's own code, called as a plain function (not through the
+    dispatcher: no autograd, no tracing) for GRUCell's streaming path.
+    """
     global _cell
     if _cell is None:
-        _cell = torch.ops.grukit.gru_cell.default
+        _cell = _build.module().gru_cell
     return _cell
