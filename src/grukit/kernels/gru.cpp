@@ -99,8 +99,8 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
   const Tensor u = (reset_after ? w_hh : w_hh.narrow(0, 0, 2 * H)).contiguous();  // (3H, H) or (2H, H)
   const Tensor u_n = w_hh.narrow(0, 2 * H, H).contiguous();                       // (H, H)
   // U^T, packed once for all steps (a single step goes to a GEMM call instead)
-  const Tensor ut = T > 1 ? u.t().contiguous() : Tensor();                      // (H, 3H) or (H, 2H)
-  const Tensor u_nt = T > 1 && !reset_after ? u_n.t().contiguous() : Tensor();  // (H, H)
+  const Tensor ut = T > 1 ? pack_rhs(u, true) : Tensor();                       // U^T (H, 3H) or (H, 2H)
+  const Tensor u_nt = T > 1 && !reset_after ? pack_rhs(u_n, true) : Tensor();   // U_n^T (H, H)
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer", [&] {
     using A = at::opmath_type<scalar_t>;
@@ -223,6 +223,10 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
   const Tensor u = w_hh.contiguous();                                  // (3H, H)
   const Tensor u_rz = u.narrow(0, 0, 2 * H);                           // (2H, H)
   const Tensor u_n = u.narrow(0, 2 * H, H);                            // (H, H)
+  // the right-hand sides of the per-step products, packed once (pack_rhs)
+  const Tensor up = reset_after ? pack_rhs(u, false) : Tensor();
+  const Tensor up_rz = reset_after ? Tensor() : pack_rhs(u_rz, false);
+  const Tensor up_n = reset_after ? Tensor() : pack_rhs(u_n, false);
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer_backward", [&] {
     using A = at::opmath_type<scalar_t>;
@@ -244,13 +248,13 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
       st.dgh = dgh.data_ptr<scalar_t>() + t * dgh.stride(0);
       if (reset_after) {
         backward_after(st, 0, B);
-        recurrent_t<scalar_t, A>(mm, dgh.select(0, t), u);  // (B, H) = dG_h @ U
+        recurrent_t<scalar_t, A>(mm, dgh.select(0, t), u, up);  // (B, H) = dG_h @ U
       } else {
         const Tensor dg = dgi.select(0, t);  // (B, 3H)
         backward_before_nz(st, 0, B);
-        recurrent_t<scalar_t, A>(drh, dg.narrow(1, 2 * H, H), u_n);  // (B, H) d(rh) = da_n @ U_n
+        recurrent_t<scalar_t, A>(drh, dg.narrow(1, 2 * H, H), u_n, up_n);  // (B, H) d(rh) = da_n @ U_n
         backward_before_r(st, 0, B);
-        recurrent_t<scalar_t, A>(mm, dg.narrow(1, 0, 2 * H), u_rz);  // (B, H) = [da_r, da_z] @ U_rz
+        recurrent_t<scalar_t, A>(mm, dg.narrow(1, 0, 2 * H), u_rz, up_rz);  // (B, H) = [da_r, da_z] @ U_rz
       }
     }
   });

@@ -112,16 +112,122 @@ void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t
   }
 }
 
+#if defined(CPU_CAPABILITY_AVX512)
+// bfloat16 products with the CPU's bf16 dot-product instruction (AVX512_BF16),
+// where it has one: vdpbf16ps multiplies two pairs of bf16 per fp32 lane and
+// adds both products, twice the multiply-adds of an fp32 FMA. The right-hand
+// side b (K, N) is packed in pairs along k, bp (ceil(K/2), N, 2), so that one
+// 64-byte load holds 16 columns x 2 values of k; a pair of a is broadcast.
+inline bool has_bf16_dot() {
+  static const bool yes = __builtin_cpu_supports("avx512bf16");
+  return yes;
+}
+
+template <int R, int C>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void mm_tile_bf16(
+    const c10::BFloat16* a_, int64_t lda, int64_t K, const c10::BFloat16* bp, int64_t N, c10::BFloat16* c, int64_t ldc,
+    int64_t n) {
+  const uint16_t* a = reinterpret_cast<const uint16_t*>(a_);
+  const int64_t last = n - (C - 1) * 16;  // columns in the last vector, 1..16
+  const __mmask16 mask = static_cast<__mmask16>((1u << last) - 1);
+  __m512 acc[R][C];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int q = 0; q < C; ++q) acc[r][q] = _mm512_setzero_ps();
+  for (int64_t p = 0; 2 * p < K; ++p) {
+    const uint16_t* b = reinterpret_cast<const uint16_t*>(bp) + 2 * (p * N);
+    __m512i bv[C];
+#pragma GCC unroll 8
+    for (int q = 0; q < C; ++q)
+      bv[q] = q == C - 1 ? _mm512_maskz_loadu_epi32(mask, b + 32 * q) : _mm512_loadu_si512(b + 32 * q);
+    const bool pair = 2 * p + 1 < K;  // else the last k alone, paired with a zero
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const uint32_t lo = a[r * lda + 2 * p], hi = pair ? a[r * lda + 2 * p + 1] : 0;
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(lo | (hi << 16)));
+#pragma GCC unroll 8
+      for (int q = 0; q < C; ++q) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], av, (__m512bh)bv[q]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int q = 0; q < C; ++q) {  // round to nearest even, as everywhere else
+      const __m256i out = (__m256i)_mm512_cvtneps_pbh(acc[r][q]);
+      _mm256_mask_storeu_epi16(c + r * ldc + 16 * q, q == C - 1 ? mask : static_cast<__mmask16>(0xFFFF), out);
+    }
+}
+
+template <int R>
+inline void mm_tile_bf16_cols(int cols, const c10::BFloat16* a, int64_t lda, int64_t K, const c10::BFloat16* bp,
+                              int64_t N, c10::BFloat16* c, int64_t ldc, int64_t n) {
+  switch (cols) {
+    case 1: return mm_tile_bf16<R, 1>(a, lda, K, bp, N, c, ldc, n);
+    case 2: return mm_tile_bf16<R, 2>(a, lda, K, bp, N, c, ldc, n);
+    case 3: return mm_tile_bf16<R, 3>(a, lda, K, bp, N, c, ldc, n);
+    default: return mm_tile_bf16<R, 4>(a, lda, K, bp, N, c, ldc, n);
+  }
+}
+
+// c (M, N) = a (M, K) @ b, with b given packed in pairs (see above).
+inline void small_mm_bf16(const c10::BFloat16* a, int64_t lda, int64_t M, int64_t K, const c10::BFloat16* bp,
+                          int64_t N, c10::BFloat16* c, int64_t ldc) {
+  for (int64_t j = 0; j < N; j += 64) {
+    const int64_t n = std::min<int64_t>(64, N - j);
+    const int cols = static_cast<int>((n + 15) / 16);
+    const c10::BFloat16* b = bp + 2 * j;  // column j of every pair row
+    for (int64_t i = 0; i < M; i += 4) {
+      const c10::BFloat16* ai = a + i * lda;
+      c10::BFloat16* ci = c + i * ldc + j;
+      switch (std::min<int64_t>(4, M - i)) {
+        case 1: mm_tile_bf16_cols<1>(cols, ai, lda, K, b, N, ci, ldc, n); break;
+        case 2: mm_tile_bf16_cols<2>(cols, ai, lda, K, b, N, ci, ldc, n); break;
+        case 3: mm_tile_bf16_cols<3>(cols, ai, lda, K, b, N, ci, ldc, n); break;
+        default: mm_tile_bf16_cols<4>(cols, ai, lda, K, b, N, ci, ldc, n); break;
+      }
+    }
+  }
+}
+#else
+inline bool has_bf16_dot() { return false; }
+inline void small_mm_bf16(const c10::BFloat16*, int64_t, int64_t, int64_t, const c10::BFloat16*, int64_t,
+                          c10::BFloat16*, int64_t) {
+  TORCH_CHECK(false, "grukit: bf16 dot products need AVX512_BF16");
+}
+#endif
+
+// The right-hand side b (K, N) of the per-step products, packed once per
+// sequence: b = m^T (transpose, e.g. U^T from U) or m itself. bfloat16 on CPUs
+// with the bf16 dot product: pairs along k, (ceil(K/2), N, 2); otherwise
+// plain (K, N), contiguous.
+inline Tensor pack_rhs(const Tensor& m, bool transpose) {
+  const Tensor b = transpose ? m.t() : m;  // (K, N), any strides
+  if (b.scalar_type() != at::kBFloat16 || !has_bf16_dot()) return b.contiguous();
+  const int64_t K = b.size(0), N = b.size(1), P = (K + 1) / 2;
+  Tensor padded = at::zeros({2 * P, N}, b.options());
+  padded.narrow(0, 0, K).copy_(b);
+  return padded.view({P, 2, N}).transpose(1, 2).contiguous();  // (P, N, 2): [p, j] = (b[2p, j], b[2p+1, j])
+}
+
+// c (M, N) = a (M, K) @ b for a packed b (pack_rhs): rows of a and c strided.
+template <typename T, typename A>
+inline void step_mm(const T* a, int64_t lda, int64_t M, int64_t K, const Tensor& packed, int64_t N, T* c, int64_t ldc) {
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    if (packed.dim() == 3) return small_mm_bf16(a, lda, M, K, packed.const_data_ptr<T>(), N, c, ldc);
+  }
+  small_mm<T, A>(a, lda, M, K, packed.const_data_ptr<T>(), N, c, ldc);
+}
+
 // h @ U^T for one step: out (B, rows) = h (B, H) @ U^T, by hand from `ut`, U^T
-// (H, rows) packed once per sequence (at every batch size measured, 1 to 128
+// packed once per sequence (pack_rhs; at every batch size measured, 1 to 128
 // rows per thread and H up to 512, this beat a GEMM call per step). Without
 // `ut` (a sequence of one step), dot products for a few rows, else a GEMM.
 template <typename T, typename A>
 static void recurrent(Tensor& out, const Tensor& h, const Tensor& u, const Tensor& ut) {
   const int64_t B = h.size(0), rows = u.size(0), H = u.size(1);
   if (ut.defined() && h.stride(1) == 1 && out.stride(1) == 1) {
-    small_mm<T, A>(h.const_data_ptr<T>(), h.stride(0), B, H, ut.const_data_ptr<T>(), rows, out.data_ptr<T>(),
-                   out.stride(0));
+    step_mm<T, A>(h.const_data_ptr<T>(), h.stride(0), B, H, ut, rows, out.data_ptr<T>(), out.stride(0));
   } else if (B <= 4 && u.is_contiguous() && h.stride(1) == 1 && out.stride(1) == 1) {  // a single step, unpacked
     for (int64_t b = 0; b < B; ++b)
       matvec<A>(u.const_data_ptr<T>(), rows, H, h.const_data_ptr<T>() + b * h.stride(0), out.data_ptr<T>() + b * out.stride(0));
@@ -131,13 +237,12 @@ static void recurrent(Tensor& out, const Tensor& h, const Tensor& u, const Tenso
 }
 
 // g @ U for one backward step: out (B, H) = g (B, rows) @ U (rows, H), rows of
-// g may be strided. U is already laid out as the right-hand side here.
+// g may be strided; `up` is U packed by pack_rhs(U, false).
 template <typename T, typename A>
-static void recurrent_t(Tensor& out, const Tensor& g, const Tensor& u) {
+static void recurrent_t(Tensor& out, const Tensor& g, const Tensor& u, const Tensor& up) {
   const int64_t B = g.size(0), rows = u.size(0), H = u.size(1);
-  if (u.is_contiguous() && g.stride(1) == 1 && out.stride(1) == 1) {
-    small_mm<T, A>(g.const_data_ptr<T>(), g.stride(0), B, rows, u.const_data_ptr<T>(), H, out.data_ptr<T>(),
-                   out.stride(0));
+  if (g.stride(1) == 1 && out.stride(1) == 1) {
+    step_mm<T, A>(g.const_data_ptr<T>(), g.stride(0), B, rows, up, H, out.data_ptr<T>(), out.stride(0));
   } else {
     at::mm_out(out, g, u);
   }
