@@ -354,3 +354,20 @@ def test_directions_on_two_threads_match_reference(T):
     assert_close(out, ref_out, torch.float64)
     for a, b in zip(ref_grads, grads):
         assert_close(b, a, torch.float64)
+
+
+@pytest.mark.parametrize("T", [1, 2, 5])
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_inference_keeps_two_states_and_matches_training_forward(T, reset_after):
+    # without autograd the kernel keeps only the last two states (hs[i % 2]):
+    # outputs and h_n must equal the training forward's, for odd and even T
+    torch.manual_seed(4)
+    model = grukit.GRU(3, 5, num_layers=2, bidirectional=True, dtype=torch.float64, reset_after=reset_after)
+    x = torch.randn(T, 4, 3, dtype=torch.float64)
+    lengths = torch.tensor([T, 1, max(1, T - 1), T])
+    out, h_n = model(x, lengths=lengths)
+    with torch.no_grad():
+        out_ng, h_ng = model(x, lengths=lengths)
+    assert out.requires_grad and not out_ng.requires_grad
+    assert_close(out_ng, out.detach(), torch.float64)
+    assert_close(h_ng, h_n.detach(), torch.float64)

@@ -19,6 +19,8 @@
 //       hs[t+1] = h after step t; reverse direction hs[T] = h0, hs[t] = h after
 //       step t. So the state before step t is hs[t] or hs[t+1]. With lengths,
 //       states carry over past a sequence's end, where the output is zero.
+//       Without train, only two states are alive at a time: hs is (2, B, H)
+//       and state i lives in hs[i % 2].
 //   ws (T, B, 4H): r | z | n | hn (reset_after) or r | z | n | rh, in the
 //       accumulation type; empty when train is false.
 #include <ATen/ATen.h>
@@ -92,7 +94,8 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
   const Tensor bi = bias_or_zeros(b_ih, 3 * H, acc);                   // (3H,)
   const Tensor bh = bias_or_zeros(b_hh, 3 * H, acc);                   // (3H,)
   Tensor h = h0.to(acc, /*non_blocking=*/false, /*copy=*/true).contiguous();  // (B, H) running state
-  hs.select(0, reverse ? T : 0).copy_(h0);
+  const auto slot = [&](int64_t i) { return train ? i : i % 2; };    // where state i lives in hs
+  hs.select(0, slot(reverse ? T : 0)).copy_(h0);
   Tensor gh = at::empty({B, (reset_after ? 3 : 2) * H}, opts);        // (B, 3H) or (B, 2H)
   Tensor ghn = reset_after ? Tensor() : at::empty({B, H}, opts);       // (B, H) U_n rh
   Tensor rh = reset_after ? Tensor() : at::empty({B, H}, opts);        // (B, H) r * h
@@ -119,10 +122,10 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
       const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
       st.t = t;
       st.gi = gi.const_data_ptr<scalar_t>() + t * gi_t;
-      st.hout = hs.data_ptr<scalar_t>() + next * hs_t;
+      st.hout = hs.data_ptr<scalar_t>() + slot(next) * hs_t;
       st.out = out.data_ptr<scalar_t>() + t * out.stride(0);
       st.ws = ws.data_ptr<A>() + (train ? t : 0) * ws_t;
-      recurrent<scalar_t, A>(gh, hs.select(0, prev), u, ut);  // (B, 3H) = h @ U^T: the one recurrent product
+      recurrent<scalar_t, A>(gh, hs.select(0, slot(prev)), u, ut);  // (B, 3H) = h @ U^T: the one recurrent product
       if (reset_after) {
         forward_after(st, 0, B);
       } else {
@@ -172,7 +175,7 @@ static OptTensor pick(const OptTensor& t, int64_t d) {
 // runs from the last step to the first.
 // Returns out (T, B, D*H) (directions side by side, zero past each sequence's
 // end), h_n (D, B, H), and for backward hs (D, T+1, B, H) and ws (D, T, B, 4H)
-// (ws empty unless train).
+// (unless train: hs only the last two states (D, 2, B, H), ws empty).
 std::tuple<Tensor, Tensor, Tensor, Tensor> gru_layer(const Tensor& x_, const Tensor& h0, const Tensor& w_ih,
                                                      const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
                                                      const OptTensor& lengths, bool reset_after, bool reverse,
@@ -185,7 +188,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_layer(const Tensor& x_, const Ten
   const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(2);
   const auto acc = x.options().dtype(at::toOpMathType(x.scalar_type()));
   Tensor out = at::empty({T, B, D * H}, x.options());                  // (T, B, D*H)
-  Tensor hs = at::empty({D, T + 1, B, H}, x.options());                // (D, T+1, B, H)
+  Tensor hs = at::empty({D, train ? T + 1 : 2, B, H}, x.options());    // (D, T+1, B, H), or (D, 2, B, H)
   Tensor ws = at::empty({D, train ? T : 1, B, 4 * H}, acc);            // (D, T, B, 4H) or scratch
   // The input projection of every step, for the whole batch: one GEMM per
   // direction on all threads, before the time loops split the batch.
@@ -203,7 +206,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_layer(const Tensor& x_, const Ten
                       ws.select(0, p.d).narrow(1, p.b0, p.n), out.narrow(2, p.d * H, H).narrow(1, p.b0, p.n));
   });
   Tensor h_n = at::empty({D, B, H}, x.options());                      // (D, B, H)
-  for (int64_t d = 0; d < D; ++d) h_n.select(0, d).copy_(hs.select(0, d).select(0, reverse || d == 1 ? 0 : T));
+  for (int64_t d = 0; d < D; ++d) {
+    const int64_t last = reverse || d == 1 ? 0 : T;  // the index of the final state
+    h_n.select(0, d).copy_(hs.select(0, d).select(0, train ? last : last % 2));
+  }
   if (!train) ws = at::empty({0}, acc);
   return {out, h_n, hs, ws};
 }

@@ -43,7 +43,7 @@ def register() -> None:
     def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, train):
         D, T, B, H = w_ih.shape[0], x.shape[0], x.shape[1], w_hh.shape[2]
         ws_shape = (D, T, B, 4 * H) if train else (0,)
-        out, h_n, hs = x.new_empty((T, B, D * H)), x.new_empty((D, B, H)), x.new_empty((D, T + 1, B, H))
+        out, h_n, hs = x.new_empty((T, B, D * H)), x.new_empty((D, B, H)), x.new_empty((D, T + 1 if train else 2, B, H))
         return out, h_n, hs, x.new_empty(ws_shape, dtype=_acc_dtype(x.dtype))
 
     @torch.library.register_fake(lib + "gru_layer_backward")
