@@ -60,6 +60,13 @@ def _outputs_and_grads(fn, inputs, lengths, reset_after, reverse, seed=1):
 NAMES = ["output", "h_n", "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"]
 
 
+def _outputs_and_grads_given(fn, tensors, go, gh, lengths, reset_after, reverse=False):
+    """Like _outputs_and_grads, with the upstream gradients given (float64, cast to each dtype)."""
+    out, h_n = fn(*tensors, reset_after=reset_after, reverse=reverse, lengths=lengths)
+    loss = (out * go.to(out.dtype)).sum() + (h_n * gh.to(out.dtype)).sum()
+    return [out, h_n, *torch.autograd.grad(loss, tensors)]
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("reverse", [False, True])
@@ -180,14 +187,8 @@ def test_tiled_step_products_match_reference(dtype, B, H, reset_after):
     exact = [t.detach().double().requires_grad_() for t in ours]  # the same (rounded) values in float64
     lengths = torch.randint(1, 8, (B,))
     go, gh = torch.randn(7, B, H, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
-
-    def outputs_and_grads(fn, tensors):
-        out, h_n = fn(*tensors, reset_after=reset_after, lengths=lengths)
-        loss = (out * go.to(out.dtype)).sum() + (h_n * gh.to(out.dtype)).sum()
-        return [out, h_n, *torch.autograd.grad(loss, tensors)]
-
-    ref = outputs_and_grads(functional.gru_layer, exact)
-    nat = outputs_and_grads(kernels.gru_layer, ours)
+    ref = _outputs_and_grads_given(functional.gru_layer, exact, go, gh, lengths, reset_after)
+    nat = _outputs_and_grads_given(kernels.gru_layer, ours, go, gh, lengths, reset_after)
     for name, a, b in zip(NAMES, ref, nat):
         assert b.dtype == dtype, name
         if dtype == torch.float64:
@@ -371,3 +372,36 @@ def test_inference_keeps_two_states_and_matches_training_forward(T, reset_after)
     assert out.requires_grad and not out_ng.requires_grad
     assert_close(out_ng, out.detach(), torch.float64)
     assert_close(h_ng, h_n.detach(), torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("H", [128, 150])
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_batch1_team_of_threads_matches_reference(dtype, H, reset_after, reverse):
+    # batch 1, one direction, two threads: each step's hidden units are split
+    # between the threads (H = 150: slices of 80 and 70 units), meeting at a
+    # barrier after every step; forward with and without autograd, and backward
+    torch.manual_seed(5)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        inputs = _layer_inputs(9, 1, 6, H, torch.float64)
+        with torch.no_grad():
+            for t in inputs[2:4]:
+                t /= H**0.5
+        ours = [t.detach().to(dtype).requires_grad_() for t in inputs]
+        exact = [t.detach().double().requires_grad_() for t in ours]
+        lengths = torch.tensor([7])
+        go, gh = torch.randn(9, 1, H, dtype=torch.float64), torch.randn(1, H, dtype=torch.float64)
+        ref = _outputs_and_grads_given(functional.gru_layer, exact, go, gh, lengths, reset_after, reverse)
+        nat = _outputs_and_grads_given(kernels.gru_layer, ours, go, gh, lengths, reset_after, reverse)
+        with torch.no_grad():
+            out_ng, h_ng = kernels.gru_layer(*ours, reset_after=reset_after, reverse=reverse, lengths=lengths)
+    finally:
+        torch.set_num_threads(before)
+    tol = 1e-5 if dtype == torch.float32 else BF16_TOL
+    for name, a, b in zip(NAMES, ref, nat):
+        err = (b.double() - a).abs().max() / a.abs().max().clamp(min=1.0)
+        assert err < tol, f"{name}: relative error {err:.3g}"
+    assert torch.equal(out_ng, nat[0].detach()) and torch.equal(h_ng, nat[1].detach())

@@ -141,6 +141,7 @@ struct Step {
   A* ws;                // (B, 4H) saved for backward: r | z | n | hn (or rh)
   const int64_t* len;   // (B,) lengths or nullptr
   int64_t t;            // time index of this step
+  int64_t j0, j1;       // the hidden units [j0, j1) this pass computes (all: 0, H)
   bool valid(int64_t b) const { return len == nullptr || t < len[b]; }
 };
 
@@ -157,8 +158,8 @@ void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
     T* out = s.out + b * s.out_ld;
     A* ws = s.ws + b * 4 * H;
     const bool ok = s.valid(b);
-    for (int64_t j = 0; j < H; j += V) {
-      const int64_t m = std::min(V, H - j);
+    for (int64_t j = s.j0; j < s.j1; j += V) {
+      const int64_t m = std::min(V, s.j1 - j);
       const Vec<A> hp = load<A>(h + j, m);
       if (!ok) {  // padded step: the state carries over, the output is zero
         store<A>(hout + j, hp, m);
@@ -193,8 +194,8 @@ void forward_before_rz(const Step<T, A>& s, int64_t b0, int64_t b1) {
     const A* h = s.h + b * H;
     A* ws = s.ws + b * 4 * H;
     const bool ok = s.valid(b);
-    for (int64_t j = 0; j < H; j += V) {
-      const int64_t m = std::min(V, H - j);
+    for (int64_t j = s.j0; j < s.j1; j += V) {
+      const int64_t m = std::min(V, s.j1 - j);
       Vec<A> r(A(0)), z(A(0)), rh(A(0));
       if (ok) {
         r = sigmoid(load<A>(gi + j, m) + load<A>(s.bi + j, m) + load<A>(gh + j, m) + load<A>(s.bh + j, m));
@@ -223,8 +224,8 @@ void forward_before_n(const Step<T, A>& s, int64_t b0, int64_t b1) {
     T* out = s.out + b * s.out_ld;
     A* ws = s.ws + b * 4 * H;
     const bool ok = s.valid(b);
-    for (int64_t j = 0; j < H; j += V) {
-      const int64_t m = std::min(V, H - j);
+    for (int64_t j = s.j0; j < s.j1; j += V) {
+      const int64_t m = std::min(V, s.j1 - j);
       const Vec<A> hp = load<A>(h + j, m);
       if (!ok) {
         store<A>(hout + j, hp, m);

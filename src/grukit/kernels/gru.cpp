@@ -30,6 +30,10 @@
 
 #include <ATen/cpu/vec/functional.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "gates.h"
 #include "matvec.h"
 
@@ -79,14 +83,50 @@ static const int64_t* lengths_ptr(const OptTensor& lengths) {
   return lengths.has_value() && lengths->defined() ? lengths->data_ptr<int64_t>() : nullptr;
 }
 
+// A team of threads for one time loop, when there are fewer pieces of work
+// than threads (batch 1, one direction): each thread runs f(j0, j1, true) for
+// its slice of the hidden units, in whole 16-unit blocks, and the slices meet
+// at team_barrier() inside f. Only with OpenMP (torch's own threads here).
+template <typename F>
+static void run_team(int64_t threads, int64_t H, const F& f) {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(static_cast<int>(threads))
+  {
+    const int64_t n = omp_get_num_threads(), i = omp_get_thread_num(), blocks = (H + 15) / 16;
+    f(std::min(H, blocks * i / n * 16), std::min(H, blocks * (i + 1) / n * 16), n > 1);
+  }
+#else
+  f(0, H, false);
+#endif
+}
+
+inline void team_barrier() {
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+
+// A team pays a barrier per step (about a microsecond): worth it when a step
+// has at least this many multiply-adds (B * 3H * H; H = 128 at batch 1).
+constexpr int64_t kTeamWork = 3 * 128 * 128;
+
+static int64_t team_size(size_t pieces, int64_t T, int64_t B, int64_t H) {
+#ifdef _OPENMP
+  const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+  if (pieces == 1 && threads > 1 && T > 1 && B * 3 * H * H >= kTeamWork) return threads;
+#endif
+  return 1;
+}
+
 // One direction of one layer for a block of B batch rows, forward: the time
 // loop, given gi (T, B, 3H), the input projection W x of every step (without
 // b_i). Fills hs (T+1, B, H), ws (T or 1, B, 4H) and out (T, B, H), a strided
 // view of the layer's output. Each time slice of gi, hs, ws must be contiguous;
-// the time stride may be larger (a block of a bigger batch).
+// the time stride may be larger (a block of a bigger batch). With team > 1 the
+// steps' hidden units are split between that many threads (see run_team).
 static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& w_hh, const OptTensor& b_ih,
                               const OptTensor& b_hh, const int64_t* len, bool reset_after, bool reverse, bool train,
-                              Tensor hs, Tensor ws, Tensor out) {
+                              int64_t team, Tensor hs, Tensor ws, Tensor out) {
   const int64_t T = gi.size(0), B = gi.size(1), H = w_hh.size(1);
   const int64_t hs_t = hs.stride(0), ws_t = ws.stride(0), gi_t = gi.stride(0);
   const auto opts = hs.options();
@@ -107,32 +147,59 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer", [&] {
     using A = at::opmath_type<scalar_t>;
-    Step<scalar_t, A> st{};
-    st.H = H;
-    st.gh = gh.data_ptr<scalar_t>();
-    st.ghn = reset_after ? nullptr : ghn.data_ptr<scalar_t>();
-    st.rh = reset_after ? nullptr : rh.data_ptr<scalar_t>();
-    st.bi = bi.data_ptr<A>();
-    st.bh = bh.data_ptr<A>();
-    st.h = h.data_ptr<A>();
-    st.len = len;
-    st.out_ld = out.stride(1);
-    for (int64_t s = 0; s < T; ++s) {
-      const int64_t t = reverse ? T - 1 - s : s;
-      const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
-      st.t = t;
-      st.gi = gi.const_data_ptr<scalar_t>() + t * gi_t;
-      st.hout = hs.data_ptr<scalar_t>() + slot(next) * hs_t;
-      st.out = out.data_ptr<scalar_t>() + t * out.stride(0);
-      st.ws = ws.data_ptr<A>() + (train ? t : 0) * ws_t;
-      recurrent<scalar_t, A>(gh, hs.select(0, slot(prev)), u, ut);  // (B, 3H) = h @ U^T: the one recurrent product
-      if (reset_after) {
-        forward_after(st, 0, B);
-      } else {
-        forward_before_rz(st, 0, B);
-        recurrent<scalar_t, A>(ghn, rh, u_n, u_nt);  // (B, H) = (r * h) @ U_n^T
-        forward_before_n(st, 0, B);
+    Step<scalar_t, A> base{};
+    base.H = H;
+    base.gh = gh.data_ptr<scalar_t>();
+    base.ghn = reset_after ? nullptr : ghn.data_ptr<scalar_t>();
+    base.rh = reset_after ? nullptr : rh.data_ptr<scalar_t>();
+    base.bi = bi.data_ptr<A>();
+    base.bh = bh.data_ptr<A>();
+    base.h = h.data_ptr<A>();
+    base.len = len;
+    base.out_ld = out.stride(1);
+    // The time loop for the hidden units [j0, j1). In a team, each thread takes
+    // a slice of the units, and the team meets at a barrier wherever the next
+    // product reads all units (h' after each step; rh before U_n rh).
+    const auto loop = [&](int64_t j0, int64_t j1, bool in_team) {
+      Step<scalar_t, A> st = base;
+      st.j0 = j0;
+      st.j1 = j1;
+      const bool all = j0 == 0 && j1 == H;
+      const int64_t gates = reset_after ? 3 : 2;  // column blocks of gh
+      for (int64_t s = 0; s < T; ++s) {
+        const int64_t t = reverse ? T - 1 - s : s;
+        const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
+        st.t = t;
+        st.gi = gi.const_data_ptr<scalar_t>() + t * gi_t;
+        st.hout = hs.data_ptr<scalar_t>() + slot(next) * hs_t;
+        st.out = out.data_ptr<scalar_t>() + t * out.stride(0);
+        st.ws = ws.data_ptr<A>() + (train ? t : 0) * ws_t;
+        if (all) {
+          recurrent<scalar_t, A>(gh, hs.select(0, slot(prev)), u, ut);  // (B, 3H) = h @ U^T: the one recurrent product
+        } else {  // this slice's columns of r, z (and n)
+          const scalar_t* hp = hs.const_data_ptr<scalar_t>() + slot(prev) * hs_t;
+          for (int64_t k = 0; k < gates; ++k)
+            step_mm<scalar_t, A>(hp, hs.stride(1), B, H, ut, k * H + j0, j1 - j0, gh.data_ptr<scalar_t>() + k * H + j0, gh.stride(0));
+        }
+        if (reset_after) {
+          forward_after(st, 0, B);
+        } else {
+          forward_before_rz(st, 0, B);
+          if (in_team) team_barrier();
+          if (all) {
+            recurrent<scalar_t, A>(ghn, rh, u_n, u_nt);  // (B, H) = (r * h) @ U_n^T
+          } else {
+            step_mm<scalar_t, A>(st.rh, H, B, H, u_nt, j0, j1 - j0, ghn.data_ptr<scalar_t>() + j0, H);
+          }
+          forward_before_n(st, 0, B);
+        }
+        if (in_team) team_barrier();
       }
+    };
+    if (team > 1) {
+      run_team(team, H, loop);
+    } else {
+      loop(0, H, false);
     }
   });
 }
@@ -199,10 +266,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_layer(const Tensor& x_, const Ten
     at::mm_out(gi_d, x.view({T * B, I}), w_ih.select(0, d).t());
   }
   const int64_t* len = lengths_ptr(lengths);
-  run_pieces(pieces(D, B), [&](const Piece& p) {
+  const auto ps = pieces(D, B);
+  const int64_t team = team_size(ps.size(), T, B, H);
+  run_pieces(ps, [&](const Piece& p) {
     forward_direction(gi.select(0, p.d).narrow(1, p.b0, p.n), h0.select(0, p.d).narrow(0, p.b0, p.n),
                       w_hh.select(0, p.d), pick(b_ih, p.d), pick(b_hh, p.d), len ? len + p.b0 : nullptr, reset_after,
-                      reverse || p.d == 1, train, hs.select(0, p.d).narrow(1, p.b0, p.n),
+                      reverse || p.d == 1, train, team, hs.select(0, p.d).narrow(1, p.b0, p.n),
                       ws.select(0, p.d).narrow(1, p.b0, p.n), out.narrow(2, p.d * H, H).narrow(1, p.b0, p.n));
   });
   Tensor h_n = at::empty({D, B, H}, x.options());                      // (D, B, H)

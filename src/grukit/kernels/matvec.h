@@ -90,11 +90,10 @@ inline void mm_tile_cols(int cols, const T* a, int64_t lda, int64_t K, const T* 
   }
 }
 
-// c (M, N) = a (M, K) @ b (K, N); a's rows lda apart, b
-// contiguous, c's rows ldc apart. Column strips of 4 vectors, 4 rows at a time:
+// c (M, N) = a (M, K) @ b (K, N); rows of a, b, c lda, ldb, ldc apart. Column strips of 4 vectors, 4 rows at a time:
 // 16 accumulators, and each strip of b is read from cache once per 4 rows.
 template <typename T, typename A>
-void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t N, T* c, int64_t ldc) {
+void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t ldb, int64_t N, T* c, int64_t ldc) {
   constexpr int64_t V = Vec<A>::size();
   for (int64_t j = 0; j < N; j += 4 * V) {
     const int64_t n = std::min(4 * V, N - j);
@@ -103,10 +102,10 @@ void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t
       const T* ai = a + i * lda;
       T* ci = c + i * ldc + j;
       switch (std::min<int64_t>(4, M - i)) {
-        case 1: mm_tile_cols<1, T, A>(cols, ai, lda, K, b + j, N, ci, ldc, n); break;
-        case 2: mm_tile_cols<2, T, A>(cols, ai, lda, K, b + j, N, ci, ldc, n); break;
-        case 3: mm_tile_cols<3, T, A>(cols, ai, lda, K, b + j, N, ci, ldc, n); break;
-        default: mm_tile_cols<4, T, A>(cols, ai, lda, K, b + j, N, ci, ldc, n); break;
+        case 1: mm_tile_cols<1, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n); break;
+        case 2: mm_tile_cols<2, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n); break;
+        case 3: mm_tile_cols<3, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n); break;
+        default: mm_tile_cols<4, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n); break;
       }
     }
   }
@@ -125,8 +124,8 @@ inline bool has_bf16_dot() {
 
 template <int R, int C>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void mm_tile_bf16(
-    const c10::BFloat16* a_, int64_t lda, int64_t K, const c10::BFloat16* bp, int64_t N, c10::BFloat16* c, int64_t ldc,
-    int64_t n) {
+    const c10::BFloat16* a_, int64_t lda, int64_t K, const c10::BFloat16* bp, int64_t ldb, c10::BFloat16* c,
+    int64_t ldc, int64_t n) {
   const uint16_t* a = reinterpret_cast<const uint16_t*>(a_);
   const int64_t last = n - (C - 1) * 16;  // columns in the last vector, 1..16
   const __mmask16 mask = static_cast<__mmask16>((1u << last) - 1);
@@ -136,7 +135,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void mm_t
 #pragma GCC unroll 8
     for (int q = 0; q < C; ++q) acc[r][q] = _mm512_setzero_ps();
   for (int64_t p = 0; 2 * p < K; ++p) {
-    const uint16_t* b = reinterpret_cast<const uint16_t*>(bp) + 2 * (p * N);
+    const uint16_t* b = reinterpret_cast<const uint16_t*>(bp) + 2 * (p * ldb);
     __m512i bv[C];
 #pragma GCC unroll 8
     for (int q = 0; q < C; ++q)
@@ -161,18 +160,19 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void mm_t
 
 template <int R>
 inline void mm_tile_bf16_cols(int cols, const c10::BFloat16* a, int64_t lda, int64_t K, const c10::BFloat16* bp,
-                              int64_t N, c10::BFloat16* c, int64_t ldc, int64_t n) {
+                              int64_t ldb, c10::BFloat16* c, int64_t ldc, int64_t n) {
   switch (cols) {
-    case 1: return mm_tile_bf16<R, 1>(a, lda, K, bp, N, c, ldc, n);
-    case 2: return mm_tile_bf16<R, 2>(a, lda, K, bp, N, c, ldc, n);
-    case 3: return mm_tile_bf16<R, 3>(a, lda, K, bp, N, c, ldc, n);
-    default: return mm_tile_bf16<R, 4>(a, lda, K, bp, N, c, ldc, n);
+    case 1: return mm_tile_bf16<R, 1>(a, lda, K, bp, ldb, c, ldc, n);
+    case 2: return mm_tile_bf16<R, 2>(a, lda, K, bp, ldb, c, ldc, n);
+    case 3: return mm_tile_bf16<R, 3>(a, lda, K, bp, ldb, c, ldc, n);
+    default: return mm_tile_bf16<R, 4>(a, lda, K, bp, ldb, c, ldc, n);
   }
 }
 
-// c (M, N) = a (M, K) @ b, with b given packed in pairs (see above).
+// c (M, N) = a (M, K) @ b, with b given packed in pairs (see above), ldb
+// columns to a pair row.
 inline void small_mm_bf16(const c10::BFloat16* a, int64_t lda, int64_t M, int64_t K, const c10::BFloat16* bp,
-                          int64_t N, c10::BFloat16* c, int64_t ldc) {
+                          int64_t ldb, int64_t N, c10::BFloat16* c, int64_t ldc) {
   for (int64_t j = 0; j < N; j += 64) {
     const int64_t n = std::min<int64_t>(64, N - j);
     const int cols = static_cast<int>((n + 15) / 16);
@@ -181,17 +181,17 @@ inline void small_mm_bf16(const c10::BFloat16* a, int64_t lda, int64_t M, int64_
       const c10::BFloat16* ai = a + i * lda;
       c10::BFloat16* ci = c + i * ldc + j;
       switch (std::min<int64_t>(4, M - i)) {
-        case 1: mm_tile_bf16_cols<1>(cols, ai, lda, K, b, N, ci, ldc, n); break;
-        case 2: mm_tile_bf16_cols<2>(cols, ai, lda, K, b, N, ci, ldc, n); break;
-        case 3: mm_tile_bf16_cols<3>(cols, ai, lda, K, b, N, ci, ldc, n); break;
-        default: mm_tile_bf16_cols<4>(cols, ai, lda, K, b, N, ci, ldc, n); break;
+        case 1: mm_tile_bf16_cols<1>(cols, ai, lda, K, b, ldb, ci, ldc, n); break;
+        case 2: mm_tile_bf16_cols<2>(cols, ai, lda, K, b, ldb, ci, ldc, n); break;
+        case 3: mm_tile_bf16_cols<3>(cols, ai, lda, K, b, ldb, ci, ldc, n); break;
+        default: mm_tile_bf16_cols<4>(cols, ai, lda, K, b, ldb, ci, ldc, n); break;
       }
     }
   }
 }
 #else
 inline bool has_bf16_dot() { return false; }
-inline void small_mm_bf16(const c10::BFloat16*, int64_t, int64_t, int64_t, const c10::BFloat16*, int64_t,
+inline void small_mm_bf16(const c10::BFloat16*, int64_t, int64_t, int64_t, const c10::BFloat16*, int64_t, int64_t,
                           c10::BFloat16*, int64_t) {
   TORCH_CHECK(false, "grukit: bf16 dot products need AVX512_BF16");
 }
@@ -211,12 +211,15 @@ inline Tensor pack_rhs(const Tensor& m, bool transpose) {
 }
 
 // c (M, N) = a (M, K) @ b for a packed b (pack_rhs): rows of a and c strided.
+// Columns [j0, j0 + N) of b (whose full width is ldb) go to c's N columns.
 template <typename T, typename A>
-inline void step_mm(const T* a, int64_t lda, int64_t M, int64_t K, const Tensor& packed, int64_t N, T* c, int64_t ldc) {
+inline void step_mm(const T* a, int64_t lda, int64_t M, int64_t K, const Tensor& packed, int64_t j0, int64_t N,
+                    T* c, int64_t ldc) {
+  const int64_t ldb = packed.size(1);
   if constexpr (std::is_same_v<T, c10::BFloat16>) {
-    if (packed.dim() == 3) return small_mm_bf16(a, lda, M, K, packed.const_data_ptr<T>(), N, c, ldc);
+    if (packed.dim() == 3) return small_mm_bf16(a, lda, M, K, packed.const_data_ptr<T>() + 2 * j0, ldb, N, c, ldc);
   }
-  small_mm<T, A>(a, lda, M, K, packed.const_data_ptr<T>(), N, c, ldc);
+  small_mm<T, A>(a, lda, M, K, packed.const_data_ptr<T>() + j0, ldb, N, c, ldc);
 }
 
 // h @ U^T for one step: out (B, rows) = h (B, H) @ U^T, by hand from `ut`, U^T
@@ -227,7 +230,7 @@ template <typename T, typename A>
 static void recurrent(Tensor& out, const Tensor& h, const Tensor& u, const Tensor& ut) {
   const int64_t B = h.size(0), rows = u.size(0), H = u.size(1);
   if (ut.defined() && h.stride(1) == 1 && out.stride(1) == 1) {
-    step_mm<T, A>(h.const_data_ptr<T>(), h.stride(0), B, H, ut, rows, out.data_ptr<T>(), out.stride(0));
+    step_mm<T, A>(h.const_data_ptr<T>(), h.stride(0), B, H, ut, 0, rows, out.data_ptr<T>(), out.stride(0));
   } else if (B <= 4 && u.is_contiguous() && h.stride(1) == 1 && out.stride(1) == 1) {  // a single step, unpacked
     for (int64_t b = 0; b < B; ++b)
       matvec<A>(u.const_data_ptr<T>(), rows, H, h.const_data_ptr<T>() + b * h.stride(0), out.data_ptr<T>() + b * out.stride(0));
@@ -242,7 +245,7 @@ template <typename T, typename A>
 static void recurrent_t(Tensor& out, const Tensor& g, const Tensor& u, const Tensor& up) {
   const int64_t B = g.size(0), rows = u.size(0), H = u.size(1);
   if (g.stride(1) == 1 && out.stride(1) == 1) {
-    step_mm<T, A>(g.const_data_ptr<T>(), g.stride(0), B, rows, up, H, out.data_ptr<T>(), out.stride(0));
+    step_mm<T, A>(g.const_data_ptr<T>(), g.stride(0), B, rows, up, 0, H, out.data_ptr<T>(), out.stride(0));
   } else {
     at::mm_out(out, g, u);
   }
