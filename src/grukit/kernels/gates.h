@@ -258,12 +258,19 @@ struct BackStep {
   T* dgi;               // (B, 3H) dG_i at this step
   T* dgh;               // (B, 3H) dG_h at this step (reset_after=True)
   const T* drh;         // (B, H) d(rh) = da_n @ U_n (reset_after=False)
+  A* db;                // (2, 3H) or nullptr: running sums of dG_i and dG_h over rows and steps (db_i, db_h)
   const int64_t* len;
   int64_t t;
   bool valid(int64_t b) const { return len == nullptr || t < len[b]; }
 };
 
-// reset_after=True: dG_i, dG_h and dh * z in one pass.
+// db[k] += v for the n <= Vec::size() entries at db (the bias gradients).
+template <typename A>
+inline void accumulate(A* db, const Vec<A>& v, int64_t n) {
+  store<A>(db, load<A>(db, n) + v, n);
+}
+
+// reset_after=True: dG_i, dG_h and dh * z in one pass (and their sums in db).
 template <typename T, typename A>
 void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
   const int64_t H = s.H, V = Vec<A>::size();
@@ -299,6 +306,12 @@ void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
       store<A>(dgh + H + j, da_z, m);
       store<A>(dgh + 2 * H + j, da_n * r, m);
       store<A>(dhz + j, dh * z, m);
+      if (s.db) {  // db_h differs from db_i only in the n block
+        accumulate<A>(s.db + j, da_r, m);
+        accumulate<A>(s.db + H + j, da_z, m);
+        accumulate<A>(s.db + 2 * H + j, da_n, m);
+        accumulate<A>(s.db + 5 * H + j, da_n * r, m);
+      }
     }
   }
 }
@@ -324,8 +337,13 @@ void backward_before_nz(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
       }
       const Vec<A> z = load<A>(ws + H + j, m), n = load<A>(ws + 2 * H + j, m);
       const Vec<A> hp = load<A>(s.hprev + b * H + j, m);
-      store<A>(dg + H + j, dh * (hp - n) * z * (one - z), m);
-      store<A>(dg + 2 * H + j, dh * (one - z) * (one - n * n), m);
+      const Vec<A> da_z = dh * (hp - n) * z * (one - z), da_n = dh * (one - z) * (one - n * n);
+      store<A>(dg + H + j, da_z, m);
+      store<A>(dg + 2 * H + j, da_n, m);
+      if (s.db) {  // dG_i = dG_h here: one sum serves both
+        accumulate<A>(s.db + H + j, da_z, m);
+        accumulate<A>(s.db + 2 * H + j, da_n, m);
+      }
       store<A>(dhz + j, dh * z, m);
     }
   }
@@ -344,7 +362,9 @@ void backward_before_r(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
       const Vec<A> r = load<A>(ws + j, m);
       const Vec<A> drh = load<A>(s.drh + b * H + j, m);
       const Vec<A> dr = drh * load<A>(s.hprev + b * H + j, m);
-      store<A>(s.dgi + b * 3 * H + j, dr * r * (one - r), m);
+      const Vec<A> da_r = dr * r * (one - r);
+      store<A>(s.dgi + b * 3 * H + j, da_r, m);
+      if (s.db) accumulate<A>(s.db + j, da_r, m);
       store<A>(dhz + j, load<A>(dhz + j, m) + drh * r, m);
     }
   }

@@ -286,9 +286,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_layer(const Tensor& x_, const Ten
 // One direction of one layer for a block of B batch rows, backward through
 // time: only the dh recursion. Reads dout (T, B, H) (a strided view of dL/d
 // output), dh_n (B, H), hs (T+1, B, H) and ws (T, B, 4H); writes dG_i, dG_h
-// (T, B, 3H) and dh0 (B, H). Time slices of hs, ws, dG_* contiguous.
+// (T, B, 3H) and dh0 (B, H), and adds the sums of dG_i and dG_h over rows and
+// steps to db (2, 3H) in the accumulation type, if defined (the bias gradients;
+// for reset_after=False only db[0], since there dG_h = dG_i). Time slices of
+// hs, ws, dG_* contiguous.
 static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Tensor& hs, const Tensor& ws, const Tensor& w_hh,
-                               const int64_t* len, bool reset_after, bool reverse, Tensor dgi, Tensor dgh, Tensor dh0) {
+                               const int64_t* len, bool reset_after, bool reverse, Tensor dgi, Tensor dgh, Tensor dh0,
+                               Tensor db) {
   const int64_t T = ws.size(0), B = ws.size(1), H = w_hh.size(1);
   const auto opts = hs.options();
   const auto acc = opts.dtype(at::toOpMathType(hs.scalar_type()));
@@ -310,6 +314,7 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
     st.mm = mm.data_ptr<scalar_t>();
     st.dhz = dhz.data_ptr<A>();
     st.drh = reset_after ? nullptr : drh.data_ptr<scalar_t>();
+    st.db = db.defined() ? db.data_ptr<A>() : nullptr;
     st.len = len;
     st.dout_ld = dout.stride(1);
     for (int64_t s = T - 1; s >= 0; --s) {
@@ -338,10 +343,10 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
 
 // The hoisted products of one direction, after the recursion: one GEMM each
 // over all T * B rows. Writes dx (T, B, I) (if defined; added to if accumulate),
-// dw_ih (3H, I), dw_hh (3H, H), db_* (3H,) (if defined).
+// dw_ih (3H, I), dw_hh (3H, H). (The bias gradients are summed in the recursion.)
 static void weight_grads(const Tensor& x, const Tensor& hs, const Tensor& ws, const Tensor& dgi, const Tensor& dgh,
                          const Tensor& w_ih, bool reset_after, bool reverse, bool accumulate, Tensor dx, Tensor dw_ih,
-                         Tensor dw_hh, Tensor db_ih, Tensor db_hh) {
+                         Tensor dw_hh) {
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = hs.size(2);
   const Tensor dgi2 = dgi.view({T * B, 3 * H});                              // (T*B, 3H)
   const Tensor dgh2 = dgh.view({T * B, 3 * H});                              // (T*B, 3H)
@@ -362,11 +367,6 @@ static void weight_grads(const Tensor& x, const Tensor& hs, const Tensor& ws, co
     at::mm_out(rows_rz, dgi2.narrow(1, 0, 2 * H).t(), hprev);
     const Tensor rh = ws.narrow(2, 3 * H, H).to(x.scalar_type()).reshape({T * B, H});  // (T*B, H)
     at::mm_out(rows_n, dgi2.narrow(1, 2 * H, H).t(), rh);
-  }
-  if (db_ih.defined()) {
-    const auto a = at::toOpMathType(x.scalar_type());
-    db_ih.copy_(dgi2.sum(0, false, a));
-    db_hh.copy_(dgh2.sum(0, false, a));
   }
 }
 
@@ -394,15 +394,31 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
   Tensor db_ih = need_bias ? at::empty({D, 3 * H}, opts) : at::empty({0}, opts);  // (D, 3H)
   Tensor db_hh = need_bias ? at::empty({D, 3 * H}, opts) : at::empty({0}, opts);
   const int64_t* len = lengths_ptr(lengths);
-  run_pieces(pieces(D, B), [&](const Piece& p) {
+  const auto ps = pieces(D, B);
+  // each piece sums its own rows' bias gradients (in the accumulation type), added up below
+  Tensor db_parts = need_bias ? at::zeros({static_cast<int64_t>(ps.size()), 2, 3 * H}, opts.dtype(at::toOpMathType(x.scalar_type())))
+                              : Tensor();
+  run_pieces(ps, [&](const Piece& p) {
     auto rows = [&](const Tensor& t) { return t.select(0, p.d).narrow(1, p.b0, p.n); };  // (T, n, ...)
+    const int64_t i = &p - ps.data();
     backward_recursion(dout.narrow(2, p.d * H, H).narrow(1, p.b0, p.n), dh_n.select(0, p.d).narrow(0, p.b0, p.n), rows(hs), rows(ws), w_hh.select(0, p.d), len ? len + p.b0 : nullptr, reset_after,
-                       reverse || p.d == 1, rows(dgi), rows(dgh), dh0.select(0, p.d).narrow(0, p.b0, p.n));
+                       reverse || p.d == 1, rows(dgi), rows(dgh), dh0.select(0, p.d).narrow(0, p.b0, p.n),
+                       need_bias ? db_parts.select(0, i) : Tensor());
   });
+  if (need_bias) {
+    if (!reset_after) db_parts.select(1, 1).copy_(db_parts.select(1, 0));  // dG_h = dG_i
+    for (int64_t d = 0; d < D; ++d) {
+      Tensor sum = at::zeros({2, 3 * H}, db_parts.options());
+      for (size_t i = 0; i < ps.size(); ++i)
+        if (ps[i].d == d) sum += db_parts.select(0, static_cast<int64_t>(i));
+      if (reset_after) sum.select(0, 1).narrow(0, 0, 2 * H).copy_(sum.select(0, 0).narrow(0, 0, 2 * H));  // r, z: dG_h = dG_i
+      db_ih.select(0, d).copy_(sum.select(0, 0));
+      db_hh.select(0, d).copy_(sum.select(0, 1));
+    }
+  }
   for (int64_t d = 0; d < D; ++d) {
     weight_grads(x, hs.select(0, d), ws.select(0, d), dgi.select(0, d), dgh.select(0, d), w_ih.select(0, d), reset_after,
-                 reverse || d == 1, d > 0, need_dx ? dx : Tensor(), dw_ih.select(0, d), dw_hh.select(0, d),
-                 need_bias ? db_ih.select(0, d) : Tensor(), need_bias ? db_hh.select(0, d) : Tensor());
+                 reverse || d == 1, d > 0, need_dx ? dx : Tensor(), dw_ih.select(0, d), dw_hh.select(0, d));
   }
   return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh};
 }
