@@ -158,7 +158,7 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
   Tensor ghn = reset_after ? Tensor() : at::empty({B, H}, opts);       // (B, H) U_n rh
   Tensor rh = reset_after ? Tensor() : at::empty({B, H}, opts);        // (B, H) r * h
   const Tensor u = (reset_after ? w_hh : w_hh.narrow(0, 0, 2 * H)).contiguous();  // (3H, H) or (2H, H)
-  const Tensor u_n = w_hh.narrow(0, 2 * H, H).contiguous();                       // (H, H)
+  const Tensor u_n = reset_after ? Tensor() : w_hh.narrow(0, 2 * H, H).contiguous();  // (H, H)
   // U^T, packed once for all steps (a single step goes to a GEMM call instead)
   const Tensor ut = T > 1 ? pack_rhs(u, true) : Tensor();                       // U^T (H, 3H) or (H, 2H)
   const Tensor u_nt = T > 1 && !reset_after ? pack_rhs(u_n, true) : Tensor();   // U_n^T (H, H)
