@@ -128,13 +128,23 @@ inline void team_barrier() {
 // has at least this many multiply-adds (B * 3H * H; H = 128 at batch 1).
 constexpr int64_t kTeamWork = 3 * 128 * 128;
 
-static int64_t team_size(size_t pieces, int64_t T, int64_t B, int64_t H) {
+static int64_t free_threads() {
 #ifdef _OPENMP
-  const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
-  if (pieces == 1 && threads > 1 && T > 1 && B * 3 * H * H >= kTeamWork) return threads;
-#endif
+  return at::in_parallel_region() ? 1 : at::get_num_threads();
+#else
   return 1;
+#endif
 }
+
+static int64_t team_size(size_t pieces, int64_t T, int64_t B, int64_t H) {
+  const int64_t threads = free_threads();
+  return pieces == 1 && threads > 1 && T > 1 && B * 3 * H * H >= kTeamWork ? threads : 1;
+}
+
+// The same for a single step of GRUCell at batch 1, where the step has no
+// time loop to amortise the start of a parallel region: 3H * (I + H)
+// multiply-adds at least (I = 64, H = 256 qualifies; H = 128 does not).
+constexpr int64_t kCellTeamWork = 160 * 1024;
 
 // One direction of one layer for a block of B batch rows, forward: the time
 // loop, given gi (T, B, 3H), the input projection W x of every step (without
@@ -478,32 +488,47 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
     A* gi = buf_a.data();                      // (3H,) W x
     A* gh = gi + 3 * H;                        // (3H,) U h (U_n rh in the n rows for reset_after=False)
     scalar_t* rh = buf_t.data();               // (H,) r * h
-    for (int64_t b = 0; b < B; ++b) {
-      const scalar_t* xb = x.const_data_ptr<scalar_t>() + b * I;
-      const scalar_t* hb = h.const_data_ptr<scalar_t>() + b * H;
-      scalar_t* ob = out.data_ptr<scalar_t>() + b * H;
-      matvec<A>(wi, 3 * H, I, xb, gi);
-      matvec<A>(wh, (reset_after ? 3 : 2) * H, H, hb, gh);
-      const int64_t V = Vec<A>::size();
+    // The step for the hidden units [j0, j1) of every row. At batch 1 with a
+    // large enough step, a team of threads takes a slice of units each (see
+    // run_team): the rows of W and U for the slice then stay in that core's
+    // cache. reset_after=False meets once before U_n rh, which reads all of rh.
+    const auto slice = [&](int64_t j0, int64_t j1, bool in_team) {
+      const int64_t V = Vec<A>::size(), n = j1 - j0;
       auto ld = [&](const scalar_t* p, int64_t k, int64_t m) { return p ? load<A>(p + k, m) : Vec<A>(A(0)); };
       const Vec<A> one(A(1));
-      for (int64_t j = 0; j < H; j += V) {  // the equations of gates.h; r goes into gi_r's place
-        const int64_t m = std::min(V, H - j);
-        const Vec<A> r = sigmoid(load<A>(gi + j, m) + ld(bi, j, m) + load<A>(gh + j, m) + ld(bh, j, m));
-        store<A>(gi + j, r, m);
-        if (!reset_after) store<A>(rh + j, r * load<A>(hb + j, m), m);
+      for (int64_t b = 0; b < B; ++b) {
+        const scalar_t* xb = x.const_data_ptr<scalar_t>() + b * I;
+        const scalar_t* hb = h.const_data_ptr<scalar_t>() + b * H;
+        scalar_t* ob = out.data_ptr<scalar_t>() + b * H;
+        for (int64_t k = 0; k < 3; ++k) matvec<A>(wi + (k * H + j0) * I, n, I, xb, gi + k * H + j0);
+        for (int64_t k = 0; k < (reset_after ? 3 : 2); ++k) matvec<A>(wh + (k * H + j0) * H, n, H, hb, gh + k * H + j0);
+        for (int64_t j = j0; j < j1; j += V) {  // the equations of gates.h; r goes into gi_r's place
+          const int64_t m = std::min(V, j1 - j);
+          const Vec<A> r = sigmoid(load<A>(gi + j, m) + ld(bi, j, m) + load<A>(gh + j, m) + ld(bh, j, m));
+          store<A>(gi + j, r, m);
+          if (!reset_after) store<A>(rh + j, r * load<A>(hb + j, m), m);
+        }
+        if (!reset_after) {
+          if (in_team) team_barrier();
+          matvec<A>(wh + (2 * H + j0) * H, n, H, rh, gh + 2 * H + j0);  // U_n (r * h)
+        }
+        for (int64_t j = j0; j < j1; j += V) {
+          const int64_t m = std::min(V, j1 - j);
+          const Vec<A> r = load<A>(gi + j, m);
+          const Vec<A> z = sigmoid(load<A>(gi + H + j, m) + ld(bi, H + j, m) + load<A>(gh + H + j, m) +
+                                   ld(bh, H + j, m));
+          const Vec<A> hn = load<A>(gh + 2 * H + j, m) + ld(bh, 2 * H + j, m);
+          const Vec<A> in = load<A>(gi + 2 * H + j, m) + ld(bi, 2 * H + j, m);
+          const Vec<A> nn = tanh_<A>(reset_after ? in + r * hn : in + hn);
+          store<A>(ob + j, (one - z) * nn + z * load<A>(hb + j, m), m);
+        }
       }
-      if (!reset_after) matvec<A>(wh + 2 * H * H, H, H, rh, gh + 2 * H);  // U_n (r * h)
-      for (int64_t j = 0; j < H; j += V) {
-        const int64_t m = std::min(V, H - j);
-        const Vec<A> r = load<A>(gi + j, m);
-        const Vec<A> z = sigmoid(load<A>(gi + H + j, m) + ld(bi, H + j, m) + load<A>(gh + H + j, m) +
-                                 ld(bh, H + j, m));
-        const Vec<A> hn = load<A>(gh + 2 * H + j, m) + ld(bh, 2 * H + j, m);
-        const Vec<A> in = load<A>(gi + 2 * H + j, m) + ld(bi, 2 * H + j, m);
-        const Vec<A> n = tanh_<A>(reset_after ? in + r * hn : in + hn);
-        store<A>(ob + j, (one - z) * n + z * load<A>(hb + j, m), m);
-      }
+    };
+    const int64_t team = B == 1 ? free_threads() : 1;
+    if (team > 1 && 3 * H * (I + H) >= kCellTeamWork) {
+      run_team(team, H, slice);
+    } else {
+      slice(0, H, false);
     }
   });
   return out;
