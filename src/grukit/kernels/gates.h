@@ -139,6 +139,7 @@ struct Step {
   int64_t out_ld;
   T* rh;                // (B, H) r * h in T, the next GEMM's input (reset_after=False)
   A* ws;                // (B, 4H) saved for backward: r | z | n | hn (or rh)
+  bool keep;            // train: fill ws (reset_after=True skips it otherwise; False uses it in between)
   const int64_t* len;   // (B,) lengths or nullptr
   int64_t t;            // time index of this step
   int64_t j0, j1;       // the hidden units [j0, j1) this pass computes (all: 0, H)
@@ -164,7 +165,8 @@ void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
       if (!ok) {  // padded step: the state carries over, the output is zero
         store<A>(hout + j, hp, m);
         store<A>(out + j, Vec<A>(A(0)), m);
-        for (int k = 0; k < 4; ++k) store<A>(ws + k * H + j, Vec<A>(A(0)), m);
+        if (s.keep)
+          for (int k = 0; k < 4; ++k) store<A>(ws + k * H + j, Vec<A>(A(0)), m);
         continue;
       }
       const Vec<A> r = sigmoid(load<A>(gi + j, m) + load<A>(s.bi + j, m) + load<A>(gh + j, m) + load<A>(s.bh + j, m));
@@ -176,10 +178,12 @@ void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
       store<A>(h + j, hnew, m);
       store<A>(hout + j, hnew, m);
       store<A>(out + j, hnew, m);
-      store<A>(ws + j, r, m);
-      store<A>(ws + H + j, z, m);
-      store<A>(ws + 2 * H + j, n, m);
-      store<A>(ws + 3 * H + j, hn, m);
+      if (s.keep) {
+        store<A>(ws + j, r, m);
+        store<A>(ws + H + j, z, m);
+        store<A>(ws + 2 * H + j, n, m);
+        store<A>(ws + 3 * H + j, hn, m);
+      }
     }
   }
 }

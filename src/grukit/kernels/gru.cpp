@@ -185,6 +185,7 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
     base.h = h.data_ptr<A>();
     base.len = len;
     base.out_ld = out.stride(1);
+    base.keep = train;
     // The time loop for the hidden units [j0, j1). In a team, each thread takes
     // a slice of the units, and the team meets at a barrier wherever the next
     // product reads all units (h' after each step; rh before U_n rh).
