@@ -61,17 +61,20 @@ static Tensor fresh(at::IntArrayRef sizes, const at::TensorOptions& opts) {
 }
 
 // Large temporaries (the input projection, dG_i, dG_h) are reused from call to
-// call, per thread: freshly mapped memory costs a page fault per 4 KiB on first
-// touch, which for big layers is several percent of the whole step. Only
-// buffers that never leave the call come from here; up to kScratchBytes each.
+// call, per thread and per dtype (so that float32 and bfloat16 models used in
+// turn do not evict each other's): freshly mapped memory costs page faults on
+// first touch, several percent of a big layer's time. Only buffers that never
+// leave the call come from here; up to kScratchBytes each.
 constexpr int64_t kScratchBytes = int64_t(1) << 28;
 
 static Tensor scratch(int slot, at::IntArrayRef sizes, const at::TensorOptions& opts) {
-  thread_local Tensor cache[3];
+  thread_local Tensor cache[3][3];  // [slot][float, double, bfloat16]
   const int64_t n = c10::multiply_integers(sizes);
   const int64_t bytes = n * static_cast<int64_t>(opts.dtype().itemsize());
+  const auto type = opts.dtype().toScalarType();
+  const int kind = type == at::kFloat ? 0 : type == at::kDouble ? 1 : 2;
   if (bytes > kScratchBytes) return fresh(sizes, opts);
-  Tensor& c = cache[slot];
+  Tensor& c = cache[slot][kind];
   if (!c.defined() || c.dtype() != opts.dtype() || c.numel() < n) c = fresh({n}, opts);
   return c.narrow(0, 0, n).view(sizes);
 }
