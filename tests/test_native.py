@@ -416,3 +416,20 @@ def test_batch1_team_of_threads_matches_reference(dtype, H, reset_after, reverse
         err = (b.double() - a).abs().max() / a.abs().max().clamp(min=1.0)
         assert err < tol, f"{name}: relative error {err:.3g}"
     assert torch.equal(out_ng, nat[0].detach()) and torch.equal(h_ng, nat[1].detach())
+
+
+@pytest.mark.parametrize("which", ["output", "h_n"])
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gradient_from_one_output_only(which, reset_after):
+    # autograd passes None for the output that got no gradient (grads are not
+    # materialised as zeros); the result must equal the reference's
+    torch.manual_seed(7)
+    inputs = _layer_inputs(6, 3, 4, 5, torch.float64)
+    lengths = torch.tensor([6, 2, 4])
+    grads = []
+    for fn in (functional.gru_layer, kernels.gru_layer):
+        out, h_n = fn(*inputs, reset_after=reset_after, lengths=lengths)
+        loss = out.sin().sum() if which == "output" else h_n.cos().sum()
+        grads.append(torch.autograd.grad(loss, inputs))
+    for name, a, b in zip(NAMES[2:], *grads):
+        assert_close(b, a, torch.float64, name)

@@ -66,6 +66,9 @@ def _setup_context(ctx, inputs, output) -> None:
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, train = inputs
     _, _, hs, ws = output
     ctx.mark_non_differentiable(hs, ws)
+    # No zero gradients for outputs nobody differentiated: hs and ws are large
+    # (ws is (D, T, B, 4H) in fp32), and zeros for them cost a full memory pass.
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, hs, ws)
     ctx.flags = (reset_after, reverse, train)
 
