@@ -22,9 +22,13 @@ def test_bench_library_tiny_grid(tmp_path):
 
 
 def test_flops_count_gemms():
-    cfg = bench.Config(10, 2, 3, 4)
-    assert cfg.flops(False) == 2 * 10 * 2 * 12 * (3 + 4)
-    assert cfg.flops(True) == 3 * cfg.flops(False)
+    cfg = bench.Config(10, 2, 3, 4)  # T B I H: rows T*B = 20, gate columns 3H = 12
+    assert cfg.flops(False) == 2 * 20 * 12 * (3 + 4)
+    # training: recurrent part x 3 (forward, dW, dh); input part x 2 (no dx for the benchmark's x)
+    assert cfg.flops(True) == 2 * 20 * 12 * (3 * 4 + 2 * 3)
+    two = bench.Config(10, 2, 3, 4, L=2, bidirectional=True)  # layer 2: input 2H = 8, and it needs dx
+    assert two.flops(False) == 2 * (2 * 20 * 12 * (3 + 4) + 2 * 20 * 12 * (8 + 4))
+    assert two.flops(True) == 2 * (2 * 20 * 12 * (3 * 4 + 2 * 3) + 2 * 20 * 12 * (3 * 4 + 3 * 8))
 
 
 def test_bench_cli_quick(tmp_path):

@@ -45,13 +45,23 @@ class Config:
         return s + (f" L{self.L}" if self.L > 1 else "") + (" bi" if self.bidirectional else "")
 
     def flops(self, training: bool) -> float:
-        """Multiply-add FLOPs of the GEMMs (x 3 for forward + backward)."""
+        """FLOPs of the GEMMs (2 per multiply-add).
+
+        Forward: the input projection and the recurrent product. Training adds
+        their gradients: dW and dh for the recurrent part (x 3 in all), dW and
+        dx for the input part, except in the first layer, whose input (the
+        benchmark's x) needs no gradient (x 2 there).
+        """
         D = 2 if self.bidirectional else 1
         total = 0.0
         for layer in range(self.L):
             i = self.I if layer == 0 else D * self.H
-            total += D * 2.0 * self.T * self.B * 3 * self.H * (i + self.H)
-        return total * (3 if training else 1)
+            per = D * 2.0 * self.T * self.B * 3 * self.H  # FLOPs per unit of GEMM depth
+            if training:
+                total += per * (3 * self.H + (2 if layer == 0 else 3) * i)
+            else:
+                total += per * (self.H + i)
+        return total
 
 
 GRID = (
