@@ -106,3 +106,12 @@ def test_unbatched_and_grad_mode_calls_take_the_checked_path():
     (g,) = torch.autograd.grad(out.sum(), [cell.weight_hh])
     (g_ref,) = torch.autograd.grad(functional.gru_cell(x[None], h[None], *w).sum(), [cell.weight_hh])
     assert_close(g, g_ref, torch.float64)
+
+
+def test_no_grad_bad_input_types_still_get_clear_errors():
+    cell = grukit.GRUCell(3, 4)
+    with torch.no_grad():
+        with pytest.raises(TypeError, match="input must be a torch.Tensor, got list"):
+            cell([[1.0, 2.0, 3.0]], torch.zeros(1, 4))
+        with pytest.raises(TypeError, match="hx must be a torch.Tensor, got list"):
+            cell(torch.zeros(1, 3), [[0.0] * 4])

@@ -269,11 +269,14 @@ class GRUCell(nn.Module):
         return s
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
-        streaming = hx is not None and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-        if streaming:  # a no-grad stream of steps: skip the checks already passed for these inputs
+        streaming = (
+            not torch.is_grad_enabled() and isinstance(input, Tensor) and isinstance(hx, Tensor)
+            and input.is_cpu and hx.is_cpu and not torch.compiler.is_compiling()
+        )
+        if streaming:  # a no-grad stream of steps on the CPU: skip the checks already passed for these inputs
             p = self._parameters  # (not self.weight_ih: nn.Module's attribute lookup costs more than the check)
             w = p["weight_ih"]
-            key = (input.shape, hx.shape, input.dtype, hx.dtype, input.device, hx.device, w.dtype, w.device, backend.forced())
+            key = (input.shape, hx.shape, input.dtype, hx.dtype, w.dtype, w.is_cpu, backend.forced())
             if key == self._streaming_key:
                 return self._streaming_step(input, hx, w, p["weight_hh"], p["bias_ih"], p["bias_hh"], self.reset_after)
         h_new = self._checked_forward(input, hx)
@@ -287,10 +290,11 @@ class GRUCell(nn.Module):
             self._streaming_key, self._streaming_step = key, step
         return h_new
 
-    # The last (shapes, dtypes, devices, set_backend choice) of a batched no-grad
-    # call whose checks passed, and the step function chosen for it: a stream of
-    # single steps pays for validation and the backend choice once, not at every
-    # step. (GRUKIT_BACKEND is read when the stream starts, not at every step.)
+    # The last (shapes, dtypes, weights on the CPU, set_backend choice) of a
+    # batched no-grad CPU call whose checks passed, and the step function chosen
+    # for it: a stream of single steps pays for validation and the backend
+    # choice once, not at every step. (GRUKIT_BACKEND is read when the stream
+    # starts, not at every step.)
     _streaming_key: Optional[tuple] = None
     _streaming_step = None
 
