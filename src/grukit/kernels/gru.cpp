@@ -8,10 +8,11 @@
 // Per layer: the input projection of all T steps is one GEMM; each step is one
 // recurrent product (register-tiled by hand from U^T packed once per sequence,
 // matvec.h) and one fused pass for the gates. Backward keeps only the dh
-// recursion in its loop; dx, dW and db are single GEMMs / sums over all T * B
-// rows after it. The D directions and blocks of the batch are independent, so
-// their time loops run on separate threads (see `pieces`) with no
-// synchronisation inside the loop.
+// recursion in its loop (its gate pass also sums db); dx and dW are single
+// GEMMs over all T * B rows after it. The D directions and blocks of the batch
+// are independent, so their time loops run on separate threads (see `pieces`)
+// with no synchronisation inside the loop; a single sequence instead splits
+// its hidden units between threads (see `run_team`).
 //
 // The forward returns the output (T, B, D*H) and h_n (D, B, H), and keeps for
 // backward, per direction:
