@@ -218,3 +218,13 @@ def test_builtin_text_set(tmp_path):
     run("train", "classify", "--dataset", "shakespeare", "--out", out, "--epochs", "1", "--hidden-size", "4", "--embed-dim", "4", "--max-features", "500", "--maxlen", "20", "--no-progress")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["classes"] == ["comedy", "tragedy"] and metrics["test_size"] > 1000
+
+
+def test_bfloat16_training_and_eval(tmp_path):
+    # --dtype bfloat16: the GRU computes in bf16, parameters stay float32; eval rebuilds it so
+    data = write_ucr(tmp_path / "Tiny")
+    out = tmp_path / "run"
+    run("train", "classify", "--data", data, "--out", out, *TINY, "--dtype", "bfloat16")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert json.loads((out / "config.json").read_text())["config"]["dtype"] == "bfloat16"
+    assert json.loads(run("eval", out).output)["accuracy"] == pytest.approx(metrics["accuracy"])

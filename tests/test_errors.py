@@ -19,6 +19,8 @@ import grukit
         (dict(input_size=3, hidden_size=4, num_layers=2, dropout=1.0), ValueError, r"dropout must be in \[0, 1\), got 1.0"),
         (dict(input_size=3, hidden_size=4, num_layers=2, dropout=-0.1), ValueError, r"dropout must be in \[0, 1\), got -0.1"),
         (dict(input_size=3, hidden_size=4, num_layers=2, dropout="x"), TypeError, "dropout must be a float"),
+        (dict(input_size=3, hidden_size=4, compute_dtype="bfloat16"), TypeError, "compute_dtype must be a floating-point torch.dtype or None, got 'bfloat16'"),
+        (dict(input_size=3, hidden_size=4, compute_dtype=torch.int32), TypeError, "compute_dtype must be a floating-point torch.dtype or None, got torch.int32"),
     ],
 )
 def test_constructor(kwargs, exc, match):

@@ -171,3 +171,14 @@ def test_predict_needs_dates_for_calendar_runs(tmp_path):
     assert r.exit_code == 1 and "--data FILE.csv" in r.output
     r = run("predict", out, "--data", sine_csv(tmp_path / "nodates.csv", dates=False))
     assert r.exit_code == 1 and "no column 'day' (--date-column)" in r.output
+
+
+def test_bfloat16_train_eval(tmp_path):
+    csv = sine_csv(tmp_path / "s.csv", dates=False)
+    out = tmp_path / "run"
+    r = run("train", "forecast", "--data", csv, "--out", out, *TINY, "--dtype", "bfloat16")
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    r = run("eval", out)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["gru"]["mae"] == pytest.approx(m["gru"]["mae"])

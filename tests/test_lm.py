@@ -112,3 +112,17 @@ def test_bad_inputs_give_one_clear_line(tmp_path, content, args, message):
     r = run("train", "lm", "--data", path, "--out", tmp_path / "run", *TINY, *args)
     assert r.exit_code != 0
     assert message in r.output and "Traceback" not in r.output
+
+
+def test_bfloat16_train_and_generate(tmp_path):
+    text = tmp_path / "verse.txt"
+    text.write_text(VERSE * 40)
+    out = tmp_path / "run"
+    r = run("train", "lm", "--data", text, "--out", out, *TINY, "--dtype", "bfloat16")
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert math.isfinite(m["bpc"]) and m["bpc"] < math.log2(m["vocab_size"]) + 0.5
+    assert json.loads(run("eval", out).output)["bpc"] == pytest.approx(m["bpc"], abs=1e-3)
+    r = run("generate", out, "--prompt", "To be", "--length", "20")
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("To be")

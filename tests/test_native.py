@@ -433,3 +433,29 @@ def test_gradient_from_one_output_only(which, reset_after):
         grads.append(torch.autograd.grad(loss, inputs))
     for name, a, b in zip(NAMES[2:], *grads):
         assert_close(b, a, torch.float64, name)
+
+
+@pytest.mark.parametrize("bidir", [False, True])
+def test_compute_dtype_is_mixed_precision(bidir):
+    # float32 parameters, bfloat16 compute: the same numbers as a bfloat16 copy
+    # of the layer run on bfloat16 input, returned in float32, with float32
+    # gradients close to the float32 layer's
+    torch.manual_seed(8)
+    mixed = grukit.GRU(5, 24, num_layers=2, bidirectional=bidir, compute_dtype=torch.bfloat16)
+    plain = grukit.GRU(5, 24, num_layers=2, bidirectional=bidir)
+    plain.load_state_dict(mixed.state_dict())
+    low = grukit.GRU(5, 24, num_layers=2, bidirectional=bidir, dtype=torch.bfloat16)
+    low.load_state_dict(mixed.state_dict())
+    x = torch.randn(9, 3, 5)
+    lengths = torch.tensor([9, 4, 7])
+    out, h_n = mixed(x, lengths=lengths)
+    assert out.dtype == h_n.dtype == torch.float32
+    out_low, h_low = low(x.bfloat16(), lengths=lengths)
+    assert torch.equal(out, out_low.float()) and torch.equal(h_n, h_low.float())
+    grads = torch.autograd.grad(out.sum() + h_n.sum(), list(mixed.parameters()))
+    ref_out, ref_h = plain(x, lengths=lengths)
+    ref_grads = torch.autograd.grad(ref_out.sum() + ref_h.sum(), list(plain.parameters()))
+    assert (out - ref_out).abs().max() < BF16_TOL
+    for g, r in zip(grads, ref_grads):
+        assert g.dtype == torch.float32
+        assert (g - r).abs().max() / r.abs().max().clamp(min=1.0) < BF16_TOL

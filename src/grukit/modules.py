@@ -37,6 +37,11 @@ class GRU(nn.Module):
         bidirectional: D = 2 if True. Default False.
         reset_after: keyword only. True (default) is the torch.nn.GRU / cuDNN /
             Keras 3 convention, False is Cho et al. 2014's original.
+        compute_dtype: keyword only. If set (e.g. ``torch.bfloat16``), the
+            layer computes in this dtype while its parameters keep theirs:
+            each forward casts input, hx and weights (differentiably, so the
+            gradients arrive in the parameters' dtype) and casts output and
+            h_n back to the input's dtype: mixed precision. Default None.
 
     Inputs: ``input, hx=None, *, lengths=None``
         input: (T, B, I), (B, T, I) if batch_first, (T, I) unbatched, or a
@@ -77,9 +82,12 @@ class GRU(nn.Module):
         dtype=None,
         *,
         reset_after: bool = True,
+        compute_dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
         _checks.check_constructor(input_size, hidden_size, num_layers, dropout)
+        if compute_dtype is not None and not (isinstance(compute_dtype, torch.dtype) and compute_dtype.is_floating_point):
+            raise TypeError(f"compute_dtype must be a floating-point torch.dtype or None, got {compute_dtype!r}")
         if dropout > 0 and num_layers == 1:
             warnings.warn(
                 "dropout is applied between layers, so dropout > 0 with num_layers=1 has no effect",
@@ -94,6 +102,7 @@ class GRU(nn.Module):
         self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
         self.reset_after = bool(reset_after)
+        self.compute_dtype = compute_dtype
         self.mode = "GRU"
         self.proj_size = 0
         factory = {"device": device, "dtype": dtype}
@@ -139,7 +148,7 @@ class GRU(nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False), ("reset_after", True)):
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False), ("reset_after", True), ("compute_dtype", None)):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
         return s
@@ -174,17 +183,14 @@ class GRU(nn.Module):
             h0 = hx if batched else hx.unsqueeze(1)  # (L*D, B, H)
         if lengths is not None:
             lengths = _checks.check_lengths(lengths, B, T, x.device)
-        out, h_n = backend.gru_fn(x, h0, w0)(
-            x,
-            h0,
-            self._layer_weights(),
-            num_layers=self.num_layers,
-            bidirectional=self.bidirectional,
-            reset_after=self.reset_after,
-            dropout=self.dropout,
-            training=self.training,
-            lengths=lengths,
-        )  # (T, B, D*H), (L*D, B, H)
+        weights = self._layer_weights()
+        low = self.compute_dtype
+        if low is not None and low != x.dtype:  # mixed precision: compute in `low`, return in x's dtype
+            weights = [tuple(None if p is None else p.to(low) for p in w) for w in weights]
+            out, h_n = self._run(x.to(low), h0.to(low), weights, lengths)
+            out, h_n = out.to(x.dtype), h_n.to(x.dtype)
+        else:
+            out, h_n = self._run(x, h0, weights, lengths)  # (T, B, D*H), (L*D, B, H)
         if packed:
             return _repack(out, input), h_n
         if not batched:
@@ -192,6 +198,20 @@ class GRU(nn.Module):
         if self.batch_first:
             out = out.transpose(0, 1)
         return out, h_n
+
+    def _run(self, x: Tensor, h0: Tensor, weights, lengths: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """The stack on checked tensors: x (T, B, I), h0 (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""
+        return backend.gru_fn(x, h0, weights[0][0])(
+            x,
+            h0,
+            weights,
+            num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
+            reset_after=self.reset_after,
+            dropout=self.dropout,
+            training=self.training,
+            lengths=lengths,
+        )
 
     @classmethod
     def from_torch(cls, module: nn.GRU) -> "GRU":

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..modules import GRU
 from ..training import fit, write_json
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads
+from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads, with_dtype
 
 TEST_BITS = (8, 16, 32, 64)
 
@@ -36,41 +36,25 @@ class AddingConfig(TaskConfig):
     steps: int = option(100, "training batches per epoch")
     batch_size: int = option(64, "pairs per batch")
     eval_pairs: int = option(1000, "held-out pairs scored per bit length")
-    dtype: str = option("float32", "the GRU's compute dtype: float32, or bfloat16 (mixed precision: float32 master weights and optimiser)")
 
     def validate(self) -> None:
         super().validate()
         if not 2 <= self.max_bits <= 30:
             raise ValueError(f"--max-bits must be in [2, 30], got {self.max_bits}")
-        if self.dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"--dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.dtype!r}")
         self.at_least(1, "hidden_size", "steps", "batch_size", "eval_pairs")
 
 
-COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
 class Adder(nn.Module):
-    """GRU over bit pairs + a linear read-out of one sum bit per step.
+    """GRU over bit pairs + a linear read-out of one sum bit per step."""
 
-    With ``dtype=torch.bfloat16`` the GRU computes in bfloat16 while its
-    parameters stay float32: each forward casts them (differentiably), so the
-    gradients and the optimiser's updates are float32 (mixed precision).
-    """
-
-    def __init__(self, hidden_size: int, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, hidden_size: int) -> None:
         super().__init__()
         self.gru = GRU(2, hidden_size, batch_first=True)
         self.head = nn.Linear(hidden_size, 1)
-        self.dtype = dtype
 
     def forward(self, bits: Tensor) -> Tensor:  # (B, T, 2) -> logits (B, T)
-        if self.dtype == torch.float32:
-            out, _ = self.gru(bits)  # (B, T, H)
-        else:
-            low = {name: p.to(self.dtype) for name, p in self.gru.named_parameters()}
-            out, _ = torch.func.functional_call(self.gru, low, (bits.to(self.dtype),))  # (B, T, H) in bf16
-        return self.head(out.float()).squeeze(-1)
+        out, _ = self.gru(bits)  # (B, T, H)
+        return self.head(out).squeeze(-1)
 
 
 # ---- data ------------------------------------------------------------------
@@ -164,7 +148,7 @@ class AddingTask(Task):
     def train(self, cfg: AddingConfig, out: Path, *, resume: bool = False) -> dict:
         cfg.validate()
         torch.manual_seed(cfg.seed)
-        model = Adder(cfg.hidden_size, COMPUTE_DTYPES[cfg.dtype])
+        model = with_dtype(Adder(cfg.hidden_size), cfg)
         save_run(out, self, cfg)
         with torch_threads(cfg.threads):
             start = time.perf_counter()
@@ -190,7 +174,7 @@ class AddingTask(Task):
 
     def _model(self, run: Path) -> tuple[AddingConfig, Adder]:
         cfg, _ = load_run(run, self)
-        return cfg, load_weights(run, Adder(cfg.hidden_size, COMPUTE_DTYPES[cfg.dtype]))
+        return cfg, load_weights(run, with_dtype(Adder(cfg.hidden_size), cfg))
 
     def evaluate(self, run: Path, data: str | None = None) -> dict:
         if data is not None:

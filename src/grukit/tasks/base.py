@@ -46,6 +46,7 @@ class TaskConfig:
     seed: int = option(0, "random seed for initialisation, splits and shuffling")
     progress: bool = option(True, "show a progress bar")
     threads: int = option(1, "CPU threads for torch while training and scoring (0 = torch's default; small GRUs rarely gain from more, and a busy second core can make 2 threads many times slower than 1)")
+    dtype: str = option("float32", "the GRU's compute dtype: float32, or bfloat16 (mixed precision: float32 parameters and optimiser)")
 
     def loop(self) -> LoopConfig:
         return LoopConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)})
@@ -63,6 +64,21 @@ class TaskConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name} must be > 0, got {getattr(self, name)}")
         self.at_least(0, "weight_decay", "grad_clip", "patience", "threads")
+        if self.dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.dtype!r}")
+
+
+COMPUTE_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}  # --dtype -> GRU.compute_dtype
+
+
+def with_dtype(model: torch.nn.Module, cfg: TaskConfig) -> torch.nn.Module:
+    """Set every grukit GRU in ``model`` to compute in ``cfg.dtype`` (parameters stay float32)."""
+    from ..modules import GRU
+
+    for m in model.modules():
+        if isinstance(m, GRU):
+            m.compute_dtype = COMPUTE_DTYPES[cfg.dtype]
+    return model
 
 
 @contextlib.contextmanager

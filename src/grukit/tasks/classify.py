@@ -29,7 +29,7 @@ from ..data import numeric, text
 from ..evaluation import classification as cls_eval
 from ..training import fit, write_json
 from . import _sequence as seq
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads
+from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads, with_dtype
 
 DATASETS = {
     **{k: v[0] for k, v in numeric.UCR_DATASETS.items()},
@@ -167,7 +167,7 @@ def prepare(cfg: ClassifyConfig) -> dict:
 
 def build_model(cfg: ClassifyConfig, state: dict) -> seq.SequenceModel:
     text_kind = state["kind"] == "text"
-    return seq.SequenceModel(
+    return with_dtype(seq.SequenceModel(
         0 if text_kind else state["channels"],
         len(state["classes"]),
         hidden_size=cfg.hidden_size,
@@ -178,7 +178,7 @@ def build_model(cfg: ClassifyConfig, state: dict) -> seq.SequenceModel:
         vocab_size=len(state["vocab"]) + 2 if text_kind else 0,
         embed_dim=cfg.embed_dim,
         patch=1 if text_kind else state["patch"],
-    )
+    ), cfg)
 
 
 class _Objective:

@@ -32,7 +32,7 @@ from ..data.series import BUILTIN, Series, builtin_series, day_of_year, infer_se
 from ..evaluation import forecasting as fc
 from ..modules import GRU
 from ..training import fit, write_json
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads
+from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads, with_dtype
 
 LOSSES = ("mse", "mae", "huber")
 BASES = ("auto", "naive", "seasonal")
@@ -241,7 +241,7 @@ class ForecastTask(Task):
         state = self._state(cfg, s)
         torch.manual_seed(cfg.seed)
         x = features(s, state)
-        model = Forecaster(x.shape[1], cfg.hidden_size, cfg.num_layers, state["horizon"], cfg.dropout)
+        model = with_dtype(Forecaster(x.shape[1], cfg.hidden_size, cfg.num_layers, state["horizon"], cfg.dropout), cfg)
         save_run(out, self, cfg, state)
         start = time.perf_counter()
         fit(model, _Objective(cfg, x, s.values[:, 0], state), cfg.loop(), out, resume=resume)
@@ -290,7 +290,7 @@ class ForecastTask(Task):
     def _model(self, run: Path) -> tuple[ForecastConfig, dict, Forecaster]:
         cfg, state = load_run(run, self)
         n_inputs = len(state["columns"]) + 1 + 2 * bool(state["calendar"])
-        model = Forecaster(n_inputs, cfg.hidden_size, cfg.num_layers, state["horizon"], cfg.dropout)
+        model = with_dtype(Forecaster(n_inputs, cfg.hidden_size, cfg.num_layers, state["horizon"], cfg.dropout), cfg)
         return cfg, state, load_weights(run, model)
 
     def _series(self, cfg: ForecastConfig, state: dict, data: str | None) -> Series:

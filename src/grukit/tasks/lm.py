@@ -30,7 +30,7 @@ from ..data.corpus import CORPORA, builtin_corpus, read_text
 from ..evaluation.language import ngram_bpc
 from ..modules import GRU
 from ..training import fit, write_json
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads
+from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads, with_dtype
 
 EVAL_LEN = 1024  # characters scored per piece of a held-out test chunk (state carried within)
 VAL_LEN = 256  # the same for the validation after every epoch: shorter pieces, more in parallel, faster
@@ -210,7 +210,7 @@ class LMTask(Task):
 
     @staticmethod
     def _new_model(cfg: LMConfig, vocab: str) -> CharLM:
-        return CharLM(len(vocab), cfg.embedding_size, cfg.hidden_size, cfg.num_layers, cfg.dropout)
+        return with_dtype(CharLM(len(vocab), cfg.embedding_size, cfg.hidden_size, cfg.num_layers, cfg.dropout), cfg)
 
     def _score(self, model: CharLM, ids: np.ndarray, chunks: list, vocab: str, skipped: int = 0) -> dict:
         """Test bpc of the model and the baselines (``chunks`` with part 2 are scored)."""

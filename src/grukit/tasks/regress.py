@@ -27,7 +27,7 @@ from ..data import numeric
 from ..evaluation import regression as reg_eval
 from ..training import fit, write_json
 from . import _sequence as seq
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads
+from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads, with_dtype
 
 DATASETS = {
     "toy": "1000 x 10 steps x 8 features; y = (sum of x0 + count of positive x1 steps) / sqrt(10) + noise (learnable)",
@@ -117,10 +117,10 @@ def prepare(cfg: RegressConfig) -> dict:
 
 
 def build_model(cfg: RegressConfig, state: dict) -> seq.SequenceModel:
-    return seq.SequenceModel(
+    return with_dtype(seq.SequenceModel(
         state["channels"], 1, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, bidirectional=cfg.bidirectional,
         dropout=cfg.dropout, pooling=cfg.pooling, patch=state["patch"],
-    )
+    ), cfg)
 
 
 def predict_values(model, x: torch.Tensor, ln: torch.Tensor, state: dict) -> np.ndarray:
