@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 EXTRAS ?= dev,data
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-isa bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,13 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The native kernel built for the other vector widths torch dispatches to
+# (AVX2, and none), checked against the reference like the default build.
+NATIVE_TESTS = tests/test_native.py tests/test_streaming.py tests/test_parity.py
+test-isa: setup
+	ATEN_CPU_CAPABILITY=avx2 GRUKIT_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q $(NATIVE_TESTS)
+	ATEN_CPU_CAPABILITY=default GRUKIT_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q $(NATIVE_TESTS)
 
 bench: setup
 	$(BIN)/grukit bench
