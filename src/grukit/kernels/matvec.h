@@ -1,7 +1,8 @@
 // The products inside the time loop, written by hand. A library GEMM call per
 // step pays for dispatch and packs U again every time; here U^T is packed once
 // per sequence and a register-tiled loop (16 accumulators) runs near the
-// machine's peak from batch 1 up. Shapes legend as in gru.cpp.
+// machine's peak once a few rows share each load of U (a batch of one is bound
+// by cache bandwidth instead). Shapes legend as in gru.cpp.
 #pragma once
 
 #include <ATen/ATen.h>
