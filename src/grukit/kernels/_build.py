@@ -1,6 +1,6 @@
 """Compile gru.cpp once with torch.utils.cpp_extension and load its ops.
 
-The library is built on first use (about 30 s on 2 cores; once per version of
+The library is built on first use (about 25 s on 2 cores; once per version of
 the sources) into the default
 torch extensions cache (``~/.cache/torch_extensions`` or
 ``$TORCH_EXTENSIONS_DIR``) and reused afterwards. The ops it registers live in
