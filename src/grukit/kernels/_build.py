@@ -10,6 +10,7 @@ returns False; grukit then uses the readable reference.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 import threading
@@ -43,7 +44,8 @@ def _flags() -> tuple[str, list[str]]:
     return cap.lower(), ["-O3", *vec, *_openmp()]
 
 
-def _openmp() -> list[str]:
+@functools.lru_cache(maxsize=None)
+def _openmp() -> tuple[str, ...]:
     """-fopenmp where torch's own threads are OpenMP's.
 
     ``at::parallel_for`` is inlined into our code, and with an OpenMP build of
@@ -51,7 +53,7 @@ def _openmp() -> list[str]:
     runs everything on one thread. (Torch's native thread-pool backend is
     called through libtorch instead and needs nothing.)
     """
-    return ["-fopenmp"] if "OpenMP" in torch.__config__.parallel_info() and sys.platform.startswith("linux") else []
+    return ("-fopenmp",) if "OpenMP" in torch.__config__.parallel_info() and sys.platform.startswith("linux") else ()
 
 
 def load() -> bool:
@@ -101,7 +103,7 @@ def _compile() -> None:
         sources=[str(p) for p in _SOURCES],
         extra_include_paths=[str(_HERE)],
         extra_cflags=cflags,
-        extra_ldflags=_openmp(),
+        extra_ldflags=list(_openmp()),
         is_python_module=True,  # loading it also registers torch.ops.grukit
         verbose=False,
     )

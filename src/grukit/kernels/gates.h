@@ -274,6 +274,24 @@ inline void accumulate(A* db, const Vec<A>& v, int64_t n) {
   store<A>(db, load<A>(db, n) + v, n);
 }
 
+// dL/dh' for units [j, j + m) of row b: the carried dh * z, the recurrent
+// product's share, and on a valid step the output's gradient (padded steps'
+// outputs are constant zero).
+template <typename T, typename A>
+inline Vec<A> incoming_dh(const BackStep<T, A>& s, int64_t b, int64_t j, int64_t m, bool ok) {
+  const Vec<A> dh = load<A>(s.dhz + b * s.H + j, m) + load<A>(s.mm + b * s.H + j, m);
+  return ok ? dh + load<A>(s.dout + b * s.dout_ld + j, m) : dh;
+}
+
+// da_n = dL/dn * (1 - n^2) and da_z = dL/dz * z (1 - z), the same in both
+// conventions, from dh, z, n and the previous state hp.
+template <typename A>
+inline void grads_nz(const Vec<A>& dh, const Vec<A>& z, const Vec<A>& n, const Vec<A>& hp, Vec<A>& da_n, Vec<A>& da_z) {
+  const Vec<A> one(A(1));
+  da_n = dh * (one - z) * (one - n * n);
+  da_z = dh * (hp - n) * z * (one - z);
+}
+
 // reset_after=True: dG_i, dG_h and dh * z in one pass (and their sums in db).
 template <typename T, typename A>
 void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
@@ -287,9 +305,8 @@ void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
     const bool ok = s.valid(b);
     for (int64_t j = 0; j < H; j += V) {
       const int64_t m = std::min(V, H - j);
-      Vec<A> dh = load<A>(dhz + j, m) + load<A>(s.mm + b * H + j, m);
-      if (ok) dh = dh + load<A>(s.dout + b * s.dout_ld + j, m);  // padded steps' outputs are constant zero
-      if (!ok) {
+      const Vec<A> dh = incoming_dh(s, b, j, m, ok);
+      if (!ok) {  // the state carried over: dh passes through, no gate gradients
         store<A>(dhz + j, dh, m);
         for (int k = 0; k < 3; ++k) {
           store<A>(dgi + k * H + j, zero, m);
@@ -299,9 +316,8 @@ void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
       }
       const Vec<A> r = load<A>(ws + j, m), z = load<A>(ws + H + j, m);
       const Vec<A> n = load<A>(ws + 2 * H + j, m), hn = load<A>(ws + 3 * H + j, m);
-      const Vec<A> hp = load<A>(s.hprev + b * H + j, m);
-      const Vec<A> da_n = dh * (one - z) * (one - n * n);
-      const Vec<A> da_z = dh * (hp - n) * z * (one - z);
+      Vec<A> da_n, da_z;
+      grads_nz(dh, z, n, load<A>(s.hprev + b * H + j, m), da_n, da_z);
       const Vec<A> da_r = da_n * hn * r * (one - r);
       store<A>(dgi + j, da_r, m);
       store<A>(dgi + H + j, da_z, m);
@@ -324,7 +340,7 @@ void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
 template <typename T, typename A>
 void backward_before_nz(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
   const int64_t H = s.H, V = Vec<A>::size();
-  const Vec<A> one(A(1)), zero(A(0));
+  const Vec<A> zero(A(0));
   for (int64_t b = b0; b < b1; ++b) {
     const A* ws = s.ws + b * 4 * H;
     T* dg = s.dgi + b * 3 * H;
@@ -332,16 +348,15 @@ void backward_before_nz(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
     const bool ok = s.valid(b);
     for (int64_t j = 0; j < H; j += V) {
       const int64_t m = std::min(V, H - j);
-      Vec<A> dh = load<A>(dhz + j, m) + load<A>(s.mm + b * H + j, m);
-      if (ok) dh = dh + load<A>(s.dout + b * s.dout_ld + j, m);  // padded steps' outputs are constant zero
-      if (!ok) {
+      const Vec<A> dh = incoming_dh(s, b, j, m, ok);
+      if (!ok) {  // the state carried over: dh passes through, no gate gradients
         store<A>(dhz + j, dh, m);
         for (int k = 0; k < 3; ++k) store<A>(dg + k * H + j, zero, m);
         continue;
       }
       const Vec<A> z = load<A>(ws + H + j, m), n = load<A>(ws + 2 * H + j, m);
-      const Vec<A> hp = load<A>(s.hprev + b * H + j, m);
-      const Vec<A> da_z = dh * (hp - n) * z * (one - z), da_n = dh * (one - z) * (one - n * n);
+      Vec<A> da_n, da_z;
+      grads_nz(dh, z, n, load<A>(s.hprev + b * H + j, m), da_n, da_z);
       store<A>(dg + H + j, da_z, m);
       store<A>(dg + 2 * H + j, da_n, m);
       if (s.db) {  // dG_i = dG_h here: one sum serves both

@@ -135,13 +135,20 @@ def gru_layer(
     lengths: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor]:
     """Native twin of :func:`grukit.functional.gru_layer` (same arguments and results)."""
-    T = x.shape[0]
-    train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, h0, w_ih, w_hh, b_ih, b_hh))
-    if lengths is not None:
-        lengths = lengths.to(device=x.device, dtype=torch.int64).contiguous()  # (B,)
+    train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
     one = [None if t is None else t.unsqueeze(0) for t in (h0, w_ih, w_hh, b_ih, b_hh)]  # D = 1
-    out, h_n, _, _ = torch.ops.grukit.gru_layer(x, *one, lengths, reset_after, reverse, train)  # (T, B, H), (1, B, H)
+    out, h_n, _, _ = torch.ops.grukit.gru_layer(x, *one, _int64(lengths, x), reset_after, reverse, train)  # (T, B, H), (1, B, H)
     return out, h_n[0]
+
+
+def _needs_grad(*tensors: Optional[Tensor]) -> bool:
+    """Whether autograd will want gradients of any of these (so the op must keep its workspace)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _int64(lengths: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+    """lengths as the kernel reads them: contiguous int64 on x's device, (B,)."""
+    return None if lengths is None else lengths.to(device=x.device, dtype=torch.int64).contiguous()
 
 
 def _stack(ts: list[Optional[Tensor]]) -> Optional[Tensor]:
@@ -168,17 +175,15 @@ def gru(
     (D, ...)), so on two or more threads they run at the same time.
     x: (T, B, I), hx: (L*D, B, H) -> output (T, B, D*H), h_n (L*D, B, H).
     """
-    D, T = (2 if bidirectional else 1), x.shape[0]
-    if lengths is not None:
-        lengths = lengths.to(device=x.device, dtype=torch.int64).contiguous()  # (B,)
-    grad = torch.is_grad_enabled()
+    D = 2 if bidirectional else 1
+    lengths = _int64(lengths, x)
     h_n: list[Tensor] = []
     layer_input = x  # (T, B, I) then (T, B, D*H)
     for layer in range(num_layers):
         per = weights[layer * D : (layer + 1) * D]  # D tuples (w_ih, w_hh, b_ih, b_hh)
         w_ih, w_hh, b_ih, b_hh = (_stack([w[k] for w in per]) for k in range(4))  # (D, 3H, ...) each
         h0 = hx[layer * D : (layer + 1) * D]  # (D, B, H)
-        train = grad and any(t is not None and t.requires_grad for t in (layer_input, h0, *(p for w in per for p in w)))
+        train = _needs_grad(layer_input, h0, *(p for w in per for p in w))
         out, h, _, _ = torch.ops.grukit.gru_layer(layer_input, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, False, train)
         h_n.append(h)  # (D, B, H)
         layer_input = out  # (T, B, D*H), zero past each sequence's end
@@ -198,12 +203,8 @@ def gru_cell(
     reset_after: bool = True,
 ) -> Tensor:
     """Native twin of :func:`grukit.functional.gru_cell`: x (B, I), h (B, H) -> (B, H)."""
-    if torch.is_grad_enabled() and (
-        x.requires_grad or h.requires_grad or w_ih.requires_grad or w_hh.requires_grad or (b_ih is not None and (b_ih.requires_grad or b_hh.requires_grad))
-    ):
-        one = [None if t is None else t.unsqueeze(0) for t in (h, w_ih, w_hh, b_ih, b_hh)]  # D = 1
-        out, _, _, _ = torch.ops.grukit.gru_layer(x.unsqueeze(0), *one, None, reset_after, False, True)  # (1, B, H)
-        return out[0]  # (B, H)
+    if _needs_grad(x, h, w_ih, w_hh, b_ih, b_hh):  # a one-step layer, which has autograd
+        return gru_layer(x.unsqueeze(0), h, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after)[0][0]  # (B, H)
     return torch.ops.grukit.gru_cell.default(x, h, w_ih, w_hh, b_ih, b_hh, reset_after)  # one native call
 
 
