@@ -282,13 +282,13 @@ def test_torch_export():
 def test_reference_backend_is_forced_by_env(monkeypatch):
     x = torch.randn(2, 2)
     monkeypatch.setenv("GRUKIT_BACKEND", "reference")
-    assert backend.layer_fn(x) is functional.gru_layer
+    assert backend.layer_fn(x) is functional.gru_directions
     monkeypatch.setenv("GRUKIT_BACKEND", "native")
-    assert backend.layer_fn(x) is kernels.gru_layer
+    assert backend.layer_fn(x) is kernels.ops.gru_directions
     with pytest.raises(ValueError, match="float16"):
         backend.layer_fn(x.half())
     monkeypatch.setenv("GRUKIT_BACKEND", "auto")
-    assert backend.layer_fn(x.half()) is functional.gru_layer  # unsupported dtype: the reference
+    assert backend.layer_fn(x.half()) is functional.gru_directions  # unsupported dtype: the reference
 
 
 def test_failed_build_warns_once_and_falls_back(monkeypatch):
@@ -301,8 +301,8 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch):
     monkeypatch.delenv("GRUKIT_BACKEND", raising=False)
     x = torch.randn(2, 2)
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
-        assert backend.layer_fn(x) is functional.gru_layer
-    assert backend.layer_fn(x) is functional.gru_layer  # no second warning (warnings are errors here)
+        assert backend.layer_fn(x) is functional.gru_directions
+    assert backend.layer_fn(x) is functional.gru_directions  # no second warning (warnings are errors here)
     monkeypatch.setenv("GRUKIT_BACKEND", "native")
     with pytest.raises(RuntimeError, match="could not be built"):
         backend.layer_fn(x)

@@ -21,6 +21,35 @@ def check_constructor(input_size, hidden_size, num_layers=1, dropout=0.0) -> Non
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
 
+def check_probability(name: str, value, *, upper_open: bool = True) -> float:
+    """A float in [0, 1) (or [0, 1] with upper_open=False), by name."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float in [0, 1), got {type(value).__name__} ({value!r})")
+    value = float(value)
+    if math.isnan(value) or value < 0 or (value >= 1 if upper_open else value > 1):
+        raise ValueError(f"{name} must be in [0, {'1)' if upper_open else '1]'}, got {value}")
+    return value
+
+
+def check_parameters(named: list[tuple[str, Optional[Tensor], tuple[int, ...]]], dtype: torch.dtype, device: torch.device) -> None:
+    """Every (name, tensor, expected shape) has that shape, and the input's dtype and device.
+
+    Run before any kernel reads them: a wrong-size bias would otherwise be
+    read past its end (the kernel trusts the shapes it is given).
+    """
+    for name, t, shape in named:
+        if t is None:
+            continue
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+        if t.dtype != dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but the input has dtype {dtype}; convert one with .to()")
+        if t.device != device:
+            raise ValueError(f"{name} is on device {t.device} but the input is on {device}; move one with .to()")
+
+
 def check_tensor(name: str, value) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")

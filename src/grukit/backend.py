@@ -74,18 +74,13 @@ def active(*tensors) -> str:
     return "native" if _use_native(tensors) else "reference"
 
 
-def gru_fn(*tensors) -> Callable:
-    """The function that runs a whole stack of layers (signature of functional.gru)."""
-    if _use_native(tensors):
-        return kernels.gru
-    return functional.gru
-
-
 def layer_fn(*tensors) -> Callable:
-    """The function that runs one layer in one direction for these tensors."""
+    """The function that runs the D directions of one layer for these tensors
+    (signature of :func:`grukit.functional.gru_directions`); the stack around
+    it is :func:`grukit.functional.gru` for every backend."""
     if _use_native(tensors):
-        return kernels.gru_layer
-    return functional.gru_layer
+        return kernels.ops.gru_directions
+    return functional.gru_directions
 
 
 def cell_fn(*tensors) -> Callable:

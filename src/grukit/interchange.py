@@ -46,7 +46,14 @@ def gru_from_torch(cls, module: nn.GRU):
     return out
 
 
+def _refuse_options(gru, target: str) -> None:
+    """A clear error for a cell option the target format cannot represent."""
+    for name in gru.cell_options():
+        raise ValueError(f"{target} cannot represent {name}={getattr(gru, name)!r}: only the plain GRU has an exact equivalent there")
+
+
 def gru_to_torch(gru) -> nn.GRU:
+    _refuse_options(gru, "torch.nn.GRU (to_torch)")
     if not gru.reset_after:
         raise ValueError(
             "to_torch() needs reset_after=True: torch.nn.GRU only computes the reset-after "
@@ -128,6 +135,7 @@ def gru_from_keras(cls, weights, *, reset_after: bool | None = None, batch_first
 
 
 def gru_keras_weights(gru) -> list[np.ndarray]:
+    _refuse_options(gru, "a Keras GRU layer (keras_weights)")
     """Arrays for Keras ``set_weights`` (one layer; Bidirectional if D = 2)."""
     if gru.num_layers != 1:
         raise ValueError(f"a Keras GRU layer has one layer; this GRU has num_layers={gru.num_layers}")

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import _checks, backend, kernels
+from . import _checks, backend, functional, kernels
 
 
 class GRU(nn.Module):
@@ -43,6 +43,24 @@ class GRU(nn.Module):
             gradients arrive in the parameters' dtype) and casts output and
             h_n back to the input's dtype: mixed precision. Default None.
 
+    Cell options (keyword only, all off by default: then the layer is
+    torch.nn.GRU to the letter; equations and papers in grukit.functional):
+        layer_norm: LayerNorm-GRU (Ba et al. 2016, as Haste's LayerNormGRU):
+            W x and U h are each layer-normalised over their 3H features, with
+            their own gain and bias, before the biases and gates combine them.
+            Needs reset_after=True.
+        zoneout: p of zoneout (Krueger et al. 2017): in training each unit
+            keeps its previous value with probability p, a fresh mask per
+            step; in eval h_t = p h_{t-1} + (1 - p) h'_t.
+        recurrent_dropout: p of one dropout mask per sequence on h_{t-1}
+            where it enters the gates (Gal & Ghahramani 2016).
+        input_dropout: p of one dropout mask per sequence on every layer's
+            input, the same at every step.
+        weight_dropout: p of DropConnect on every weight_hh, one mask per
+            forward (Wan et al. 2013; AWD-LSTM).
+        Masks come from ``self.generator`` (a torch.Generator) if set, else
+        torch's global RNG; they are drawn only in training mode.
+
     Inputs: ``input, hx=None, *, lengths=None``
         input: (T, B, I), (B, T, I) if batch_first, (T, I) unbatched, or a
             PackedSequence.
@@ -62,6 +80,9 @@ class GRU(nn.Module):
         weight_hh_l{k}[_reverse]: (3H, H).
         bias_ih_l{k}[_reverse], bias_hh_l{k}[_reverse]: (3H,).
         All initialised from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.GRU.
+        With layer_norm, also ln_gain_ih_l{k}[_reverse], ln_bias_ih_l{k}[_reverse]
+        (the norm of W x) and ln_gain_hh_l{k}[_reverse], ln_bias_hh_l{k}[_reverse]
+        (the norm of U h), (3H,) each, gates r|z|n, initialised to 1 and 0.
 
     Notes:
         The parameter names, shapes, order and initialisation are torch.nn.GRU's,
@@ -83,9 +104,24 @@ class GRU(nn.Module):
         *,
         reset_after: bool = True,
         compute_dtype: Optional[torch.dtype] = None,
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         _checks.check_constructor(input_size, hidden_size, num_layers, dropout)
+        if not isinstance(layer_norm, bool):
+            raise TypeError(f"layer_norm must be a bool, got {type(layer_norm).__name__} ({layer_norm!r})")
+        if layer_norm and not reset_after:
+            raise ValueError("layer_norm=True needs reset_after=True: the norm of U_n (r * h) has no place in the reset-before form")
+        self.zoneout = _checks.check_probability("zoneout", zoneout)
+        self.recurrent_dropout = _checks.check_probability("recurrent_dropout", recurrent_dropout)
+        self.input_dropout = _checks.check_probability("input_dropout", input_dropout)
+        self.weight_dropout = _checks.check_probability("weight_dropout", weight_dropout)
+        self.layer_norm = layer_norm
+        self.generator: Optional[torch.Generator] = None  # masks of the dropout options; None: torch's global RNG
         if compute_dtype is not None and not (isinstance(compute_dtype, torch.dtype) and compute_dtype.is_floating_point):
             raise TypeError(f"compute_dtype must be a floating-point torch.dtype or None, got {compute_dtype!r}")
         if dropout > 0 and num_layers == 1:
@@ -122,13 +158,28 @@ class GRU(nn.Module):
                 for name, value in params.items():
                     self.register_parameter(name, nn.Parameter(value))
                     self._flat_weights_names.append(name)
+        self._norm_names: list[str] = []  # layer_norm: 4 per layer and direction, after torch's parameters
+        if layer_norm:
+            for layer in range(num_layers):
+                for d in range(D):
+                    suffix = f"_l{layer}" + ("_reverse" if d == 1 else "")
+                    for name in ("ln_gain_ih", "ln_bias_ih", "ln_gain_hh", "ln_bias_hh"):
+                        self.register_parameter(name + suffix, nn.Parameter(torch.empty(3 * hidden_size, **factory)))
+                        self._norm_names.append(name + suffix)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """U(-1/sqrt(H), 1/sqrt(H)) for every parameter, in torch.nn.GRU's order."""
+        """U(-1/sqrt(H), 1/sqrt(H)) for torch.nn.GRU's parameters, in its order; layer-norm gains 1, biases 0."""
         bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
+        for name in self._flat_weights_names:
+            nn.init.uniform_(getattr(self, name), -bound, bound)
+        for name in self._norm_names:
+            nn.init.constant_(getattr(self, name), 1.0 if "gain" in name else 0.0)
+
+    def cell_options(self) -> list[str]:
+        """The names of the cell options that are on (empty for the plain GRU)."""
+        names = ["layer_norm"] if self.layer_norm else []
+        return names + [n for n in ("zoneout", "recurrent_dropout", "input_dropout", "weight_dropout") if getattr(self, n) > 0]
 
     @property
     def num_directions(self) -> int:
@@ -144,11 +195,30 @@ class GRU(nn.Module):
     def _layer_weights(self) -> list[tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]]:
         return [tuple(w) if self.bias else (w[0], w[1], None, None) for w in self.all_weights]
 
+    def _norms(self) -> Optional[list[tuple[Tensor, Tensor, Tensor, Tensor]]]:
+        """(gain_ih, bias_ih, gain_hh, bias_hh) per layer and direction, or None without layer_norm."""
+        if not self.layer_norm:
+            return None
+        flat = [getattr(self, n) for n in self._norm_names]
+        return [tuple(flat[i : i + 4]) for i in range(0, len(flat), 4)]  # type: ignore[misc]
+
+    def _check_parameters(self, dtype: torch.dtype, device: torch.device) -> None:
+        """Every parameter's shape, dtype and device, named, before a kernel reads it."""
+        H, D = self.hidden_size, self.num_directions
+        named = []
+        for name in self._flat_weights_names + self._norm_names:
+            layer = int(name.split("_l")[-1].split("_")[0])
+            cols = self.input_size if layer == 0 else D * H
+            shape = (3 * H, cols) if name.startswith("weight_ih") else (3 * H, H) if name.startswith("weight_hh") else (3 * H,)
+            named.append((name, getattr(self, name), shape))
+        _checks.check_parameters(named, dtype, device)
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False), ("reset_after", True), ("compute_dtype", None)):
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False), ("reset_after", True), ("compute_dtype", None),
+                              ("layer_norm", False), ("zoneout", 0.0), ("recurrent_dropout", 0.0), ("input_dropout", 0.0), ("weight_dropout", 0.0)):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
         return s
@@ -183,14 +253,16 @@ class GRU(nn.Module):
             h0 = hx if batched else hx.unsqueeze(1)  # (L*D, B, H)
         if lengths is not None:
             lengths = _checks.check_lengths(lengths, B, T, x.device)
-        weights = self._layer_weights()
+        self._check_parameters(w0.dtype, w0.device)
+        weights, norms = self._layer_weights(), self._norms()
         low = self.compute_dtype
         if low is not None and low != x.dtype:  # mixed precision: compute in `low`, return in x's dtype
             weights = [tuple(None if p is None else p.to(low) for p in w) for w in weights]
-            out, h_n = self._run(x.to(low), h0.to(low), weights, lengths)
+            norms = None if norms is None else [tuple(p.to(low) for p in n) for n in norms]
+            out, h_n = self._run(x.to(low), h0.to(low), weights, lengths, norms)
             out, h_n = out.to(x.dtype), h_n.to(x.dtype)
         else:
-            out, h_n = self._run(x, h0, weights, lengths)  # (T, B, D*H), (L*D, B, H)
+            out, h_n = self._run(x, h0, weights, lengths, norms)  # (T, B, D*H), (L*D, B, H)
         if packed:
             return _repack(out, input), h_n
         if not batched:
@@ -199,9 +271,9 @@ class GRU(nn.Module):
             out = out.transpose(0, 1)
         return out, h_n
 
-    def _run(self, x: Tensor, h0: Tensor, weights, lengths: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    def _run(self, x: Tensor, h0: Tensor, weights, lengths: Optional[Tensor], norms=None) -> tuple[Tensor, Tensor]:
         """The stack on checked tensors: x (T, B, I), h0 (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""
-        return backend.gru_fn(x, h0, weights[0][0])(
+        return functional.gru(
             x,
             h0,
             weights,
@@ -211,6 +283,13 @@ class GRU(nn.Module):
             dropout=self.dropout,
             training=self.training,
             lengths=lengths,
+            norms=norms,
+            zoneout=self.zoneout,
+            recurrent_dropout=self.recurrent_dropout,
+            input_dropout=self.input_dropout,
+            weight_dropout=self.weight_dropout,
+            generator=self.generator,
+            layer_fn=backend.layer_fn(x, h0, weights[0][0]),
         )
 
     @classmethod

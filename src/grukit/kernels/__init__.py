@@ -3,7 +3,8 @@
 Public surface:
     available() -> bool      build/load the kernels once; False (one warning) if impossible
     supports(*tensors)       whether the kernels handle these tensors (CPU; float32/64, bfloat16)
-    gru, gru_layer, gru_cell drop-in twins of grukit.functional.gru / gru_layer / gru_cell
+    gru_layer, gru_cell      drop-in twins of grukit.functional.gru_layer / gru_cell
+    ops.gru_directions       the native layer_fn of grukit.functional.gru
 
 The C++ lives in gru.cpp (time loops, GEMMs, op registration), gates.h (the
 fused elementwise passes, with the equations and derivatives written out),
@@ -17,7 +18,7 @@ import torch
 
 from . import _build, ops
 
-__all__ = ["available", "supports", "gru", "gru_layer", "gru_cell", "DTYPES"]
+__all__ = ["available", "supports", "gru_layer", "gru_cell", "DTYPES"]
 
 DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 
@@ -48,11 +49,6 @@ def supports(*tensors) -> bool:
 def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, reverse=False, lengths=None):
     """Native twin of :func:`grukit.functional.gru_layer` (call :func:`available` first)."""
     return ops.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after, reverse=reverse, lengths=lengths)
-
-
-def gru(x, hx, weights, **kwargs):
-    """Native twin of :func:`grukit.functional.gru` (call :func:`available` first)."""
-    return ops.gru(x, hx, weights, **kwargs)
 
 
 gru_cell = ops.gru_cell  # no wrapper: the streaming step is latency-bound

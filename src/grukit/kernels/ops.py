@@ -157,39 +157,21 @@ def _stack(ts: list[Optional[Tensor]]) -> Optional[Tensor]:
     return ts[0].unsqueeze(0) if len(ts) == 1 else torch.stack(ts)  # (D, ...)
 
 
-def gru(
-    x: Tensor,
-    hx: Tensor,
-    weights,
-    *,
-    num_layers: int,
-    bidirectional: bool = False,
-    reset_after: bool = True,
-    dropout: float = 0.0,
-    training: bool = False,
-    lengths: Optional[Tensor] = None,
-) -> tuple[Tensor, Tensor]:
-    """Native twin of :func:`grukit.functional.gru`: a stack of layers, one op per layer.
+def gru_directions(x: Tensor, h0: Tensor, weights, *, reset_after: bool = True, lengths: Optional[Tensor] = None,
+                   norms=None, zoneout_keep=None, h_mask=None) -> tuple[Tensor, Tensor]:
+    """Native twin of :func:`grukit.functional.gru_directions`: the D directions of one layer in one op.
 
-    Both directions of a layer go to the kernel together (weights stacked to
-    (D, ...)), so on two or more threads they run at the same time.
-    x: (T, B, I), hx: (L*D, B, H) -> output (T, B, D*H), h_n (L*D, B, H).
+    Both directions go to the kernel together (weights stacked to (D, ...)),
+    so on two or more threads they run at the same time.
+    x: (T, B, I), h0: (D, B, H) -> output (T, B, D*H), h_n (D, B, H).
     """
-    D = 2 if bidirectional else 1
-    lengths = _int64(lengths, x)
-    h_n: list[Tensor] = []
-    layer_input = x  # (T, B, I) then (T, B, D*H)
-    for layer in range(num_layers):
-        per = weights[layer * D : (layer + 1) * D]  # D tuples (w_ih, w_hh, b_ih, b_hh)
-        w_ih, w_hh, b_ih, b_hh = (_stack([w[k] for w in per]) for k in range(4))  # (D, 3H, ...) each
-        h0 = hx[layer * D : (layer + 1) * D]  # (D, B, H)
-        train = _needs_grad(layer_input, h0, *(p for w in per for p in w))
-        out, h, _, _ = torch.ops.grukit.gru_layer(layer_input, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, False, train)
-        h_n.append(h)  # (D, B, H)
-        layer_input = out  # (T, B, D*H), zero past each sequence's end
-        if dropout > 0 and training and layer < num_layers - 1:
-            layer_input = torch.nn.functional.dropout(layer_input, p=dropout, training=True)
-    return layer_input, torch.cat(h_n)  # (T, B, D*H), (L*D, B, H)
+    if norms is not None or zoneout_keep is not None or h_mask is not None:
+        return functional.gru_directions(x, h0, weights, reset_after=reset_after, lengths=lengths, norms=norms,
+                                         zoneout_keep=zoneout_keep, h_mask=h_mask)
+    w_ih, w_hh, b_ih, b_hh = (_stack([w[k] for w in weights]) for k in range(4))  # (D, 3H, ...) each
+    train = _needs_grad(x, h0, *(p for w in weights for p in w))
+    out, h, _, _ = torch.ops.grukit.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, _int64(lengths, x), reset_after, False, train)
+    return out, h  # (T, B, D*H), (D, B, H)
 
 
 def gru_cell(

@@ -1,0 +1,24 @@
+"""The readable reference: the definition of correct for every fast path.
+
+Shapes legend (used in every file of grukit):
+    T time steps, B batch, I input features, H hidden units,
+    D directions (1 or 2), L layers.
+
+One file per cell, each with its equations and the paper they come from:
+
+    gru.py        the GRU step (Cho et al. 2014), both reset conventions
+    layernorm.py  LayerNorm-GRU (Ba, Kiros & Hinton 2016, as Haste applies it)
+    zoneout.py    zoneout (Krueger et al. 2017)
+    dropout.py    recurrent, input and weight (DropConnect) dropout
+    mingru.py     minGRU (Feng et al. 2024), sequential and log-space parallel
+    layer.py      the time loop and the stack of layers, written once
+
+Everything here is plain differentiable torch code: autograd provides the
+backward pass. The native kernels (``grukit.kernels``) must agree with it.
+"""
+
+from .gru import gru_cell, gru_step
+from .layer import gru, gru_directions, gru_layer
+from .layernorm import layer_norm
+
+__all__ = ["gru_cell", "gru_step", "gru_layer", "gru_directions", "gru", "layer_norm"]

@@ -1,0 +1,86 @@
+"""The GRU step: the equations every other cell builds on.
+
+Cho et al. 2014, "Learning Phrase Representations using RNN Encoder-Decoder
+for Statistical Machine Translation", section 2.3 (the reset-before form);
+the reset-after form is the one cuDNN and torch.nn.GRU implement::
+
+    r_t = sigmoid(W_r x_t + b_ir + U_r h_{t-1} + b_hr)        reset gate
+    z_t = sigmoid(W_z x_t + b_iz + U_z h_{t-1} + b_hz)        update gate
+    reset_after=True  (PyTorch, cuDNN, Keras 3 default):
+        n_t = tanh(W_n x_t + b_in + r_t * (U_n h_{t-1} + b_hn))
+    reset_after=False (Cho 2014 original):
+        n_t = tanh(W_n x_t + b_in + U_n (r_t * h_{t-1}) + b_hn)
+    h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+Weights as torch.nn.GRU stores them: ``w_ih`` (3H, I), ``w_hh`` (3H, H),
+biases (3H,), gates stacked r | z | n.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["gru_cell", "gru_step"]
+
+
+def split3(t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Split the last dimension of a gate-stacked tensor into r, z, n."""
+    return t.chunk(3, dim=-1)
+
+
+def gru_cell(
+    x: Tensor,
+    h: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor] = None,
+    b_hh: Optional[Tensor] = None,
+    *,
+    reset_after: bool = True,
+) -> Tensor:
+    """One GRU step. x: (B, I), h: (B, H) -> h': (B, H)."""
+    gi = x @ w_ih.T  # (B, 3H)
+    if b_ih is not None:
+        gi = gi + b_ih
+    return gru_step(gi, h, w_hh, b_hh, reset_after=reset_after)
+
+
+def gru_step(
+    gi: Tensor,
+    h: Tensor,
+    w_hh: Tensor,
+    b_hh: Optional[Tensor] = None,
+    *,
+    reset_after: bool = True,
+    h_in: Optional[Tensor] = None,
+    norm_h: Optional[Callable[[Tensor], Tensor]] = None,
+) -> Tensor:
+    """One step from the input projection gi = W x + b_i: (B, 3H) -> h' (B, H).
+
+    ``h_in`` is what enters the recurrent products (default ``h``; recurrent
+    dropout passes ``h * mask``, see :mod:`.dropout`); the carried state in
+    ``z * h`` is always ``h``. ``norm_h`` maps U h_in (B, 3H) before its bias
+    is added (layer normalisation, see :mod:`.layernorm`).
+    """
+    h_in = h if h_in is None else h_in
+    i_r, i_z, i_n = split3(gi)  # (B, H) each
+    b_hr, b_hz, b_hn = split3(b_hh) if b_hh is not None else (0.0, 0.0, 0.0)
+    if reset_after:
+        gh = h_in @ w_hh.T  # (B, 3H) U h
+        if norm_h is not None:
+            gh = norm_h(gh)
+        h_r, h_z, h_n = split3(gh)
+        r = torch.sigmoid(i_r + h_r + b_hr)  # (B, H) reset gate
+        z = torch.sigmoid(i_z + h_z + b_hz)  # (B, H) update gate
+        n = torch.tanh(i_n + r * (h_n + b_hn))  # (B, H) candidate
+    else:
+        if norm_h is not None:
+            raise ValueError("layer_norm needs reset_after=True: U_n (r * h) has no place for the norm")
+        w_hr, w_hz, w_hn = w_hh.chunk(3, dim=0)  # (H, H) each
+        r = torch.sigmoid(i_r + h_in @ w_hr.T + b_hr)  # (B, H) reset gate
+        z = torch.sigmoid(i_z + h_in @ w_hz.T + b_hz)  # (B, H) update gate
+        n = torch.tanh(i_n + (r * h_in) @ w_hn.T + b_hn)  # (B, H) candidate
+    return (1 - z) * n + z * h  # (B, H)

@@ -1,0 +1,172 @@
+"""The time loop of one layer, and the stack of layers: written once for every cell.
+
+A layer runs one direction over a whole sequence with the input projection
+hoisted out of the loop; :func:`gru_directions` runs the D directions of one
+layer; :func:`gru` stacks L layers as torch.nn.GRU does and draws the masks
+of the dropout variants (:mod:`.dropout`, :mod:`.zoneout`) in one fixed
+order, so that every backend that takes the place of
+:func:`gru_directions` (``layer_fn``) sees the same masks from the same RNG.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from .dropout import dropout_mask
+from .gru import gru_step
+from .layernorm import layer_norm
+from .zoneout import zoneout, zoneout_masks
+
+__all__ = ["gru_layer", "gru_directions", "gru"]
+
+Weights = tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]  # w_ih, w_hh, b_ih, b_hh
+Norms = tuple[Tensor, Tensor, Tensor, Tensor]  # gain_ih, bias_ih, gain_hh, bias_hh of the two layer norms
+
+
+def gru_layer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor] = None,
+    b_hh: Optional[Tensor] = None,
+    *,
+    reset_after: bool = True,
+    reverse: bool = False,
+    lengths: Optional[Tensor] = None,
+    norms: Optional[Norms] = None,
+    zoneout_keep: Union[Tensor, float, None] = None,
+    h_mask: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    """Run one layer in one direction over a whole sequence.
+
+    x: (T, B, I), h0: (B, H), lengths: (B,) int or None.
+    Returns output (T, B, H) and the final state h_n (B, H).
+
+    With ``lengths``, sequence b only has steps 0 .. lengths[b]-1: its state
+    stops changing after its last step, outputs past it are zero, and the
+    reverse direction starts at its own last step.
+
+    Cell options: ``norms`` makes it the LayerNorm-GRU (:mod:`.layernorm`);
+    ``zoneout_keep`` is zoneout's m (T, B, H) in training or p (a float) in
+    eval (:mod:`.zoneout`); ``h_mask`` (B, H) is recurrent dropout's mask
+    on h_{t-1} where it enters the gates (:mod:`.dropout`).
+    """
+    T = x.shape[0]
+    gi = x @ w_ih.T  # (T, B, 3H): the input projection, hoisted out of the loop
+    norm_h = None
+    if norms is not None:
+        g_ih, c_ih, g_hh, c_hh = norms
+        gi = layer_norm(gi, g_ih, c_ih)  # LN(W x), before the bias
+        norm_h = lambda gh: layer_norm(gh, g_hh, c_hh)  # noqa: E731  LN(U h), per step
+    if b_ih is not None:
+        gi = gi + b_ih
+    if lengths is not None:
+        steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
+        valid = (steps < lengths.to(x.device).unsqueeze(0)).unsqueeze(-1)  # (T, B, 1)
+    h = h0
+    outputs: list[Tensor] = [h0] * T
+    for t in reversed(range(T)) if reverse else range(T):
+        h_in = h if h_mask is None else h * h_mask  # (B, H) what the recurrent products see
+        h_new = gru_step(gi[t], h, w_hh, b_hh, reset_after=reset_after, h_in=h_in, norm_h=norm_h)  # (B, H)
+        if zoneout_keep is not None:
+            h_new = zoneout(h, h_new, zoneout_keep if isinstance(zoneout_keep, float) else zoneout_keep[t])
+        if lengths is None:
+            h = h_new
+            outputs[t] = h
+        else:
+            h = torch.where(valid[t], h_new, h)  # padded steps keep the state
+            outputs[t] = h * valid[t]  # and output zero
+    return torch.stack(outputs), h  # (T, B, H), (B, H)
+
+
+def gru_directions(
+    x: Tensor,
+    h0: Tensor,
+    weights: Sequence[Weights],
+    *,
+    reset_after: bool = True,
+    lengths: Optional[Tensor] = None,
+    norms: Optional[Sequence[Norms]] = None,
+    zoneout_keep: Union[Tensor, float, None] = None,
+    h_mask: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    """The D directions of one layer (direction 1 runs backwards in time).
+
+    x: (T, B, I), h0: (D, B, H), weights: D tuples (w_ih, w_hh, b_ih, b_hh),
+    norms: D tuples or None, zoneout_keep: (D, T, B, H), a float or None,
+    h_mask: (D, B, H) or None. Returns output (T, B, D*H) and h_n (D, B, H).
+    """
+    outs, h_n = [], []
+    for d, w in enumerate(weights):
+        out, h = gru_layer(
+            x, h0[d], *w, reset_after=reset_after, reverse=d == 1, lengths=lengths,
+            norms=None if norms is None else norms[d],
+            zoneout_keep=zoneout_keep[d] if isinstance(zoneout_keep, Tensor) else zoneout_keep,
+            h_mask=None if h_mask is None else h_mask[d],
+        )
+        outs.append(out)  # (T, B, H)
+        h_n.append(h)  # (B, H)
+    return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)), torch.stack(h_n)  # (T, B, D*H), (D, B, H)
+
+
+def gru(
+    x: Tensor,
+    hx: Tensor,
+    weights: Sequence[Weights],
+    *,
+    num_layers: int,
+    bidirectional: bool = False,
+    reset_after: bool = True,
+    dropout: float = 0.0,
+    training: bool = False,
+    lengths: Optional[Tensor] = None,
+    norms: Optional[Sequence[Norms]] = None,
+    zoneout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    input_dropout: float = 0.0,
+    weight_dropout: float = 0.0,
+    generator: Optional[torch.Generator] = None,
+    layer_fn=gru_directions,
+) -> tuple[Tensor, Tensor]:
+    """A stack of GRU layers, as torch.nn.GRU computes it, with the cell options.
+
+    x: (T, B, I), hx: (L*D, B, H).
+    weights: one (w_ih, w_hh, b_ih, b_hh) tuple per layer and direction, in
+    torch.nn.GRU order (layer 0 forward, layer 0 reverse, layer 1 forward, ...);
+    ``norms`` likewise (gain_ih, bias_ih, gain_hh, bias_hh) for layer_norm.
+    ``dropout`` is applied to each layer's output except the last one.
+    In training, per layer and in this order: the input dropout mask (B, I_l),
+    the weight dropout masks of U (D, 3H, H), the recurrent dropout masks
+    (D, B, H), the zoneout masks (D, T, B, H), from ``generator`` or torch's
+    global RNG. ``layer_fn`` runs the D directions of one layer (signature of
+    :func:`gru_directions`): the native kernel takes the reference's place there.
+    Returns output (T, B, D*H) and h_n (L*D, B, H).
+    """
+    D = 2 if bidirectional else 1
+    T, B, H = x.shape[0], x.shape[1], hx.shape[-1]
+    h_n: list[Tensor] = []
+    layer_input = x  # (T, B, I) then (T, B, D*H)
+    for layer in range(num_layers):
+        per = [tuple(w) for w in weights[layer * D : (layer + 1) * D]]
+        if training and input_dropout > 0:
+            layer_input = layer_input * dropout_mask(input_dropout, (B, layer_input.shape[-1]), layer_input, generator)
+        if training and weight_dropout > 0:  # DropConnect: U masked once for this forward
+            per = [(w_ih, w_hh * dropout_mask(weight_dropout, tuple(w_hh.shape), w_hh, generator), b_ih, b_hh)
+                   for (w_ih, w_hh, b_ih, b_hh) in per]
+        h_mask = dropout_mask(recurrent_dropout, (D, B, H), x, generator) if training and recurrent_dropout > 0 else None
+        keep: Union[Tensor, float, None] = None
+        if zoneout > 0:
+            keep = zoneout_masks(zoneout, (D, T, B, H), x, generator) if training else float(zoneout)
+        out, h = layer_fn(
+            layer_input, hx[layer * D : (layer + 1) * D], per, reset_after=reset_after, lengths=lengths,
+            norms=None if norms is None else norms[layer * D : (layer + 1) * D], zoneout_keep=keep, h_mask=h_mask,
+        )
+        h_n.append(h)  # (D, B, H)
+        layer_input = out  # (T, B, D*H)
+        if dropout > 0 and training and layer < num_layers - 1:
+            layer_input = torch.nn.functional.dropout(layer_input, p=dropout, training=True)
+    return layer_input, torch.cat(h_n)  # (T, B, D*H), (L*D, B, H)
