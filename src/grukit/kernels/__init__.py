@@ -6,10 +6,11 @@ Public surface:
     gru_layer, gru_cell      drop-in twins of grukit.functional.gru_layer / gru_cell
     ops.gru_directions       the native layer_fn of grukit.functional.gru
 
-The C++ lives in gru.cpp (time loops, GEMMs, op registration), gates.h (the
-fused elementwise passes, with the equations and derivatives written out),
-matvec.h (the hand-tiled products inside the time loop) and stream.cpp (the
-no-grad step as a plain Python function, for GRUCell streams).
+The C++ lives in driver.cpp (the time loops, GEMMs and op registration,
+written once for every cell), cells/ (each cell's fused passes, with the
+equations and derivatives written out: gru.h, layernorm.h), common.h (vector
+helpers), matvec.h (the hand-tiled products inside the time loop) and
+stream.cpp (the no-grad step as a plain Python function, for GRUCell streams).
 """
 
 from __future__ import annotations

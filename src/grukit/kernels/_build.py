@@ -1,4 +1,4 @@
-"""Compile gru.cpp once with torch.utils.cpp_extension and load its ops.
+"""Compile the native kernel once with torch.utils.cpp_extension and load its ops.
 
 The library is built on first use (about 25 s on 2 cores; once per version of
 the sources) into the default
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 _HERE = Path(__file__).resolve().parent
-_SOURCES = [_HERE / "gru.cpp", _HERE / "stream.cpp"]
-_HEADERS = [_HERE / "gates.h", _HERE / "matvec.h"]
+_SOURCES = [_HERE / "driver.cpp", _HERE / "stream.cpp"]
+_HEADERS = [_HERE / "common.h", _HERE / "matvec.h", _HERE / "cells" / "gru.h", _HERE / "cells" / "layernorm.h"]
 _lock = threading.Lock()
 _state: dict = {"loaded": None, "error": None}
 _module = None  # the built library as a Python module (its gru_cell: the streaming step)

@@ -2,13 +2,13 @@
 // step pays for dispatch and packs U again every time; here U^T is packed once
 // per sequence and a register-tiled loop (16 accumulators) runs near the
 // machine's peak once a few rows share each load of U (a batch of one is bound
-// by cache bandwidth instead). Shapes legend as in gru.cpp.
+// by cache bandwidth instead). Shapes legend as in driver.cpp.
 #pragma once
 
 #include <ATen/ATen.h>
 #include <ATen/cpu/vec/functional.h>
 
-#include "gates.h"
+#include "common.h"
 
 namespace grukit {
 

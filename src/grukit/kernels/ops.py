@@ -1,12 +1,16 @@
 """The native ops as PyTorch sees them: fake (meta) kernels, autograd, wrappers.
 
-``torch.ops.grukit.gru_layer`` (C++, gru.cpp) runs one layer over the whole
-sequence, its D directions stacked on a leading dimension (weights (D, 3H, .),
-h0 (D, B, H)); ``gru_layer_backward`` is its hand-written BPTT and
-``gru_cell`` one step without autograd. Here they get fake kernels (so
-torch.compile and torch.export trace them without running them) and an
-autograd formula, and :func:`gru`, :func:`gru_layer` and :func:`gru_cell` wrap
-them with the signatures of :mod:`grukit.functional`.
+``torch.ops.grukit.gru_layer`` (C++, driver.cpp) runs one layer over the whole
+sequence for inference, its D directions stacked on a leading dimension
+(weights (D, 3H, .), h0 (D, B, H)); ``gru_layer_train`` does the same and also
+returns the saved states and workspace that its hand-written BPTT,
+``gru_layer_backward``, reads; ``gru_cell`` is one step without autograd. The
+cell is chosen by the arguments: ``norms`` (D, 4, 3H) for LayerNorm-GRU,
+``zoneout`` (D, T, B, H) masks or ``zoneout_p`` (eval), ``h_mask`` (D, B, H)
+for recurrent dropout. Here they get fake kernels (so torch.compile and
+torch.export trace them without running them) and an autograd formula, and
+:func:`gru_directions`, :func:`gru_layer` and :func:`gru_cell` wrap them with
+the signatures of :mod:`grukit.functional`.
 
 Double backward (``create_graph=True``) is not hand-written: the backward then
 recomputes the layer with the differentiable reference and lets autograd
@@ -17,7 +21,7 @@ Shapes legend: T steps, B batch, I input, H hidden, D directions, L layers.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -32,6 +36,11 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _ws_width(H: int, norms: Optional[Tensor]) -> int:
+    """Workspace floats per row and step (driver.cpp, CellArgs::ws_width)."""
+    return 10 * H + 2 if norms is not None else 4 * H
+
+
 def register() -> None:
     """Attach fake kernels and autograd to the loaded C++ ops (once per process)."""
     global _registered
@@ -40,56 +49,66 @@ def register() -> None:
     lib = "grukit::"
 
     @torch.library.register_fake(lib + "gru_layer")
-    def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, train):
+    def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, zoneout, h_mask, zoneout_p, reset_after, reverse):
         D, T, B, H = w_ih.shape[0], x.shape[0], x.shape[1], w_hh.shape[2]
-        ws_shape = (D, T, B, 4 * H) if train else (0,)
-        out, h_n, hs = x.new_empty((T, B, D * H)), x.new_empty((D, B, H)), x.new_empty((D, T + 1 if train else 2, B, H))
-        return out, h_n, hs, x.new_empty(ws_shape, dtype=_acc_dtype(x.dtype))
+        return x.new_empty((T, B, D * H)), x.new_empty((D, B, H))
+
+    @torch.library.register_fake(lib + "gru_layer_train")
+    def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, zoneout, h_mask, zoneout_p, reset_after, reverse):
+        D, T, B, H = w_ih.shape[0], x.shape[0], x.shape[1], w_hh.shape[2]
+        ws = x.new_empty((D, T, B, _ws_width(H, norms)), dtype=_acc_dtype(x.dtype))
+        return x.new_empty((T, B, D * H)), x.new_empty((D, B, H)), x.new_empty((D, T + 1, B, H)), ws
 
     @torch.library.register_fake(lib + "gru_layer_backward")
-    def _(dout, dh_n, x, hs, ws, w_ih, w_hh, lengths, reset_after, reverse, need_dx, need_bias):
+    def _(dout, dh_n, x, hs, ws, w_ih, w_hh, lengths, norms, zoneout, h_mask, zoneout_p, reset_after, reverse, need_dx, need_bias):
         D, H = w_hh.shape[0], w_hh.shape[2]
         dx = x.new_empty(x.shape) if need_dx else x.new_empty((0,))
         db_shape = (D, 3 * H) if need_bias else (0,)
+        dnorms = x.new_empty((D, 4, 3 * H)) if norms is not None else x.new_empty((0,))
         dh0 = x.new_empty((D, hs.shape[2], H))
-        return dx, dh0, w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape), x.new_empty(db_shape), x.new_empty(db_shape)
+        return (dx, dh0, w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape), x.new_empty(db_shape),
+                x.new_empty(db_shape), dnorms)
 
     @torch.library.register_fake(lib + "gru_cell")
     def _(x, h, w_ih, w_hh, b_ih, b_hh, reset_after):
         return h.new_empty(h.shape)
 
-    torch.library.register_autograd(lib + "gru_layer", _backward, setup_context=_setup_context)
+    torch.library.register_autograd(lib + "gru_layer_train", _backward, setup_context=_setup_context)
     _registered = True
 
 
+# the differentiable inputs of gru_layer_train, in order
+_DIFF = ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths", "norms")
+
+
 def _setup_context(ctx, inputs, output) -> None:
-    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, train = inputs
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, zoneout, h_mask, zoneout_p, reset_after, reverse = inputs
     _, _, hs, ws = output
     ctx.mark_non_differentiable(hs, ws)
     # No zero gradients for outputs nobody differentiated: hs and ws are large
-    # (ws is (D, T, B, 4H) in fp32), and zeros for them cost a full memory pass.
+    # (ws is (D, T, B, W) in fp32), and zeros for them cost a full memory pass.
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, hs, ws)
-    ctx.flags = (reset_after, reverse, train)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, zoneout, h_mask, hs, ws)
+    ctx.flags = (zoneout_p, reset_after, reverse)
 
 
 def _backward(ctx, dout: Optional[Tensor], dh_n: Optional[Tensor], _dhs, _dws):
-    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, hs, ws = ctx.saved_tensors
-    reset_after, reverse, train = ctx.flags
-    need = ctx.needs_input_grad[:6]  # x, h0, w_ih, w_hh, b_ih, b_hh
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, zoneout, h_mask, hs, ws = ctx.saved_tensors
+    zoneout_p, reset_after, reverse = ctx.flags
+    need = ctx.needs_input_grad  # x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, ...
     D, T, B, H = w_ih.shape[0], x.shape[0], x.shape[1], w_hh.shape[2]
     if dout is None:
         dout = x.new_zeros((T, B, D * H))
     if dh_n is None:
         dh_n = x.new_zeros((D, B, H))
+    none6 = (None,) * 5  # zoneout, h_mask, zoneout_p, reset_after, reverse
     if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
-        grads = _reference_grads((dout, dh_n), need, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse)
-        return (*grads, None, None, None, None)
-    if not train:
-        raise RuntimeError("grukit: gru_layer was run with train=False, so it kept nothing for backward")
+        grads = _reference_grads((dout, dh_n), need, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, zoneout, h_mask,
+                                 zoneout_p, reset_after, reverse)
+        return (*grads, *none6)
     need_bias = b_ih is not None and (need[4] or need[5])
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = torch.ops.grukit.gru_layer_backward(
-        dout, dh_n, x, hs, ws, w_ih, w_hh, lengths, reset_after, reverse, need[0], need_bias
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dnorms = torch.ops.grukit.gru_layer_backward(
+        dout, dh_n, x, hs, ws, w_ih, w_hh, lengths, norms, zoneout, h_mask, zoneout_p, reset_after, reverse, need[0], need_bias
     )
     return (
         dx if need[0] else None,
@@ -98,47 +117,35 @@ def _backward(ctx, dout: Optional[Tensor], dh_n: Optional[Tensor], _dhs, _dws):
         dw_hh if need[3] else None,
         db_ih if need_bias and need[4] else None,
         db_hh if need_bias and need[5] else None,
-        None, None, None, None,
+        None,
+        dnorms if norms is not None and need[7] else None,
+        *none6,
     )
 
 
-def _reference(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after: bool, reverse: bool) -> tuple[Tensor, Tensor]:
+def _reference(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, zoneout, h_mask, zoneout_p, reset_after, reverse):
     """The op's differentiable outputs by the reference: out (T, B, D*H), h_n (D, B, H)."""
     outs, h_n = [], []
     for d in range(w_ih.shape[0]):
         b = (None, None) if b_ih is None else (b_ih[d], b_hh[d])
-        out, h = functional.gru_layer(x, h0[d], w_ih[d], w_hh[d], *b, reset_after=reset_after, reverse=reverse or d == 1, lengths=lengths)
+        keep = zoneout[d] if zoneout is not None else (float(zoneout_p) if zoneout_p > 0 else None)
+        out, h = functional.gru_layer(
+            x, h0[d], w_ih[d], w_hh[d], *b, reset_after=reset_after, reverse=reverse or d == 1, lengths=lengths,
+            norms=None if norms is None else tuple(norms[d].unbind(0)), zoneout_keep=keep,
+            h_mask=None if h_mask is None else h_mask[d],
+        )
         outs.append(out)
         h_n.append(h)
     return torch.cat(outs, dim=-1), torch.stack(h_n)
 
 
 def _reference_grads(douts, need, *inputs):
-    tensors = inputs[:6]
+    tensors = inputs[:8]
     wanted = [t for t, n in zip(tensors, need) if n and t is not None]
     with torch.enable_grad():
         outs = _reference(*inputs)
         grads = iter(torch.autograd.grad(outs, wanted, douts, create_graph=True, allow_unused=True))
     return tuple(next(grads) if n and t is not None else None for t, n in zip(tensors, need))
-
-
-def gru_layer(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Optional[Tensor] = None,
-    b_hh: Optional[Tensor] = None,
-    *,
-    reset_after: bool = True,
-    reverse: bool = False,
-    lengths: Optional[Tensor] = None,
-) -> tuple[Tensor, Tensor]:
-    """Native twin of :func:`grukit.functional.gru_layer` (same arguments and results)."""
-    train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
-    one = [None if t is None else t.unsqueeze(0) for t in (h0, w_ih, w_hh, b_ih, b_hh)]  # D = 1
-    out, h_n, _, _ = torch.ops.grukit.gru_layer(x, *one, _int64(lengths, x), reset_after, reverse, train)  # (T, B, H), (1, B, H)
-    return out, h_n[0]
 
 
 def _needs_grad(*tensors: Optional[Tensor]) -> bool:
@@ -157,6 +164,39 @@ def _stack(ts: list[Optional[Tensor]]) -> Optional[Tensor]:
     return ts[0].unsqueeze(0) if len(ts) == 1 else torch.stack(ts)  # (D, ...)
 
 
+def _run(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, keep, h_mask, reset_after: bool, reverse: bool):
+    """One call of the training or the inference op, whichever autograd needs."""
+    zoneout, zoneout_p = (keep, 0.0) if isinstance(keep, Tensor) else (None, float(keep or 0.0))
+    args = (x, h0, w_ih, w_hh, b_ih, b_hh, _int64(lengths, x), norms, zoneout, h_mask, zoneout_p, reset_after, reverse)
+    if _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh, norms):
+        out, h_n, _, _ = torch.ops.grukit.gru_layer_train(*args)
+        return out, h_n
+    return torch.ops.grukit.gru_layer(*args)
+
+
+def gru_layer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor] = None,
+    b_hh: Optional[Tensor] = None,
+    *,
+    reset_after: bool = True,
+    reverse: bool = False,
+    lengths: Optional[Tensor] = None,
+    norms=None,
+    zoneout_keep: Union[Tensor, float, None] = None,
+    h_mask: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    """Native twin of :func:`grukit.functional.gru_layer` (same arguments and results)."""
+    one = [None if t is None else t.unsqueeze(0) for t in (h0, w_ih, w_hh, b_ih, b_hh, h_mask)]  # D = 1
+    norms = None if norms is None else torch.stack(tuple(norms)).unsqueeze(0)  # (1, 4, 3H)
+    keep = zoneout_keep.unsqueeze(0) if isinstance(zoneout_keep, Tensor) else zoneout_keep
+    out, h_n = _run(x, *one[:5], lengths, norms, keep, one[5], reset_after, reverse)  # (T, B, H), (1, B, H)
+    return out, h_n[0]
+
+
 def gru_directions(x: Tensor, h0: Tensor, weights, *, reset_after: bool = True, lengths: Optional[Tensor] = None,
                    norms=None, zoneout_keep=None, h_mask=None) -> tuple[Tensor, Tensor]:
     """Native twin of :func:`grukit.functional.gru_directions`: the D directions of one layer in one op.
@@ -165,13 +205,10 @@ def gru_directions(x: Tensor, h0: Tensor, weights, *, reset_after: bool = True, 
     so on two or more threads they run at the same time.
     x: (T, B, I), h0: (D, B, H) -> output (T, B, D*H), h_n (D, B, H).
     """
-    if norms is not None or zoneout_keep is not None or h_mask is not None:
-        return functional.gru_directions(x, h0, weights, reset_after=reset_after, lengths=lengths, norms=norms,
-                                         zoneout_keep=zoneout_keep, h_mask=h_mask)
     w_ih, w_hh, b_ih, b_hh = (_stack([w[k] for w in weights]) for k in range(4))  # (D, 3H, ...) each
-    train = _needs_grad(x, h0, *(p for w in weights for p in w))
-    out, h, _, _ = torch.ops.grukit.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, _int64(lengths, x), reset_after, False, train)
-    return out, h  # (T, B, D*H), (D, B, H)
+    if norms is not None:
+        norms = torch.stack([torch.stack(tuple(n)) for n in norms])  # (D, 4, 3H)
+    return _run(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, zoneout_keep, h_mask, reset_after, False)
 
 
 def gru_cell(

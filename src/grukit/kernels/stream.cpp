@@ -1,7 +1,7 @@
 // The no-grad step as a plain Python function. A stream of single steps
 // (GRUCell under torch.no_grad) calls it directly: through the dispatcher, a
 // torch.ops call costs about 2.5 us, as much as the whole step at H = 128.
-// The code is the gru_cell op's (gru.cpp); only the way in differs.
+// The code is the gru_cell op's (driver.cpp); only the way in differs.
 #include <torch/extension.h>
 
 namespace grukit {

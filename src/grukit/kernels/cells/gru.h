@@ -1,149 +1,98 @@
-// The fused elementwise passes of one GRU step, forward and backward.
+// The GRU cell: its fused elementwise passes, forward and backward, for one
+// time step. The driver (driver.cpp) runs the time loop and the products
+// around them; LayerNorm-GRU (layernorm.h) adds its norms around the products
+// and reuses these passes unchanged.
 //
-// Shapes legend (as everywhere in grukit): T steps, B batch, I input, H hidden.
-// Each pass handles the batch rows [b0, b1) of one time step; gate-stacked rows
-// are r | z | n, as torch.nn.GRU stores them. T is the storage type (float,
-// double, BFloat16), A the accumulation type (float for float and BFloat16,
-// double for double): every value is loaded into A, computed, stored back.
+// Each pass handles the batch rows [b0, b1) of one step; gate-stacked rows are
+// r | z | n, as torch.nn.GRU stores them. Types: see common.h.
 //
-// Forward, in the reference's symbols (src/grukit/functional.py):
+// Forward, in the reference's symbols (src/grukit/functional/gru.py):
 //     gi = W x + b_i  (B, 3H), hoisted: one GEMM for all T steps
-//     gh = U h + b_h  (B, 3H), one GEMM per step
+//     gh = U h_in + b_h  (B, 3H), one product per step; h_in = h, or h * m_h
+//          with recurrent dropout (functional/dropout.py)
 //     r = sigmoid(gi_r + gh_r)        z = sigmoid(gi_z + gh_z)
 //     reset_after=True:   hn = gh_n;  n = tanh(gi_n + r * hn)
-//     reset_after=False:  rh = r * h; n = tanh(gi_n + U_n rh + b_hn)
-//     h' = (1 - z) * n + z * h
+//     reset_after=False:  rh = r * h_in; n = tanh(gi_n + U_n rh + b_hn)
+//     h'' = (1 - z) * n + z * h
+//     h' = k * h + (1 - k) * h''     zoneout (functional/zoneout.py): k = m_t in
+//                                    training, p in eval; without zoneout h' = h''
 //
 // Backward (BPTT), given dh = dL/dh' (from the output at this step plus the
 // next step's recurrence):
+//     zoneout:  dL/dh'' = dh * (1 - k), and dh * k goes straight to dL/dh
+//     (below, dh stands for dL/dh'')
 //     dL/dn   = dh * (1 - z)             da_n = dL/dn * (1 - n^2)
 //     dL/dz   = dh * (h - n)             da_z = dL/dz * z * (1 - z)
 //     reset_after=True:
 //       dL/dr = da_n * hn                da_r = dL/dr * r * (1 - r)
 //       dL/dhn = da_n * r
 //       dG_i = [da_r, da_z, da_n]        dG_h = [da_r, da_z, da_n * r]
-//       dL/dh = dh * z + dG_h @ U
+//       dL/dh = dh * z + (dG_h @ U) * m_h
 //     reset_after=False:
-//       d(rh) = da_n @ U_n               dL/dr = d(rh) * h
+//       d(rh) = da_n @ U_n               dL/dr = d(rh) * h_in
 //       dG_i = dG_h = [da_r, da_z, da_n]
-//       dL/dh = dh * z + d(rh) * r + [da_r, da_z] @ U_rz
-// where a_* are the gate pre-activations and dG_* the gradients of gi and gh.
-// Steps past a sequence's length (lengths given) carry the state: h' = h, so
-// there dL/dh = dh and every gate gradient is zero.
+//       dL/dh = dh * z + (d(rh) * r + [da_r, da_z] @ U_rz) * m_h
+// where a_* are the gate pre-activations, dG_* the gradients of gi and gh,
+// and m_h = 1 without recurrent dropout. Steps past a sequence's length
+// (lengths given) carry the state: h' = h, so there dL/dh = dh and every gate
+// gradient is zero.
 #pragma once
 
-#include <ATen/cpu/vec/functional.h>
-#include <ATen/cpu/vec/vec.h>
-
-#include <cstdint>
-#include <type_traits>
+#include "../common.h"
 
 namespace grukit {
-
-template <typename A>
-using Vec = at::vec::Vectorized<A>;
-
-// Load n <= Vec::size() values of type T as a vector of A (zero padded).
-template <typename A, typename T>
-inline Vec<A> load(const T* p, int64_t n) {
-  if constexpr (std::is_same_v<T, A>) {
-    return n == Vec<A>::size() ? Vec<A>::loadu(p) : Vec<A>::loadu(p, n);
-  } else {
-    if constexpr (std::is_same_v<T, c10::BFloat16> && std::is_same_v<A, float>) {
-      if (n == Vec<A>::size()) {  // a full vector: one widening load
-        Vec<A> out;
-        at::vec::load_to_float<c10::BFloat16>(p, out);
-        return out;
-      }
-    }
-    alignas(64) A tmp[Vec<A>::size()] = {};
-    for (int64_t i = 0; i < n; ++i) tmp[i] = static_cast<A>(p[i]);
-    return Vec<A>::loadu(tmp);
-  }
-}
-
-template <typename A, typename T>
-inline void store(T* p, const Vec<A>& v, int64_t n) {
-  if constexpr (std::is_same_v<T, A>) {
-    v.store(p, n);
-  } else if constexpr (std::is_same_v<T, c10::BFloat16> && std::is_same_v<A, float>) {
-    at::vec::convert_from_float<c10::BFloat16>(v, v).store(p, n);  // round to nearest even
-  } else {
-    alignas(64) A tmp[Vec<A>::size()];
-    v.store(tmp);
-    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(tmp[i]);
-  }
-}
-
-// sigmoid and tanh. double (and CPUs without AVX-512) use ATen's SLEEF-backed
-// exp and tanh (1 ulp). float on AVX-512 uses exp_ below, about 4x cheaper:
-// Cephes' expf polynomial (Moshier, "Methods and Programs for Mathematical
-// Functions", 1989; error about 1 ulp on [-87, 88]) with the power of two applied
-// by vscalefps, so overflow and underflow come out as inf and 0; then
-//     sigmoid(a) = 1 / (1 + exp(-a)),   tanh(a) = 2 * sigmoid(2a) - 1
-// (absolute error of tanh near 0 about 1e-7, far inside float32's 1e-5 test).
-template <typename A>
-inline Vec<A> exp_(const Vec<A>& x) {
-  return x.exp();
-}
-
-#if defined(CPU_CAPABILITY_AVX512)
-template <>
-inline Vec<float> exp_<float>(const Vec<float>& v) {
-  // min/max with the constant first return the second operand for NaN: NaN stays NaN
-  __m512 x = _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_min_ps(_mm512_set1_ps(89.0f), __m512(v)));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);  // round(x / ln 2)
-  x = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);  // r = x - n ln 2, in two parts
-  x = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), x);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));  // e^r
-  return Vec<float>(_mm512_scalef_ps(p, n));  // e^r * 2^n
-}
-#endif
-
-template <typename A>
-inline Vec<A> sigmoid(const Vec<A>& a) {
-  const Vec<A> one(A(1));
-  return one / (one + exp_<A>(a.neg()));
-}
-
-template <typename A>
-inline Vec<A> tanh_(const Vec<A>& a) {
-  if constexpr (std::is_same_v<A, float>) {
-#if defined(CPU_CAPABILITY_AVX512)
-    const Vec<A> one(A(1)), two(A(2));
-    return two / (one + exp_<A>(a * Vec<A>(A(-2)))) - one;
-#endif
-  }
-  return a.tanh();
-}
 
 // Pointers into one time step. Row b of a (B, kH) buffer starts at b * kH.
 template <typename T, typename A>
 struct Step {
   int64_t H;
   const T* gi;          // (B, 3H) input projection W x (without b_i)
-  const T* gh;          // (B, 3H) reset_after, else (B, 2H): U h (without b_h)
-  const T* ghn;         // (B, H) U_n (r * h), reset_after=False only
+  const T* gh;          // (B, 3H) reset_after, else (B, 2H): U h_in (without b_h)
+  const T* ghn;         // (B, H) U_n (r * h_in), reset_after=False only
   const A* bi;          // (3H,) b_i (zeros without bias)
   const A* bh;          // (3H,) b_h
   A* h;                 // (B, H) running state in A: read h, write h'
   T* hout;              // (B, H) h' in T, the state saved in hs
   T* out;               // (B, H) rows out_ld apart: the output, zero past a sequence's end
   int64_t out_ld;
-  T* rh;                // (B, H) r * h in T, the next GEMM's input (reset_after=False)
-  A* ws;                // (B, 4H) saved for backward: r | z | n | hn (or rh)
+  T* rh;                // (B, H) r * h_in in T, the next product's input (reset_after=False)
+  A* ws;                // (B, ws_ld) saved for backward: r | z | n | hn (or rh) | the cell's own
+  int64_t ws_ld;
   bool keep;            // train: fill ws (reset_after=True skips it otherwise; False uses it in between)
+  const T* mask;        // (B, H) recurrent dropout's m_h, or nullptr
+  T* hin;               // (B, H) h' * m_h, the next step's product input (with mask)
+  const T* zone;        // (B, H) rows zone_ld apart: zoneout's m_t at this step, or nullptr
+  int64_t zone_ld;
+  A zone_p;             // zoneout in eval (zone == nullptr): k = zone_p; 0 = no zoneout
   const int64_t* len;   // (B,) lengths or nullptr
   int64_t t;            // time index of this step
   int64_t j0, j1;       // the hidden units [j0, j1) this pass computes (all: 0, H)
   bool valid(int64_t b) const { return len == nullptr || t < len[b]; }
+  // zoneout's k for units [j, j + m) of row b (0 without zoneout)
+  Vec<A> k(int64_t b, int64_t j, int64_t m) const {
+    return zone ? load<A>(zone + b * zone_ld + j, m) : Vec<A>(zone_p);
+  }
+  // h_in for units [j, j + m) of row b, from the state hp
+  Vec<A> h_in(int64_t b, int64_t j, int64_t m, const Vec<A>& hp) const {
+    return mask ? hp * load<A>(mask + b * H + j, m) : hp;
+  }
+  // write the new state: running state, saved state, output, next product input
+  void emit(int64_t b, int64_t j, int64_t m, const Vec<A>& hp, Vec<A> hnew) const {
+    if (zone || zone_p != A(0)) {
+      const Vec<A> kk = k(b, j, m);
+      hnew = kk * hp + (Vec<A>(A(1)) - kk) * hnew;
+    }
+    store<A>(h + b * H + j, hnew, m);
+    store<A>(hout + b * H + j, hnew, m);
+    store<A>(out + b * out_ld + j, hnew, m);
+    if (mask) store<A>(hin + b * H + j, hnew * load<A>(mask + b * H + j, m), m);
+  }
+  // a padded step: the state carries over, the output is zero
+  void carry(int64_t b, int64_t j, int64_t m, const Vec<A>& hp) const {
+    store<A>(hout + b * H + j, hp, m);
+    store<A>(out + b * out_ld + j, Vec<A>(A(0)), m);
+    if (mask) store<A>(hin + b * H + j, hp * load<A>(mask + b * H + j, m), m);
+  }
 };
 
 // reset_after=True: the whole step in one pass.
@@ -154,17 +103,13 @@ void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
   for (int64_t b = b0; b < b1; ++b) {
     const T* gi = s.gi + b * 3 * H;
     const T* gh = s.gh + b * 3 * H;
-    A* h = s.h + b * H;
-    T* hout = s.hout + b * H;
-    T* out = s.out + b * s.out_ld;
-    A* ws = s.ws + b * 4 * H;
+    A* ws = s.ws + b * s.ws_ld;
     const bool ok = s.valid(b);
     for (int64_t j = s.j0; j < s.j1; j += V) {
       const int64_t m = std::min(V, s.j1 - j);
-      const Vec<A> hp = load<A>(h + j, m);
-      if (!ok) {  // padded step: the state carries over, the output is zero
-        store<A>(hout + j, hp, m);
-        store<A>(out + j, Vec<A>(A(0)), m);
+      const Vec<A> hp = load<A>(s.h + b * H + j, m);
+      if (!ok) {
+        s.carry(b, j, m, hp);
         if (s.keep)
           for (int k = 0; k < 4; ++k) store<A>(ws + k * H + j, Vec<A>(A(0)), m);
         continue;
@@ -174,10 +119,7 @@ void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
                                load<A>(s.bh + H + j, m));
       const Vec<A> hn = load<A>(gh + 2 * H + j, m) + load<A>(s.bh + 2 * H + j, m);
       const Vec<A> n = tanh_<A>(load<A>(gi + 2 * H + j, m) + load<A>(s.bi + 2 * H + j, m) + r * hn);
-      const Vec<A> hnew = (one - z) * n + z * hp;
-      store<A>(h + j, hnew, m);
-      store<A>(hout + j, hnew, m);
-      store<A>(out + j, hnew, m);
+      s.emit(b, j, m, hp, (one - z) * n + z * hp);
       if (s.keep) {
         store<A>(ws + j, r, m);
         store<A>(ws + H + j, z, m);
@@ -188,15 +130,14 @@ void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
   }
 }
 
-// reset_after=False, first half: r, z and rh = r * h (the input of U_n).
+// reset_after=False, first half: r, z and rh = r * h_in (the input of U_n).
 template <typename T, typename A>
 void forward_before_rz(const Step<T, A>& s, int64_t b0, int64_t b1) {
   const int64_t H = s.H, V = Vec<A>::size();
   for (int64_t b = b0; b < b1; ++b) {
     const T* gi = s.gi + b * 3 * H;
     const T* gh = s.gh + b * 2 * H;
-    const A* h = s.h + b * H;
-    A* ws = s.ws + b * 4 * H;
+    A* ws = s.ws + b * s.ws_ld;
     const bool ok = s.valid(b);
     for (int64_t j = s.j0; j < s.j1; j += V) {
       const int64_t m = std::min(V, s.j1 - j);
@@ -205,7 +146,7 @@ void forward_before_rz(const Step<T, A>& s, int64_t b0, int64_t b1) {
         r = sigmoid(load<A>(gi + j, m) + load<A>(s.bi + j, m) + load<A>(gh + j, m) + load<A>(s.bh + j, m));
         z = sigmoid(load<A>(gi + H + j, m) + load<A>(s.bi + H + j, m) + load<A>(gh + H + j, m) +
                     load<A>(s.bh + H + j, m));
-        rh = r * load<A>(h + j, m);
+        rh = r * s.h_in(b, j, m, load<A>(s.h + b * H + j, m));
       }
       store<A>(ws + j, r, m);
       store<A>(ws + H + j, z, m);
@@ -223,27 +164,20 @@ void forward_before_n(const Step<T, A>& s, int64_t b0, int64_t b1) {
   for (int64_t b = b0; b < b1; ++b) {
     const T* gi = s.gi + b * 3 * H;
     const T* ghn = s.ghn + b * H;
-    A* h = s.h + b * H;
-    T* hout = s.hout + b * H;
-    T* out = s.out + b * s.out_ld;
-    A* ws = s.ws + b * 4 * H;
+    A* ws = s.ws + b * s.ws_ld;
     const bool ok = s.valid(b);
     for (int64_t j = s.j0; j < s.j1; j += V) {
       const int64_t m = std::min(V, s.j1 - j);
-      const Vec<A> hp = load<A>(h + j, m);
+      const Vec<A> hp = load<A>(s.h + b * H + j, m);
       if (!ok) {
-        store<A>(hout + j, hp, m);
-        store<A>(out + j, Vec<A>(A(0)), m);
+        s.carry(b, j, m, hp);
         store<A>(ws + 2 * H + j, Vec<A>(A(0)), m);
         continue;
       }
       const Vec<A> z = load<A>(ws + H + j, m);
       const Vec<A> n = tanh_<A>(load<A>(gi + 2 * H + j, m) + load<A>(s.bi + 2 * H + j, m) + load<A>(ghn + j, m) +
                                 load<A>(s.bh + 2 * H + j, m));
-      const Vec<A> hnew = (one - z) * n + z * hp;
-      store<A>(h + j, hnew, m);
-      store<A>(hout + j, hnew, m);
-      store<A>(out + j, hnew, m);
+      s.emit(b, j, m, hp, (one - z) * n + z * hp);
       store<A>(ws + 2 * H + j, n, m);
     }
   }
@@ -253,19 +187,32 @@ void forward_before_n(const Step<T, A>& s, int64_t b0, int64_t b1) {
 template <typename T, typename A>
 struct BackStep {
   int64_t H;
-  const A* ws;          // (B, 4H) r | z | n | hn (or rh), saved by the forward
+  const A* ws;          // (B, ws_ld) r | z | n | hn (or rh) | ..., saved by the forward
+  int64_t ws_ld;
   const T* hprev;       // (B, H) h, the state before this step
   const T* dout;        // (B, H) rows dout_ld apart: dL/dh' straight from the output
   int64_t dout_ld;
-  const T* mm;          // (B, H) the recurrent GEMM's share of dL/dh'
-  A* dhz;               // (B, H) in: the rest of dL/dh'; out: dh * z (+ d(rh) * r)
+  const T* mm;          // (B, H) the recurrent product's share of dL/dh_in
+  A* dhz;               // (B, H) in: the rest of dL/dh'; out: what goes to dL/dh directly
   T* dgi;               // (B, 3H) dG_i at this step
   T* dgh;               // (B, 3H) dG_h at this step (reset_after=True)
   const T* drh;         // (B, H) d(rh) = da_n @ U_n (reset_after=False)
   A* db;                // (2, 3H) or nullptr: running sums of dG_i and dG_h over rows and steps (db_i, db_h)
+  const T* mask;        // (B, H) m_h or nullptr
+  const T* zone;        // (B, H) rows zone_ld apart: m_t, or nullptr
+  int64_t zone_ld;
+  A zone_p;
   const int64_t* len;
   int64_t t;
   bool valid(int64_t b) const { return len == nullptr || t < len[b]; }
+  Vec<A> k(int64_t b, int64_t j, int64_t m) const {
+    return zone ? load<A>(zone + b * zone_ld + j, m) : Vec<A>(zone_p);
+  }
+  bool zoned() const { return zone || zone_p != A(0); }
+  // d(h_in) -> its share of dL/dh
+  Vec<A> through_mask(int64_t b, int64_t j, int64_t m, const Vec<A>& v) const {
+    return mask ? v * load<A>(mask + b * H + j, m) : v;
+  }
 };
 
 // db[k] += v for the n <= Vec::size() entries at db (the bias gradients).
@@ -274,13 +221,26 @@ inline void accumulate(A* db, const Vec<A>& v, int64_t n) {
   store<A>(db, load<A>(db, n) + v, n);
 }
 
-// dL/dh' for units [j, j + m) of row b: the carried dh * z, the recurrent
-// product's share, and on a valid step the output's gradient (padded steps'
-// outputs are constant zero).
+// dL/dh' for units [j, j + m) of row b: the carried part, the recurrent
+// product's share (through the mask), and on a valid step the output's
+// gradient (padded steps' outputs are constant zero).
 template <typename T, typename A>
 inline Vec<A> incoming_dh(const BackStep<T, A>& s, int64_t b, int64_t j, int64_t m, bool ok) {
-  const Vec<A> dh = load<A>(s.dhz + b * s.H + j, m) + load<A>(s.mm + b * s.H + j, m);
+  const Vec<A> dh = load<A>(s.dhz + b * s.H + j, m) + s.through_mask(b, j, m, load<A>(s.mm + b * s.H + j, m));
   return ok ? dh + load<A>(s.dout + b * s.dout_ld + j, m) : dh;
+}
+
+// Zoneout splits dh = dL/dh' into the cell's part dL/dh'' (returned) and the
+// part that goes straight to dL/dh (in `direct`).
+template <typename T, typename A>
+inline Vec<A> split_zoneout(const BackStep<T, A>& s, int64_t b, int64_t j, int64_t m, const Vec<A>& dh, Vec<A>& direct) {
+  if (!s.zoned()) {
+    direct = Vec<A>(A(0));
+    return dh;
+  }
+  const Vec<A> kk = s.k(b, j, m);
+  direct = dh * kk;
+  return dh - direct;
 }
 
 // da_n = dL/dn * (1 - n^2) and da_z = dL/dz * z (1 - z), the same in both
@@ -292,28 +252,30 @@ inline void grads_nz(const Vec<A>& dh, const Vec<A>& z, const Vec<A>& n, const V
   da_z = dh * (hp - n) * z * (one - z);
 }
 
-// reset_after=True: dG_i, dG_h and dh * z in one pass (and their sums in db).
+// reset_after=True: dG_i, dG_h and the direct dL/dh in one pass (and their sums in db).
 template <typename T, typename A>
 void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
   const int64_t H = s.H, V = Vec<A>::size();
   const Vec<A> one(A(1)), zero(A(0));
   for (int64_t b = b0; b < b1; ++b) {
-    const A* ws = s.ws + b * 4 * H;
+    const A* ws = s.ws + b * s.ws_ld;
     T* dgi = s.dgi + b * 3 * H;
     T* dgh = s.dgh + b * 3 * H;
     A* dhz = s.dhz + b * H;
     const bool ok = s.valid(b);
     for (int64_t j = 0; j < H; j += V) {
       const int64_t m = std::min(V, H - j);
-      const Vec<A> dh = incoming_dh(s, b, j, m, ok);
+      const Vec<A> din = incoming_dh(s, b, j, m, ok);
       if (!ok) {  // the state carried over: dh passes through, no gate gradients
-        store<A>(dhz + j, dh, m);
+        store<A>(dhz + j, din, m);
         for (int k = 0; k < 3; ++k) {
           store<A>(dgi + k * H + j, zero, m);
           store<A>(dgh + k * H + j, zero, m);
         }
         continue;
       }
+      Vec<A> direct;
+      const Vec<A> dh = split_zoneout(s, b, j, m, din, direct);
       const Vec<A> r = load<A>(ws + j, m), z = load<A>(ws + H + j, m);
       const Vec<A> n = load<A>(ws + 2 * H + j, m), hn = load<A>(ws + 3 * H + j, m);
       Vec<A> da_n, da_z;
@@ -325,7 +287,7 @@ void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
       store<A>(dgh + j, da_r, m);
       store<A>(dgh + H + j, da_z, m);
       store<A>(dgh + 2 * H + j, da_n * r, m);
-      store<A>(dhz + j, dh * z, m);
+      store<A>(dhz + j, dh * z + direct, m);
       if (s.db) {  // db_h differs from db_i only in the n block
         accumulate<A>(s.db + j, da_r, m);
         accumulate<A>(s.db + H + j, da_z, m);
@@ -342,18 +304,20 @@ void backward_before_nz(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
   const int64_t H = s.H, V = Vec<A>::size();
   const Vec<A> zero(A(0));
   for (int64_t b = b0; b < b1; ++b) {
-    const A* ws = s.ws + b * 4 * H;
+    const A* ws = s.ws + b * s.ws_ld;
     T* dg = s.dgi + b * 3 * H;
     A* dhz = s.dhz + b * H;
     const bool ok = s.valid(b);
     for (int64_t j = 0; j < H; j += V) {
       const int64_t m = std::min(V, H - j);
-      const Vec<A> dh = incoming_dh(s, b, j, m, ok);
+      const Vec<A> din = incoming_dh(s, b, j, m, ok);
       if (!ok) {  // the state carried over: dh passes through, no gate gradients
-        store<A>(dhz + j, dh, m);
+        store<A>(dhz + j, din, m);
         for (int k = 0; k < 3; ++k) store<A>(dg + k * H + j, zero, m);
         continue;
       }
+      Vec<A> direct;
+      const Vec<A> dh = split_zoneout(s, b, j, m, din, direct);
       const Vec<A> z = load<A>(ws + H + j, m), n = load<A>(ws + 2 * H + j, m);
       Vec<A> da_n, da_z;
       grads_nz(dh, z, n, load<A>(s.hprev + b * H + j, m), da_n, da_z);
@@ -363,28 +327,29 @@ void backward_before_nz(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
         accumulate<A>(s.db + H + j, da_z, m);
         accumulate<A>(s.db + 2 * H + j, da_n, m);
       }
-      store<A>(dhz + j, dh * z, m);
+      store<A>(dhz + j, dh * z + direct, m);
     }
   }
 }
 
-// reset_after=False, second half: da_r from d(rh), and d(rh) * r into dh.
+// reset_after=False, second half: da_r from d(rh), and d(rh) * r (through the mask) into dh.
 template <typename T, typename A>
 void backward_before_r(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
   const int64_t H = s.H, V = Vec<A>::size();
   const Vec<A> one(A(1));
   for (int64_t b = b0; b < b1; ++b) {
-    const A* ws = s.ws + b * 4 * H;
+    const A* ws = s.ws + b * s.ws_ld;
     A* dhz = s.dhz + b * H;
     for (int64_t j = 0; j < H; j += V) {  // padded rows: r = 0 and d(rh) = 0, so nothing changes
       const int64_t m = std::min(V, H - j);
       const Vec<A> r = load<A>(ws + j, m);
       const Vec<A> drh = load<A>(s.drh + b * H + j, m);
-      const Vec<A> dr = drh * load<A>(s.hprev + b * H + j, m);
+      const Vec<A> hp = load<A>(s.hprev + b * H + j, m);
+      const Vec<A> dr = drh * s.through_mask(b, j, m, hp);  // dL/dr = d(rh) * h_in
       const Vec<A> da_r = dr * r * (one - r);
       store<A>(s.dgi + b * 3 * H + j, da_r, m);
       if (s.db) accumulate<A>(s.db + j, da_r, m);
-      store<A>(dhz + j, load<A>(dhz + j, m) + drh * r, m);
+      store<A>(dhz + j, load<A>(dhz + j, m) + s.through_mask(b, j, m, drh * r), m);
     }
   }
 }

@@ -1,35 +1,44 @@
-// grukit's native GRU layer: the whole time loop, forward and backward, in C++.
+// grukit's native recurrent layer: the driver. It runs the whole time loop,
+// forward and backward, in C++ for every cell; a cell contributes only its
+// fused passes (cells/gru.h: the GRU's gate passes; cells/layernorm.h: the
+// norms of LayerNorm-GRU around the products), its workspace width (see
+// CellArgs) and its extra parameters. Zoneout and recurrent dropout are part
+// of the GRU passes (the masks are inputs of the op); input and weight dropout
+// act outside the op (src/grukit/functional/layer.py).
 //
-// The readable twin is grukit.functional.gru_layer; tests assert they agree.
+// The readable twin is src/grukit/functional/; tests assert they agree.
 // Shapes legend: T steps, B batch, I input, H hidden, D directions. Gates are
-// stacked r | z | n. The equations and their derivatives are written out in
-// gates.h, beside the fused elementwise passes that compute them.
+// stacked r | z | n.
 //
 // Per layer: the input projection of all T steps is one GEMM; each step is one
 // recurrent product (register-tiled by hand from U^T packed once per sequence,
-// matvec.h) and one fused pass for the gates. Backward keeps only the dh
-// recursion in its loop (its gate pass also sums db); dx and dW are single
-// GEMMs over all T * B rows after it. The D directions and blocks of the batch
-// are independent, so their time loops run on separate threads (see `pieces`)
-// with no synchronisation inside the loop; a single sequence instead splits
-// its hidden units between threads (see `run_team`).
+// matvec.h) and the cell's passes. Backward keeps only the dh recursion in its
+// loop (its gate pass also sums db); dx and dW are single GEMMs over all T * B
+// rows after it. The D directions and blocks of the batch are independent, so
+// their time loops run on separate threads (see `pieces`) with no
+// synchronisation inside the loop; a single sequence instead splits its hidden
+// units between threads (see `run_team`).
 //
-// The forward returns the output (T, B, D*H) and h_n (D, B, H), and keeps for
-// backward, per direction:
+// The forward returns the output (T, B, D*H) and h_n (D, B, H); the training
+// op (gru_layer_train) also returns, for backward, per direction:
 //   hs (T+1, B, H): every state, indexed by time: forward direction hs[0] = h0,
 //       hs[t+1] = h after step t; reverse direction hs[T] = h0, hs[t] = h after
 //       step t. So the state before step t is hs[t] or hs[t+1]. With lengths,
 //       states carry over past a sequence's end, where the output is zero.
 //       Without train, only two states are alive at a time: hs is (2, B, H)
 //       and state i lives in hs[i % 2].
-//   ws (T, B, 4H): r | z | n | hn (reset_after) or r | z | n | rh, in the
-//       accumulation type; empty when train is false.
+//   ws (T, B, W): r | z | n | hn (reset_after) or r | z | n | rh, in the
+//       accumulation type; LayerNorm-GRU adds xhat of U h (3H), xhat of W x
+//       (3H) and their two rstd: W = 4H, or 10H + 2 with layer_norm.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <ATen/cpu/vec/functional.h>
+
+#include <sstream>
+#include <string>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -38,7 +47,8 @@
 #include <sys/mman.h>
 #endif
 
-#include "gates.h"
+#include "cells/gru.h"
+#include "cells/layernorm.h"
 #include "matvec.h"
 
 namespace grukit {
@@ -80,25 +90,85 @@ static Tensor scratch(int slot, at::IntArrayRef sizes, const at::TensorOptions& 
   return c.narrow(0, 0, n).view(sizes);
 }
 
-static Tensor bias_or_zeros(const OptTensor& b, int64_t n, const at::TensorOptions& acc) {
-  if (b.has_value() && b->defined()) return b->to(acc).contiguous();  // (3H,)
-  return at::zeros({n}, acc);
+static bool given(const OptTensor& t) { return t.has_value() && t->defined(); }
+
+// What one call computes beyond the plain GRU, read from the op's arguments,
+// and the workspace width it needs per row and step.
+struct CellArgs {
+  bool reset_after;
+  OptTensor norms;  // (D, 4, 3H): LayerNorm-GRU's gain_ih, bias_ih, gain_hh, bias_hh
+  OptTensor zone;   // (D, T, B, H): zoneout's m_t (training)
+  double zone_p;    // zoneout's p in eval (0: no zoneout)
+  OptTensor mask;   // (D, B, H): recurrent dropout's m_h
+  bool layer_norm() const { return given(norms); }
+  int64_t ws_width(int64_t H) const { return layer_norm() ? 10 * H + 2 : 4 * H; }
+};
+
+static std::string shape_str(const Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
 }
 
-static void check_args(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                       const OptTensor& lengths) {
+// Every tensor the kernel will read, checked before it reads any: shapes
+// against x, h0 and w_hh, one dtype, the CPU, contiguous lengths.
+static void check_args(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
+                       const OptTensor& b_hh, const OptTensor& lengths, const CellArgs& c) {
   TORCH_CHECK(x.dim() == 3, "grukit: x must be (T, B, I), got ", x.sizes());
-  const int64_t B = x.size(1), H = w_hh.size(1);
-  TORCH_CHECK(h0.dim() == 2 && h0.size(0) == B && h0.size(1) == H, "grukit: h0 must be (B, H) = (", B, ", ", H,
-              "), got ", h0.sizes());
-  TORCH_CHECK(w_ih.dim() == 2 && w_ih.size(0) == 3 * H && w_ih.size(1) == x.size(2), "grukit: w_ih must be (3H, I)");
-  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == 3 * H, "grukit: w_hh must be (3H, H)");
-  TORCH_CHECK(x.scalar_type() == h0.scalar_type() && x.scalar_type() == w_ih.scalar_type() &&
-                  x.scalar_type() == w_hh.scalar_type(), "grukit: all tensors must share one dtype");
-  if (lengths.has_value() && lengths->defined()) {
+  TORCH_CHECK(w_hh.dim() == 3 && w_hh.size(1) == 3 * w_hh.size(2),
+              "grukit: w_hh must be (D, 3H, H), got ", w_hh.sizes());
+  const int64_t D = w_hh.size(0), T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(2);
+  TORCH_CHECK(D == 1 || D == 2, "grukit: 1 or 2 directions, got w_hh ", w_hh.sizes());
+  TORCH_CHECK(w_ih.dim() == 3 && w_ih.size(0) == D && w_ih.size(1) == 3 * H && w_ih.size(2) == I,
+              "grukit: w_ih must be (D, 3H, I) = (", D, ", ", 3 * H, ", ", I, "), got ", w_ih.sizes());
+  TORCH_CHECK(h0.dim() == 3 && h0.size(0) == D && h0.size(1) == B && h0.size(2) == H,
+              "grukit: h0 must be (D, B, H) = (", D, ", ", B, ", ", H, "), got ", h0.sizes());
+  TORCH_CHECK(given(b_ih) == given(b_hh), "grukit: b_ih and b_hh must be given together");
+  const auto type = x.scalar_type();
+  const auto same = [&](const Tensor& t, const char* name) {
+    TORCH_CHECK(t.scalar_type() == type, "grukit: ", name, " has dtype ", t.scalar_type(), " but x has ", type);
+    TORCH_CHECK(t.device().is_cpu(), "grukit: ", name, " must be on the CPU, got ", t.device());
+  };
+  same(x, "x");
+  same(h0, "h0");
+  same(w_ih, "w_ih");
+  same(w_hh, "w_hh");
+  for (const auto& [b, name] : {std::make_pair(&b_ih, "b_ih"), std::make_pair(&b_hh, "b_hh")}) {
+    if (!given(*b)) continue;
+    TORCH_CHECK((*b)->dim() == 2 && (*b)->size(0) == D && (*b)->size(1) == 3 * H, "grukit: ", name,
+                " must be (D, 3H) = (", D, ", ", 3 * H, "), got ", shape_str(**b));
+    same(**b, name);
+  }
+  if (given(c.norms)) {
+    TORCH_CHECK(c.reset_after, "grukit: layer norm needs reset_after=True");
+    TORCH_CHECK(c.norms->dim() == 3 && c.norms->size(0) == D && c.norms->size(1) == 4 && c.norms->size(2) == 3 * H,
+                "grukit: norms must be (D, 4, 3H) = (", D, ", 4, ", 3 * H, "), got ", c.norms->sizes());
+    same(*c.norms, "norms");
+  }
+  if (given(c.zone)) {
+    TORCH_CHECK(c.zone->dim() == 4 && c.zone->size(0) == D && c.zone->size(1) == T && c.zone->size(2) == B &&
+                    c.zone->size(3) == H && c.zone->is_contiguous(),
+                "grukit: the zoneout mask must be contiguous (D, T, B, H) = (", D, ", ", T, ", ", B, ", ", H, "), got ",
+                c.zone->sizes());
+    same(*c.zone, "the zoneout mask");
+  }
+  TORCH_CHECK(c.zone_p >= 0.0 && c.zone_p < 1.0, "grukit: zoneout p must be in [0, 1), got ", c.zone_p);
+  if (given(c.mask)) {
+    TORCH_CHECK(c.mask->dim() == 3 && c.mask->size(0) == D && c.mask->size(1) == B && c.mask->size(2) == H &&
+                    c.mask->is_contiguous(),
+                "grukit: the recurrent dropout mask must be contiguous (D, B, H) = (", D, ", ", B, ", ", H, "), got ",
+                c.mask->sizes());
+    same(*c.mask, "the recurrent dropout mask");
+  }
+  if (given(lengths)) {
     TORCH_CHECK(lengths->scalar_type() == at::kLong && lengths->numel() == B && lengths->is_contiguous(),
                 "grukit: lengths must be a contiguous int64 tensor of B entries");
   }
+}
+
+static Tensor bias_or_zeros(const OptTensor& b, int64_t n, const at::TensorOptions& acc) {
+  if (given(b)) return b->to(acc).contiguous();  // (3H,)
+  return at::zeros({n}, acc);
 }
 
 static const int64_t* lengths_ptr(const OptTensor& lengths) {
@@ -152,15 +222,20 @@ constexpr int64_t kCellTeamWork = 160 * 1024;
 
 // One direction of one layer for a block of B batch rows, forward: the time
 // loop, given gi (T, B, 3H), the input projection W x of every step (without
-// b_i). Fills hs (T+1, B, H), ws (T or 1, B, 4H) and out (T, B, H), a strided
-// view of the layer's output. Each time slice of gi, hs, ws must be contiguous;
-// the time stride may be larger (a block of a bigger batch). With team > 1 the
-// steps' hidden units are split between that many threads (see run_team).
+// b_i; normalised here in place for LayerNorm-GRU). Fills hs (T+1, B, H), ws
+// (T or 1, B, W) and out (T, B, H), a strided view of the layer's output. Each
+// time slice of gi, hs, ws must be contiguous; the time stride may be larger
+// (a block of a bigger batch). The cell's tensors for this block: norms (4, 3H)
+// in the accumulation type, zone (T, B, H), mask (B, H), each undefined when
+// off. With team > 1 the steps' hidden units are split between that many
+// threads (see run_team).
 static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& w_hh, const OptTensor& b_ih,
-                              const OptTensor& b_hh, const int64_t* len, bool reset_after, bool reverse, bool train,
-                              int64_t team, Tensor hs, Tensor ws, Tensor out) {
+                              const OptTensor& b_hh, const int64_t* len, const CellArgs& c, const Tensor& norms,
+                              const Tensor& zone, const Tensor& mask, bool reverse, bool train, int64_t team, Tensor hs,
+                              Tensor ws, Tensor out) {
+  const bool reset_after = c.reset_after, ln = norms.defined();
   const int64_t T = gi.size(0), B = gi.size(1), H = w_hh.size(1);
-  const int64_t hs_t = hs.stride(0), ws_t = ws.stride(0), gi_t = gi.stride(0);
+  const int64_t hs_t = hs.stride(0), ws_t = ws.stride(0), gi_t = gi.stride(0), W = ws.stride(1);
   const auto opts = hs.options();
   const auto acc = opts.dtype(at::toOpMathType(hs.scalar_type()));
   const Tensor bi = bias_or_zeros(b_ih, 3 * H, acc);                   // (3H,)
@@ -170,7 +245,8 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
   hs.select(0, slot(reverse ? T : 0)).copy_(h0);
   Tensor gh = at::empty({B, (reset_after ? 3 : 2) * H}, opts);        // (B, 3H) or (B, 2H)
   Tensor ghn = reset_after ? Tensor() : at::empty({B, H}, opts);       // (B, H) U_n rh
-  Tensor rh = reset_after ? Tensor() : at::empty({B, H}, opts);        // (B, H) r * h
+  Tensor rh = reset_after ? Tensor() : at::empty({B, H}, opts);        // (B, H) r * h_in
+  Tensor hin = mask.defined() ? (h0 * mask).contiguous() : Tensor();  // (B, H) h * m_h, the products' input
   const Tensor u = (reset_after ? w_hh : w_hh.narrow(0, 0, 2 * H)).contiguous();  // (3H, H) or (2H, H)
   const Tensor u_n = reset_after ? Tensor() : w_hh.narrow(0, 2 * H, H).contiguous();  // (H, H)
   // U^T, packed once for all steps (a single step goes to a GEMM call instead)
@@ -179,6 +255,15 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer", [&] {
     using A = at::opmath_type<scalar_t>;
+    const A* g = ln ? norms.const_data_ptr<A>() : nullptr;  // gain_ih | bias_ih | gain_hh | bias_hh, 3H each
+    if (ln) {  // LN(W x) for every step and row, before the loop (xhat and rstd kept for backward)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t b = 0; b < B; ++b) {
+          A* w = train ? ws.data_ptr<A>() + t * ws_t + b * W : nullptr;
+          layer_norm_row<scalar_t, A>(gi.data_ptr<scalar_t>() + t * gi_t + b * 3 * H, 3 * H, g, g + 3 * H,
+                                      w ? w + 7 * H : nullptr, w ? w + 10 * H + 1 : nullptr);
+        }
+    }
     Step<scalar_t, A> base{};
     base.H = H;
     base.gh = gh.data_ptr<scalar_t>();
@@ -189,7 +274,12 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
     base.h = h.data_ptr<A>();
     base.len = len;
     base.out_ld = out.stride(1);
+    base.ws_ld = W;
     base.keep = train;
+    base.mask = mask.defined() ? mask.const_data_ptr<scalar_t>() : nullptr;
+    base.hin = mask.defined() ? hin.data_ptr<scalar_t>() : nullptr;
+    base.zone_ld = zone.defined() ? zone.stride(1) : 0;
+    base.zone_p = static_cast<A>(c.zone_p);
     // The time loop for the hidden units [j0, j1). In a team, each thread takes
     // a slice of the units, and the team meets at a barrier wherever the next
     // product reads all units (h' after each step; rh before U_n rh).
@@ -207,12 +297,19 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
         st.hout = hs.data_ptr<scalar_t>() + slot(next) * hs_t;
         st.out = out.data_ptr<scalar_t>() + t * out.stride(0);
         st.ws = ws.data_ptr<A>() + (train ? t : 0) * ws_t;
+        st.zone = zone.defined() ? zone.const_data_ptr<scalar_t>() + t * zone.stride(0) : nullptr;
+        const Tensor h_in = mask.defined() ? hin : hs.select(0, slot(prev));  // (B, H)
         if (all) {
-          recurrent<scalar_t, A>(gh, hs.select(0, slot(prev)), u, ut);  // (B, 3H) = h @ U^T: the one recurrent product
+          recurrent<scalar_t, A>(gh, h_in, u, ut);  // (B, 3H) = h_in @ U^T: the one recurrent product
         } else {  // this slice's columns of r, z (and n)
-          const scalar_t* hp = hs.const_data_ptr<scalar_t>() + slot(prev) * hs_t;
           for (int64_t k = 0; k < gates; ++k)
-            step_mm<scalar_t, A>(hp, hs.stride(1), B, H, ut, k * H + j0, j1 - j0, gh.data_ptr<scalar_t>() + k * H + j0, gh.stride(0));
+            step_mm<scalar_t, A>(h_in.const_data_ptr<scalar_t>(), h_in.stride(0), B, H, ut, k * H + j0, j1 - j0,
+                                 gh.data_ptr<scalar_t>() + k * H + j0, gh.stride(0));
+        }
+        if (ln) {  // LN(U h_in), row by row (no team: a row's statistics need all its units)
+          for (int64_t b = 0; b < B; ++b)
+            layer_norm_row<scalar_t, A>(gh.data_ptr<scalar_t>() + b * 3 * H, 3 * H, g + 6 * H, g + 9 * H,
+                                        train ? st.ws + b * W + 4 * H : nullptr, train ? st.ws + b * W + 10 * H : nullptr);
         }
         if (reset_after) {
           forward_after(st, 0, B);
@@ -220,7 +317,7 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
           forward_before_rz(st, 0, B);
           if (in_team) team_barrier();
           if (all) {
-            recurrent<scalar_t, A>(ghn, rh, u_n, u_nt);  // (B, H) = (r * h) @ U_n^T
+            recurrent<scalar_t, A>(ghn, rh, u_n, u_nt);  // (B, H) = (r * h_in) @ U_n^T
           } else {
             step_mm<scalar_t, A>(st.rh, H, B, H, u_nt, j0, j1 - j0, ghn.data_ptr<scalar_t>() + j0, H);
           }
@@ -271,25 +368,30 @@ static OptTensor pick(const OptTensor& t, int64_t d) {
 }
 
 // D directions of one layer. Weights are stacked per direction: w_ih (D, 3H, I),
-// w_hh (D, 3H, H), b_* (D, 3H), h0 (D, B, H). Direction 1 (or 0 when reverse)
-// runs from the last step to the first.
+
+static Tensor rows_of(const OptTensor& t, int64_t d, int64_t dim, int64_t b0, int64_t n) {
+  return given(t) ? t->select(0, d).narrow(dim, b0, n) : Tensor();
+}
+
+// D directions of one layer. Weights are stacked per direction: w_ih (D, 3H, I),
+// w_hh (D, 3H, H), b_* (D, 3H), h0 (D, B, H), and the cell's tensors (CellArgs).
+// Direction 1 (or 0 when reverse) runs from the last step to the first.
 // Returns out (T, B, D*H) (directions side by side, zero past each sequence's
-// end), h_n (D, B, H), and for backward hs (D, T+1, B, H) and ws (D, T, B, 4H)
+// end), h_n (D, B, H), and for backward hs (D, T+1, B, H) and ws (D, T, B, W)
 // (unless train: hs only the last two states (D, 2, B, H), ws empty).
-std::tuple<Tensor, Tensor, Tensor, Tensor> gru_layer(const Tensor& x_, const Tensor& h0, const Tensor& w_ih,
-                                                     const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
-                                                     const OptTensor& lengths, bool reset_after, bool reverse,
-                                                     bool train) {
-  TORCH_CHECK(w_ih.dim() == 3 && w_hh.dim() == 3 && h0.dim() == 3, "grukit: weights and h0 need a direction dimension");
+static std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward(const Tensor& x_, const Tensor& h0, const Tensor& w_ih,
+                                                                 const Tensor& w_hh, const OptTensor& b_ih,
+                                                                 const OptTensor& b_hh, const OptTensor& lengths,
+                                                                 const CellArgs& c, bool reverse, bool train) {
+  check_args(x_, h0, w_ih, w_hh, b_ih, b_hh, lengths, c);
   const int64_t D = w_ih.size(0);
-  TORCH_CHECK(D == 1 || (D == 2 && !reverse), "grukit: D must be 1, or 2 without reverse");
-  for (int64_t d = 0; d < D; ++d) check_args(x_, h0.select(0, d), w_ih.select(0, d), w_hh.select(0, d), lengths);
+  TORCH_CHECK(D == 1 || !reverse, "grukit: reverse needs one direction");
   const Tensor x = x_.contiguous();
-  const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(2);
+  const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(2), W = c.ws_width(H);
   const auto acc = x.options().dtype(at::toOpMathType(x.scalar_type()));
   Tensor out = fresh({T, B, D * H}, x.options());                      // (T, B, D*H)
   Tensor hs = fresh({D, train ? T + 1 : 2, B, H}, x.options());        // (D, T+1, B, H), or (D, 2, B, H)
-  Tensor ws = fresh({D, train ? T : 1, B, 4 * H}, acc);                // (D, T, B, 4H) or scratch
+  Tensor ws = fresh({D, train ? T : 1, B, W}, acc);                    // (D, T, B, W) or scratch
   // The input projection of every step, for the whole batch: one GEMM per
   // direction on all threads, before the time loops split the batch.
   const int64_t I = x.size(2);
@@ -298,14 +400,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_layer(const Tensor& x_, const Ten
     Tensor gi_d = gi.select(0, d).view({T * B, 3 * H});
     at::mm_out(gi_d, x.view({T * B, I}), w_ih.select(0, d).t());
   }
+  const Tensor norms = c.layer_norm() ? c.norms->to(acc).contiguous() : Tensor();  // (D, 4, 3H)
   const int64_t* len = lengths_ptr(lengths);
   const auto ps = pieces(D, B);
-  const int64_t team = team_size(ps.size(), T, B, H);
+  // a team splits each step's units: LayerNorm-GRU's per-row statistics need them all
+  const int64_t team = c.layer_norm() ? 1 : team_size(ps.size(), T, B, H);
   run_pieces(ps, [&](const Piece& p) {
     forward_direction(gi.select(0, p.d).narrow(1, p.b0, p.n), h0.select(0, p.d).narrow(0, p.b0, p.n),
-                      w_hh.select(0, p.d), pick(b_ih, p.d), pick(b_hh, p.d), len ? len + p.b0 : nullptr, reset_after,
-                      reverse || p.d == 1, train, team, hs.select(0, p.d).narrow(1, p.b0, p.n),
-                      ws.select(0, p.d).narrow(1, p.b0, p.n), out.narrow(2, p.d * H, H).narrow(1, p.b0, p.n));
+                      w_hh.select(0, p.d), pick(b_ih, p.d), pick(b_hh, p.d), len ? len + p.b0 : nullptr, c,
+                      norms.defined() ? norms.select(0, p.d) : Tensor(), rows_of(c.zone, p.d, 1, p.b0, p.n),
+                      rows_of(c.mask, p.d, 0, p.b0, p.n), reverse || p.d == 1, train, team,
+                      hs.select(0, p.d).narrow(1, p.b0, p.n), ws.select(0, p.d).narrow(1, p.b0, p.n),
+                      out.narrow(2, p.d * H, H).narrow(1, p.b0, p.n));
   });
   Tensor h_n = at::empty({D, B, H}, x.options());                      // (D, B, H)
   for (int64_t d = 0; d < D; ++d) {
@@ -316,21 +422,46 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_layer(const Tensor& x_, const Ten
   return {out, h_n, hs, ws};
 }
 
+// The op for inference: (out, h_n) only, nothing kept for backward.
+std::tuple<Tensor, Tensor> gru_layer(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                                     const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& lengths,
+                                     const OptTensor& norms, const OptTensor& zoneout, const OptTensor& h_mask,
+                                     double zoneout_p, bool reset_after, bool reverse) {
+  auto [out, h_n, hs, ws] = layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths,
+                                          CellArgs{reset_after, norms, zoneout, zoneout_p, h_mask}, reverse, false);
+  return {out, h_n};
+}
+
+// The op for training: also the saved states hs and the workspace ws (see the top of this file).
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_layer_train(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+                                                           const Tensor& w_hh, const OptTensor& b_ih,
+                                                           const OptTensor& b_hh, const OptTensor& lengths,
+                                                           const OptTensor& norms, const OptTensor& zoneout,
+                                                           const OptTensor& h_mask, double zoneout_p, bool reset_after,
+                                                           bool reverse) {
+  return layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, CellArgs{reset_after, norms, zoneout, zoneout_p, h_mask},
+                       reverse, true);
+}
+
 // One direction of one layer for a block of B batch rows, backward through
 // time: only the dh recursion. Reads dout (T, B, H) (a strided view of dL/d
-// output), dh_n (B, H), hs (T+1, B, H) and ws (T, B, 4H); writes dG_i, dG_h
-// (T, B, 3H) and dh0 (B, H), and adds the sums of dG_i and dG_h over rows and
-// steps to db (2, 3H) in the accumulation type, if defined (the bias gradients;
-// for reset_after=False only db[0], since there dG_h = dG_i). Time slices of
-// hs, ws, dG_* contiguous.
-static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Tensor& hs, const Tensor& ws, const Tensor& w_hh,
-                               const int64_t* len, bool reset_after, bool reverse, Tensor dgi, Tensor dgh, Tensor dh0,
-                               Tensor db) {
-  const int64_t T = ws.size(0), B = ws.size(1), H = w_hh.size(1);
+// output), dh_n (B, H), hs (T+1, B, H) and ws (T, B, W); writes dG_i, dG_h
+// (T, B, 3H) (with layer norm: the gradients of the products before their
+// norms) and dh0 (B, H), and adds to `sums` (6, 3H) in the accumulation type,
+// if defined: the sums of dG_i and dG_h over rows and steps (the bias
+// gradients; for reset_after=False only row 0, since there dG_h = dG_i), then
+// dL/d of gain_ih, bias_ih, gain_hh, bias_hh of the norms. Time slices of hs,
+// ws, dG_* contiguous. norms, zone, mask as in forward_direction.
+static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Tensor& hs, const Tensor& ws,
+                               const Tensor& w_hh, const int64_t* len, const CellArgs& c, const Tensor& norms,
+                               const Tensor& zone, const Tensor& mask, bool reverse, Tensor dgi, Tensor dgh, Tensor dh0,
+                               Tensor sums) {
+  const bool reset_after = c.reset_after, ln = norms.defined();
+  const int64_t T = ws.size(0), B = ws.size(1), H = w_hh.size(1), W = ws.stride(1);
   const auto opts = hs.options();
   const auto acc = opts.dtype(at::toOpMathType(hs.scalar_type()));
-  Tensor dhz = dh_n.to(acc, false, /*copy=*/true).contiguous();       // (B, H) dh * z carried back, first dL/dh_n
-  Tensor mm = at::zeros({B, H}, opts);                                 // (B, H) dG_h @ U carried back
+  Tensor dhz = dh_n.to(acc, false, /*copy=*/true).contiguous();       // (B, H) dL/dh carried back directly, first dL/dh_n
+  Tensor mm = at::zeros({B, H}, opts);                                 // (B, H) dG_h @ U carried back: dL/dh_in
   Tensor drh = reset_after ? Tensor() : at::empty({B, H}, opts);       // (B, H) d(rh)
   const Tensor u = w_hh.contiguous();                                  // (3H, H)
   const Tensor u_rz = u.narrow(0, 0, 2 * H);                           // (2H, H)
@@ -339,28 +470,45 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
   const Tensor up = reset_after ? pack_rhs(u, false) : Tensor();
   const Tensor up_rz = reset_after ? Tensor() : pack_rhs(u_rz, false);
   const Tensor up_n = reset_after ? Tensor() : pack_rhs(u_n, false);
+  // layer norm's parameter gradients need somewhere to go even without bias gradients
+  Tensor own = ln && !sums.defined() ? at::zeros({6, 3 * H}, acc) : Tensor();
+  Tensor& sink = sums.defined() ? sums : own;
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer_backward", [&] {
     using A = at::opmath_type<scalar_t>;
+    const A* g = ln ? norms.const_data_ptr<A>() : nullptr;  // gain_ih | bias_ih | gain_hh | bias_hh
+    A* dn = ln ? sink.data_ptr<A>() + 6 * H : nullptr;      // dgain_ih | dbias_ih | dgain_hh | dbias_hh
     BackStep<scalar_t, A> st{};
     st.H = H;
+    st.ws_ld = W;
     st.mm = mm.data_ptr<scalar_t>();
     st.dhz = dhz.data_ptr<A>();
     st.drh = reset_after ? nullptr : drh.data_ptr<scalar_t>();
-    st.db = db.defined() ? db.data_ptr<A>() : nullptr;
+    st.db = sums.defined() ? sums.data_ptr<A>() : nullptr;
+    st.mask = mask.defined() ? mask.const_data_ptr<scalar_t>() : nullptr;
+    st.zone_ld = zone.defined() ? zone.stride(1) : 0;
+    st.zone_p = static_cast<A>(c.zone_p);
     st.len = len;
     st.dout_ld = dout.stride(1);
     for (int64_t s = T - 1; s >= 0; --s) {
       const int64_t t = reverse ? T - 1 - s : s;
-      const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
+      const int64_t prev = reverse ? t + 1 : t;
       st.t = t;
       st.ws = ws.data_ptr<A>() + t * ws.stride(0);
       st.hprev = hs.data_ptr<scalar_t>() + prev * hs.stride(0);
       st.dout = dout.data_ptr<scalar_t>() + t * dout.stride(0);
       st.dgi = dgi.data_ptr<scalar_t>() + t * dgi.stride(0);
       st.dgh = dgh.data_ptr<scalar_t>() + t * dgh.stride(0);
+      st.zone = zone.defined() ? zone.const_data_ptr<scalar_t>() + t * zone.stride(0) : nullptr;
       if (reset_after) {
         backward_after(st, 0, B);
+        if (ln) {  // through LN(U h_in): dG_h becomes the product's gradient
+          for (int64_t b = 0; b < B; ++b) {
+            const A* w = st.ws + b * W;
+            layer_norm_row_backward<scalar_t, A>(st.dgh + b * 3 * H, 3 * H, g + 6 * H, w + 4 * H, w[10 * H], dn + 6 * H,
+                                                 dn + 9 * H);
+          }
+        }
         recurrent_t<scalar_t, A>(mm, dgh.select(0, t), u, up);  // (B, H) = dG_h @ U
       } else {
         const Tensor dg = dgi.select(0, t);  // (B, 3H)
@@ -370,20 +518,32 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
         recurrent_t<scalar_t, A>(mm, dg.narrow(1, 0, 2 * H), u_rz, up_rz);  // (B, H) = [da_r, da_z] @ U_rz
       }
     }
+    if (ln) {  // through LN(W x), every step and row at once (the bias sums above saw dG_i before it)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t b = 0; b < B; ++b) {
+          const A* w = ws.const_data_ptr<A>() + t * ws.stride(0) + b * W;
+          layer_norm_row_backward<scalar_t, A>(dgi.data_ptr<scalar_t>() + t * dgi.stride(0) + b * 3 * H, 3 * H, g,
+                                               w + 7 * H, w[10 * H + 1], dn, dn + 3 * H);
+        }
+    }
   });
-  dh0.copy_(dhz + mm.to(acc));  // (B, H) dL/dh0: what is left of the recursion
+  const Tensor dh_in = mask.defined() ? mm.to(acc) * mask : mm.to(acc);  // (B, H)
+  dh0.copy_(dhz + dh_in);  // (B, H) dL/dh0: what is left of the recursion
 }
 
 // The hoisted products of one direction, after the recursion: one GEMM each
 // over all T * B rows. Writes dx (T, B, I) (if defined; added to if accumulate),
 // dw_ih (3H, I), dw_hh (3H, H). (The bias gradients are summed in the recursion.)
+// mask: recurrent dropout's (B, H), or undefined: the products saw h * mask.
 static void weight_grads(const Tensor& x, const Tensor& hs, const Tensor& ws, const Tensor& dgi, const Tensor& dgh,
-                         const Tensor& w_ih, bool reset_after, bool reverse, bool accumulate, Tensor dx, Tensor dw_ih,
-                         Tensor dw_hh) {
+                         const Tensor& w_ih, const Tensor& mask, bool reset_after, bool reverse, bool accumulate,
+                         Tensor dx, Tensor dw_ih, Tensor dw_hh) {
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = hs.size(2);
   const Tensor dgi2 = dgi.view({T * B, 3 * H});                              // (T*B, 3H)
   const Tensor dgh2 = dgh.view({T * B, 3 * H});                              // (T*B, 3H)
-  const Tensor hprev = hs.narrow(0, reverse ? 1 : 0, T).reshape({T * B, H});  // (T*B, H)
+  Tensor hprev = hs.narrow(0, reverse ? 1 : 0, T);                          // (T, B, H)
+  if (mask.defined()) hprev = hprev * mask;                                  // h_in = h * m_h
+  hprev = hprev.reshape({T * B, H});                                         // (T*B, H)
   if (dx.defined()) {
     Tensor dx2 = dx.view({T * B, I});
     if (accumulate) {
@@ -394,8 +554,8 @@ static void weight_grads(const Tensor& x, const Tensor& hs, const Tensor& ws, co
   }
   at::mm_out(dw_ih, dgi2.t(), x.view({T * B, I}));  // (3H, I) = dG_i^T @ X
   if (reset_after) {
-    at::mm_out(dw_hh, dgh2.t(), hprev);  // (3H, H) = sum_t dG_h[t]^T @ h[t-1]
-  } else {  // the n rows multiply rh, not h
+    at::mm_out(dw_hh, dgh2.t(), hprev);  // (3H, H) = sum_t dG_h[t]^T @ h_in[t-1]
+  } else {  // the n rows multiply rh, not h_in
     Tensor rows_rz = dw_hh.narrow(0, 0, 2 * H), rows_n = dw_hh.narrow(0, 2 * H, H);
     at::mm_out(rows_rz, dgi2.narrow(1, 0, 2 * H).t(), hprev);
     const Tensor rh = ws.narrow(2, 3 * H, H).to(x.scalar_type()).reshape({T * B, H});  // (T*B, H)
@@ -403,21 +563,25 @@ static void weight_grads(const Tensor& x, const Tensor& hs, const Tensor& ws, co
   }
 }
 
-// Backward of gru_layer, stacked per direction like its inputs. Returns dx
-// (T, B, I) (summed over directions), dh0 (D, B, H), dw_ih (D, 3H, I),
-// dw_hh (D, 3H, H), db_ih and db_hh (D, 3H) (empty where not needed).
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
+// Backward of gru_layer_train, stacked per direction like its inputs. Returns
+// dx (T, B, I) (summed over directions), dh0 (D, B, H), dw_ih (D, 3H, I),
+// dw_hh (D, 3H, H), db_ih and db_hh (D, 3H) (empty where not needed), and
+// dnorms (D, 4, 3H) (empty without layer norm).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
     const Tensor& dout_, const Tensor& dh_n, const Tensor& x_, const Tensor& hs, const Tensor& ws, const Tensor& w_ih,
-    const Tensor& w_hh,
-    const OptTensor& lengths, bool reset_after, bool reverse, bool need_dx, bool need_bias) {
+    const Tensor& w_hh, const OptTensor& lengths, const OptTensor& norms_, const OptTensor& zoneout,
+    const OptTensor& h_mask, double zoneout_p, bool reset_after, bool reverse, bool need_dx, bool need_bias) {
+  const CellArgs c{reset_after, norms_, zoneout, zoneout_p, h_mask};
+  check_args(x_, hs.select(1, 0), w_ih, w_hh, std::nullopt, std::nullopt, lengths, c);
   const int64_t D = w_ih.size(0);
-  for (int64_t d = 0; d < D; ++d)
-    check_args(x_, hs.select(0, d).select(0, 0), w_ih.select(0, d), w_hh.select(0, d), lengths);
   const Tensor x = x_.contiguous();
   const Tensor dout = dout_.contiguous();  // (T, B, D*H) dL/doutput
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(2);
-  TORCH_CHECK(ws.dim() == 4 && ws.size(1) == T, "grukit: backward needs the forward's workspace (train=True)");
+  TORCH_CHECK(ws.dim() == 4 && ws.size(1) == T && ws.size(3) == c.ws_width(H),
+              "grukit: backward needs the workspace of gru_layer_train");
   const auto opts = x.options();
+  const auto acc = opts.dtype(at::toOpMathType(x.scalar_type()));
+  const bool ln = c.layer_norm();
   Tensor dgi = scratch(1, {D, T, B, 3 * H}, opts);                     // (D, T, B, 3H) dG_i
   Tensor dgh = reset_after ? scratch(2, {D, T, B, 3 * H}, opts) : dgi;  // (D, T, B, 3H) dG_h
   Tensor dx = need_dx ? fresh({T, B, I}, opts) : at::empty({0}, opts);  // (T, B, I)
@@ -426,34 +590,41 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_backward(
   Tensor dw_hh = at::empty({D, 3 * H, H}, opts);                       // (D, 3H, H)
   Tensor db_ih = need_bias ? at::empty({D, 3 * H}, opts) : at::empty({0}, opts);  // (D, 3H)
   Tensor db_hh = need_bias ? at::empty({D, 3 * H}, opts) : at::empty({0}, opts);
+  Tensor dnorms = ln ? at::empty({D, 4, 3 * H}, opts) : at::empty({0}, opts);  // (D, 4, 3H)
+  const Tensor norms = ln ? norms_->to(acc).contiguous() : Tensor();  // (D, 4, 3H)
   const int64_t* len = lengths_ptr(lengths);
   const auto ps = pieces(D, B);
-  // each piece sums its own rows' bias gradients (in the accumulation type), added up below
-  Tensor db_parts = need_bias ? at::zeros({static_cast<int64_t>(ps.size()), 2, 3 * H}, opts.dtype(at::toOpMathType(x.scalar_type())))
-                              : Tensor();
+  // each piece sums its own rows' parameter gradients (in the accumulation type), added up below:
+  // db_i, db_h, then layer norm's dgain_ih, dbias_ih, dgain_hh, dbias_hh
+  const bool sums = need_bias || ln;
+  Tensor parts = sums ? at::zeros({static_cast<int64_t>(ps.size()), 6, 3 * H}, acc) : Tensor();
   run_pieces(ps, [&](const Piece& p) {
     auto rows = [&](const Tensor& t) { return t.select(0, p.d).narrow(1, p.b0, p.n); };  // (T, n, ...)
     const int64_t i = &p - ps.data();
-    backward_recursion(dout.narrow(2, p.d * H, H).narrow(1, p.b0, p.n), dh_n.select(0, p.d).narrow(0, p.b0, p.n), rows(hs), rows(ws), w_hh.select(0, p.d), len ? len + p.b0 : nullptr, reset_after,
-                       reverse || p.d == 1, rows(dgi), rows(dgh), dh0.select(0, p.d).narrow(0, p.b0, p.n),
-                       need_bias ? db_parts.select(0, i) : Tensor());
+    backward_recursion(dout.narrow(2, p.d * H, H).narrow(1, p.b0, p.n), dh_n.select(0, p.d).narrow(0, p.b0, p.n),
+                       rows(hs), rows(ws), w_hh.select(0, p.d), len ? len + p.b0 : nullptr, c,
+                       ln ? norms.select(0, p.d) : Tensor(), rows_of(zoneout, p.d, 1, p.b0, p.n),
+                       rows_of(h_mask, p.d, 0, p.b0, p.n), reverse || p.d == 1, rows(dgi), rows(dgh),
+                       dh0.select(0, p.d).narrow(0, p.b0, p.n), sums ? parts.select(0, i) : Tensor());
   });
-  if (need_bias) {
-    if (!reset_after) db_parts.select(1, 1).copy_(db_parts.select(1, 0));  // dG_h = dG_i
-    for (int64_t d = 0; d < D; ++d) {
-      Tensor sum = at::zeros({2, 3 * H}, db_parts.options());
-      for (size_t i = 0; i < ps.size(); ++i)
-        if (ps[i].d == d) sum += db_parts.select(0, static_cast<int64_t>(i));
+  for (int64_t d = 0; d < D && sums; ++d) {
+    Tensor sum = at::zeros({6, 3 * H}, acc);
+    for (size_t i = 0; i < ps.size(); ++i)
+      if (ps[i].d == d) sum += parts.select(0, static_cast<int64_t>(i));
+    if (need_bias) {
+      if (!reset_after) sum.select(0, 1).copy_(sum.select(0, 0));  // dG_h = dG_i
       if (reset_after) sum.select(0, 1).narrow(0, 0, 2 * H).copy_(sum.select(0, 0).narrow(0, 0, 2 * H));  // r, z: dG_h = dG_i
       db_ih.select(0, d).copy_(sum.select(0, 0));
       db_hh.select(0, d).copy_(sum.select(0, 1));
     }
+    if (ln) dnorms.select(0, d).copy_(sum.narrow(0, 2, 4));
   }
   for (int64_t d = 0; d < D; ++d) {
-    weight_grads(x, hs.select(0, d), ws.select(0, d), dgi.select(0, d), dgh.select(0, d), w_ih.select(0, d), reset_after,
-                 reverse || d == 1, d > 0, need_dx ? dx : Tensor(), dw_ih.select(0, d), dw_hh.select(0, d));
+    weight_grads(x, hs.select(0, d), ws.select(0, d), dgi.select(0, d), dgh.select(0, d), w_ih.select(0, d),
+                 given(h_mask) ? h_mask->select(0, d) : Tensor(), reset_after, reverse || d == 1, d > 0,
+                 need_dx ? dx : Tensor(), dw_ih.select(0, d), dw_hh.select(0, d));
   }
-  return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh};
+  return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dnorms};
 }
 
 // One step without autograd (GRUCell inference): x (B, I), h (B, H) -> h' (B, H).
@@ -466,8 +637,8 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
                      w_hh.is_contiguous() && (!bias || (b_ih->is_contiguous() && b_hh->is_contiguous()));
   if (!small) {
     auto one = [](const OptTensor& b) { return b.has_value() && b->defined() ? OptTensor(b->unsqueeze(0)) : std::nullopt; };
-    auto [out, h_n, hs, ws] = gru_layer(x.unsqueeze(0), h.unsqueeze(0), w_ih.unsqueeze(0), w_hh.unsqueeze(0), one(b_ih),
-                                        one(b_hh), std::nullopt, reset_after, false, false);
+    auto [out, h_n] = gru_layer(x.unsqueeze(0), h.unsqueeze(0), w_ih.unsqueeze(0), w_hh.unsqueeze(0), one(b_ih),
+                                one(b_hh), std::nullopt, std::nullopt, std::nullopt, std::nullopt, 0.0, reset_after, false);
     return out.select(0, 0);
   }
   const int64_t B = x.size(0), I = x.size(1), H = w_hh.size(1);
@@ -507,7 +678,7 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
         scalar_t* ob = out.data_ptr<scalar_t>() + b * H;
         for (int64_t k = 0; k < 3; ++k) matvec<A>(wi + (k * H + j0) * I, n, I, xb, gi + k * H + j0);
         for (int64_t k = 0; k < (reset_after ? 3 : 2); ++k) matvec<A>(wh + (k * H + j0) * H, n, H, hb, gh + k * H + j0);
-        for (int64_t j = j0; j < j1; j += V) {  // the equations of gates.h; r goes into gi_r's place
+        for (int64_t j = j0; j < j1; j += V) {  // the equations of cells/gru.h; r goes into gi_r's place
           const int64_t m = std::min(V, j1 - j);
           const Vec<A> r = sigmoid(load<A>(gi + j, m) + ld(bi, j, m) + load<A>(gh + j, m) + ld(bh, j, m));
           store<A>(gi + j, r, m);
@@ -541,16 +712,26 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
 
 }  // namespace grukit
 
+// The schemas: the cell is chosen by its arguments (norms: LayerNorm-GRU;
+// zoneout / zoneout_p: zoneout; h_mask: recurrent dropout; reset_after).
+// gru_layer is the inference op (what export and compile see without
+// autograd); gru_layer_train also returns what its backward needs.
+#define GRUKIT_LAYER_ARGS                                                                              \
+  "Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? lengths, "       \
+  "Tensor? norms, Tensor? zoneout, Tensor? h_mask, float zoneout_p, bool reset_after, bool reverse"
+
 TORCH_LIBRARY(grukit, m) {
-  m.def("gru_layer(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? lengths, "
-        "bool reset_after, bool reverse, bool train) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("gru_layer_backward(Tensor dout, Tensor dh_n, Tensor x, Tensor hs, Tensor ws, Tensor w_ih, Tensor w_hh, Tensor? lengths, "
-        "bool reset_after, bool reverse, bool need_dx, bool need_bias) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("gru_layer(" GRUKIT_LAYER_ARGS ") -> (Tensor, Tensor)");
+  m.def("gru_layer_train(" GRUKIT_LAYER_ARGS ") -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("gru_layer_backward(Tensor dout, Tensor dh_n, Tensor x, Tensor hs, Tensor ws, Tensor w_ih, Tensor w_hh, "
+        "Tensor? lengths, Tensor? norms, Tensor? zoneout, Tensor? h_mask, float zoneout_p, bool reset_after, "
+        "bool reverse, bool need_dx, bool need_bias) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("gru_cell(Tensor x, Tensor h, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, bool reset_after) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(grukit, CPU, m) {
   m.impl("gru_layer", &grukit::gru_layer);
+  m.impl("gru_layer_train", &grukit::gru_layer_train);
   m.impl("gru_layer_backward", &grukit::gru_layer_backward);
   m.impl("gru_cell", &grukit::gru_cell);
 }
