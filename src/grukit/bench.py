@@ -222,13 +222,7 @@ def run(
         cell_rows.append(time_cell(I, H, min_time=min_time))
     large = [r for r in rows if r["B"] * r["H"] >= 65536]
     return {
-        "machine": {
-            "cpu": _cpu_name(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "cpus": os.cpu_count(),
-            "loadavg_1min_before_after": [load_before, _loadavg()],  # other processes competing for the cores
-        },
+        "machine": machine(load_before),
         "fp32_matmul_peak_gflops": peak / 1e9,
         "fp32": rows,
         "cell": cell_rows,
@@ -242,6 +236,17 @@ def run(
             "large_train_peak_frac": [r["train_peak_frac"] for r in large],
             "large_infer_peak_frac": [r["infer_peak_frac"] for r in large],
         },
+    }
+
+
+def machine(load_before: Optional[float]) -> dict:
+    """What the times were measured on, with the load average before the run (from :func:`_loadavg`) and now."""
+    return {
+        "cpu": _cpu_name(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "loadavg_1min_before_after": [load_before, _loadavg()],  # other processes competing for the cores
     }
 
 
@@ -265,8 +270,7 @@ def _cpu_name() -> str:
 
 def format_table(res: dict) -> str:
     """The results as fixed-width text: medians, ratios (torch / grukit) and % of fp32 peak."""
-    m = res["machine"]
-    lines = [f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}; 1-min load average before/after: {[round(v, 2) for v in m['loadavg_1min_before_after'] if v is not None]}"]
+    lines = [machine_line(res["machine"])]
     lines += [f"fp32 matmul peak (best torch.mm n x n): {res['fp32_matmul_peak_gflops']:.0f} GFLOP/s", ""]
     head = f"{'config (fp32)':<28}{'infer torch':>12}{'grukit':>9}{'ratio':>7}{'%peak':>7}{'train torch':>13}{'grukit':>9}{'ratio':>7}{'%peak':>7}"
     lines += [head, "-" * len(head)]
@@ -287,6 +291,11 @@ def format_table(res: dict) -> str:
         lines.append(f"{r['config']:<38}{r['train_torch_ms']:>8.2f}ms{r['bf16_train_grukit_ms']:>8.2f}ms{r['bf16_train_ratio']:>7.2f}x")
     lines.append(f"{'geometric mean':<38}{'':>20}{s['bf16_train_geomean']:>7.2f}x")
     return "\n".join(lines)
+
+
+def machine_line(m: dict) -> str:
+    """The first line of a table: CPU, threads, torch, load average."""
+    return f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}; 1-min load average before/after: {[round(v, 2) for v in m['loadavg_1min_before_after'] if v is not None]}"
 
 
 def plot(res: dict, path: str) -> None:
