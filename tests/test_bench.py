@@ -1,12 +1,14 @@
-"""The benchmark runs end to end on a tiny grid and writes its table, JSON and plot."""
+"""The benchmark (and its cells section) runs end to end on a tiny grid and writes its table, JSON and plot."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+import torch
 from click.testing import CliRunner
 
-from grukit import bench
+from grukit import bench, bench_cells
 from grukit.cli.main import main
 
 
@@ -38,3 +40,72 @@ def test_bench_cli_quick(tmp_path):
     assert "geometric mean" in result.output
     data = json.loads(out.read_text())
     assert data["summary"]["train_geomean"] > 0
+
+
+# The cells section (grukit.bench_cells): tiny shapes, no timing claims. On one
+# thread: on a loaded machine, two OpenMP threads of tiny ops can wait ~100x longer.
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+TINY_CELLS = bench_cells.CellsGrid(
+    layer_norm=(bench.Config(3, 2, 2, 4), bench.Config(2, 2, 2, 3, L=2, bidirectional=True)),
+    baseline=((bench.Config(5, 2, 3, 4), 10.0),),
+    options=(bench.Config(3, 2, 2, 4),),
+)
+
+
+def test_bench_cells_tiny_grid(tmp_path, one_thread):
+    res = bench_cells.run(TINY_CELLS, min_time=0.0)
+    json.dumps(res)  # serialisable as it is
+    assert [r["config"] for r in res["layer_norm"]["rows"]] == ["T3 B2 I2 H4", "T2 B2 I2 H3 L2 bi"]
+    for r in res["layer_norm"]["rows"]:
+        assert r["infer_ratio"] > 0 and r["train_ratio"] > 0
+    (row,) = res["baseline"]["rows"]
+    assert row["config"] == "T5 B2 I3 H4" and row["max_abs_diff"] <= bench_cells.ATOL and row["train_ratio"] > 0
+    assert [(r["option"], r["p"]) for r in res["options"]["rows"]] == [("zoneout", 0.1), ("recurrent_dropout", 0.25), ("weight_dropout", 0.25)]
+    assert res["layer_norm"]["target_max"] == 1.3 and res["options"]["target_max"] == 1.15
+    assert all(isinstance(res[k]["met"], bool) for k in ("layer_norm", "baseline", "options"))
+    table = bench_cells.format_table(res)
+    assert "target <= 1.30x" in table and "zoneout=0.1" in table and ">=10x" in table
+    bench_cells.plot(res, str(tmp_path / "cells.png"))
+    assert (tmp_path / "cells.png").stat().st_size > 0
+
+
+def test_bench_cells_default_grid_is_the_brief():
+    assert bench_cells.CELLS.layer_norm == bench.GRID + (bench.Config(200, 8, 40, 64),)
+    assert [(c.name, t) for c, t in bench_cells.CELLS.baseline] == [("T200 B8 I40 H64", 10.0), ("T1000 B1 I64 H256", 10.0), ("T100 B32 I64 H256", 2.0)]
+    assert bench_cells.CELLS.options == bench.GRID
+
+
+def _swapped_gates(self, x, h):  # r and z exchanged: a plausible slip in a hand-written cell
+    gi = self.ln_ih(self.ih(x)) + self.b_ih
+    gh = self.ln_hh(self.hh(h)) + self.b_hh
+    i_z, i_r, i_n = gi.chunk(3, -1)
+    h_z, h_r, h_n = gh.chunk(3, -1)
+    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h
+
+
+@pytest.mark.parametrize("wrong", [("eps", 1e-3), ("forward", _swapped_gates)], ids=["eps-1e-3", "r-z-swapped"])
+def test_bench_cells_refuses_a_baseline_that_computes_something_else(monkeypatch, wrong, one_thread):
+    monkeypatch.setattr(bench_cells.UserLayerNormGRUCell, *wrong)
+    grid = bench_cells.CellsGrid(layer_norm=(), baseline=TINY_CELLS.baseline, options=())
+    with pytest.raises(bench_cells.BaselineMismatch, match=r"does not compute grukit's LayerNorm-GRU at T5 B2: max \|difference\|"):
+        bench_cells.run(grid, min_time=0.0)
+
+
+def test_bench_cli_cells_quick(tmp_path, one_thread):
+    out = tmp_path / "cells.json"
+    result = CliRunner().invoke(main, ["bench", "--cells", "--quick", "--min-time", "0.001", "--threads", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "(a) LayerNorm-GRU" in result.output and "fp32 matmul peak" not in result.output  # only the cells section
+    data = json.loads(out.read_text())
+    assert set(data) == {"cells"} and {"machine", "layer_norm", "baseline", "options"} <= set(data["cells"])

@@ -17,24 +17,36 @@ from .main import main
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="draw the speed-up ratios to this PNG")
 @click.option("--min-time", type=click.FloatRange(min=0.0, min_open=True), default=0.5, show_default=True, help="seconds of repeats per measurement")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads (default: torch's)")
-def bench_cmd(quick: bool, json_path: str | None, plot_path: str | None, min_time: float, threads: int | None) -> None:
-    """Medians and torch/grukit ratios: inference, training, batch-1 step, bf16."""
+@click.option("--cells", is_flag=True, help="only the cell options: LayerNorm-GRU, a user-style LayerNorm-GRU, zoneout and dropouts")
+def bench_cmd(quick: bool, json_path: str | None, plot_path: str | None, min_time: float, threads: int | None, cells: bool) -> None:
+    """Medians and torch/grukit ratios: inference, training, batch-1 step, bf16 (--cells: the cell options)."""
     from .. import bench
 
     if threads is not None:
         torch.set_num_threads(threads)
+    if cells:
+        from .. import bench_cells
+
+        res = bench_cells.run(bench_cells.QUICK_CELLS if quick else bench_cells.CELLS, min_time=min(min_time, 0.05) if quick else min_time, progress=_say)
+        _report(res, bench_cells.format_table, bench_cells.plot, {"cells": res}, json_path, plot_path)
+        return
     if quick:
         res = bench.run(bench.QUICK, cells=((8, 16),), min_time=min(min_time, 0.05), peak_sizes=(256, 512), progress=_say)
     else:
         res = bench.run(bench.GRID, min_time=min_time, progress=_say)
-    click.echo(bench.format_table(res))
+    _report(res, bench.format_table, bench.plot, res, json_path, plot_path)
+
+
+def _report(res: dict, table, plot, data: dict, json_path: str | None, plot_path: str | None) -> None:
+    """Print the table; write data as JSON and the plot where asked."""
+    click.echo(table(res))
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(res, indent=2) + "\n")
+        Path(json_path).write_text(json.dumps(data, indent=2) + "\n")
         click.echo(f"results written to {json_path}")
     if plot_path:
         Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
-        bench.plot(res, plot_path)
+        plot(res, plot_path)
         click.echo(f"plot written to {plot_path}")
 
 
