@@ -11,9 +11,12 @@ EXTRAS ?= dev,data
 setup: $(VENV)/.installed
 
 # torch is pinned through constraints.txt: an unpinned torch would pull a multi-GB CUDA build.
+# `grukit build` compiles the native kernel now rather than inside the first command (about
+# 30 s, once); without a compiler it says so in one line and grukit uses its reference.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	$(BIN)/grukit build || true
 	touch $@
 
 demo: setup

@@ -12,7 +12,7 @@ import click
 
 from ..tasks import TASKS, get_task
 from ..tasks.base import load_run, run_task_name
-from . import bench  # noqa: F401
+from . import bench, build  # noqa: F401
 from .main import main
 
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from .. import __version__
+from .. import __version__, backend
 from ..training import LoopConfig, load_tensors, read_json, write_json
 from ..training.loop import MODEL_FILE
 
@@ -104,6 +105,22 @@ class Task:
     summary: ClassVar[str]
     Config: ClassVar[type[TaskConfig]] = TaskConfig
     datasets: ClassVar[dict[str, str]] = {}  # built-in data set name -> description
+
+    def __init_subclass__(cls, **kwargs):
+        """Every task's ``train`` first builds/loads the native kernel (announced on
+        stderr, once), so the build is never inside its clock (``train_seconds``)
+        nor behind a frozen progress bar."""
+        super().__init_subclass__(**kwargs)
+        train = cls.__dict__.get("train")
+        if train is not None and not getattr(train, "_kernel_first", False):
+
+            @functools.wraps(train)
+            def train_after_build(self, *args, **kw):
+                backend.prepare()
+                return train(self, *args, **kw)
+
+            train_after_build._kernel_first = True  # type: ignore[attr-defined]
+            cls.train = train_after_build
 
     def train(self, cfg: TaskConfig, out: Path, *, resume: bool = False) -> dict:
         raise NotImplementedError
