@@ -20,5 +20,9 @@ backward pass. The native kernels (``grukit.kernels``) must agree with it.
 from .gru import gru_cell, gru_step
 from .layer import gru, gru_directions, gru_layer
 from .layernorm import layer_norm
+from .mingru import mingru, mingru_g, mingru_layer, mingru_log_g, mingru_parallel, mingru_sequential, mingru_step
 
-__all__ = ["gru_cell", "gru_step", "gru_layer", "gru_directions", "gru", "layer_norm"]
+__all__ = [
+    "gru_cell", "gru_step", "gru_layer", "gru_directions", "gru", "layer_norm",
+    "mingru", "mingru_layer", "mingru_step", "mingru_sequential", "mingru_parallel", "mingru_g", "mingru_log_g",
+]
