@@ -97,3 +97,11 @@ def cell_fn(*tensors) -> Callable:
     if _use_native(tensors):
         return kernels.gru_cell
     return functional.gru_cell
+
+
+def mingru_scan_fn(*tensors):
+    """The sequential minGRU scan for these tensors: the native op, or None for
+    the reference loop (:func:`grukit.functional.mingru_sequential`)."""
+    if _use_native(tensors):
+        return kernels.scan.mingru_scan
+    return None

@@ -10,14 +10,15 @@ The C++ lives in driver.cpp (the time loops, GEMMs and op registration,
 written once for every cell), cells/ (each cell's fused passes, with the
 equations and derivatives written out: gru.h, layernorm.h), common.h (vector
 helpers), matvec.h (the hand-tiled products inside the time loop) and
-stream.cpp (the no-grad step as a plain Python function, for GRUCell streams).
+stream.cpp (the no-grad step as a plain Python function, for GRUCell streams);
+scan.cpp is minGRU's scan over time (its Python side: scan.py).
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import _build, ops
+from . import _build, ops, scan
 
 __all__ = ["available", "supports", "gru_layer", "gru_cell", "DTYPES"]
 
@@ -35,6 +36,7 @@ def available() -> bool:
     if not _build.load():
         return False
     ops.register()
+    scan.register()
     _ready = True
     return True
 
