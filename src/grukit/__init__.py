@@ -1,7 +1,8 @@
 """grukit: a readable, exact and fast gated recurrent unit for PyTorch."""
 
 from . import functional
+from .mingru import MinGRU
 from .modules import GRU, GRUCell
 
-__all__ = ["GRU", "GRUCell", "functional", "__version__"]
+__all__ = ["GRU", "GRUCell", "MinGRU", "functional", "__version__"]
 __version__ = "0.1.0"
