@@ -55,6 +55,7 @@ def gru_layer(
     eval (:mod:`.zoneout`); ``h_mask`` (B, H) is recurrent dropout's mask
     on h_{t-1} where it enters the gates (:mod:`.dropout`).
     """
+    _check_layer(x, h0, w_ih, w_hh, b_ih, b_hh, norms)
     T = x.shape[0]
     gi = x @ w_ih.T  # (T, B, 3H): the input projection, hoisted out of the loop
     norm_h = None
@@ -81,6 +82,22 @@ def gru_layer(
             h = torch.where(valid[t], h_new, h)  # padded steps keep the state
             outputs[t] = h * valid[t]  # and output zero
     return torch.stack(outputs), h  # (T, B, H), (B, H)
+
+
+def _check_layer(x, h0, w_ih, w_hh, b_ih, b_hh, norms) -> None:
+    """Each weight's shape and dtype against x and h0, by name (a wrong size is never broadcast)."""
+    if x.dim() != 3 or h0.dim() != 2 or h0.shape[0] != x.shape[1]:
+        raise ValueError(f"x must be (T, B, I) and h0 (B, H) with the same B, got {tuple(x.shape)} and {tuple(h0.shape)}")
+    H, I = h0.shape[1], x.shape[2]
+    named = [("w_ih", w_ih, (3 * H, I)), ("w_hh", w_hh, (3 * H, H)), ("b_ih", b_ih, (3 * H,)), ("b_hh", b_hh, (3 * H,))]
+    named += [] if norms is None else [(f"norms[{k}]", t, (3 * H,)) for k, t in enumerate(norms)]
+    for name, t, shape in named:
+        if t is None:
+            continue
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape} (H={H}, I={I}), got {tuple(t.shape)}")
+        if t.dtype != x.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but x has dtype {x.dtype}")
 
 
 def gru_directions(

@@ -49,9 +49,9 @@ def supports(*tensors) -> bool:
     return True
 
 
-def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, reverse=False, lengths=None):
-    """Native twin of :func:`grukit.functional.gru_layer` (call :func:`available` first)."""
-    return ops.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after, reverse=reverse, lengths=lengths)
+def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, **options):
+    """Native twin of :func:`grukit.functional.gru_layer`, same arguments (call :func:`available` first)."""
+    return ops.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, **options)
 
 
 gru_cell = ops.gru_cell  # no wrapper: the streaming step is latency-bound
