@@ -30,14 +30,14 @@ KERNELS = Path(_build.__file__).resolve().parent
 def _checkout(path: Path) -> Path:
     """A copy of the kernel sources (as in another checkout), with a header in a sub-folder."""
     shutil.copytree(KERNELS, path, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    (path / "cells").mkdir()
+    (path / "cells").mkdir(exist_ok=True)
     (path / "cells" / "extra.h").write_text("#pragma once\n")
     return path
 
 
 def test_every_cpp_and_h_below_the_folder_is_in_the_build(tmp_path):
     p = _build.plan(_checkout(tmp_path / "a"), tmp_path / "ext")
-    assert "cells/extra.h" in p.files and "gru.cpp" in p.files and "gates.h" in p.files
+    assert "cells/extra.h" in p.files and "cells/gru.h" in p.files and "driver.cpp" in p.files and "common.h" in p.files
     assert {s.name for s in p.sources} == {f.name for f in KERNELS.glob("*.cpp")}
     assert not any(rel.endswith(".py") for rel in p.files)
 
@@ -76,10 +76,10 @@ def test_staging_copies_sub_paths_and_leaves_unchanged_files_alone(tmp_path):
     _build._stage(p)
     for rel, data in p.files.items():
         assert (p.src / rel).read_bytes() == data
-    stamp = (p.src / "gru.cpp").stat().st_mtime_ns
+    stamp = (p.src / "driver.cpp").stat().st_mtime_ns
     time.sleep(0.01)
     _build._stage(p)
-    assert (p.src / "gru.cpp").stat().st_mtime_ns == stamp  # ninja would rebuild otherwise
+    assert (p.src / "driver.cpp").stat().st_mtime_ns == stamp  # ninja would rebuild otherwise
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def fake_compiler(monkeypatch):
     calls = []
 
     def fake_cpp_load(p):
-        assert (p.src / "gru.cpp").is_file() and not p.cached()
+        assert (p.src / "driver.cpp").is_file() and not p.cached()
         calls.append(p.name)
         p.library.write_bytes(b"built")
         return "module"
@@ -164,13 +164,13 @@ def test_without_a_compiler_grukit_warns_once_briefly_and_falls_back(tmp_path):
 def test_a_failed_build_is_reported_by_its_first_error(tmp_path):
     p = _build.plan(_checkout(tmp_path / "a"), tmp_path / "ext")
     log = (
-        f"Error building extension '{p.name}': [1/3] c++ -MMD -MF gru.o.d -Werror -O3 -c {p.src}/gru.cpp -o gru.o\n"
+        f"Error building extension '{p.name}': [1/3] c++ -MMD -MF driver.o.d -Werror -O3 -c {p.src}/driver.cpp -o driver.o\n"
         "FAILED: gru.o\n"
-        f"{p.src}/gru.cpp:12:5: error: 'foo' was not declared in this scope\n"
-        f"{p.src}/gru.cpp:13:5: error: another one\n"
+        f"{p.src}/driver.cpp:12:5: error: 'foo' was not declared in this scope\n"
+        f"{p.src}/driver.cpp:13:5: error: another one\n"
         "ninja: build stopped: subcommand failed.\n"
     )
-    assert _build._first_error(log, p) == "gru.cpp:12:5: error: 'foo' was not declared in this scope"
+    assert _build._first_error(log, p) == "driver.cpp:12:5: error: 'foo' was not declared in this scope"
     assert _build._first_error("", p) == "unknown error"
 
 
@@ -181,7 +181,7 @@ def test_grukit_build_reports_where_the_kernel_is():
     assert r.exit_code == 0, r.output
     p = _build.plan()
     assert f"native GRU kernel: {p.library}" in r.output and p.cached()
-    assert (p.src / "gru.cpp").read_bytes() == (KERNELS / "gru.cpp").read_bytes()
+    assert (p.src / "driver.cpp").read_bytes() == (KERNELS / "driver.cpp").read_bytes()
 
 
 def test_grukit_build_fails_in_one_line(monkeypatch):

@@ -99,6 +99,18 @@ def cell_fn(*tensors) -> Callable:
     return functional.gru_cell
 
 
+def stream_fn(*tensors) -> Callable:
+    """The step of a no-grad GRUCell stream, ``(x, h, w_ih, w_hh, b_ih, b_hh, reset_after) -> h'``
+    (positional): the native op's code as a plain function (no dispatcher), or the reference."""
+    if _use_native(tensors):
+        return kernels.ops.cell_op()
+
+    def step(x, h, w_ih, w_hh, b_ih, b_hh, reset_after):
+        return functional.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after)
+
+    return step
+
+
 def mingru_scan_fn(*tensors):
     """The sequential minGRU scan for these tensors: the native op, or None for
     the reference loop (:func:`grukit.functional.mingru_sequential`)."""

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import _checks, backend, functional, kernels
+from . import _checks, backend, functional
 
 
 class GRU(nn.Module):
@@ -380,13 +380,7 @@ class GRUCell(nn.Module):
                 return self._streaming_step(input, hx, w, p["weight_hh"], p["bias_ih"], p["bias_hh"], self.reset_after)
         h_new = self._checked_forward(input, hx)
         if streaming and input.dim() == 2:  # checks passed: remember them, and the step function to call
-            fn = backend.cell_fn(input, hx, w)
-            if fn is kernels.gru_cell:
-                step = kernels.ops.cell_op()  # the op's code as a plain function (no dispatcher)
-            else:
-                def step(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, fn=fn):
-                    return fn(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after)
-            self._streaming_key, self._streaming_step = key, step
+            self._streaming_key, self._streaming_step = key, backend.stream_fn(input, hx, w)
         return h_new
 
     # The last (shapes, dtypes, weights on the CPU, set_backend choice) of a
@@ -408,6 +402,10 @@ class GRUCell(nn.Module):
         else:
             _checks.check_hidden(hx, (B, H) if batched else (H,), self.weight_ih)
             h = hx if batched else hx.unsqueeze(0)
+        I = self.input_size
+        _checks.check_parameters(
+            [("weight_ih", self.weight_ih, (3 * H, I)), ("weight_hh", self.weight_hh, (3 * H, H)),
+             ("bias_ih", self.bias_ih, (3 * H,)), ("bias_hh", self.bias_hh, (3 * H,))], x.dtype, x.device)
         cell = backend.cell_fn(x, h, self.weight_ih)
         h_new = cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, reset_after=self.reset_after)
         return h_new if batched else h_new.squeeze(0)
