@@ -2,8 +2,9 @@
 batches with lengths, splits and input scaling. Generic, so other tasks can
 reuse it.
 
-The model reads a right-padded batch and its lengths, runs a grukit.GRU with
-``lengths=`` (so padding never leaks into the state), pools the outputs over
+The model reads a right-padded batch and its lengths, runs its recurrent
+layer (a cell of grukit.tasks.cells) with ``lengths=`` (so padding never
+leaks into the state), pools the outputs over
 each sequence's valid steps and maps the pooled vector to ``out_size`` numbers.
 """
 
@@ -15,22 +16,23 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..modules import GRU
+from .cells import Cell, directions
 
 POOLINGS = ("last", "mean", "max", "last+mean", "last+mean+max")
 
 
 class SequenceModel(nn.Module):
-    """[Embedding or step patching] -> GRU -> pooling over valid steps -> MLP head.
+    """[Embedding or step patching] -> recurrent layer -> pooling over valid steps -> MLP head.
 
     Args:
         input_size: I, channels per step (ignored when ``vocab_size`` is set).
         out_size: numbers out per sequence (classes, or 1 for regression).
-        hidden_size, num_layers, bidirectional, dropout: the GRU's.
+        hidden_size, num_layers, bidirectional, dropout: the recurrent layer's.
         pooling: one of POOLINGS; "last" is each direction's final state.
         vocab_size / embed_dim: token ids in, an embedding first (0 = padding).
         patch: consecutive steps fed as one step (T -> ceil(T / patch)), which
             shortens long series; 1 = off.
+        cell: the recurrent layer's cell and its options (default: grukit.GRU).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class SequenceModel(nn.Module):
         vocab_size: int = 0,
         embed_dim: int = 0,
         patch: int = 1,
+        cell: Cell = Cell(),
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -53,8 +56,8 @@ class SequenceModel(nn.Module):
         self.pooling, self.patch = pooling, patch
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0) if vocab_size else None
         gru_in = embed_dim if vocab_size else input_size * patch
-        self.gru = GRU(gru_in, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
-        D = 2 if bidirectional else 1
+        self.gru = cell.layer(gru_in, hidden_size, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+        D = directions(self.gru)
         pooled = D * hidden_size * len(pooling.split("+"))
         self.drop = nn.Dropout(dropout)
         self.head = nn.Sequential(nn.Linear(pooled, hidden_size), nn.ReLU(), nn.Linear(hidden_size, out_size))
@@ -65,7 +68,7 @@ class SequenceModel(nn.Module):
         elif self.patch > 1:
             x, lengths = patch_steps(x, lengths, self.patch)  # (B, T/p, p*I)
         out, h_n = self.gru(x, lengths=lengths)  # (B, T, D*H), (L*D, B, H)
-        return self.head(self.drop(pool(out, h_n, lengths, self.pooling, self.gru.num_directions)))
+        return self.head(self.drop(pool(out, h_n, lengths, self.pooling, directions(self.gru))))
 
 
 def patch_steps(x: Tensor, lengths: Tensor, patch: int) -> tuple[Tensor, Tensor]:

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..modules import GRU
 from ..training import fit, write_json
 from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads, with_dtype
+from .cells import Cell
 
 TEST_BITS = (8, 16, 32, 64)
 
@@ -45,11 +45,11 @@ class AddingConfig(TaskConfig):
 
 
 class Adder(nn.Module):
-    """GRU over bit pairs + a linear read-out of one sum bit per step."""
+    """Recurrent layer (a GRU by default) over bit pairs + a linear read-out of one sum bit per step."""
 
-    def __init__(self, hidden_size: int) -> None:
+    def __init__(self, hidden_size: int, cell: Cell = Cell()) -> None:
         super().__init__()
-        self.gru = GRU(2, hidden_size, batch_first=True)
+        self.gru = cell.layer(2, hidden_size)
         self.head = nn.Linear(hidden_size, 1)
 
     def forward(self, bits: Tensor) -> Tensor:  # (B, T, 2) -> logits (B, T)
@@ -148,7 +148,7 @@ class AddingTask(Task):
     def train(self, cfg: AddingConfig, out: Path, *, resume: bool = False) -> dict:
         cfg.validate()
         torch.manual_seed(cfg.seed)
-        model = with_dtype(Adder(cfg.hidden_size), cfg)
+        model = with_dtype(Adder(cfg.hidden_size, cfg.recurrent_cell()), cfg)
         save_run(out, self, cfg)
         with torch_threads(cfg.threads):
             start = time.perf_counter()
@@ -174,7 +174,7 @@ class AddingTask(Task):
 
     def _model(self, run: Path) -> tuple[AddingConfig, Adder]:
         cfg, _ = load_run(run, self)
-        return cfg, load_weights(run, with_dtype(Adder(cfg.hidden_size), cfg))
+        return cfg, load_weights(run, with_dtype(Adder(cfg.hidden_size, cfg.recurrent_cell()), cfg))
 
     def evaluate(self, run: Path, data: str | None = None) -> dict:
         if data is not None:

@@ -28,6 +28,7 @@ import torch
 from .. import __version__, backend
 from ..training import LoopConfig, load_tensors, read_json, write_json
 from ..training.loop import MODEL_FILE
+from . import cells
 
 
 def option(default: Any, help: str, **metadata) -> Any:
@@ -47,7 +48,11 @@ class TaskConfig:
     seed: int = option(0, "random seed for initialisation, splits and shuffling")
     progress: bool = option(True, "show a progress bar")
     threads: int = option(1, "CPU threads for torch while training and scoring (0 = torch's default; small GRUs rarely gain from more, and a busy second core can make 2 threads many times slower than 1)")
-    dtype: str = option("float32", "the GRU's compute dtype: float32, or bfloat16 (mixed precision: float32 parameters and optimiser)")
+    dtype: str = option("float32", "the recurrent layer's compute dtype: float32, or bfloat16 (mixed precision: float32 parameters and optimiser)")
+    cell: str = option("gru", f"recurrent cell: {', '.join(cells.CELLS)} (gru = torch.nn.GRU's, lngru = layer-normalised GRU, mingru = minGRU, gates from the input only)")
+    zoneout: float = option(0.0, "zoneout probability: in training each hidden unit keeps its previous value with this probability (gru, lngru)")
+    recurrent_dropout: float = option(0.0, "dropout on the hidden state where it enters the gates, one mask per sequence (gru, lngru)")
+    weight_dropout: float = option(0.0, "DropConnect on the recurrent weights, one mask per batch (gru, lngru)")
 
     def loop(self) -> LoopConfig:
         return LoopConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)})
@@ -67,19 +72,22 @@ class TaskConfig:
         self.at_least(0, "weight_decay", "grad_clip", "patience", "threads")
         if self.dtype not in COMPUTE_DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.dtype!r}")
+        for name in ("zoneout", "recurrent_dropout", "weight_dropout"):
+            if not 0 <= getattr(self, name) < 1:  # also rejects nan and inf
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        cells.check(self.cell, zoneout=self.zoneout, recurrent_dropout=self.recurrent_dropout, weight_dropout=self.weight_dropout)
+
+    def recurrent_cell(self) -> cells.Cell:
+        """The cell --cell, --zoneout, --recurrent-dropout and --weight-dropout name."""
+        return cells.Cell(self.cell, zoneout=self.zoneout, recurrent_dropout=self.recurrent_dropout, weight_dropout=self.weight_dropout)
 
 
-COMPUTE_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}  # --dtype -> GRU.compute_dtype
+COMPUTE_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}  # --dtype -> the layers' compute_dtype
 
 
 def with_dtype(model: torch.nn.Module, cfg: TaskConfig) -> torch.nn.Module:
-    """Set every grukit GRU in ``model`` to compute in ``cfg.dtype`` (parameters stay float32)."""
-    from ..modules import GRU
-
-    for m in model.modules():
-        if isinstance(m, GRU):
-            m.compute_dtype = COMPUTE_DTYPES[cfg.dtype]
-    return model
+    """Set every recurrent layer in ``model``, whatever its cell, to compute in ``cfg.dtype`` (parameters stay float32)."""
+    return cells.set_compute_dtype(model, COMPUTE_DTYPES[cfg.dtype])
 
 
 @contextlib.contextmanager

@@ -178,6 +178,7 @@ def build_model(cfg: ClassifyConfig, state: dict) -> seq.SequenceModel:
         vocab_size=len(state["vocab"]) + 2 if text_kind else 0,
         embed_dim=cfg.embed_dim,
         patch=1 if text_kind else state["patch"],
+        cell=cfg.recurrent_cell(),
     ), cfg)
 
 

@@ -30,9 +30,9 @@ from torch import Tensor, nn
 
 from ..data.series import BUILTIN, Series, builtin_series, day_of_year, infer_season, next_dates, parse_columns, read_csv_series
 from ..evaluation import forecasting as fc
-from ..modules import GRU
 from ..training import fit, write_json
 from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads, with_dtype
+from .cells import Cell
 
 LOSSES = ("mse", "mae", "huber")
 BASES = ("auto", "naive", "seasonal")
@@ -79,11 +79,11 @@ class ForecastConfig(TaskConfig):
 
 
 class Forecaster(nn.Module):
-    """GRU over the window + a linear head: (last state, base forecast) -> all horizon steps."""
+    """Recurrent layer over the window + a linear head: (last state, base forecast) -> all horizon steps."""
 
-    def __init__(self, n_inputs: int, hidden_size: int, num_layers: int, horizon: int, dropout: float) -> None:
+    def __init__(self, n_inputs: int, hidden_size: int, num_layers: int, horizon: int, dropout: float, cell: Cell = Cell()) -> None:
         super().__init__()
-        self.gru = GRU(n_inputs, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.gru = cell.layer(n_inputs, hidden_size, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size + horizon, horizon)
 
@@ -241,7 +241,7 @@ class ForecastTask(Task):
         state = self._state(cfg, s)
         torch.manual_seed(cfg.seed)
         x = features(s, state)
-        model = with_dtype(Forecaster(x.shape[1], cfg.hidden_size, cfg.num_layers, state["horizon"], cfg.dropout), cfg)
+        model = with_dtype(Forecaster(x.shape[1], cfg.hidden_size, cfg.num_layers, state["horizon"], cfg.dropout, cfg.recurrent_cell()), cfg)
         save_run(out, self, cfg, state)
         start = time.perf_counter()
         fit(model, _Objective(cfg, x, s.values[:, 0], state), cfg.loop(), out, resume=resume)
@@ -290,7 +290,7 @@ class ForecastTask(Task):
     def _model(self, run: Path) -> tuple[ForecastConfig, dict, Forecaster]:
         cfg, state = load_run(run, self)
         n_inputs = len(state["columns"]) + 1 + 2 * bool(state["calendar"])
-        model = with_dtype(Forecaster(n_inputs, cfg.hidden_size, cfg.num_layers, state["horizon"], cfg.dropout), cfg)
+        model = with_dtype(Forecaster(n_inputs, cfg.hidden_size, cfg.num_layers, state["horizon"], cfg.dropout, cfg.recurrent_cell()), cfg)
         return cfg, state, load_weights(run, model)
 
     def _series(self, cfg: ForecastConfig, state: dict, data: str | None) -> Series:

@@ -1,4 +1,4 @@
-"""Character-level language model: embedding -> GRU -> softmax over the next character.
+"""Character-level language model: embedding -> GRU (or --cell) -> softmax over the next character.
 
 Data: any UTF-8 text file (--data) or a built-in corpus (--dataset), cut to
 --max-chars. The text is cut into equal contiguous chunks; of every ten
@@ -28,9 +28,9 @@ from torch import Tensor, nn
 
 from ..data.corpus import CORPORA, builtin_corpus, read_text
 from ..evaluation.language import ngram_bpc
-from ..modules import GRU
 from ..training import fit, write_json
 from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads, with_dtype
+from .cells import Cell
 
 EVAL_LEN = 1024  # characters scored per piece of a held-out test chunk (state carried within)
 VAL_LEN = 256  # the same for the validation after every epoch: shorter pieces, more in parallel, faster
@@ -64,10 +64,10 @@ class LMConfig(TaskConfig):
 
 
 class CharLM(nn.Module):
-    def __init__(self, vocab: int, embedding_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
+    def __init__(self, vocab: int, embedding_size: int, hidden_size: int, num_layers: int, dropout: float, cell: Cell = Cell()) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, embedding_size)
-        self.gru = GRU(embedding_size, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.gru = cell.layer(embedding_size, hidden_size, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab)
 
@@ -210,7 +210,7 @@ class LMTask(Task):
 
     @staticmethod
     def _new_model(cfg: LMConfig, vocab: str) -> CharLM:
-        return with_dtype(CharLM(len(vocab), cfg.embedding_size, cfg.hidden_size, cfg.num_layers, cfg.dropout), cfg)
+        return with_dtype(CharLM(len(vocab), cfg.embedding_size, cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.recurrent_cell()), cfg)
 
     def _score(self, model: CharLM, ids: np.ndarray, chunks: list, vocab: str, skipped: int = 0) -> dict:
         """Test bpc of the model and the baselines (``chunks`` with part 2 are scored)."""

@@ -119,7 +119,7 @@ def prepare(cfg: RegressConfig) -> dict:
 def build_model(cfg: RegressConfig, state: dict) -> seq.SequenceModel:
     return with_dtype(seq.SequenceModel(
         state["channels"], 1, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, bidirectional=cfg.bidirectional,
-        dropout=cfg.dropout, pooling=cfg.pooling, patch=state["patch"],
+        dropout=cfg.dropout, pooling=cfg.pooling, patch=state["patch"], cell=cfg.recurrent_cell(),
     ), cfg)
 
 
