@@ -27,12 +27,6 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def need(cell: str) -> None:
-    # TEMPORARY: until grukit.MinGRU lands in main; remove once it has.
-    if cell == "mingru" and not hasattr(grukit, "MinGRU"):
-        pytest.skip("grukit.MinGRU is not in this grukit yet")
-
-
 # ---- tiny data, one maker per task ----------------------------------------------
 
 def ucr(folder, target_is_mean=False, n=16, length=10):
@@ -97,7 +91,6 @@ def train(task, cell, tmp_path, *extra):
 @pytest.mark.parametrize("cell", cells.CELLS)
 @pytest.mark.parametrize("task", list(TASK_ARGS))
 def test_every_task_trains_every_cell_and_eval_rebuilds_it(task, cell, tmp_path):
-    need(cell)
     options = OPTIONS if cell == "lngru" else {}
     out = train(task, cell, tmp_path, *[a for k, v in options.items() for a in ("--" + k.replace("_", "-"), v)])
     saved = json.loads((out / "config.json").read_text())["config"]
@@ -117,7 +110,6 @@ def test_every_task_trains_every_cell_and_eval_rebuilds_it(task, cell, tmp_path)
 
 @pytest.mark.parametrize("cell", cells.CELLS)
 def test_bfloat16_reaches_every_cell(cell, tmp_path):
-    need(cell)
     out = train("adding", cell, tmp_path, "--dtype", "bfloat16")
     assert LOADERS["adding"](TASKS["adding"], out).gru.compute_dtype == torch.bfloat16
     assert run("eval", out).exit_code == 0
@@ -189,7 +181,6 @@ def test_options_mingru_lacks_are_one_line(task, args, message, tmp_path):
 @pytest.mark.parametrize("cell", cells.CELLS)
 def test_every_cell_takes_the_same_call(cell):
     """layer(x, h0, lengths=...) -> (output, h_n), padding zero and h_n each sequence's last state."""
-    need(cell)
     layer = cells.recurrent(cell, 3, 5, num_layers=2)
     x, lengths = torch.randn(4, 6, 3), torch.tensor([6, 2, 4, 1])  # (B, T, I)
     out, h_n = layer(x, None, lengths=lengths)  # (B, T, H), (L, B, H)

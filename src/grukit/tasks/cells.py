@@ -7,7 +7,8 @@ grukit.functional):
 
     gru     grukit.GRU, torch.nn.GRU to the letter (Cho et al. 2014)
     lngru   grukit.GRU(layer_norm=True): LayerNorm-GRU (Ba et al. 2016)
-    mingru  grukit.MinGRU: minGRU (Feng et al. 2024), gates from x_t only
+    mingru  grukit.MinGRU: minGRU (Feng et al. 2024), gates from x_t only,
+            in its default (sequential, native scan) mode
 
 Every layer is called the same way, ``layer(x, h0=None, lengths=...)``, and
 returns ``(output, h_n)`` with h_n (L*D, B, H). The messages name the CLI
@@ -22,12 +23,14 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..mingru import MinGRU
 from ..modules import GRU
 
 CELLS = ("gru", "lngru", "mingru")  # --cell choices; the first is the default
 
-# Options the GRU cells have and minGRU does not (the recurrence is linear in
-# h, with gates from x_t alone: nothing to zone out or drop on h's way in).
+# Options grukit.GRU has and grukit.MinGRU does not: it reads one direction,
+# and its gates see only x_t (h enters only the final mix), with no dropout of
+# any kind.
 _MINGRU_LACKS = ("bidirectional", "dropout", "zoneout", "recurrent_dropout", "input_dropout", "weight_dropout")
 
 
@@ -65,9 +68,6 @@ def recurrent(
                    weight_dropout=weight_dropout, input_dropout=input_dropout)
     check(cell, **options)
     if cell == "mingru":
-        MinGRU = _mingru_class()
-        if MinGRU is None:
-            raise ValueError("--cell mingru needs grukit.MinGRU, which this version of grukit does not have")
         return MinGRU(input_size, hidden_size, num_layers, batch_first=batch_first)
     return GRU(input_size, hidden_size, num_layers, batch_first=batch_first, layer_norm=cell == "lngru", **options)
 
@@ -94,19 +94,7 @@ def directions(layer: nn.Module) -> int:
 
 def set_compute_dtype(model: nn.Module, dtype: Optional[torch.dtype]) -> nn.Module:
     """Make every recurrent layer in ``model`` compute in ``dtype`` (None: its parameters' dtype)."""
-    cells = tuple(c for c in (GRU, _mingru_class()) if c is not None)
     for m in model.modules():
-        if isinstance(m, cells):
-            if not hasattr(m, "compute_dtype"):  # never silently ignore --dtype
-                if dtype is None:
-                    continue
-                raise ValueError(f"--dtype {str(dtype).removeprefix('torch.')} is not available for {type(m).__name__}")
+        if isinstance(m, (GRU, MinGRU)):  # both take compute_dtype (mixed precision, parameters keep their dtype)
             m.compute_dtype = dtype
     return model
-
-
-def _mingru_class():
-    """grukit.MinGRU, or None while it is not there yet.  TODO: a plain import once MinGRU is in main."""
-    import grukit
-
-    return getattr(grukit, "MinGRU", None)
