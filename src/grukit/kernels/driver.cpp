@@ -264,9 +264,10 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
                                       w ? w + 7 * H : nullptr, w ? w + 10 * H + 1 : nullptr);
         }
     }
+    scalar_t* const gh_out = gh.data_ptr<scalar_t>();
     Step<scalar_t, A> base{};
     base.H = H;
-    base.gh = gh.data_ptr<scalar_t>();
+    base.gh = gh_out;
     base.ghn = reset_after ? nullptr : ghn.data_ptr<scalar_t>();
     base.rh = reset_after ? nullptr : rh.data_ptr<scalar_t>();
     base.bi = bi.data_ptr<A>();
@@ -298,13 +299,14 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
         st.out = out.data_ptr<scalar_t>() + t * out.stride(0);
         st.ws = ws.data_ptr<A>() + (train ? t : 0) * ws_t;
         st.zone = zone.defined() ? zone.const_data_ptr<scalar_t>() + t * zone.stride(0) : nullptr;
-        const Tensor h_in = mask.defined() ? hin : hs.select(0, slot(prev));  // (B, H)
         if (all) {
+          const Tensor h_in = mask.defined() ? hin : hs.select(0, slot(prev));  // (B, H)
           recurrent<scalar_t, A>(gh, h_in, u, ut);  // (B, 3H) = h_in @ U^T: the one recurrent product
-        } else {  // this slice's columns of r, z (and n)
+        } else {  // this slice's columns of r, z (and n); raw pointers: no tensors shared between the team
+          const scalar_t* hp = mask.defined() ? base.hin : hs.const_data_ptr<scalar_t>() + slot(prev) * hs_t;
+          const int64_t ld = mask.defined() ? H : hs.stride(1);
           for (int64_t k = 0; k < gates; ++k)
-            step_mm<scalar_t, A>(h_in.const_data_ptr<scalar_t>(), h_in.stride(0), B, H, ut, k * H + j0, j1 - j0,
-                                 gh.data_ptr<scalar_t>() + k * H + j0, gh.stride(0));
+            step_mm<scalar_t, A>(hp, ld, B, H, ut, k * H + j0, j1 - j0, gh_out + k * H + j0, gh.stride(0));
         }
         if (ln) {  // LN(U h_in), row by row (no team: a row's statistics need all its units)
           for (int64_t b = 0; b < B; ++b)
@@ -450,7 +452,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_layer_train(const Tensor& x, cons
 // norms) and dh0 (B, H), and adds to `sums` (6, 3H) in the accumulation type,
 // if defined: the sums of dG_i and dG_h over rows and steps (the bias
 // gradients; for reset_after=False only row 0, since there dG_h = dG_i), then
-// dL/d of gain_ih, bias_ih, gain_hh, bias_hh of the norms. Time slices of hs,
+// with layer norm (which needs sums) dL/d of gain_ih, bias_ih, gain_hh, bias_hh. Time slices of hs,
 // ws, dG_* contiguous. norms, zone, mask as in forward_direction.
 static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Tensor& hs, const Tensor& ws,
                                const Tensor& w_hh, const int64_t* len, const CellArgs& c, const Tensor& norms,
@@ -470,14 +472,11 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
   const Tensor up = reset_after ? pack_rhs(u, false) : Tensor();
   const Tensor up_rz = reset_after ? Tensor() : pack_rhs(u_rz, false);
   const Tensor up_n = reset_after ? Tensor() : pack_rhs(u_n, false);
-  // layer norm's parameter gradients need somewhere to go even without bias gradients
-  Tensor own = ln && !sums.defined() ? at::zeros({6, 3 * H}, acc) : Tensor();
-  Tensor& sink = sums.defined() ? sums : own;
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer_backward", [&] {
     using A = at::opmath_type<scalar_t>;
     const A* g = ln ? norms.const_data_ptr<A>() : nullptr;  // gain_ih | bias_ih | gain_hh | bias_hh
-    A* dn = ln ? sink.data_ptr<A>() + 6 * H : nullptr;      // dgain_ih | dbias_ih | dgain_hh | dbias_hh
+    A* dn = ln ? sums.data_ptr<A>() + 6 * H : nullptr;      // dgain_ih | dbias_ih | dgain_hh | dbias_hh
     BackStep<scalar_t, A> st{};
     st.H = H;
     st.ws_ld = W;
@@ -597,7 +596,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_bac
   // each piece sums its own rows' parameter gradients (in the accumulation type), added up below:
   // db_i, db_h, then layer norm's dgain_ih, dbias_ih, dgain_hh, dbias_hh
   const bool sums = need_bias || ln;
-  Tensor parts = sums ? at::zeros({static_cast<int64_t>(ps.size()), 6, 3 * H}, acc) : Tensor();
+  const int64_t rows = ln ? 6 : 2;  // db_i, db_h (+ the norms' four)
+  Tensor parts = sums ? at::zeros({static_cast<int64_t>(ps.size()), rows, 3 * H}, acc) : Tensor();
   run_pieces(ps, [&](const Piece& p) {
     auto rows = [&](const Tensor& t) { return t.select(0, p.d).narrow(1, p.b0, p.n); };  // (T, n, ...)
     const int64_t i = &p - ps.data();
@@ -608,7 +608,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_bac
                        dh0.select(0, p.d).narrow(0, p.b0, p.n), sums ? parts.select(0, i) : Tensor());
   });
   for (int64_t d = 0; d < D && sums; ++d) {
-    Tensor sum = at::zeros({6, 3 * H}, acc);
+    Tensor sum = at::zeros({rows, 3 * H}, acc);
     for (size_t i = 0; i < ps.size(); ++i)
       if (ps[i].d == d) sum += parts.select(0, static_cast<int64_t>(i));
     if (need_bias) {
