@@ -28,6 +28,7 @@ __all__ = ["dropout_mask"]
 
 
 def dropout_mask(p: float, shape: tuple[int, ...], like: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-    """A mask of ``shape``: 0 with probability p, else 1 / (1 - p); ``like``'s dtype and device."""
-    u = torch.rand(shape, generator=generator, dtype=torch.float32, device="cpu" if generator is not None else like.device)
-    return ((u >= p).to(torch.float32) / (1.0 - p)).to(dtype=like.dtype, device=like.device)
+    """A mask of ``shape``: 0 with probability p, else 1 / (1 - p); ``like``'s dtype and device.
+    Drawn in float32, so a seed gives the same mask in every dtype."""
+    m = torch.empty(shape, dtype=torch.float32, device=like.device).bernoulli_(1.0 - p, generator=generator)
+    return m.div_(1.0 - p).to(like.dtype)

@@ -26,6 +26,7 @@ def zoneout(h: Tensor, h_new: Tensor, keep: Union[Tensor, float]) -> Tensor:
 
 
 def zoneout_masks(p: float, shape: tuple[int, ...], like: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-    """m ~ Bernoulli(p) of ``shape`` (..., T, B, H), in ``like``'s dtype and device: 1 keeps the old value."""
-    u = torch.rand(shape, generator=generator, dtype=torch.float32, device="cpu" if generator is not None else like.device)
-    return (u < p).to(dtype=like.dtype, device=like.device)
+    """m ~ Bernoulli(p) of ``shape`` (..., T, B, H), in ``like``'s dtype and device: 1 keeps the old value.
+    Drawn in float32, so a seed gives the same mask in every dtype."""
+    m = torch.empty(shape, dtype=torch.float32, device=like.device).bernoulli_(p, generator=generator)
+    return m.to(like.dtype)

@@ -192,6 +192,15 @@ static void run_team(int64_t threads, int64_t H, const F& f) {
 #endif
 }
 
+// This thread's place in its team (0 outside one).
+inline int64_t team_rank() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 inline void team_barrier() {
 #ifdef _OPENMP
 #pragma omp barrier
@@ -265,6 +274,7 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
         }
     }
     scalar_t* const gh_out = gh.data_ptr<scalar_t>();
+    std::vector<A> stats(ln && team > 1 ? team * B * 3 : 0);  // a team's partial LN statistics: (thread, row, 3)
     Step<scalar_t, A> base{};
     base.H = H;
     base.gh = gh_out;
@@ -308,10 +318,22 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
           for (int64_t k = 0; k < gates; ++k)
             step_mm<scalar_t, A>(hp, ld, B, H, ut, k * H + j0, j1 - j0, gh_out + k * H + j0, gh.stride(0));
         }
-        if (ln) {  // LN(U h_in), row by row (no team: a row's statistics need all its units)
+        if (ln && all) {  // LN(U h_in), row by row
           for (int64_t b = 0; b < B; ++b)
-            layer_norm_row<scalar_t, A>(gh.data_ptr<scalar_t>() + b * 3 * H, 3 * H, g + 6 * H, g + 9 * H,
+            layer_norm_row<scalar_t, A>(gh_out + b * 3 * H, 3 * H, g + 6 * H, g + 9 * H,
                                         train ? st.ws + b * W + 4 * H : nullptr, train ? st.ws + b * W + 10 * H : nullptr);
+        } else if (ln) {  // in a team: each thread's partial statistics, one meeting, then its own columns
+          const int64_t rank = team_rank();
+          for (int64_t b = 0; b < B; ++b)
+            layer_norm_partial<scalar_t, A>(gh_out + b * 3 * H, H, j0, j1, stats.data() + (rank * B + b) * 3);
+          team_barrier();
+          for (int64_t b = 0; b < B; ++b) {
+            A mu, rstd;
+            layer_norm_combine<A>(stats.data() + b * 3, team, B * 3, mu, rstd);
+            A* w = train ? st.ws + b * W : nullptr;
+            layer_norm_apply<scalar_t, A>(gh_out + b * 3 * H, H, j0, j1, mu, rstd, g + 6 * H, g + 9 * H, w ? w + 4 * H : nullptr);
+            if (w && rank == 0) w[10 * H] = rstd;
+          }
         }
         if (reset_after) {
           forward_after(st, 0, B);
@@ -405,8 +427,7 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward(const Tensor& x_
   const Tensor norms = c.layer_norm() ? c.norms->to(acc).contiguous() : Tensor();  // (D, 4, 3H)
   const int64_t* len = lengths_ptr(lengths);
   const auto ps = pieces(D, B);
-  // a team splits each step's units: LayerNorm-GRU's per-row statistics need them all
-  const int64_t team = c.layer_norm() ? 1 : team_size(ps.size(), T, B, H);
+  const int64_t team = team_size(ps.size(), T, B, H);
   run_pieces(ps, [&](const Piece& p) {
     forward_direction(gi.select(0, p.d).narrow(1, p.b0, p.n), h0.select(0, p.d).narrow(0, p.b0, p.n),
                       w_hh.select(0, p.d), pick(b_ih, p.d), pick(b_hh, p.d), len ? len + p.b0 : nullptr, c,

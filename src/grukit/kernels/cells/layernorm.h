@@ -53,6 +53,58 @@ void layer_norm_row(T* v, int64_t N, const A* gain, const A* bias, A* xhat, A* r
   if (rstd_out) *rstd_out = rstd;
 }
 
+// The same forward for a team of threads that each own the units [j0, j1) of
+// every gate block (driver.cpp, run_team): each thread reduces its columns of
+// the row to (count, mean, M2), the team meets, and every thread combines all
+// partials (Chan, Golub & LeVeque 1979: exact up to rounding, no cancellation
+// from E[v^2] - mu^2) and normalises its own columns.
+template <typename T, typename A>
+void layer_norm_partial(const T* v, int64_t H, int64_t j0, int64_t j1, A* part) {
+  A sum = 0, m2 = 0;
+  const int64_t n = 3 * (j1 - j0);
+  for (int k = 0; k < 3; ++k)
+    for (int64_t j = j0; j < j1; ++j) sum += static_cast<A>(v[k * H + j]);
+  const A mu = n ? sum / A(n) : A(0);
+  for (int k = 0; k < 3; ++k)
+    for (int64_t j = j0; j < j1; ++j) {
+      const A d = static_cast<A>(v[k * H + j]) - mu;
+      m2 += d * d;
+    }
+  part[0] = A(n);
+  part[1] = mu;
+  part[2] = m2;
+}
+
+// Combine `count` partials (3 values each, `stride` apart) into mu and rstd.
+template <typename A>
+void layer_norm_combine(const A* parts, int64_t count, int64_t stride, A& mu, A& rstd) {
+  A n = 0, mean = 0, m2 = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const A* p = parts + i * stride;
+    if (p[0] == A(0)) continue;
+    const A tot = n + p[0], delta = p[1] - mean;
+    mean += delta * p[0] / tot;
+    m2 += p[2] + delta * delta * n * p[0] / tot;
+    n = tot;
+  }
+  mu = mean;
+  rstd = A(1) / std::sqrt(m2 / n + A(kLayerNormEps));
+}
+
+// Normalise the columns [j0, j1) of every gate block of v (3H,), in place;
+// xhat (3H,) saved there too if given.
+template <typename T, typename A>
+void layer_norm_apply(T* v, int64_t H, int64_t j0, int64_t j1, A mu, A rstd, const A* gain, const A* bias, A* xhat) {
+  const int64_t V = Vec<A>::size();
+  for (int k = 0; k < 3; ++k)
+    for (int64_t j = k * H + j0; j < k * H + j1; j += V) {
+      const int64_t m = std::min(V, k * H + j1 - j);
+      const Vec<A> xh = (load<A>(v + j, m) - Vec<A>(mu)) * Vec<A>(rstd);
+      if (xhat) store<A>(xhat + j, xh, m);
+      store<A>(v + j, xh * load<A>(gain + j, m) + load<A>(bias + j, m), m);
+    }
+}
+
 // Backward of one row, in place: dy (N,) in T becomes dL/dv; dL/dg and dL/dc
 // are added to dgain and dbias (N,) in A.
 template <typename T, typename A>
