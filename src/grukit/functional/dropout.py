@@ -30,5 +30,5 @@ __all__ = ["dropout_mask"]
 def dropout_mask(p: float, shape: tuple[int, ...], like: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """A mask of ``shape``: 0 with probability p, else 1 / (1 - p); ``like``'s dtype and device.
     Drawn in float32, so a seed gives the same mask in every dtype."""
-    m = torch.empty(shape, dtype=torch.float32, device=like.device).bernoulli_(1.0 - p, generator=generator)
-    return m.div_(1.0 - p).to(like.dtype)
+    u = torch.rand(shape, generator=generator, dtype=torch.float32, device=like.device)
+    return u.ge_(p).div_(1.0 - p).to(like.dtype)

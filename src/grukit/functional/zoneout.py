@@ -28,5 +28,5 @@ def zoneout(h: Tensor, h_new: Tensor, keep: Union[Tensor, float]) -> Tensor:
 def zoneout_masks(p: float, shape: tuple[int, ...], like: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """m ~ Bernoulli(p) of ``shape`` (..., T, B, H), in ``like``'s dtype and device: 1 keeps the old value.
     Drawn in float32, so a seed gives the same mask in every dtype."""
-    m = torch.empty(shape, dtype=torch.float32, device=like.device).bernoulli_(p, generator=generator)
-    return m.to(like.dtype)
+    u = torch.rand(shape, generator=generator, dtype=torch.float32, device=like.device)
+    return u.lt_(p).to(like.dtype)  # in place: one pass after the draw (bernoulli_ measured 2x slower here)
