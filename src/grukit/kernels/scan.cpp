@@ -35,6 +35,8 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include "fresh.h"
+
 #include <vector>
 
 #ifdef __linux__
@@ -50,21 +52,9 @@ using OptTensor = std::optional<Tensor>;
 template <typename A>
 using V = at::vec::Vectorized<A>;
 
-// A new tensor for a large result, its memory marked for transparent huge
-// pages before the first touch (as gru.cpp's `fresh`): out and dproj are
-// fresh memory at every call, and their page faults at 4 KiB would cost more
-// than the scan itself (measured: a 64 MB clone 94 ms, a copy into existing
-// memory 19 ms, on the loaded 2-core machine).
-Tensor fresh(at::IntArrayRef sizes, const at::TensorOptions& opts) {
-  Tensor t = at::empty(sizes, opts);
-#ifdef __linux__
-  constexpr uintptr_t huge = uintptr_t(1) << 21;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr()), end = begin + t.nbytes();
-  const uintptr_t a = (begin + huge - 1) & ~(huge - 1), b = end & ~(huge - 1);  // whole huge pages inside
-  if (b >= a + 2 * huge) madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);  // advice only: errors ignored
-#endif
-  return t;
-}
+// Large results (out, dproj) come from `fresh` (fresh.h): huge pages before the
+// first touch, since their page faults at 4 KiB would cost more than the scan
+// itself (measured: a 64 MB clone 94 ms, a copy into existing memory 19 ms).
 
 // The gates of one vector of lanes, without cancellation or overflow:
 // e = exp(-|k|) <= 1, so sigmoid(|k|) = 1 / (1 + e), sigmoid(-|k|) = e / (1 + e).
