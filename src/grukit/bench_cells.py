@@ -294,6 +294,6 @@ def plot(res: dict, path: str) -> None:
         ax.set_title(title + " (dashed: target)", fontsize=9)
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(f"grukit cell options: {res['machine']['cpu']}, {res['machine']['threads']} threads, torch {res['machine']['torch']}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the suptitle above the first panel
     fig.savefig(path, dpi=110)
     plt.close(fig)
