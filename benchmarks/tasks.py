@@ -24,7 +24,7 @@ RUNS = [
     ("classify", "BasicMotions", "BasicMotions"),
     ("classify", "JapaneseVowels", "JapaneseVowels"),
     ("classify", "toy", "toy"),
-    ("classify", "shakespeare-genre", "shakespeare"),
+    ("classify", "shakespeare (genre)", "shakespeare"),
     ("regress", "toy", "toy"),
     ("regress", "Covid3Month", "Covid3Month"),
     ("forecast", "sunspots", "sunspots"),

@@ -61,7 +61,12 @@ def test_resume_continues_exactly(tmp_path):
     [
         (["train", "adding", "--out", "{tmp}/x", "--max-bits", "1"], "--max-bits must be in [2, 30], got 1"),
         (["train", "adding", "--out", "{tmp}/x", "--epochs", "0"], "--epochs must be >= 1, got 0"),
-        (["train", "adding", "--out", "{tmp}/x", "--lr", "-1"], "--lr must be > 0, got -1.0"),
+        (["train", "adding", "--out", "{tmp}/x", "--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
+        (["train", "adding", "--out", "{tmp}/x", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+        (["train", "adding", "--out", "{tmp}/x", "--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+        (["train", "adding", "--out", "{tmp}/x", "--grad-clip", "nan"], "--grad-clip must be a finite number >= 0, got nan"),
+        (["train", "adding", "--out", "{tmp}/x", "--weight-decay", "inf"], "--weight-decay must be a finite number >= 0, got inf"),
+        (["train", "adding", "--out", "{tmp}/x", "--threads", "100000"], "--threads must be at most"),
         (["train", "adding", "--out", "{tmp}/x", "--hidden-size", "abc"], "'abc' is not a valid integer"),
         (["train", "adding", "--out", "{tmp}/x", "--bogus", "1"], "No such option '--bogus'"),
         (["train", "adding", "--out", "{tmp}/x", "--dtype", "float16"], "--dtype must be one of float32, bfloat16, got 'float16'"),
@@ -113,3 +118,39 @@ def test_bfloat16_training_follows_the_float32_loss_curve(tmp_path):
     for (t32, v32), (t16, v16) in zip(curves["float32"], curves["bfloat16"]):
         assert abs(t16 - t32) <= 0.02 * t32, (t32, t16)
         assert abs(v16 - v32) <= 0.02 * v32, (v32, v16)
+
+
+def test_bad_flags_write_no_run_directory(tmp_path):
+    for flag, value in (("--threads", "100000"), ("--lr", "nan"), ("--grad-clip", "nan")):
+        result = run("train", "adding", "--out", tmp_path / "x", flag, value, ok=False)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert not (tmp_path / "x").exists()
+
+
+def test_threads_in_a_run_config_are_checked_on_eval(tmp_path):
+    out = tmp_path / "r"
+    run("train", "adding", "--out", out, *TINY)
+    config = json.loads((out / "config.json").read_text())
+    config["config"]["threads"] = 100000
+    (out / "config.json").write_text(json.dumps(config))
+    result = run("eval", out, ok=False)
+    assert result.exit_code == 1 and "--threads must be at most" in result.output
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`grukit predict ... | head`: the reader has gone; no 'Broken pipe' error, exit 0."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "r"
+    run("train", "adding", "--out", out, *TINY)
+    read, write = os.pipe()
+    os.close(read)  # nobody will read: the first write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "grukit", "predict", str(out), "1", "2"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 0, proc.stderr
+    assert "Broken pipe" not in proc.stderr and "Error" not in proc.stderr and "Traceback" not in proc.stderr

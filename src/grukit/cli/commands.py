@@ -110,5 +110,5 @@ def predict_cmd(run: str, values: tuple[str, ...], data: str | None) -> None:
 @click.option("--length", default=200, show_default=True, type=click.IntRange(min=1), help="items to generate")
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.0, min_open=True), help="sampling temperature")
 def generate_cmd(run: str, prompt: str, length: int, temperature: float) -> None:
-    """Sample from a saved generative model (language model, music)."""
+    """Sample text from a saved language model."""
     click.echo(_task_of(run).generate(Path(run), prompt, length, temperature))

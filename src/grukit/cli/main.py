@@ -19,6 +19,9 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # the reader went away (`grukit predict ... | head`): end quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+            sys.exit(0)
         except (ValueError, TypeError, OSError, KeyError, ArithmeticError, NotImplementedError) as e:
             if os.environ.get("GRUKIT_DEBUG"):
                 raise

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -58,18 +60,22 @@ class TaskConfig:
         return LoopConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)})
 
     def at_least(self, low, *names: str) -> None:
-        """Raise ValueError naming the flag if any of these fields is below ``low``."""
+        """Raise ValueError naming the flag if any of these fields is below ``low``, NaN or infinite."""
         for name in names:
-            if getattr(self, name) < low:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (value >= low and math.isfinite(value)):  # NaN fails every comparison
+                what = "a finite number >= " if isinstance(value, float) else ">= "
+                raise ValueError(f"--{name.replace('_', '-')} must be {what}{low}, got {value}")
 
     def validate(self) -> None:
         """Raise ValueError naming the flag for out-of-range values."""
         self.at_least(1, "epochs")
         for name in ("lr",):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"--{name} must be > 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"--{name} must be a finite number > 0, got {value}")
         self.at_least(0, "weight_decay", "grad_clip", "patience", "threads")
+        check_threads(self.threads)
         if self.dtype not in COMPUTE_DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.dtype!r}")
         for name in ("zoneout", "recurrent_dropout", "weight_dropout"):
@@ -90,6 +96,18 @@ def with_dtype(model: torch.nn.Module, cfg: TaskConfig) -> torch.nn.Module:
     return cells.set_compute_dtype(model, COMPUTE_DTYPES[cfg.dtype])
 
 
+def max_threads() -> int:
+    """The most --threads accepted: 4 per CPU this process may run on (more only thrashes, and
+    libgomp starts every thread asked for, up to the process limit)."""
+    return 4 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def check_threads(n: int) -> None:
+    """--threads (or a run's config.json) within [0, max_threads()]."""
+    if n > max_threads():
+        raise ValueError(f"--threads must be at most {max_threads()} (4 per CPU of this machine), got {n}")
+
+
 @contextlib.contextmanager
 def torch_threads(n: int):
     """Run the block with ``n`` torch CPU threads (0 = leave torch's setting).
@@ -97,6 +115,7 @@ def torch_threads(n: int):
     Small recurrent models gain little from intra-op threads, and on a busy
     machine two threads measured 10-20x slower than one (GunPoint, 20 epochs,
     2 cores under load: 40-108 s vs 5-7 s)."""
+    check_threads(n)  # also a config.json's value, on eval and predict
     before = torch.get_num_threads()
     if n > 0:
         torch.set_num_threads(n)
