@@ -43,6 +43,19 @@ def test_fit_learns_and_keeps_best(tmp_path):
     assert (tmp_path / "loss.png").stat().st_size > 1000
 
 
+def test_loss_plot_is_drawn_once_and_on_interrupt(tmp_path, monkeypatch):
+    from grukit.training import loop
+
+    calls = []
+    real = loop.plot_history
+    monkeypatch.setattr(loop, "plot_history", lambda *a, **k: (calls.append(len(a[0])), real(*a, **k)))
+    fit(torch.nn.Linear(1, 1), Regression(), LoopConfig(epochs=5, lr=0.05, progress=False), tmp_path / "a")
+    assert calls == [5] and (tmp_path / "a" / "loss.png").stat().st_size > 1000
+    with pytest.raises(KeyboardInterrupt):
+        fit(torch.nn.Linear(1, 1), Regression(interrupt_at=2), LoopConfig(epochs=5, lr=0.05, progress=False), tmp_path / "b")
+    assert calls == [5, 2] and (tmp_path / "b" / "loss.png").exists()
+
+
 def test_interrupt_leaves_usable_checkpoint_and_resume_matches(tmp_path):
     cfg = LoopConfig(epochs=6, lr=0.05, progress=False)
     torch.manual_seed(0)
