@@ -154,3 +154,26 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
         os.close(write)
     assert proc.returncode == 0, proc.stderr
     assert "Broken pipe" not in proc.stderr and "Error" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_out_never_silently_replaces_a_run(tmp_path):
+    out = tmp_path / "r"
+    run("train", "adding", "--out", out, *TINY)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    result = run("train", "adding", "--out", out, *TINY, ok=False)
+    assert result.exit_code != 0 and "already holds a 'adding' run" in result.output and "--overwrite" in result.output
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing touched
+    run("train", "adding", "--out", out, *TINY, "--overwrite")
+    assert (out / "model.safetensors").stat().st_mtime_ns != before["model.safetensors"]
+
+
+def test_out_refuses_a_folder_that_is_not_a_run_and_the_current_directory(tmp_path):
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        result = run("train", "adding", "--out", other, *TINY, *extra, ok=False)
+        assert result.exit_code != 0 and "holds no grukit run" in result.output
+    assert (other / "keep.txt").read_text() == "mine"
+    result = run("train", "adding", "--out", "", *TINY, ok=False)
+    assert result.exit_code != 0 and "--out must name a run directory" in result.output

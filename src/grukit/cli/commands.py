@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 import typing
 from pathlib import Path
@@ -37,10 +38,28 @@ def _click_type(tp):
     return tp
 
 
+def _claim_out(out: Path, overwrite: bool) -> None:
+    """--out must be new or empty; an existing run is replaced only with --overwrite, anything else never."""
+    if str(out) in ("", "."):
+        raise click.UsageError("--out must name a run directory, got the current directory")
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    try:
+        other = run_task_name(out)
+    except (OSError, ValueError):
+        raise click.UsageError(f"--out {out} is not empty and holds no grukit run; choose a new directory") from None
+    if not overwrite:
+        raise click.UsageError(
+            f"--out {out} already holds a {other!r} run; choose a new directory, continue it with --resume {out}, "
+            "or replace it with --overwrite"
+        )
+    shutil.rmtree(out)
+
+
 def _train_command(task):
     hints = typing.get_type_hints(task.Config)
 
-    def run(out, resume, **values):
+    def run(out, resume, overwrite, **values):
         if resume is not None:
             if out is not None and Path(out) != Path(resume):
                 raise click.UsageError("--resume continues a run in place: give --resume DIR without a different --out")
@@ -54,6 +73,8 @@ def _train_command(task):
             raise click.UsageError("give --out DIR (where the run is written) or --resume DIR")
         else:
             cfg = task.Config(**values)
+            cfg.validate()
+            _claim_out(Path(out), overwrite)
         try:
             metrics = task.train(cfg, Path(out), resume=resume is not None)
         except KeyboardInterrupt:
@@ -63,7 +84,8 @@ def _train_command(task):
         click.echo(f"run written to {out}")
 
     params = [
-        click.Option(["--out"], type=click.Path(file_okay=False), help="run directory to write"),
+        click.Option(["--out"], type=click.Path(file_okay=False), help="run directory to write (new or empty; see --overwrite)"),
+        click.Option(["--overwrite"], is_flag=True, help="replace the run already in --out (only a grukit run directory is replaced)"),
         click.Option(["--resume"], type=click.Path(file_okay=False, exists=True), help="continue the interrupted run in DIR"),
     ]
     for f in dataclasses.fields(task.Config):
