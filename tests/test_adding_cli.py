@@ -67,6 +67,8 @@ def test_resume_continues_exactly(tmp_path):
         (["train", "adding", "--out", "{tmp}/x", "--grad-clip", "nan"], "--grad-clip must be a finite number >= 0, got nan"),
         (["train", "adding", "--out", "{tmp}/x", "--weight-decay", "inf"], "--weight-decay must be a finite number >= 0, got inf"),
         (["train", "adding", "--out", "{tmp}/x", "--threads", "100000"], "--threads must be at most"),
+        (["train", "adding", "--out", "{tmp}/x", "--seed", str(2**70)], "--seed must be in [0, 2**32), got 1180591620717411303424"),
+        (["train", "adding", "--out", "{tmp}/x", "--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
         (["train", "adding", "--out", "{tmp}/x", "--hidden-size", "abc"], "'abc' is not a valid integer"),
         (["train", "adding", "--out", "{tmp}/x", "--bogus", "1"], "No such option '--bogus'"),
         (["train", "adding", "--out", "{tmp}/x", "--dtype", "float16"], "--dtype must be one of float32, bfloat16, got 'float16'"),

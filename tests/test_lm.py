@@ -126,3 +126,13 @@ def test_bfloat16_train_and_generate(tmp_path):
     r = run("generate", out, "--prompt", "To be", "--length", "20")
     assert r.exit_code == 0, r.output
     assert r.output.startswith("To be")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_generate_refuses_a_temperature_that_is_not_a_positive_number(tmp_path, value):
+    from click.testing import CliRunner
+
+    from grukit.cli.main import main
+
+    result = CliRunner().invoke(main, ["generate", str(tmp_path), "--temperature", value])
+    assert result.exit_code == 2 and "--temperature" in result.output and "Traceback" not in result.output

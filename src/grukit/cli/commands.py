@@ -38,6 +38,13 @@ def _click_type(tp):
     return tp
 
 
+def _finite(param, value: float) -> float:
+    """click's FloatRange lets NaN through (every comparison with it is false)."""
+    if value != value:
+        raise click.BadParameter(f"must be a number, got {value}", param=param)
+    return value
+
+
 def _claim_out(out: Path, overwrite: bool) -> None:
     """--out must be new or empty; an existing run is replaced only with --overwrite, anything else never."""
     if str(out) in ("", "."):
@@ -130,7 +137,7 @@ def predict_cmd(run: str, values: tuple[str, ...], data: str | None) -> None:
 @click.argument("run", type=click.Path())
 @click.option("--prompt", default="", help="text to start from")
 @click.option("--length", default=200, show_default=True, type=click.IntRange(min=1), help="items to generate")
-@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.0, min_open=True), help="sampling temperature")
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.0, max=1e6, min_open=True), callback=lambda ctx, p, v: _finite(p, v), help="sampling temperature, finite and > 0")
 def generate_cmd(run: str, prompt: str, length: int, temperature: float) -> None:
     """Sample text from a saved language model."""
     click.echo(_task_of(run).generate(Path(run), prompt, length, temperature))

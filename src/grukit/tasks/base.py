@@ -76,6 +76,8 @@ class TaskConfig:
                 raise ValueError(f"--{name} must be a finite number > 0, got {value}")
         self.at_least(0, "weight_decay", "grad_clip", "patience", "threads")
         check_threads(self.threads)
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}")
         if self.dtype not in COMPUTE_DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.dtype!r}")
         for name in ("zoneout", "recurrent_dropout", "weight_dropout"):
