@@ -179,3 +179,36 @@ def test_out_refuses_a_folder_that_is_not_a_run_and_the_current_directory(tmp_pa
     assert (other / "keep.txt").read_text() == "mine"
     result = run("train", "adding", "--out", "", *TINY, ok=False)
     assert result.exit_code != 0 and "--out must name a run directory" in result.output
+
+
+def test_ctrl_c_before_the_first_epoch_leaves_no_run(tmp_path, monkeypatch):
+    from grukit.training import loop
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_run_epoch", interrupted)
+    out = tmp_path / "r"
+    result = run("train", "adding", "--out", out, *TINY, ok=False)
+    assert result.exit_code == 130 and "nothing to resume" in result.output
+    assert not out.exists()  # no untrained model.safetensors that generate or predict would use
+
+
+def test_ctrl_c_after_an_epoch_says_how_to_resume(tmp_path, monkeypatch):
+    from grukit.training import loop
+
+    real, calls = loop._run_epoch, []
+
+    def second_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_run_epoch", second_interrupted)
+    out = tmp_path / "r"
+    result = run("train", "adding", "--out", out, *TINY, ok=False)
+    assert result.exit_code == 130 and f"--resume {out}" in result.output
+    assert (out / "checkpoint.safetensors").exists() and (out / "loss.png").exists()
+    monkeypatch.setattr(loop, "_run_epoch", real)
+    run("train", "adding", "--resume", out)

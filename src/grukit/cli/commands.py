@@ -13,6 +13,7 @@ import click
 
 from ..tasks import TASKS, get_task
 from ..tasks.base import load_run, run_task_name
+from ..training.loop import STATE_FILE
 from . import bench, build  # noqa: F401
 from .main import main
 
@@ -85,7 +86,13 @@ def _train_command(task):
         try:
             metrics = task.train(cfg, Path(out), resume=resume is not None)
         except KeyboardInterrupt:
-            click.echo(f"\ninterrupted: the last finished epoch is saved; continue with `grukit train {task.name} --resume {out}`", err=True)
+            if (Path(out) / STATE_FILE).exists():
+                click.echo(f"\ninterrupted: the last finished epoch is saved; continue with `grukit train {task.name} --resume {out}`", err=True)
+            else:  # nothing trained: leave no run that looks usable
+                if resume is None:
+                    shutil.rmtree(out, ignore_errors=True)
+                click.echo("\ninterrupted before the first epoch finished: nothing was saved, so there is nothing to resume"
+                           + ("" if resume is not None else f" ({out} removed)"), err=True)
             sys.exit(130)
         click.echo(json.dumps(metrics, indent=2))
         click.echo(f"run written to {out}")

@@ -103,10 +103,6 @@ def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: 
             state["epoch"] = epoch + 1
             checkpoint.save_training_state(run_dir / STATE_FILE, model, optimizer, state)
             checkpoint.atomic_write_bytes(run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history).encode())
-    except KeyboardInterrupt:
-        if not (run_dir / MODEL_FILE).exists():
-            checkpoint.save_tensors(run_dir / MODEL_FILE, model.state_dict())
-        raise
     finally:  # the loss plot once, at the end or on interrupt (every epoch cost GunPoint 3-4x its training time)
         if history:
             plot_history(history, run_dir / "loss.png", objective.monitor)
