@@ -166,6 +166,7 @@ class GRU(nn.Module):
                     for name in ("ln_gain_ih", "ln_bias_ih", "ln_gain_hh", "ln_bias_hh"):
                         self.register_parameter(name + suffix, nn.Parameter(torch.empty(3 * hidden_size, **factory)))
                         self._norm_names.append(name + suffix)
+        self._param_shapes = self._expected_shapes()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -204,14 +205,18 @@ class GRU(nn.Module):
 
     def _check_parameters(self, dtype: torch.dtype, device: torch.device) -> None:
         """Every parameter's shape, dtype and device, named, before a kernel reads it."""
+        _checks.check_parameters([(name, getattr(self, name), shape) for name, shape in self._param_shapes], dtype, device)
+
+    def _expected_shapes(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """(name, expected shape) of every parameter, in registration order (fixed by the constructor)."""
         H, D = self.hidden_size, self.num_directions
-        named = []
+        out = []
         for name in self._flat_weights_names + self._norm_names:
             layer = int(name.split("_l")[-1].split("_")[0])
             cols = self.input_size if layer == 0 else D * H
             shape = (3 * H, cols) if name.startswith("weight_ih") else (3 * H, H) if name.startswith("weight_hh") else (3 * H,)
-            named.append((name, getattr(self, name), shape))
-        _checks.check_parameters(named, dtype, device)
+            out.append((name, shape))
+        return tuple(out)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
