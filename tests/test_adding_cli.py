@@ -212,3 +212,19 @@ def test_ctrl_c_after_an_epoch_says_how_to_resume(tmp_path, monkeypatch):
     assert (out / "checkpoint.safetensors").exists() and (out / "loss.png").exists()
     monkeypatch.setattr(loop, "_run_epoch", real)
     run("train", "adding", "--resume", out)
+
+
+@pytest.mark.parametrize("content,message", [
+    ("[1, 2]", "not a grukit run config"),
+    ('{"task": "adding", "config": []}', "not a grukit run config"),
+    ("[" * 100000 + "]" * 100000, "nested too deeply"),
+    ('{"task": "adding", "config": {"hidden_size": "abc"}}', "hidden_size must be int, got 'abc'"),
+    ('{"task": "adding", "config": {"lr": NaN}}', "--lr must be a finite number > 0, got nan"),
+])
+def test_a_broken_config_json_is_one_line(tmp_path, content, message):
+    out = tmp_path / "r"
+    run("train", "adding", "--out", out, *TINY)
+    (out / "config.json").write_text(content)
+    for args in (["eval", out], ["predict", out, "1", "2"]):
+        result = run(*args, ok=False)
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output

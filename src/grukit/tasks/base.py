@@ -170,11 +170,24 @@ def save_run(out: Path, task: Task, cfg: TaskConfig, state: dict | None = None) 
 
 def load_run(run: Path, task: Task) -> tuple[TaskConfig, dict]:
     """The config and state of a saved run of ``task``."""
-    meta = read_json(Path(run) / "config.json")
+    path = Path(run) / "config.json"
+    meta = read_json(path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or not isinstance(meta.get("state", {}), dict):
+        raise ValueError(f"{path}: not a grukit run config (an object with a 'config' object)")
     if meta.get("task") != task.name:
         raise ValueError(f"{run} holds a {meta.get('task')!r} run, not {task.name!r}")
-    known = {f.name for f in dataclasses.fields(task.Config)}
-    cfg = task.Config(**{k: v for k, v in meta["config"].items() if k in known})
+    values = {}
+    for f in dataclasses.fields(task.Config):
+        if f.name not in meta["config"]:
+            continue  # an older run: the field's default
+        value, kind = meta["config"][f.name], type(f.default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if f.default is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise ValueError(f"{path}: {f.name} must be {kind.__name__}, got {value!r}")
+        values[f.name] = value
+    cfg = task.Config(**values)
+    cfg.validate()
     return cfg, meta.get("state", {})
 
 
@@ -192,7 +205,10 @@ def run_task_name(run: Path) -> str:
     run = Path(run)
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: no such run directory")
-    name = read_json(run / "config.json").get("task")
+    meta = read_json(run / "config.json")
+    name = meta.get("task") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{run / 'config.json'}: not a grukit run config (an object with a 'config' object)")
     if not isinstance(name, str):
         raise ValueError(f"{run / 'config.json'} names no task")
     return name
