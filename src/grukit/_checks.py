@@ -103,6 +103,21 @@ def check_lengths(lengths, batch: int, steps: int, device: torch.device) -> Tens
     return lengths.to(device=device, dtype=torch.int64)
 
 
+def time_major(input: Tensor, input_size: int, weight: Tensor, batch_first: bool) -> tuple[Tensor, bool]:
+    """A sequence layer's input checked and laid out as (T, B, I), and whether it was batched.
+
+    input: (T, B, I), (B, T, I) with batch_first, or unbatched (T, I); at least one step and one sequence.
+    """
+    layout = "(B, T, I) with batch_first=True" if batch_first else "(T, B, I)"
+    check_input(input, input_size, weight, 3, layout)
+    batched = input.dim() == 3
+    x = input if batched else input.unsqueeze(1)  # (T, B, I)
+    if batched and batch_first:
+        x = x.transpose(0, 1)
+    check_nonempty(x.shape[0], x.shape[1])
+    return x, batched
+
+
 def check_nonempty(steps: int, batch: Optional[int] = None) -> None:
     if steps == 0:
         raise ValueError("input has zero time steps; a GRU needs at least one step")

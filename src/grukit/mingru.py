@@ -131,14 +131,8 @@ class MinGRU(nn.Module):
 
     def forward(self, input: Tensor, h0: Optional[Tensor] = None, *, lengths: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         w0 = self.weight_l0
-        layout = "(B, T, I) with batch_first=True" if self.batch_first else "(T, B, I)"
-        _checks.check_input(input, self.input_size, w0, 3, layout)
-        batched = input.dim() == 3
-        x = input if batched else input.unsqueeze(1)  # (T, B, I)
-        if batched and self.batch_first:
-            x = x.transpose(0, 1)
+        x, batched = _checks.time_major(input, self.input_size, w0, self.batch_first)  # (T, B, I)
         T, B = x.shape[0], x.shape[1]
-        _checks.check_nonempty(T, B)
         L, H = self.num_layers, self.hidden_size
         if h0 is None:
             h = torch.zeros(L, B, H, dtype=x.dtype, device=x.device)

@@ -242,12 +242,7 @@ class GRU(nn.Module):
             x, lengths = pad_packed_sequence(input)  # (T, B, I), (B,) in the caller's order
             batched = True
         else:
-            layout = "(B, T, I) with batch_first=True" if self.batch_first else "(T, B, I)"
-            _checks.check_input(input, self.input_size, w0, 3, layout)
-            batched = input.dim() == 3
-            x = input if batched else input.unsqueeze(1)  # (T, B, I)
-            if batched and self.batch_first:
-                x = x.transpose(0, 1)
+            x, batched = _checks.time_major(input, self.input_size, w0, self.batch_first)  # (T, B, I)
         T, B = x.shape[0], x.shape[1]
         _checks.check_nonempty(T, B)
         LD, H = self.num_layers * self.num_directions, self.hidden_size
