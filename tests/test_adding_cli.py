@@ -31,7 +31,7 @@ def test_default_run_adds_64_bit_numbers_exactly(tmp_path):
     a, b = 18446744073709551615, 12345678901234567890
     result = run("predict", out, a, b)
     assert result.output.strip() == f"{a} + {b} = {a + b}  (correct)"
-    assert json.loads(run("eval", out).output)["accuracy_by_bits"]["64"] == 1.0
+    assert json.loads(run("eval", "--json", out).output)["accuracy_by_bits"]["64"] == 1.0
 
 
 def test_short_run_writes_everything_and_resumes(tmp_path):
@@ -75,7 +75,7 @@ def test_resume_continues_exactly(tmp_path):
         (["train", "adding"], "give --out DIR"),
         (["train", "nosuchtask"], "No such command 'nosuchtask'"),
         (["predict", "{tmp}/missing", "1", "2"], "no such run directory"),
-        (["eval", "{tmp}/missing"], "no such run directory"),
+        (["eval", "--json", "{tmp}/missing"], "no such run directory"),
     ],
 )
 def test_bad_input_one_clear_line(tmp_path, args, message):
@@ -114,7 +114,7 @@ def test_bfloat16_training_follows_the_float32_loss_curve(tmp_path):
         run("train", "adding", "--out", out, "--dtype", dtype, *args)
         history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
         curves[dtype] = [(h["train_loss"], h["val_loss"]) for h in history]
-        assert json.loads(run("eval", out).output)["accuracy"] >= 0.99, dtype  # eval rebuilds the bf16 model
+        assert json.loads(run("eval", "--json", out).output)["accuracy"] >= 0.99, dtype  # eval rebuilds the bf16 model
     assert len(curves["float32"]) == len(curves["bfloat16"]) == 4
     assert curves["float32"][-1][0] < curves["float32"][0][0] / 10  # the curve does fall
     for (t32, v32), (t16, v16) in zip(curves["float32"], curves["bfloat16"]):
@@ -135,7 +135,7 @@ def test_threads_in_a_run_config_are_checked_on_eval(tmp_path):
     config = json.loads((out / "config.json").read_text())
     config["config"]["threads"] = 100000
     (out / "config.json").write_text(json.dumps(config))
-    result = run("eval", out, ok=False)
+    result = run("eval", "--json", out, ok=False)
     assert result.exit_code == 1 and "--threads must be at most" in result.output
 
 
@@ -225,6 +225,6 @@ def test_a_broken_config_json_is_one_line(tmp_path, content, message):
     out = tmp_path / "r"
     run("train", "adding", "--out", out, *TINY)
     (out / "config.json").write_text(content)
-    for args in (["eval", out], ["predict", out, "1", "2"]):
+    for args in (["eval", "--json", out], ["predict", out, "1", "2"]):
         result = run(*args, ok=False)
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output

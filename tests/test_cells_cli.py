@@ -66,13 +66,7 @@ TASK_ARGS = {  # task -> (data maker, tiny flags, the test metric in metrics.jso
     "forecast": (series_csv, ["--epochs", "2", "--steps", "3", "--batch-size", "8", "--hidden-size", "4", "--lookback", "8", "--horizon", "3"], lambda m: m["gru"]),
     "lm": (text, ["--epochs", "1", "--steps", "3", "--batch-size", "4", "--seq-len", "16", "--hidden-size", "8", "--embedding-size", "4"], lambda m: m["bpc"]),
 }
-LOADERS = {  # task -> the model a run directory rebuilds (what eval/predict/generate use)
-    "adding": lambda t, r: t._model(r)[1],
-    "classify": lambda t, r: t._load(r)[2],
-    "regress": lambda t, r: t._load(r)[2],
-    "forecast": lambda t, r: t._model(r)[2],
-    "lm": lambda t, r: t._model(r)[2],
-}
+LOADERS = {task: (lambda t, r: t.load(r)[2]) for task in TASK_ARGS}  # the model a run directory rebuilds (what eval/predict/generate use)
 
 
 def train(task, cell, tmp_path, *extra):
@@ -96,7 +90,7 @@ def test_every_task_trains_every_cell_and_eval_rebuilds_it(task, cell, tmp_path)
     saved = json.loads((out / "config.json").read_text())["config"]
     assert saved["cell"] == cell and {k: saved[k] for k in OPTIONS} == {**dict.fromkeys(OPTIONS, 0.0), **options}
     metric = TASK_ARGS[task][2]
-    r = run("eval", out)
+    r = run("eval", "--json", out)
     assert r.exit_code == 0, r.output
     assert metric(json.loads(r.output)) == pytest.approx(metric(json.loads((out / "metrics.json").read_text())), rel=1e-5)
 
@@ -112,7 +106,7 @@ def test_every_task_trains_every_cell_and_eval_rebuilds_it(task, cell, tmp_path)
 def test_bfloat16_reaches_every_cell(cell, tmp_path):
     out = train("adding", cell, tmp_path, "--dtype", "bfloat16")
     assert LOADERS["adding"](TASKS["adding"], out).gru.compute_dtype == torch.bfloat16
-    assert run("eval", out).exit_code == 0
+    assert run("eval", "--json", out).exit_code == 0
 
 
 def test_resume_keeps_the_cell_and_its_options(tmp_path):
@@ -132,7 +126,7 @@ def test_a_run_from_before_cells_loads_as_gru(tmp_path):
     for name in ("cell", *OPTIONS):
         del meta["config"][name]
     (out / "config.json").write_text(json.dumps(meta))
-    r = run("eval", out)
+    r = run("eval", "--json", out)
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["accuracy"] == json.loads((out / "metrics.json").read_text())["accuracy"]
     assert LOADERS["adding"](TASKS["adding"], out).gru.cell_options() == []

@@ -72,10 +72,12 @@ def test_ucr_tsv_folder_train_eval_predict(tmp_path):
     assert metrics["summary"].startswith("test accuracy") and "1nn_euclidean" in metrics["summary"]
     for name in ("config.json", "model.safetensors", "history.jsonl", "loss.png", "confusion.png"):
         assert (out / name).is_file(), name
-    assert '"accuracy"' in result.output
-    again = json.loads(run("eval", out).output)
+    table = result.output.splitlines()  # the aligned summary: a header row, a rule, accuracy and macro_f1 rows
+    assert table[1].split() == ["test", "grukit", "majority_class", "1nn_euclidean"]
+    assert table[3].split()[:2] == ["accuracy", f"{metrics['accuracy']:.4g}"]
+    again = json.loads(run("eval", "--json", out).output)
     assert again["accuracy"] == pytest.approx(metrics["accuracy"])
-    on_file = json.loads(run("eval", out, "--data", data / "Tiny_TEST.tsv").output)
+    on_file = json.loads(run("eval", "--json", out, "--data", data / "Tiny_TEST.tsv").output)
     assert on_file["accuracy"] == pytest.approx(metrics["accuracy"])
     lines = run("predict", out, "--data", data / "Tiny_TEST.tsv").output.strip().splitlines()
     assert len(lines) == 24 and all(line.split("\t")[1] in ("1", "2") for line in lines)
@@ -112,7 +114,7 @@ def test_text_folder_and_csv(tmp_path):
     assert state["kind"] == "text" and "great" in state["vocab"]
     (tmp_path / "new.txt").write_text("great wonderful movie\nawful boring movie\n")
     assert len(run("predict", out, "--data", tmp_path / "new.txt").output.strip().splitlines()) == 2
-    assert json.loads(run("eval", out, "--data", root).output)["test_size"] == 16
+    assert json.loads(run("eval", "--json", out, "--data", root).output)["test_size"] == 16
 
     csv = tmp_path / "r.csv"
     csv.write_text("review,stars\n" + "".join(f"great good movie {i},5\nawful bad movie {i},1\n" for i in range(10)))
@@ -227,4 +229,4 @@ def test_bfloat16_training_and_eval(tmp_path):
     run("train", "classify", "--data", data, "--out", out, *TINY, "--dtype", "bfloat16")
     metrics = json.loads((out / "metrics.json").read_text())
     assert json.loads((out / "config.json").read_text())["config"]["dtype"] == "bfloat16"
-    assert json.loads(run("eval", out).output)["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert json.loads(run("eval", "--json", out).output)["accuracy"] == pytest.approx(metrics["accuracy"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from datetime import date, timedelta
 
@@ -13,6 +15,7 @@ from click.testing import CliRunner
 from grukit.cli import main
 from grukit.evaluation import forecasting as fc
 from grukit.tasks import forecast
+from grukit.tasks.forecast_model import ForecastState
 
 TINY = ["--epochs", "2", "--steps", "3", "--batch-size", "8", "--hidden-size", "8", "--lookback", "12", "--horizon", "4", "--no-progress"]
 
@@ -54,14 +57,14 @@ def test_windows_and_baselines():
     ],
 )
 def test_choose_base(y, season, base):
-    state = {"lookback": 8, "season": season, "horizon": 3, "split": [80, 100]}
-    assert forecast.choose_base(y, state) == base
+    assert forecast.choose_base(y, lookback=8, season=season, horizon=3, n_train=80) == base
 
 
 def test_gru_corrects_its_base():
     """An untrained-looking model that outputs 0 forecasts exactly its base."""
     y = np.tile([0.0, 5.0, 1.0, 7.0], 10)
-    state = {"lookback": 4, "horizon": 3, "season": 4, "base": "seasonal", "std": [2.0]}
+    state = ForecastState(lookback=4, horizon=3, season=4, mean=[0.0], std=[2.0], dstd=1.0, columns=["y"], date_column="",
+                          calendar=False, points=len(y), split=[20, 30], mase_scale=1.0, base="seasonal")
     model = forecast.Forecaster(1, 4, 1, 3, 0.0)
     torch.nn.init.zeros_(model.head.weight)
     torch.nn.init.zeros_(model.head.bias)
@@ -70,7 +73,7 @@ def test_gru_corrects_its_base():
     np.testing.assert_allclose(forecast.forecast(model, x, y, at, state), fc.seasonal_naive(y, at, 3, 4))
     with torch.no_grad():
         model.head.bias.fill_(0.5)  # +0.5 std on every step
-    np.testing.assert_allclose(forecast.forecast(model, x, y, at, {**state, "base": "naive"}), fc.naive(y, at, 3) + 1.0)
+    np.testing.assert_allclose(forecast.forecast(model, x, y, at, dataclasses.replace(state, base="naive")), fc.naive(y, at, 3) + 1.0)
 
 
 def sine_csv(path, n=160, dates=True, extra=False):
@@ -104,15 +107,15 @@ def test_train_eval_predict_end_to_end(tmp_path):
     state = json.loads((out / "config.json").read_text())["state"]
     assert state["calendar"] and state["columns"] == ["value", "temp"] and state["split"] == [112, 136]
 
-    r = run("eval", out)
+    r = run("eval", "--json", out)
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["gru"] == pytest.approx(metrics["gru"], rel=1e-4)
-    r = run("eval", out, "--data", sine_csv(tmp_path / "new.csv", n=40, extra=True))
+    r = run("eval", "--json", out, "--data", sine_csv(tmp_path / "new.csv", n=40, extra=True))
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["test_origins"] == 40 - 12 - 4 + 1
-    r = run("eval", out, "--data", sine_csv(tmp_path / "short.csv", n=15, extra=True))
+    r = run("eval", "--json", out, "--data", sine_csv(tmp_path / "short.csv", n=15, extra=True))
     assert r.exit_code == 1 and "15 points, too short to score this run's --lookback 12 + --horizon 4: need at least 16" in r.output
-    r = run("eval", out, "--data", sine_csv(tmp_path / "one.csv", n=40))
+    r = run("eval", "--json", out, "--data", sine_csv(tmp_path / "one.csv", n=40))
     assert r.exit_code == 1 and "no column 'temp' (--column)" in r.output
 
     r = run("predict", out, "--data", csv)
@@ -179,6 +182,6 @@ def test_bfloat16_train_eval(tmp_path):
     r = run("train", "forecast", "--data", csv, "--out", out, *TINY, "--dtype", "bfloat16")
     assert r.exit_code == 0, r.output
     m = json.loads((out / "metrics.json").read_text())
-    r = run("eval", out)
+    r = run("eval", "--json", out)
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["gru"]["mae"] == pytest.approx(m["gru"]["mae"])

@@ -74,12 +74,12 @@ def test_train_eval_generate_end_to_end(tmp_path):
     assert m["trigram_bpc"] < m["unigram_bpc"] < math.log2(m["vocab_size"]) + 0.5
     assert m["test_chars"] > 0 and isinstance(m["sample"], str)
 
-    r = run("eval", out)
+    r = run("eval", "--json", out)
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["bpc"] == pytest.approx(m["bpc"], abs=1e-3)
     new = tmp_path / "new.txt"
     new.write_text("To be, or not to be? #\n")
-    r = run("eval", out, "--data", new)
+    r = run("eval", "--json", out, "--data", new)
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["skipped_chars"] == 2  # '?' and '#' are not in the vocabulary
 
@@ -122,7 +122,7 @@ def test_bfloat16_train_and_generate(tmp_path):
     assert r.exit_code == 0, r.output
     m = json.loads((out / "metrics.json").read_text())
     assert math.isfinite(m["bpc"]) and m["bpc"] < math.log2(m["vocab_size"]) + 0.5
-    assert json.loads(run("eval", out).output)["bpc"] == pytest.approx(m["bpc"], abs=1e-3)
+    assert json.loads(run("eval", "--json", out).output)["bpc"] == pytest.approx(m["bpc"], abs=1e-3)
     r = run("generate", out, "--prompt", "To be", "--length", "20")
     assert r.exit_code == 0, r.output
     assert r.output.startswith("To be")

@@ -8,7 +8,7 @@ import torch
 
 from grukit.data import numeric
 from grukit.tasks import _sequence as seq
-from grukit.tasks.base import torch_threads
+from grukit.tasks.config import torch_threads
 
 TS_UNEQUAL = """# a comment
 @problemName Tiny

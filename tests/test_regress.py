@@ -47,8 +47,8 @@ def test_tsv_train_eval_predict_resume(tmp_path):
     assert state["target_std"] > 0  # scaled on the training part
     for name in ("model.safetensors", "history.jsonl", "loss.png"):
         assert (out / name).is_file()
-    assert json.loads(run("eval", out).output)["mae"] == pytest.approx(metrics["mae"])
-    assert json.loads(run("eval", out, "--data", data).output)["mae"] == pytest.approx(metrics["mae"])
+    assert json.loads(run("eval", "--json", out).output)["mae"] == pytest.approx(metrics["mae"])
+    assert json.loads(run("eval", "--json", out, "--data", data).output)["mae"] == pytest.approx(metrics["mae"])
     lines = run("predict", out, "--data", data / "R_TEST.tsv").output.strip().splitlines()
     assert len(lines) == 30 and all(np.isfinite(float(line.split("\t")[1])) for line in lines)
     run("train", "regress", "--resume", out, "--epochs", "3")

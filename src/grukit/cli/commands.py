@@ -67,7 +67,7 @@ def _claim_out(out: Path, overwrite: bool) -> None:
 def _train_command(task):
     hints = typing.get_type_hints(task.Config)
 
-    def run(out, resume, overwrite, **values):
+    def run(out, resume, overwrite, as_json, **values):
         if resume is not None:
             if out is not None and Path(out) != Path(resume):
                 raise click.UsageError("--resume continues a run in place: give --resume DIR without a different --out")
@@ -94,13 +94,14 @@ def _train_command(task):
                 click.echo("\ninterrupted before the first epoch finished: nothing was saved, so there is nothing to resume"
                            + ("" if resume is not None else f" ({out} removed)"), err=True)
             sys.exit(130)
-        click.echo(json.dumps(metrics, indent=2))
-        click.echo(f"run written to {out}")
+        click.echo(json.dumps(metrics, indent=2) if as_json else task.summarize(metrics).render())
+        click.echo(f"run written to {out} (every metric in {Path(out) / 'metrics.json'})")
 
     params = [
         click.Option(["--out"], type=click.Path(file_okay=False), help="run directory to write (new or empty; see --overwrite)"),
         click.Option(["--overwrite"], is_flag=True, help="replace the run already in --out (only a grukit run directory is replaced)"),
         click.Option(["--resume"], type=click.Path(file_okay=False, exists=True), help="continue the interrupted run in DIR"),
+        click.Option(["--json", "as_json"], is_flag=True, help="print every metric as JSON instead of the summary table"),
     ]
     for f in dataclasses.fields(task.Config):
         flag = "--" + f.name.replace("_", "-")
@@ -126,18 +127,33 @@ def _task_of(run: str):
 @main.command("eval")
 @click.argument("run", type=click.Path())
 @click.option("--data", type=click.Path(), default=None, help="score on this file instead of the run's test split")
-def eval_cmd(run: str, data: str | None) -> None:
-    """Recompute the test metrics of a saved run."""
-    click.echo(json.dumps(_task_of(run).evaluate(Path(run), data), indent=2))
+@click.option("--json", "as_json", is_flag=True, help="print every metric as JSON instead of the summary table")
+def eval_cmd(run: str, data: str | None, as_json: bool) -> None:
+    """Recompute the test metrics of a saved run (or score it on --data FILE)."""
+    task = _task_of(run)
+    metrics = task.evaluate(Path(run), data)
+    click.echo(json.dumps(metrics, indent=2) if as_json else task.summarize(metrics).render())
 
 
 @main.command("predict")
 @click.argument("run", type=click.Path())
 @click.argument("values", nargs=-1)
 @click.option("--data", type=click.Path(), default=None, help="input file, for tasks that read one")
-def predict_cmd(run: str, values: tuple[str, ...], data: str | None) -> None:
-    """Use a saved model: e.g. `grukit predict DIR 123 456` for adding."""
-    _task_of(run).predict(Path(run), values, data)
+@click.option("--to", "to", type=click.Path(dir_okay=False), default=None, help="write the predictions to this CSV file (with a header) instead of printing them")
+def predict_cmd(run: str, values: tuple[str, ...], data: str | None, to: str | None) -> None:
+    """Use a saved model: e.g. `grukit predict DIR 123 456` for adding, `grukit predict DIR --data FILE` for the others."""
+    table = _task_of(run).predict(Path(run), values, data)
+    if to is not None:
+        table.write_csv(to)
+        click.echo(f"{len(table.rows)} prediction(s) written to {to}", err=True)
+        return
+    if table.text:
+        click.echo(table.text)
+        return
+    if table.title:
+        click.echo(table.title)
+    for line in table.tsv():
+        click.echo(line)
 
 
 @main.command("generate")

@@ -128,9 +128,11 @@ def _finish(values: np.ndarray, where: str, min_length: int) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def read_tsv(path: str | Path, *, min_length: int = 2) -> SeriesSet:
-    """A UCR archive file: the label first, then the values (one channel)."""
+def read_tsv(path: str | Path, *, min_length: int = 2, labelled: bool = True) -> SeriesSet:
+    """A UCR archive file: the label first, then the values (one channel).
+    ``labelled=False``: every field is a value (the targets are empty)."""
     path = Path(path)
+    first = 1 if labelled else 0
     series, targets, width = [], [], 0
     for lineno, line in enumerate(_check_file(path).splitlines(), 1):
         if not line.strip():
@@ -138,13 +140,13 @@ def read_tsv(path: str | Path, *, min_length: int = 2) -> SeriesSet:
         sep = "\t" if "\t" in line else "," if "," in line else None
         fields = line.strip().split(sep) if sep is None else line.rstrip("\r\n").split(sep)
         where = f"{path}, line {lineno}"
-        if len(fields) < 2:
+        if len(fields) < 1 + first:
             raise ValueError(f"{where}: expected a label then the values, got {len(fields)} field(s)")
         width = width or len(fields)
         if len(fields) != width:
-            raise ValueError(f"{where}: {len(fields) - 1} values, earlier lines have {width - 1} (pad shorter series with NaN, as the UCR archive does)")
-        series.append(_finish(_floats(fields[1:], where)[:, None], where, min_length))
-        targets.append(_label(fields[0]))
+            raise ValueError(f"{where}: {len(fields) - first} values, earlier lines have {width - first} (pad shorter series with NaN, as the UCR archive does)")
+        series.append(_finish(_floats(fields[first:], where)[:, None], where, min_length))
+        targets.append(_label(fields[0]) if labelled else "")
     return SeriesSet(series, targets, str(path))
 
 

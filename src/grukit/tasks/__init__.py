@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .adding import AddingTask
-from .base import Task, TaskConfig, option
+from .base import Task, TaskConfig, TaskState, option
 from .classify import ClassifyTask
 from .regress import RegressTask
 from .forecast import ForecastTask
@@ -18,4 +18,4 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "Task", "TaskConfig", "get_task", "option"]
+__all__ = ["TASKS", "Task", "TaskConfig", "TaskState", "get_task", "option"]

@@ -11,6 +11,7 @@ each sequence's valid steps and maps the pooled vector to ``out_size`` numbers.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -200,3 +201,24 @@ def normalize_series(series: list[np.ndarray], how: str, stats: dict | None = No
 def auto_patch(max_length: int, target_steps: int = 32) -> int:
     """A patch size that brings the longest series to at most ~target_steps GRU steps."""
     return max(1, math.ceil(max_length / target_steps))
+
+
+def series_to_predict(path: str, length: int) -> "numeric.SeriesSet":
+    """The series in a file given to ``predict``. A .ts file says whether it has labels. A UCR
+    TSV may have them or not: with ``length`` (the training series' common length, 0 when they
+    differed) a row of ``length`` values is unlabelled and a row of ``length + 1`` starts with a
+    label, which is dropped; any other width is an error saying what was expected."""
+    from ..data import numeric
+
+    if Path(path).suffix.lower() == ".ts":
+        return numeric.read_series(path)
+    items = numeric.read_tsv(path, labelled=False)
+    width = max(len(s) for s in items.series)
+    if length and width == length + 1:
+        return numeric.read_tsv(path)
+    if length and width != length:
+        raise ValueError(f"{path}: rows of {width} values; this model was trained on series of {length} steps, so expected "
+                         f"{length} values per row (or a label then {length} values)")
+    if not length:
+        return numeric.read_tsv(path)  # unequal training lengths: the UCR layout, a label first
+    return items

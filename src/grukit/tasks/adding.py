@@ -13,16 +13,14 @@ a fixed hash, so the pairs the model is scored on were never trained on.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from ..training import fit, write_json
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads, with_dtype
+from .base import Scored, Task, TaskConfig, TaskState, option
 from .cells import Cell
+from .results import Table
 
 TEST_BITS = (8, 16, 32, 64)
 
@@ -139,51 +137,57 @@ class _Objective:
         return {"val_loss": nn.functional.binary_cross_entropy_with_logits(logits, y).item(), "val_accuracy": exact.item()}
 
 
+@dataclass(frozen=True)
+class AddingState(TaskState):
+    """Nothing is learned from data besides the weights: the pairs are made from the seed."""
+
+
 class AddingTask(Task):
     name = "adding"
     summary = "binary addition: learn the carry on short numbers, add 64-bit numbers exactly"
     Config = AddingConfig
+    State = AddingState
     datasets = {"synthetic": "pairs of random integers, made on the fly (the only data set)"}
+    monitor_label = "validation accuracy (exact sums)"
 
-    def train(self, cfg: AddingConfig, out: Path, *, resume: bool = False) -> dict:
-        cfg.validate()
-        torch.manual_seed(cfg.seed)
-        model = with_dtype(Adder(cfg.hidden_size, cfg.recurrent_cell()), cfg)
-        save_run(out, self, cfg)
-        with torch_threads(cfg.threads):
-            start = time.perf_counter()
-            fit(model, _Objective(cfg), cfg.loop(), out, resume=resume)
-            metrics = self._metrics(model, cfg)
-            metrics["train_seconds"] = round(time.perf_counter() - start, 2)
-        write_json(out / "metrics.json", metrics)
-        return metrics
+    def load_data(self, cfg: AddingConfig) -> None:
+        return None  # made on the fly from the seed
 
-    def _metrics(self, model: Adder, cfg: AddingConfig) -> dict:
+    def prepare(self, cfg: AddingConfig, raw: None, *, holdout: bool = True) -> tuple[AddingState, None]:
+        return AddingState(), None
+
+    def build(self, cfg: AddingConfig, state: AddingState) -> Adder:
+        return Adder(cfg.hidden_size, cfg.recurrent_cell())
+
+    def objective(self, cfg: AddingConfig, state: AddingState, data: None) -> _Objective:
+        return _Objective(cfg)
+
+    def score(self, model: Adder, cfg: AddingConfig, state: AddingState, data: None) -> Scored:
         model.eval()
         with torch.no_grad():
             a, b = sample_pairs(cfg.eval_pairs, cfg.max_bits, 2, torch.Generator().manual_seed(cfg.seed + 2))
             x, y = encode(a, b, cfg.max_bits)
             pred = (model(x) > 0).float()
-            return {
+            return Scored({
                 "accuracy": (pred == y).all(dim=1).float().mean().item(),  # held-out pairs, training length
                 "bit_accuracy": (pred == y).float().mean().item(),
                 "accuracy_by_bits": {str(n): exact_accuracy(model, n, cfg.eval_pairs, cfg.seed) for n in TEST_BITS},
                 "test_pairs": cfg.eval_pairs,
                 "max_bits": cfg.max_bits,
-            }
+            })
 
-    def _model(self, run: Path) -> tuple[AddingConfig, Adder]:
-        cfg, _ = load_run(run, self)
-        return cfg, load_weights(run, with_dtype(Adder(cfg.hidden_size, cfg.recurrent_cell()), cfg))
+    def summarize(self, metrics: dict) -> Table:
+        rows = [(f"held-out pairs of <= {metrics['max_bits']} bits (the training length)", metrics["accuracy"], metrics["bit_accuracy"])]
+        rows += [(f"random {n}-bit pairs", acc, None) for n, acc in metrics["accuracy_by_bits"].items()]
+        return Table(("test", "exact sums", "bits right"), tuple(rows),
+                     title=f"binary addition, {metrics['test_pairs']} pairs per test")
 
-    def evaluate(self, run: Path, data: str | None = None) -> dict:
+    def evaluate_file(self, cfg, state, model, data: str) -> dict:
+        raise ValueError("the adding task makes its own data; --data is not used")
+
+    def predictions(self, cfg, state, model: Adder, args: tuple[str, ...], data: str | None) -> Table:
         if data is not None:
-            raise ValueError("the adding task makes its own data; --data is not used")
-        cfg, model = self._model(run)
-        with torch_threads(cfg.threads):
-            return self._metrics(model, cfg)
-
-    def predict(self, run: Path, args: tuple[str, ...], data: str | None = None) -> None:
+            raise ValueError("predict for adding takes two numbers, not --data: grukit predict DIR 123 456")
         if len(args) != 2:
             raise ValueError(f"predict for adding takes two non-negative integers, got {len(args)} value(s)")
         try:
@@ -192,7 +196,6 @@ class AddingTask(Task):
             raise ValueError(f"predict for adding takes two non-negative integers, got {args[0]!r} {args[1]!r}") from None
         if a < 0 or b < 0:
             raise ValueError(f"the numbers must be non-negative, got {a} and {b}")
-        _, model = self._model(run)
         got = add(model, [(a, b)])[0]
         verdict = "correct" if got == a + b else f"WRONG, the true sum is {a + b}"
-        print(f"{a} + {b} = {got}  ({verdict})")
+        return Table(("a", "b", "sum", "correct"), ((a, b, got, got == a + b),), text=f"{a} + {b} = {got}  ({verdict})")

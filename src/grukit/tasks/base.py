@@ -1,144 +1,101 @@
-"""What every task shares: its config, its run directory, and its registry.
+"""The task template: one train sequence for every task, and the run directory it writes.
 
-A task is a subclass of :class:`Task` with a frozen dataclass ``Config``
-(every field made with :func:`option`, whose help text the CLI shows). The
-CLI builds its options from that dataclass, so a task's defaults and their
-documentation live in one place.
+A task supplies its parts and the template runs them in order::
 
-Run directory written by every task:
+    load_data(cfg)                  -> raw data (files, a built-in set, arrays)
+    prepare(cfg, raw, holdout=...)  -> (State, data): splits, scaling, encoding
+    resolve(cfg, state)             -> cfg with its automatic values filled in
+    build(cfg, state)               -> the model (its recurrent cell from the registry)
+    objective(cfg, state, data)     -> batches, loss and validation metrics for the loop
+    score(model, cfg, state, data)  -> Scored: test metrics and the plots to draw
+    summarize(metrics)              -> a Table the CLI prints after training
+
+``State`` is the task's frozen dataclass of what it learned from the data
+besides the weights (a vocabulary, a scaling): JSON values only. Every write
+to the run directory happens here or in the training loop, only on the
+runtime's writer (rank 0), never in a task:
+
     DIR/config.json   {"task": name, "config": {...}, "state": {...}}
-                      ("state": what the task learned from the data besides
-                      the weights, e.g. a vocabulary or scaling; JSON only)
     DIR/model.safetensors, checkpoint.safetensors, history.jsonl, loss.png
                       (written by grukit.training.fit)
-    DIR/metrics.json  final test metrics
+    DIR/metrics.json  final test metrics, and the task's plots (*.png)
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
+import json
 import math
-import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
+from torch import nn
 
 from .. import __version__, backend
-from ..training import LoopConfig, load_tensors, read_json, write_json
-from ..training.loop import MODEL_FILE
-from . import cells
-
-
-def option(default: Any, help: str, **metadata) -> Any:
-    """A config field with a default and the help text the CLI shows for it."""
-    return field(default=default, metadata={"help": help, **metadata})
+from ..training import load_tensors, read_json, write_json
+from ..training.loop import MODEL_FILE, STATE_FILE, fit
+from ..training.runtime import SINGLE, Runtime
+from .config import TaskConfig, option, torch_threads, with_dtype
+from .results import Table
 
 
 @dataclass(frozen=True)
-class TaskConfig:
-    """Options every task has. Subclasses override defaults by redeclaring."""
+class TaskState:
+    """Base of a task's state. Fields hold JSON values (lists, not tuples)."""
 
-    epochs: int = option(10, "passes over the training data")
-    lr: float = option(1e-3, "Adam learning rate")
-    weight_decay: float = option(0.0, "AdamW weight decay")
-    grad_clip: float = option(1.0, "max gradient norm (0 = no clipping)")
-    patience: int = option(0, "early stop after this many epochs without improvement (0 = never)")
-    seed: int = option(0, "random seed for initialisation, splits and shuffling")
-    progress: bool = option(True, "show a progress bar")
-    threads: int = option(1, "CPU threads for torch while training and scoring (0 = torch's default; small GRUs rarely gain from more, and a busy second core can make 2 threads many times slower than 1)")
-    dtype: str = option("float32", "the recurrent layer's compute dtype: float32, or bfloat16 (mixed precision: float32 parameters and optimiser)")
-    cell: str = option("gru", f"recurrent cell: {', '.join(cells.CELLS)} (gru = torch.nn.GRU's, lngru = layer-normalised GRU, mingru = minGRU, gates from the input only)")
-    zoneout: float = option(0.0, "zoneout probability: in training each hidden unit keeps its previous value with this probability (gru, lngru)")
-    recurrent_dropout: float = option(0.0, "dropout on the hidden state where it enters the gates, one mask per sequence (gru, lngru)")
-    weight_dropout: float = option(0.0, "DropConnect on the recurrent weights, one mask per batch (gru, lngru)")
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # as it will read back
 
-    def loop(self) -> LoopConfig:
-        return LoopConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)})
-
-    def at_least(self, low, *names: str) -> None:
-        """Raise ValueError naming the flag if any of these fields is below ``low``, NaN or infinite."""
-        for name in names:
-            value = getattr(self, name)
-            if not (value >= low and math.isfinite(value)):  # NaN fails every comparison
-                what = "a finite number >= " if isinstance(value, float) else ">= "
-                raise ValueError(f"--{name.replace('_', '-')} must be {what}{low}, got {value}")
-
-    def validate(self) -> None:
-        """Raise ValueError naming the flag for out-of-range values."""
-        self.at_least(1, "epochs")
-        for name in ("lr",):
-            value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"--{name} must be a finite number > 0, got {value}")
-        self.at_least(0, "weight_decay", "grad_clip", "patience", "threads")
-        check_threads(self.threads)
-        if not 0 <= self.seed < 2**32:
-            raise ValueError(f"--seed must be in [0, 2**32), got {self.seed}")
-        if self.dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"--dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.dtype!r}")
-        for name in ("zoneout", "recurrent_dropout", "weight_dropout"):
-            if not 0 <= getattr(self, name) < 1:  # also rejects nan and inf
-                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
-        cells.check(self.cell, zoneout=self.zoneout, recurrent_dropout=self.recurrent_dropout, weight_dropout=self.weight_dropout)
-
-    def recurrent_cell(self) -> cells.Cell:
-        """The cell --cell, --zoneout, --recurrent-dropout and --weight-dropout name."""
-        return cells.Cell(self.cell, zoneout=self.zoneout, recurrent_dropout=self.recurrent_dropout, weight_dropout=self.weight_dropout)
+    @classmethod
+    def from_json(cls, values: dict, where: str) -> "TaskState":
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        missing = [n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if unknown or missing:
+            what = "; ".join(p for p in (f"unknown {', '.join(unknown)}" if unknown else "",
+                                         f"missing {', '.join(missing)}" if missing else "") if p)
+            raise ValueError(f"{where}: 'state' does not fit a {cls.__name__} ({what})")
+        return cls(**values)
 
 
-COMPUTE_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}  # --dtype -> the layers' compute_dtype
+@dataclass
+class Scored:
+    """What ``score`` returns: the metrics, and the plots the template draws into the run."""
+
+    metrics: dict
+    plots: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # file name -> draw(path)
 
 
-def with_dtype(model: torch.nn.Module, cfg: TaskConfig) -> torch.nn.Module:
-    """Set every recurrent layer in ``model``, whatever its cell, to compute in ``cfg.dtype`` (parameters stay float32)."""
-    return cells.set_compute_dtype(model, COMPUTE_DTYPES[cfg.dtype])
+@dataclass
+class Fitted:
+    """A trained model with everything that made it (the result of :meth:`Task.fit`)."""
 
-
-def max_threads() -> int:
-    """The most --threads accepted: 4 per CPU this process may run on (more only thrashes, and
-    libgomp starts every thread asked for, up to the process limit)."""
-    return 4 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
-def check_threads(n: int) -> None:
-    """--threads (or a run's config.json) within [0, max_threads()]."""
-    if n > max_threads():
-        raise ValueError(f"--threads must be at most {max_threads()} (4 per CPU of this machine), got {n}")
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Run the block with ``n`` torch CPU threads (0 = leave torch's setting).
-
-    Small recurrent models gain little from intra-op threads, and on a busy
-    machine two threads measured 10-20x slower than one (GunPoint, 20 epochs,
-    2 cores under load: 40-108 s vs 5-7 s)."""
-    check_threads(n)  # also a config.json's value, on eval and predict
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    cfg: TaskConfig
+    state: TaskState
+    data: Any
+    model: nn.Module
+    history: list[dict]
+    seconds: float
 
 
 class Task:
-    """Base class. Subclasses set ``name``, ``summary``, ``Config``, ``datasets``."""
+    """Base class. Subclasses set ``name``, ``summary``, ``Config``, ``State``, ``datasets`` and the parts."""
 
     name: ClassVar[str]
-    summary: ClassVar[str]
+    summary: ClassVar[str] = ""  # one line for `grukit tasks` and the train command's help
     Config: ClassVar[type[TaskConfig]] = TaskConfig
+    State: ClassVar[type[TaskState]] = TaskState
     datasets: ClassVar[dict[str, str]] = {}  # built-in data set name -> description
+    monitor_label: ClassVar[str] = ""  # how loss.png names the monitored metric
 
     def __init_subclass__(cls, **kwargs):
-        """Every task's ``train`` first builds/loads the native kernel (announced on
-        stderr, once), so the build is never inside its clock (``train_seconds``)
-        nor behind a frozen progress bar."""
+        """A task that replaces ``train`` still builds/loads the native kernel first (announced
+        on stderr, once), so the build is never inside its clock nor behind a frozen bar."""
         super().__init_subclass__(**kwargs)
         train = cls.__dict__.get("train")
         if train is not None and not getattr(train, "_kernel_first", False):
@@ -151,25 +108,115 @@ class Task:
             train_after_build._kernel_first = True  # type: ignore[attr-defined]
             cls.train = train_after_build
 
-    def train(self, cfg: TaskConfig, out: Path, *, resume: bool = False) -> dict:
+    # ---- the parts a task supplies ---------------------------------------------
+
+    def load_data(self, cfg: TaskConfig) -> Any:
         raise NotImplementedError
 
-    def evaluate(self, run: Path, data: str | None = None) -> dict:
-        raise NotImplementedError(f"task {self.name!r} has no eval")
+    def prepare(self, cfg: TaskConfig, raw: Any, *, holdout: bool = True) -> tuple[TaskState, Any]:
+        """Split and encode ``raw``; without ``holdout`` no test part is kept (an estimator's fit)."""
+        raise NotImplementedError
 
-    def predict(self, run: Path, args: tuple[str, ...], data: str | None = None) -> None:
+    def resolve(self, cfg: TaskConfig, state: TaskState) -> TaskConfig:
+        return cfg
+
+    def build(self, cfg: TaskConfig, state: TaskState) -> nn.Module:
+        raise NotImplementedError
+
+    def objective(self, cfg: TaskConfig, state: TaskState, data: Any):
+        raise NotImplementedError
+
+    def score(self, model: nn.Module, cfg: TaskConfig, state: TaskState, data: Any) -> Scored:
+        raise NotImplementedError
+
+    def summarize(self, metrics: dict) -> Table:
+        return Table(("metric", "value"), tuple((k, v) for k, v in metrics.items() if isinstance(v, (int, float))))
+
+    def evaluate_file(self, cfg: TaskConfig, state: TaskState, model: nn.Module, data: str) -> dict:
+        raise NotImplementedError(f"task {self.name!r} cannot be scored on another file")
+
+    def predictions(self, cfg: TaskConfig, state: TaskState, model: nn.Module, args: tuple[str, ...], data: str | None) -> Table:
         raise NotImplementedError(f"task {self.name!r} has no predict; see `grukit tasks`")
 
     def generate(self, run: Path, prompt: str, length: int, temperature: float) -> str:
         raise NotImplementedError(f"task {self.name!r} has no generate; see `grukit tasks`")
 
+    # ---- the template -------------------------------------------------------------
 
-def save_run(out: Path, task: Task, cfg: TaskConfig, state: dict | None = None) -> None:
-    write_json(out / "config.json", {"task": task.name, "config": dataclasses.asdict(cfg), "state": state or {}, "grukit_version": __version__})
+    def fit(self, cfg: TaskConfig, raw: Any = None, *, out: Path | None = None, resume: bool = False,
+            runtime: Runtime = SINGLE, holdout: bool = True) -> Fitted:
+        """Prepare the data, build the model and train it (writing the run in ``out``, if given)."""
+        cfg.validate()
+        backend.prepare()  # the kernel build is never inside the clock
+        with torch_threads(cfg.threads):
+            torch.manual_seed(cfg.seed)
+            raw = self.load_data(cfg) if raw is None else raw
+            state, data = self.prepare(cfg, raw, holdout=holdout)
+            cfg = self.resolve(cfg, state)
+            cfg.validate()
+            model = self.new_model(cfg, state)
+            if out is not None and resume:
+                check_resume(out, self, cfg, state, model)  # before anything is written
+            if out is not None and runtime.writer:
+                save_run(out, self, cfg, state)
+            start = time.perf_counter()
+            title = f"{self.name}: {out}" if out is not None else self.name
+            history = fit(model, self.objective(cfg, state, data), cfg.loop(), out, resume=resume, runtime=runtime,
+                          title=title, monitor_label=self.monitor_label)
+            return Fitted(cfg, state, data, model, history, time.perf_counter() - start)
+
+    def train(self, cfg: TaskConfig, out: Path, *, resume: bool = False, runtime: Runtime = SINGLE) -> dict:
+        """The CLI's `train`: fit, score on the test part, write metrics.json and the plots; returns the metrics."""
+        fitted = self.fit(cfg, out=Path(out), resume=resume, runtime=runtime)
+        with torch_threads(fitted.cfg.threads):
+            start = time.perf_counter()
+            scored = self.score(fitted.model, fitted.cfg, fitted.state, fitted.data)
+        metrics = {**scored.metrics, "train_seconds": round(fitted.seconds + time.perf_counter() - start, 2)}
+        if runtime.writer:
+            for name, draw in scored.plots.items():
+                draw(Path(out) / name)
+            write_json(Path(out) / "metrics.json", metrics)
+        return metrics
+
+    train._kernel_first = True  # type: ignore[attr-defined]
+
+    def new_model(self, cfg: TaskConfig, state: TaskState) -> nn.Module:
+        """``build``'s model with the recurrent layers computing in ``cfg.dtype``."""
+        return with_dtype(self.build(cfg, state), cfg)
+
+    def load(self, run: Path) -> tuple[TaskConfig, TaskState, nn.Module]:
+        """The config, state and trained model of a saved run (model in eval mode)."""
+        cfg, state = load_run(run, self)
+        return cfg, state, load_weights(run, self.new_model(cfg, state))
+
+    def evaluate(self, run: Path, data: str | None = None) -> dict:
+        """The run's test metrics (recomputed), or its metrics on the file ``data``."""
+        cfg, state, model = self.load(run)
+        with torch_threads(cfg.threads):
+            if data is None:
+                _, prepared = self.prepare(cfg, self.load_data(cfg))
+                metrics = self.score(model, cfg, state, prepared).metrics
+            else:
+                metrics = self.evaluate_file(cfg, state, model, data)
+        check_finite_metrics(metrics, run)
+        return metrics
+
+    def predict(self, run: Path, args: tuple[str, ...] = (), data: str | None = None) -> Table:
+        """Predictions of a saved run, as a table the caller prints or writes."""
+        cfg, state, model = self.load(run)
+        with torch_threads(cfg.threads):
+            return self.predictions(cfg, state, model, tuple(args), data)
 
 
-def load_run(run: Path, task: Task) -> tuple[TaskConfig, dict]:
-    """The config and state of a saved run of ``task``."""
+# ---- the run directory ------------------------------------------------------------
+
+def save_run(out: Path, task: Task, cfg: TaskConfig, state: TaskState) -> None:
+    write_json(Path(out) / "config.json", {"task": task.name, "config": dataclasses.asdict(cfg), "state": state.to_json(),
+                                           "grukit_version": __version__})
+
+
+def load_run(run: Path, task: Task) -> tuple[TaskConfig, TaskState]:
+    """The config and state of a saved run of ``task``, validated like flags."""
     path = Path(run) / "config.json"
     meta = read_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or not isinstance(meta.get("state", {}), dict):
@@ -188,16 +235,58 @@ def load_run(run: Path, task: Task) -> tuple[TaskConfig, dict]:
         values[f.name] = value
     cfg = task.Config(**values)
     cfg.validate()
-    return cfg, meta.get("state", {})
+    return cfg, task.State.from_json(meta.get("state", {}), str(path))
 
 
-def load_weights(run: Path, model: torch.nn.Module) -> torch.nn.Module:
-    weights, _ = load_tensors(Path(run) / MODEL_FILE)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise ValueError(f"{Path(run) / MODEL_FILE} does not fit this run's model: {str(e).splitlines()[0]}") from None
+def check_resume(run: Path, task: Task, cfg: TaskConfig, state: TaskState, model: nn.Module) -> None:
+    """Raise ValueError, changing nothing, unless the run can continue with this data and model."""
+    _, saved = load_run(run, task)
+    new = state.to_json()
+    for key, value in saved.to_json().items():
+        if new.get(key) != value:
+            raise ValueError(f"cannot resume {run}: the data now gives a different {key!r} than the run was trained with "
+                             "(same --data and data options needed); nothing was changed")
+    tensors, _ = load_tensors(Path(run) / STATE_FILE)
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    fit_state_dict(model, weights, Path(run) / STATE_FILE, "cannot resume: ")
+
+
+def fit_state_dict(model: nn.Module, weights: dict[str, torch.Tensor], path: Path, prefix: str = "") -> None:
+    """Load ``weights`` into ``model``, or raise ValueError naming the missing, extra or misshapen tensors."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in weights]
+    extra = [k for k in weights if k not in expected]
+    shapes = [f"{k} {tuple(weights[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
+              if k in weights and weights[k].shape != v.shape]
+    if missing or extra or shapes:
+        parts = [f"missing {', '.join(missing[:5])}" if missing else "", f"unexpected {', '.join(extra[:5])}" if extra else "",
+                 f"wrong shape {', '.join(shapes[:3])}" if shapes else ""]
+        raise ValueError(f"{prefix}{path} does not fit this run's model: {'; '.join(p for p in parts if p)}")
+    model.load_state_dict(weights)
+
+
+def load_weights(run: Path, model: nn.Module) -> nn.Module:
+    """The run's kept weights in ``model``; refuses weights that are not finite."""
+    path = Path(run) / MODEL_FILE
+    weights, _ = load_tensors(path)
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path}: the weights {', '.join(bad[:3])} hold NaN or inf (the run diverged); "
+                         "train again with a lower --lr or with --grad-clip")
+    fit_state_dict(model, weights, path)
     return model.eval()
+
+
+def check_finite_metrics(metrics: Any, run: Path, where: str = "") -> None:
+    """Raise FloatingPointError if any number in the metrics is NaN or infinite (never report it as success)."""
+    if isinstance(metrics, dict):
+        for k, v in metrics.items():
+            check_finite_metrics(v, run, f"{where}.{k}" if where else str(k))
+    elif isinstance(metrics, (list, tuple)):
+        for i, v in enumerate(metrics):
+            check_finite_metrics(v, run, f"{where}[{i}]")
+    elif isinstance(metrics, float) and not math.isfinite(metrics):
+        raise FloatingPointError(f"{run}: the metric {where} is {metrics}: the model's outputs are not finite")
 
 
 def run_task_name(run: Path) -> str:
@@ -212,3 +301,7 @@ def run_task_name(run: Path) -> str:
     if not isinstance(name, str):
         raise ValueError(f"{run / 'config.json'} names no task")
     return name
+
+
+__all__ = ["Fitted", "Scored", "Table", "Task", "TaskConfig", "TaskState", "load_run", "load_weights", "option", "run_task_name",
+           "save_run"]

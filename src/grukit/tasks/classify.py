@@ -1,9 +1,8 @@
 """Sequence classification: numeric series (UCR/UEA archive files, the sets bundled
 with aeon, the tutorial's toy data) and text (folders of .txt files, CSV).
 
-Splits: the official TRAIN file trains (``--val-fraction`` of it, stratified,
-is held out to pick the best epoch) and the TEST file tests; data without a
-test file is split ``--test-fraction`` (stratified, seeded) first.
+Splits (see classify_data): the official TRAIN file trains, ``--val-fraction``
+of it picks the best epoch, the TEST file (or ``--test-fraction``) tests.
 
 Numeric inputs are scaled (``--normalize``: ``series`` z-normalises each
 series, the UCR convention; ``global`` uses the training split's per-channel
@@ -16,20 +15,20 @@ through an embedding.
 
 from __future__ import annotations
 
-import time
+import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..data import numeric, text
 from ..evaluation import classification as cls_eval
-from ..training import fit, write_json
 from . import _sequence as seq
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads, with_dtype
+from .base import Scored, Task, TaskConfig, option
+from .classify_data import ClassifyState, Raw, encode, label_ids, labels_of, load_sets, prepare
+from .results import Table
 
 DATASETS = {
     **{k: v[0] for k, v in numeric.UCR_DATASETS.items()},
@@ -80,106 +79,21 @@ class ClassifyConfig(TaskConfig):
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
 
 
-# ---- data ---------------------------------------------------------------------
-
-def is_text(path: str | Path) -> bool:
-    path = Path(path)
-    return path.suffix.lower() == ".csv" or text.is_text_folder(path)
-
-
-def load_sets(cfg: ClassifyConfig):
-    """(kind, train, test or None, published 1-NN-DTW accuracy or None)."""
-    if cfg.data is not None:
-        if is_text(cfg.data):
-            if Path(cfg.data).is_dir():
-                train, test = text.read_text_folder(cfg.data)
-            else:
-                train, test = text.read_text_csv(cfg.data, cfg.text_column, cfg.label_column), None
-            return "text", train, test, None
-        train_file, test_file = numeric.find_split_files(cfg.data)
-        return "numeric", numeric.read_series(train_file), numeric.read_series(test_file) if test_file else None, None
-    if cfg.dataset == "toy":
-        return "numeric", numeric.toy_classification(seed=cfg.seed), None, None
-    if cfg.dataset == "shakespeare":
-        return "text", *text.shakespeare_genres(), None
-    if cfg.dataset not in numeric.UCR_DATASETS:
-        raise ValueError(f"unknown --dataset {cfg.dataset!r}; built-in: {', '.join(DATASETS)}")
-    train_file, test_file = numeric.builtin_files(cfg.dataset)
-    return "numeric", numeric.read_series(train_file), numeric.read_series(test_file), numeric.UCR_DATASETS[cfg.dataset][1]
-
-
-def class_names(labels: list[str]) -> list[str]:
-    """Sorted label set: numerically when every label is a number."""
-    uniq = set(labels)
-    if "" in uniq:
-        raise ValueError("some series have no label")
-    try:
-        return sorted(uniq, key=float)
-    except ValueError:
-        return sorted(uniq)
-
-
-def label_ids(labels: list[str], classes: list[str], source: str) -> np.ndarray:
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = sorted(set(labels) - set(index))
-    if unknown:
-        raise ValueError(f"{source}: label(s) {', '.join(map(repr, unknown[:5]))} not seen in training (known: {', '.join(classes[:20])})")
-    return np.array([index[v] for v in labels], dtype=np.int64)
-
-
-def encode(kind: str, items, state: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Padded inputs and lengths for a SeriesSet's series or a TextSet's texts, as in training."""
-    if kind == "text":
-        vocab = text.Vocabulary(state["vocab"])
-        return seq.pad([vocab.encode(t, state["maxlen"]) for t in items.texts])
-    if items.channels != state["channels"]:
-        raise ValueError(f"{items.source}: series with {items.channels} channel(s), the model was trained on {state['channels']}")
-    series, _ = seq.normalize_series(items.series, state["normalize"], state.get("norm_stats"))
-    return seq.pad(series)
-
-
-def prepare(cfg: ClassifyConfig) -> dict:
-    """Everything training and evaluation need, split and encoded, deterministically from cfg."""
-    kind, train, test, dtw = load_sets(cfg)
-    classes = class_names(train.labels if kind == "text" else train.targets)
-    labels = lambda s: s.labels if kind == "text" else s.targets  # noqa: E731
-    y_all = label_ids(labels(train), classes, train.source)
-    if len(classes) < 2:
-        raise ValueError(f"{train.source}: need at least two classes, found {classes}")
-    if test is None:
-        keep, held = seq.stratified_split(y_all, cfg.test_fraction, cfg.seed + 101)
-        train, test, y_all = train.subset(keep), train.subset(held), y_all[keep]
-    fit_idx, val_idx = seq.stratified_split(y_all, cfg.val_fraction, cfg.seed + 202)
-    state: dict = {"kind": kind, "classes": classes, "dtw_accuracy": dtw}
-    if kind == "text":
-        state.update(vocab=text.Vocabulary.build(train.subset(fit_idx).texts, cfg.max_features).words, maxlen=cfg.maxlen)
-    else:
-        how = cfg.normalize if cfg.normalize != "auto" else ("series" if train.channels == 1 else "global")
-        _, stats = seq.normalize_series(train.subset(fit_idx).series, how)
-        state.update(channels=train.channels, normalize=how, norm_stats=stats or None, patch=cfg.patch or seq.auto_patch(int(train.lengths.max())))
-    x, ln = encode(kind, train, state)
-    xt, lnt = encode(kind, test, state)
-    yt = label_ids(labels(test), classes, test.source)
-    f, v = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
-    y = torch.from_numpy(y_all)
-    return {"state": state, "fit": (x[f], ln[f], y[f]), "val": (x[v], ln[v], y[v]), "test": (xt, lnt, torch.from_numpy(yt))}
-
-
-def build_model(cfg: ClassifyConfig, state: dict) -> seq.SequenceModel:
-    text_kind = state["kind"] == "text"
-    return with_dtype(seq.SequenceModel(
-        0 if text_kind else state["channels"],
-        len(state["classes"]),
+def build_model(cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel:
+    text_kind = state.kind == "text"
+    return seq.SequenceModel(
+        0 if text_kind else state.channels,
+        len(state.classes),
         hidden_size=cfg.hidden_size,
         num_layers=cfg.num_layers,
         bidirectional=cfg.bidirectional,
         dropout=cfg.dropout,
         pooling=cfg.pooling,
-        vocab_size=len(state["vocab"]) + 2 if text_kind else 0,
+        vocab_size=len(state.vocab) + 2 if text_kind else 0,
         embed_dim=cfg.embed_dim,
-        patch=1 if text_kind else state["patch"],
+        patch=1 if text_kind else state.patch,
         cell=cfg.recurrent_cell(),
-    ), cfg)
+    )
 
 
 class _Objective:
@@ -188,9 +102,9 @@ class _Objective:
     # tiny sets, where a few confident mistakes outweigh many right answers.
     monitor, mode = "val_score", "max"
 
-    def __init__(self, cfg: ClassifyConfig, parts: dict) -> None:
-        self.cfg, self.fit, self.val = cfg, parts["fit"], parts["val"]
-        self.numeric = parts["state"]["kind"] == "numeric"
+    def __init__(self, cfg: ClassifyConfig, state: ClassifyState, data: dict) -> None:
+        self.cfg, self.fit, self.val = cfg, data["fit"], data["val"]
+        self.numeric = state.kind == "numeric"
 
     def batches(self, epoch: int, gen: torch.Generator):
         out = seq.batches(*self.fit, self.cfg.batch_size, gen)
@@ -210,76 +124,76 @@ class _Objective:
         return {"val_loss": loss, "val_accuracy": acc, "val_score": acc - 0.01 * min(loss, 10.0)}
 
 
-def score(model, parts: dict, state: dict, out: Path | None) -> dict:
-    """Test accuracy and macro F1, the baselines, and (with ``out``) DIR/confusion.png."""
-    x, ln, y = parts["test"]
-    pred = seq.predict(model, x, ln).argmax(1).numpy()
-    k, y = len(state["classes"]), y.numpy()
-    metrics = cls_eval.scores(y, pred, k)
-    y_train = torch.cat([parts["fit"][2], parts["val"][2]]).numpy()
-    baselines = {"majority_class": cls_eval.majority_baseline(y_train, y, k)}
-    xtr, lntr = torch.cat([parts["fit"][0], parts["val"][0]]), torch.cat([parts["fit"][1], parts["val"][1]])
-    if state["kind"] == "numeric" and len(set(lntr.tolist()) | set(ln.tolist())) == 1 and xtr.shape[1:] == x.shape[1:]:
-        baselines["1nn_euclidean"] = cls_eval.nearest_neighbour_baseline(xtr.numpy(), y_train, x.numpy(), y, k)
-    if state.get("dtw_accuracy") is not None:
-        baselines["1nn_dtw_published"] = {"accuracy": state["dtw_accuracy"]}
-    cm = cls_eval.confusion_matrix(y, pred, k)
-    versus = ", ".join(f"{name} {b['accuracy']:.3f}" for name, b in baselines.items())
-    metrics.update(
-        summary=f"test accuracy {metrics['accuracy']:.3f} (baselines: {versus})",
-        baselines=baselines, confusion_matrix=cm.tolist(), classes=state["classes"], test_size=int(len(y)),
-    )
-    if out is not None:
-        cls_eval.plot_confusion(cm, state["classes"], out / "confusion.png")
-    return metrics
+def probabilities(model, x: torch.Tensor, ln: torch.Tensor) -> torch.Tensor:
+    """(N, classes) class probabilities."""
+    return torch.softmax(seq.predict(model, x, ln).float(), dim=1)
 
 
 class ClassifyTask(Task):
     name = "classify"
     summary = "sequence classification: UCR/UEA series (.tsv/.ts), text folders or CSV; accuracy vs 1-NN baselines"
     Config = ClassifyConfig
+    State = ClassifyState
     datasets = DATASETS
+    monitor_label = "validation score (accuracy - 0.01 x loss)"
 
-    def train(self, cfg: ClassifyConfig, out: Path, *, resume: bool = False) -> dict:
-        cfg.validate()
-        torch.manual_seed(cfg.seed)
-        parts = prepare(cfg)
-        text_kind = parts["state"]["kind"] == "text"
-        cfg = replace(cfg, epochs=cfg.epochs or (10 if text_kind else 100), batch_size=cfg.batch_size or (64 if text_kind else 16))
-        model = build_model(cfg, parts["state"])
-        save_run(out, self, cfg, parts["state"])  # with the auto values resolved
-        start = time.perf_counter()
-        with torch_threads(cfg.threads):
-            fit(model, _Objective(cfg, parts), cfg.loop(), out, resume=resume)
-            metrics = score(model, parts, parts["state"], out)
-        metrics.update(train_seconds=round(time.perf_counter() - start, 2), data=cfg.data or cfg.dataset, train_size=int(len(parts["fit"][2]) + len(parts["val"][2])))
-        write_json(out / "metrics.json", metrics)
-        return metrics
+    def load_data(self, cfg: ClassifyConfig) -> Raw:
+        return load_sets(cfg)
 
-    def _load(self, run: Path):
-        cfg, state = load_run(run, self)
-        return cfg, state, load_weights(run, build_model(cfg, state))
+    def prepare(self, cfg: ClassifyConfig, raw: Raw, *, holdout: bool = True):
+        return prepare(cfg, raw, holdout=holdout)
 
-    def evaluate(self, run: Path, data: str | None = None) -> dict:
-        cfg, state, model = self._load(run)
-        with torch_threads(cfg.threads):
-            return self._evaluate(cfg, state, model, data)
+    def resolve(self, cfg: ClassifyConfig, state: ClassifyState) -> ClassifyConfig:
+        text_kind = state.kind == "text"
+        return replace(cfg, epochs=cfg.epochs or (10 if text_kind else 100), batch_size=cfg.batch_size or (64 if text_kind else 16))
 
-    def _evaluate(self, cfg, state: dict, model, data: str | None) -> dict:
-        if data is None:
-            parts = prepare(cfg)
-            parts["state"] = state
-            return score(model, parts, state, None)
-        items = self._read(data, state, cfg)
-        y = label_ids(items.labels if state["kind"] == "text" else items.targets, state["classes"], items.source)
-        x, ln = encode(state["kind"], items, state)
+    def build(self, cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel:
+        return build_model(cfg, state)
+
+    def objective(self, cfg: ClassifyConfig, state: ClassifyState, data: dict) -> _Objective:
+        return _Objective(cfg, state, data)
+
+    def score(self, model, cfg: ClassifyConfig, state: ClassifyState, data: dict) -> Scored:
+        """Test accuracy and macro F1, the baselines, and the confusion matrix (drawn as confusion.png)."""
+        x, ln, y = data["test"]
         pred = seq.predict(model, x, ln).argmax(1).numpy()
-        k = len(state["classes"])
-        return {**cls_eval.scores(y, pred, k), "confusion_matrix": cls_eval.confusion_matrix(y, pred, k).tolist(), "classes": state["classes"], "test_size": len(y), "data": data}
+        k, y = len(state.classes), y.numpy()
+        metrics = cls_eval.scores(y, pred, k)
+        y_train = torch.cat([data["fit"][2], data["val"][2]]).numpy()
+        baselines = {"majority_class": cls_eval.majority_baseline(y_train, y, k)}
+        xtr, lntr = torch.cat([data["fit"][0], data["val"][0]]), torch.cat([data["fit"][1], data["val"][1]])
+        if state.kind == "numeric" and len(set(lntr.tolist()) | set(ln.tolist())) == 1 and xtr.shape[1:] == x.shape[1:]:
+            baselines["1nn_euclidean"] = cls_eval.nearest_neighbour_baseline(xtr.numpy(), y_train, x.numpy(), y, k)
+        if state.dtw_accuracy is not None:
+            baselines["1nn_dtw_published"] = {"accuracy": state.dtw_accuracy}
+        cm = cls_eval.confusion_matrix(y, pred, k)
+        versus = ", ".join(f"{name} {b['accuracy']:.3f}" for name, b in baselines.items())
+        metrics.update(
+            summary=f"test accuracy {metrics['accuracy']:.3f} (baselines: {versus})",
+            baselines=baselines, confusion_matrix=cm.tolist(), classes=state.classes, test_size=int(len(y)),
+            data=cfg.data or cfg.dataset, train_size=int(len(y_train)),
+        )
+        return Scored(metrics, {"confusion.png": functools.partial(cls_eval.plot_confusion, cm, state.classes)})
 
-    def _read(self, data: str, state: dict, cfg: ClassifyConfig):
+    def summarize(self, metrics: dict) -> Table:
+        names = ["grukit"] + list(metrics.get("baselines", {}))
+        models = [metrics] + list(metrics.get("baselines", {}).values())
+        rows = tuple((m, *(b.get(m) for b in models)) for m in ("accuracy", "macro_f1"))
+        size = f", {metrics['test_size']} test sequences" if "test_size" in metrics else ""
+        return Table(("test", *names), rows, title=f"classify {metrics.get('data', '')}{size}".strip(), notes=_seconds(metrics))
+
+    def evaluate_file(self, cfg: ClassifyConfig, state: ClassifyState, model, data: str) -> dict:
+        items = self._read(data, state, cfg)
+        y = label_ids(labels_of(items), state.classes, items.source)
+        x, ln = encode(items, state)
+        pred = seq.predict(model, x, ln).argmax(1).numpy()
+        k = len(state.classes)
+        return {**cls_eval.scores(y, pred, k), "confusion_matrix": cls_eval.confusion_matrix(y, pred, k).tolist(),
+                "classes": state.classes, "test_size": len(y), "data": data}
+
+    def _read(self, data: str, state: ClassifyState, cfg: ClassifyConfig):
         """A labelled set in the run's format: a folder's test part, else everything in the file/folder."""
-        if state["kind"] == "text":
+        if state.kind == "text":
             if Path(data).is_dir():
                 train, test = text.read_text_folder(data)
                 return test or train
@@ -290,21 +204,24 @@ class ClassifyTask(Task):
             path = test_file or train_file
         return numeric.read_series(path)
 
-    def predict(self, run: Path, args: tuple[str, ...], data: str | None = None) -> None:
+    def predictions(self, cfg: ClassifyConfig, state: ClassifyState, model, args: tuple[str, ...], data: str | None) -> Table:
         if args or data is None:
             raise ValueError("predict for classify reads sequences from a file: grukit predict DIR --data FILE")
-        cfg, state, model = self._load(run)
-        if state["kind"] == "text":
+        if state.kind == "text":
             names, docs = text.read_documents(data, cfg.text_column)
             items = text.TextSet(docs, [""] * len(docs), data)
         else:
-            items = numeric.read_series(data)
+            items = seq.series_to_predict(data, state.length)
             names = [str(i + 1) for i in range(len(items))]
-        x, ln = encode(state["kind"], items, state)
-        prob = torch.softmax(seq.predict(model, x, ln), dim=1)
+        x, ln = encode(items, state)
+        prob = probabilities(model, x, ln)
         best, idx = prob.max(1)
-        for name, i, p in zip(names, idx.tolist(), best.tolist()):
-            print(f"{name}\t{state['classes'][i]}\t{p:.3f}")
+        rows = tuple((name, state.classes[i], round(p, 6)) for name, i, p in zip(names, idx.tolist(), best.tolist()))
+        return Table(("id", "label", "probability"), rows)
 
 
-__all__ = ["ClassifyConfig", "ClassifyTask"]
+def _seconds(metrics: dict) -> tuple[str, ...]:
+    return (f"trained in {metrics['train_seconds']} s",) if "train_seconds" in metrics else ()
+
+
+__all__ = ["ClassifyConfig", "ClassifyState", "ClassifyTask"]

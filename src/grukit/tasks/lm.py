@@ -18,7 +18,6 @@ baselines of grukit.evaluation.language.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +27,9 @@ from torch import Tensor, nn
 
 from ..data.corpus import CORPORA, builtin_corpus, read_text
 from ..evaluation.language import ngram_bpc
-from ..training import fit, write_json
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads, with_dtype
+from .base import Scored, Task, TaskConfig, TaskState, option
 from .cells import Cell
+from .results import Table
 
 EVAL_LEN = 1024  # characters scored per piece of a held-out test chunk (state carried within)
 VAL_LEN = 256  # the same for the validation after every epoch: shorter pieces, more in parallel, faster
@@ -180,37 +179,43 @@ def sample(model: CharLM, vocab: str, prompt: str, length: int, temperature: flo
     return prompt + "".join(out)
 
 
+@dataclass(frozen=True)
+class LMState(TaskState):
+    vocab: str  # every character of the text, sorted: the model's classes
+    chunks: list  # [start, end, part]: the text's chunks, part 0 train, 1 validation, 2 test
+    source: str  # where the text came from
+    chars: int  # its length
+
+
 class LMTask(Task):
     name = "lm"
     summary = "character-level language model: bits per character vs unigram/trigram baselines; `grukit generate` samples text"
     Config = LMConfig
+    State = LMState
     datasets = dict(CORPORA)
+    monitor_label = "validation bits per character"
 
-    def train(self, cfg: TaskConfig, out: Path, *, resume: bool = False) -> dict:
-        cfg.validate()
-        with torch_threads(cfg.threads):
-            return self._train(cfg, out, resume=resume)
+    def load_data(self, cfg: LMConfig) -> tuple[str, str]:
+        return load_text(cfg)
 
-    def _train(self, cfg: LMConfig, out: Path, *, resume: bool = False) -> dict:
-        text, source = load_text(cfg)
+    def prepare(self, cfg: LMConfig, raw: tuple[str, str], *, holdout: bool = True) -> tuple[LMState, dict]:
+        text, source = raw
         chunks = split_chunks(len(text), cfg.seq_len, source)
         vocab = "".join(sorted(set(text)))
         ids, _ = encode(text, vocab)
-        state = {"vocab": vocab, "chunks": chunks, "source": source, "chars": len(text)}
-        torch.manual_seed(cfg.seed)
-        model = self._new_model(cfg, vocab)
-        save_run(out, self, cfg, state)
-        start = time.perf_counter()
-        fit(model, _Objective(cfg, ids, chunks), cfg.loop(), out, resume=resume)
-        metrics = self._score(model, ids, chunks, vocab)
-        metrics["sample"] = sample(model, vocab, "", 300, 0.8, torch.Generator().manual_seed(cfg.seed))
-        metrics["train_seconds"] = round(time.perf_counter() - start, 2)
-        write_json(out / "metrics.json", metrics)
-        return metrics
+        state = LMState(vocab, [list(c) for c in chunks], source, len(text))
+        return state, {"ids": ids, "chunks": chunks}
 
-    @staticmethod
-    def _new_model(cfg: LMConfig, vocab: str) -> CharLM:
-        return with_dtype(CharLM(len(vocab), cfg.embedding_size, cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.recurrent_cell()), cfg)
+    def build(self, cfg: LMConfig, state: LMState) -> CharLM:
+        return CharLM(len(state.vocab), cfg.embedding_size, cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.recurrent_cell())
+
+    def objective(self, cfg: LMConfig, state: LMState, data: dict) -> _Objective:
+        return _Objective(cfg, data["ids"], data["chunks"])
+
+    def score(self, model: CharLM, cfg: LMConfig, state: LMState, data: dict) -> Scored:
+        metrics = self._score(model, data["ids"], data["chunks"], state.vocab)
+        metrics["sample"] = sample(model, state.vocab, "", 300, 0.8, torch.Generator().manual_seed(cfg.seed))
+        return Scored(metrics)
 
     def _score(self, model: CharLM, ids: np.ndarray, chunks: list, vocab: str, skipped: int = 0) -> dict:
         """Test bpc of the model and the baselines (``chunks`` with part 2 are scored)."""
@@ -226,29 +231,27 @@ class LMTask(Task):
             metrics["skipped_chars"] = skipped  # characters not in the vocabulary, left out
         return metrics
 
-    def _model(self, run: Path) -> tuple[LMConfig, dict, CharLM]:
-        cfg, state = load_run(run, self)
-        return cfg, state, load_weights(run, self._new_model(cfg, state["vocab"]))
+    def summarize(self, metrics: dict) -> Table:
+        row = ("bits per character", metrics["bpc"], metrics["unigram_bpc"], metrics["trigram_bpc"])
+        notes = [f"trained in {metrics['train_seconds']} s"] if "train_seconds" in metrics else []
+        if metrics.get("sample"):
+            notes += ["", "a sample (temperature 0.8):", metrics["sample"]]
+        return Table(("test", "grukit", "unigram", "trigram"), (row,),
+                     title=f"character language model: {metrics['test_chars']} test characters, vocabulary {metrics['vocab_size']}",
+                     notes=tuple(notes))
 
-    def evaluate(self, run: Path, data: str | None = None) -> dict:
-        with torch_threads(load_run(run, self)[0].threads):
-            return self._evaluate(run, data)
-
-    def _evaluate(self, run: Path, data: str | None = None) -> dict:
-        """Test bpc of a saved run; with ``data``, of that whole file (the run's training chunks give the baselines)."""
-        cfg, state, model = self._model(run)
+    def evaluate_file(self, cfg: LMConfig, state: LMState, model: CharLM, data: str) -> dict:
+        """bpc of the whole file ``data`` (the run's training chunks give the baselines)."""
         text, _ = load_text(cfg)
-        ids, _ = encode(text, state["vocab"])
-        if data is None:
-            return self._score(model, ids, state["chunks"], state["vocab"])
-        new, skipped = encode(read_text(data), state["vocab"])
+        ids, _ = encode(text, state.vocab)
+        new, skipped = encode(read_text(data), state.vocab)
         if len(new) < 2:
             raise ValueError(f"{data}: fewer than 2 characters of this model's vocabulary")
-        train = [(a, b, 0) for a, b, part in state["chunks"] if part == 0]
+        train = [(a, b, 0) for a, b, part in state.chunks if part == 0]
         offset = len(ids)  # score the new text as the only test chunk after the training text
         both = np.concatenate([ids, new])
-        return self._score(model, both, train + [(offset, len(both), 2)], state["vocab"], skipped)
+        return self._score(model, both, train + [(offset, len(both), 2)], state.vocab, skipped)
 
     def generate(self, run: Path, prompt: str, length: int, temperature: float) -> str:
-        _, state, model = self._model(run)
-        return sample(model, state["vocab"], prompt, length, temperature)
+        _, state, model = self.load(run)
+        return sample(model, state.vocab, prompt, length, temperature)

@@ -14,7 +14,6 @@ regression on the flattened series.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -25,9 +24,9 @@ from torch import nn
 
 from ..data import numeric
 from ..evaluation import regression as reg_eval
-from ..training import fit, write_json
 from . import _sequence as seq
-from .base import Task, TaskConfig, load_run, load_weights, option, save_run, torch_threads, with_dtype
+from .base import Scored, Task, TaskConfig, TaskState, option
+from .results import Table
 
 DATASETS = {
     "toy": "1000 x 10 steps x 8 features; y = (sum of x0 + count of positive x1 steps) / sqrt(10) + noise (learnable)",
@@ -65,7 +64,21 @@ class RegressConfig(TaskConfig):
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
 
 
-def load_sets(cfg: RegressConfig) -> tuple[numeric.SeriesSet, numeric.SeriesSet | None]:
+@dataclass(frozen=True)
+class RegressState(TaskState):
+    channels: int  # channels per step
+    normalize: str  # series | global | none
+    norm_stats: Optional[dict]  # global: per-channel mean and std of the training part
+    patch: int  # steps fed as one GRU step
+    target_mean: float  # the training targets' mean and std: the model predicts scaled targets
+    target_std: float
+    length: int = 0  # the training series' common length (0 when they differ)
+
+
+Sets = tuple[numeric.SeriesSet, Optional[numeric.SeriesSet]]  # training set, test set or None
+
+
+def load_sets(cfg: RegressConfig) -> Sets:
     if cfg.data is not None:
         train_file, test_file = numeric.find_split_files(cfg.data)
         return numeric.read_series(train_file), numeric.read_series(test_file) if test_file else None
@@ -76,18 +89,19 @@ def load_sets(cfg: RegressConfig) -> tuple[numeric.SeriesSet, numeric.SeriesSet 
     return tuple(numeric.read_series(p) for p in numeric.builtin_files(cfg.dataset))
 
 
-def encode(items: numeric.SeriesSet, state: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    if items.channels != state["channels"]:
-        raise ValueError(f"{items.source}: series with {items.channels} channel(s), the model was trained on {state['channels']}")
-    series, _ = seq.normalize_series(items.series, state["normalize"], state.get("norm_stats"))
+def encode(items: numeric.SeriesSet, state: RegressState) -> tuple[torch.Tensor, torch.Tensor]:
+    if items.channels != state.channels:
+        raise ValueError(f"{items.source}: series with {items.channels} channel(s), the model was trained on {state.channels}")
+    series, _ = seq.normalize_series(items.series, state.normalize, state.norm_stats)
     return seq.pad(series)
 
 
-def prepare(cfg: RegressConfig) -> dict:
-    """Splits, scaling and encoded tensors, deterministically from cfg (targets scaled)."""
-    train, test = load_sets(cfg)
+def prepare(cfg: RegressConfig, raw: Sets, *, holdout: bool = True) -> tuple[RegressState, dict]:
+    """Splits, scaling and encoded tensors, deterministically from cfg (targets scaled).
+    Without ``holdout`` no test part is kept."""
+    train, test = raw[0], raw[1] if holdout else None
     y_all = train.numeric_targets()
-    if test is None:
+    if holdout and test is None:
         keep, held = seq.random_split(len(train), cfg.test_fraction, cfg.seed + 101)
         train, test, y_all = train.subset(keep), train.subset(held), y_all[keep]
     if len(train) < 2:
@@ -95,45 +109,39 @@ def prepare(cfg: RegressConfig) -> dict:
     fit_idx, val_idx = seq.random_split(len(train), cfg.val_fraction, cfg.seed + 202)
     y_fit = y_all[fit_idx]
     _, stats = seq.normalize_series(train.subset(fit_idx).series, cfg.normalize)
-    state = {
-        "channels": train.channels,
-        "normalize": cfg.normalize,
-        "norm_stats": stats or None,
-        "patch": cfg.patch or seq.auto_patch(int(train.lengths.max())),
-        "target_mean": float(y_fit.mean()),
-        "target_std": float(y_fit.std()) if y_fit.std() > 0 else 1.0,
-    }
-    scale = lambda y: torch.from_numpy(((y - state["target_mean"]) / state["target_std"]).astype(np.float32))  # noqa: E731
+    lengths = train.lengths
+    state = RegressState(train.channels, cfg.normalize, stats or None, cfg.patch or seq.auto_patch(int(lengths.max())),
+                         float(y_fit.mean()), float(y_fit.std()) if y_fit.std() > 0 else 1.0,
+                         int(lengths[0]) if (lengths == lengths[0]).all() else 0)
+    state = RegressState.from_json(state.to_json(), "regress")  # exactly as it reads back from config.json
+    scale = lambda y: torch.from_numpy(((y - state.target_mean) / state.target_std).astype(np.float32))  # noqa: E731
     x, ln = encode(train, state)
-    xt, lnt = encode(test, state)
     f, v = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
-    return {
-        "state": state,
-        "fit": (x[f], ln[f], scale(y_fit)),
-        "val": (x[v], ln[v], scale(y_all[val_idx])),
-        "test": (xt, lnt, scale(test.numeric_targets())),
-        "raw": {"y_train": y_all, "y_test": test.numeric_targets()},
-    }
+    data = {"fit": (x[f], ln[f], scale(y_fit)), "val": (x[v], ln[v], scale(y_all[val_idx])), "test": None, "y_train": y_all}
+    if test is not None:
+        xt, lnt = encode(test, state)
+        data.update(test=(xt, lnt, scale(test.numeric_targets())), y_test=test.numeric_targets())
+    return state, data
 
 
-def build_model(cfg: RegressConfig, state: dict) -> seq.SequenceModel:
-    return with_dtype(seq.SequenceModel(
-        state["channels"], 1, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, bidirectional=cfg.bidirectional,
-        dropout=cfg.dropout, pooling=cfg.pooling, patch=state["patch"], cell=cfg.recurrent_cell(),
-    ), cfg)
+def build_model(cfg: RegressConfig, state: RegressState) -> seq.SequenceModel:
+    return seq.SequenceModel(
+        state.channels, 1, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, bidirectional=cfg.bidirectional,
+        dropout=cfg.dropout, pooling=cfg.pooling, patch=state.patch, cell=cfg.recurrent_cell(),
+    )
 
 
-def predict_values(model, x: torch.Tensor, ln: torch.Tensor, state: dict) -> np.ndarray:
+def predict_values(model, x: torch.Tensor, ln: torch.Tensor, state: RegressState) -> np.ndarray:
     """Model outputs mapped back to the targets' units: (N,)."""
     out = seq.predict(model, x, ln)[:, 0].double().numpy()
-    return out * state["target_std"] + state["target_mean"]
+    return out * state.target_std + state.target_mean
 
 
 class _Objective:
     monitor, mode = "val_loss", "min"
 
-    def __init__(self, cfg: RegressConfig, parts: dict) -> None:
-        self.cfg, self.fit, self.val = cfg, parts["fit"], parts["val"]
+    def __init__(self, cfg: RegressConfig, data: dict) -> None:
+        self.cfg, self.fit, self.val = cfg, data["fit"], data["val"]
 
     def batches(self, epoch: int, gen: torch.Generator):
         return seq.batches(*self.fit, self.cfg.batch_size, gen)
@@ -148,53 +156,50 @@ class _Objective:
         return {"val_loss": nn.functional.mse_loss(pred, y).item(), "val_mae_scaled": (pred - y).abs().mean().item()}
 
 
-def score(model, parts: dict, state: dict) -> dict:
-    x, ln, _ = parts["test"]
-    y_train, y_test = parts["raw"]["y_train"], parts["raw"]["y_test"]
-    metrics = reg_eval.scores(y_test, predict_values(model, x, ln, state))
-    baselines = {"predict_mean": reg_eval.mean_baseline(y_train, y_test)}
-    xtr = torch.cat([parts["fit"][0], parts["val"][0]])
-    lntr = torch.cat([parts["fit"][1], parts["val"][1]])
-    if len(set(lntr.tolist()) | set(ln.tolist())) == 1 and xtr.shape[1:] == x.shape[1:]:
-        ytr = np.concatenate([parts["fit"][2].numpy(), parts["val"][2].numpy()]) * state["target_std"] + state["target_mean"]  # fit|val order, as xtr
-        baselines["ridge"] = reg_eval.ridge_baseline(xtr.numpy(), ytr, x.numpy(), y_test)
-    versus = ", ".join(f"{name} {b['mae']:.4g} / {b['r2']:.3f}" for name, b in baselines.items())
-    metrics.update(summary=f"test MAE / R^2 {metrics['mae']:.4g} / {metrics['r2']:.3f} (baselines: {versus})", baselines=baselines, test_size=int(len(y_test)))
-    return metrics
-
-
 class RegressTask(Task):
     name = "regress"
     summary = "sequence regression: one number per series (.tsv/.ts, toy, Covid3Month); MAE, RMSE, R^2 vs predict-the-mean"
     Config = RegressConfig
+    State = RegressState
     datasets = DATASETS
+    monitor_label = "validation loss (MSE of scaled targets)"
 
-    def train(self, cfg: RegressConfig, out: Path, *, resume: bool = False) -> dict:
-        cfg.validate()
-        torch.manual_seed(cfg.seed)
-        parts = prepare(cfg)
-        model = build_model(cfg, parts["state"])
-        save_run(out, self, cfg, parts["state"])
-        start = time.perf_counter()
-        with torch_threads(cfg.threads):
-            fit(model, _Objective(cfg, parts), cfg.loop(), out, resume=resume)
-            metrics = score(model, parts, parts["state"])
-        metrics.update(train_seconds=round(time.perf_counter() - start, 2), data=cfg.data or cfg.dataset, train_size=int(len(parts["raw"]["y_train"])))
-        write_json(out / "metrics.json", metrics)
-        return metrics
+    def load_data(self, cfg: RegressConfig) -> Sets:
+        return load_sets(cfg)
 
-    def _load(self, run: Path):
-        cfg, state = load_run(run, self)
-        return cfg, state, load_weights(run, build_model(cfg, state))
+    def prepare(self, cfg: RegressConfig, raw: Sets, *, holdout: bool = True):
+        return prepare(cfg, raw, holdout=holdout)
 
-    def evaluate(self, run: Path, data: str | None = None) -> dict:
-        cfg, state, model = self._load(run)
-        with torch_threads(cfg.threads):
-            return self._evaluate(cfg, state, model, data)
+    def build(self, cfg: RegressConfig, state: RegressState) -> seq.SequenceModel:
+        return build_model(cfg, state)
 
-    def _evaluate(self, cfg, state: dict, model, data: str | None) -> dict:
-        if data is None:
-            return score(model, prepare(cfg), state)
+    def objective(self, cfg: RegressConfig, state: RegressState, data: dict) -> _Objective:
+        return _Objective(cfg, data)
+
+    def score(self, model, cfg: RegressConfig, state: RegressState, data: dict) -> Scored:
+        x, ln, _ = data["test"]
+        y_train, y_test = data["y_train"], data["y_test"]
+        metrics = reg_eval.scores(y_test, predict_values(model, x, ln, state))
+        baselines = {"predict_mean": reg_eval.mean_baseline(y_train, y_test)}
+        xtr = torch.cat([data["fit"][0], data["val"][0]])
+        lntr = torch.cat([data["fit"][1], data["val"][1]])
+        if len(set(lntr.tolist()) | set(ln.tolist())) == 1 and xtr.shape[1:] == x.shape[1:]:
+            ytr = np.concatenate([data["fit"][2].numpy(), data["val"][2].numpy()]) * state.target_std + state.target_mean  # fit|val order, as xtr
+            baselines["ridge"] = reg_eval.ridge_baseline(xtr.numpy(), ytr, x.numpy(), y_test)
+        versus = ", ".join(f"{name} {b['mae']:.4g} / {b['r2']:.3f}" for name, b in baselines.items())
+        metrics.update(summary=f"test MAE / R^2 {metrics['mae']:.4g} / {metrics['r2']:.3f} (baselines: {versus})",
+                       baselines=baselines, test_size=int(len(y_test)), data=cfg.data or cfg.dataset, train_size=int(len(y_train)))
+        return Scored(metrics)
+
+    def summarize(self, metrics: dict) -> Table:
+        baselines = metrics.get("baselines", {})
+        models = [metrics] + list(baselines.values())
+        rows = tuple((m, *(b.get(m) for b in models)) for m in ("mae", "rmse", "r2"))
+        size = f", {metrics['test_size']} test sequences" if "test_size" in metrics else ""
+        notes = (f"trained in {metrics['train_seconds']} s",) if "train_seconds" in metrics else ()
+        return Table(("test", "grukit", *baselines), rows, title=f"regress {metrics.get('data', '')}{size}".strip(), notes=notes)
+
+    def evaluate_file(self, cfg: RegressConfig, state: RegressState, model, data: str) -> dict:
         path = Path(data)
         if path.is_dir():
             train_file, test_file = numeric.find_split_files(path)
@@ -204,11 +209,9 @@ class RegressTask(Task):
         x, ln = encode(items, state)
         return {**reg_eval.scores(y, predict_values(model, x, ln, state)), "test_size": len(y), "data": data}
 
-    def predict(self, run: Path, args: tuple[str, ...], data: str | None = None) -> None:
+    def predictions(self, cfg: RegressConfig, state: RegressState, model, args: tuple[str, ...], data: str | None) -> Table:
         if args or data is None:
             raise ValueError("predict for regress reads sequences from a file: grukit predict DIR --data FILE")
-        _, state, model = self._load(run)
-        items = numeric.read_series(data)
+        items = seq.series_to_predict(data, state.length)
         x, ln = encode(items, state)
-        for i, v in enumerate(predict_values(model, x, ln, state), 1):
-            print(f"{i}\t{v:.6g}")
+        return Table(("id", "prediction"), tuple((i, float(v)) for i, v in enumerate(predict_values(model, x, ln, state), 1)))

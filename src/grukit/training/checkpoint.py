@@ -93,7 +93,10 @@ def load_training_state(path, model: torch.nn.Module, optimizer: torch.optim.Opt
     tensors, meta = load_tensors(path)
     if "state" not in meta or "param_groups" not in meta:
         raise ValueError(f"{path}: not a grukit training state (metadata missing)")
-    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    try:
+        model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    except RuntimeError as e:  # a tensor missing, unexpected or of another shape
+        raise ValueError(f"{path} does not fit this run's model: {str(e).splitlines()[0]}") from None
     opt_state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -101,5 +104,8 @@ def load_training_state(path, model: torch.nn.Module, optimizer: torch.optim.Opt
             opt_state.setdefault(int(pid), {})[name] = value
     for pid, scalars in json.loads(meta.get("scalars", "{}")).items():
         opt_state.setdefault(int(pid), {}).update(scalars)
-    optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(meta["param_groups"])})
+    try:
+        optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(meta["param_groups"])})
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise ValueError(f"{path}: its optimiser state does not fit this run's model ({e})") from None
     return json.loads(meta["state"])

@@ -9,6 +9,10 @@ progress bar, early stopping and the run directory:
     DIR/history.jsonl           one JSON line per epoch
     DIR/loss.png                the curves of history.jsonl
 
+Without a run directory (an estimator's fit) nothing is written and the best
+weights are kept in memory. With a :class:`Runtime` of several processes each
+takes its share of every epoch's batches and only rank 0 writes.
+
 Every epoch draws its randomness from a generator seeded with (seed, epoch),
 so a run resumed after epoch k continues exactly as the uninterrupted run.
 """
@@ -27,6 +31,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from .plots import plot_history
+from .runtime import SINGLE, Runtime
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "checkpoint.safetensors"
@@ -72,50 +77,76 @@ def _better(value: float, best: float | None, mode: str) -> bool:
     return value < best if mode == "min" else value > best
 
 
-def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: str | Path, *, resume: bool = False) -> list[dict]:
+def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: str | Path | None = None, *, resume: bool = False,
+        runtime: Runtime = SINGLE, title: str = "", monitor_label: str = "") -> list[dict]:
     """Train ``model`` in place; returns the history, one dict per epoch.
 
     At the end the model holds the best weights (by the objective's monitor).
+    Raises FloatingPointError, keeping the last good files, if the loss or the
+    weights stop being finite.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
     if objective.mode not in ("min", "max"):
         raise ValueError(f"objective.mode must be 'min' or 'max', got {objective.mode!r}")
+    run_dir = Path(run_dir) if run_dir is not None else None
+    write = run_dir is not None and runtime.writer
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "best": None, "best_epoch": -1, "stale": 0}
     if resume:
+        if run_dir is None:
+            raise ValueError("resume needs the run directory to continue")
         state = checkpoint.load_training_state(run_dir / STATE_FILE, model, optimizer)
-    history = _read_history(run_dir / HISTORY_FILE, state["epoch"])
-    checkpoint.atomic_write_bytes(run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history).encode())
+    history = _read_history(run_dir / HISTORY_FILE, state["epoch"]) if resume else []
+    best_weights = None  # in memory, where this process writes no run directory
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_history(run_dir, history)
     try:
         for epoch in range(state["epoch"], cfg.epochs):
             if cfg.patience and state["stale"] >= cfg.patience:
                 break
-            row = _run_epoch(model, objective, optimizer, cfg, epoch)
+            row = _run_epoch(model, objective, optimizer, cfg, epoch, runtime)
             history.append(row)
             if _better(row[objective.monitor], state["best"], objective.mode):
                 state.update(best=row[objective.monitor], best_epoch=epoch, stale=0)
-                checkpoint.save_tensors(run_dir / MODEL_FILE, model.state_dict())
+                if write:
+                    checkpoint.save_tensors(run_dir / MODEL_FILE, model.state_dict())
+                else:
+                    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 state["stale"] += 1
             state["epoch"] = epoch + 1
-            checkpoint.save_training_state(run_dir / STATE_FILE, model, optimizer, state)
-            checkpoint.atomic_write_bytes(run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history).encode())
+            if write:
+                checkpoint.save_training_state(run_dir / STATE_FILE, model, optimizer, state)
+                _write_history(run_dir, history)
     finally:  # the loss plot once, at the end or on interrupt (every epoch cost GunPoint 3-4x its training time)
-        if history:
-            plot_history(history, run_dir / "loss.png", objective.monitor)
-    best, _ = checkpoint.load_tensors(run_dir / MODEL_FILE)
-    model.load_state_dict(best)
+        if write and history:
+            plot_history(history, run_dir / "loss.png", objective.monitor, title=title, monitor_label=monitor_label)
+    if write:
+        best, _ = checkpoint.load_tensors(run_dir / MODEL_FILE)
+        model.load_state_dict(best)
+    elif best_weights is not None:
+        model.load_state_dict(best_weights)
     return history
 
 
-def _run_epoch(model, objective: Objective, optimizer, cfg: LoopConfig, epoch: int) -> dict:
+def _write_history(run_dir: Path, history: list[dict]) -> None:
+    checkpoint.atomic_write_bytes(run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history).encode())
+
+
+def _check_weights(model: torch.nn.Module, epoch: int) -> None:
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise FloatingPointError(f"the weights became NaN or inf in epoch {epoch + 1} ({', '.join(bad[:3])}); training stopped, "
+                                 "the last good epoch is kept: lower --lr or set --grad-clip > 0")
+
+
+def _run_epoch(model, objective: Objective, optimizer, cfg: LoopConfig, epoch: int, runtime: Runtime = SINGLE) -> dict:
     model.train()
     gen = epoch_generator(cfg.seed, epoch)
     torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))  # dropout et al.
-    batches = objective.batches(epoch, gen)
+    batches = runtime.shard(objective.batches(epoch, gen)) if runtime.world_size > 1 else objective.batches(epoch, gen)
     total = len(batches) if hasattr(batches, "__len__") else None
     bar = tqdm(batches, total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if cfg.progress else True, leave=False, dynamic_ncols=True)
     start, loss_sum, count = time.perf_counter(), 0.0, 0
@@ -133,6 +164,7 @@ def _run_epoch(model, objective: Objective, optimizer, cfg: LoopConfig, epoch: i
     bar.close()
     if count == 0:
         raise ValueError("the training split produced no batches; it is empty or smaller than one batch")
+    _check_weights(model, epoch)
     model.eval()
     with torch.no_grad():
         metrics = objective.validate(model)

@@ -19,7 +19,7 @@ def save_figure(fig, path: str | Path) -> None:
     tmp.replace(path)
 
 
-def plot_history(history: list[dict], path: str | Path, monitor: str) -> None:
+def plot_history(history: list[dict], path: str | Path, monitor: str, *, title: str = "", monitor_label: str = "") -> None:
     """Train loss (and validation loss) per epoch; the monitored metric on the right."""
     epochs = [r["epoch"] + 1 for r in history]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -33,9 +33,9 @@ def plot_history(history: list[dict], path: str | Path, monitor: str) -> None:
     if monitor != "val_loss" and all(monitor in r for r in history):
         ax2 = ax.twinx()
         ax2.plot(epochs, [r[monitor] for r in history], "^--", color="tab:green", label=monitor)
-        ax2.set_ylabel(monitor)
+        ax2.set_ylabel(monitor_label or monitor)
         more = ax2.get_legend_handles_labels()
         lines, labels = lines + more[0], labels + more[1]
     ax.legend(lines, labels, loc="best")
-    ax.set_title("training history")
+    ax.set_title(title or "training history")
     save_figure(fig, path)
