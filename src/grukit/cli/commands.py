@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import typing
@@ -46,12 +47,15 @@ def _finite(param, value: float) -> float:
     return value
 
 
-def _claim_out(out: Path, overwrite: bool) -> None:
-    """--out must be new or empty; an existing run is replaced only with --overwrite, anything else never."""
+def _claim_out(out: Path, overwrite: bool) -> Path | None:
+    """--out must be new or empty; an existing run is replaced only with --overwrite, anything else never.
+
+    The run being replaced is moved aside (returned) and deleted only once the new run has
+    trained an epoch, so a new run that fails early leaves the old one in place."""
     if str(out) in ("", "."):
         raise click.UsageError("--out must name a run directory, got the current directory")
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        return
+        return None
     try:
         other = run_task_name(out)
     except (OSError, ValueError):
@@ -61,7 +65,23 @@ def _claim_out(out: Path, overwrite: bool) -> None:
             f"--out {out} already holds a {other!r} run; choose a new directory, continue it with --resume {out}, "
             "or replace it with --overwrite"
         )
-    shutil.rmtree(out)
+    aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+    out.rename(aside)
+    return aside
+
+
+def _settle(out: Path, aside: Path | None, fresh: bool) -> bool:
+    """After a run ends or fails: a new run that never finished an epoch is removed (and the run it
+    was replacing put back); otherwise the replaced run is deleted. True if the new run was kept."""
+    started = (out / STATE_FILE).exists()
+    if fresh and not started:
+        shutil.rmtree(out, ignore_errors=True)
+        if aside is not None:
+            aside.rename(out)
+        return False
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return True
 
 
 def _train_command(task):
@@ -82,18 +102,22 @@ def _train_command(task):
         else:
             cfg = task.Config(**values)
             cfg.validate()
-            _claim_out(Path(out), overwrite)
+        fresh, aside = resume is None, None
+        if fresh:
+            aside = _claim_out(Path(out), overwrite)
         try:
-            metrics = task.train(cfg, Path(out), resume=resume is not None)
+            metrics = task.train(cfg, Path(out), resume=not fresh)
         except KeyboardInterrupt:
-            if (Path(out) / STATE_FILE).exists():
+            if _settle(Path(out), aside, fresh) and (Path(out) / STATE_FILE).exists():
                 click.echo(f"\ninterrupted: the last finished epoch is saved; continue with `grukit train {task.name} --resume {out}`", err=True)
             else:  # nothing trained: leave no run that looks usable
-                if resume is None:
-                    shutil.rmtree(out, ignore_errors=True)
                 click.echo("\ninterrupted before the first epoch finished: nothing was saved, so there is nothing to resume"
-                           + ("" if resume is not None else f" ({out} removed)"), err=True)
+                           + ("" if not fresh else f" ({out} removed{', the run it was replacing kept' if aside else ''})"), err=True)
             sys.exit(130)
+        except BaseException:
+            _settle(Path(out), aside, fresh)
+            raise
+        _settle(Path(out), aside, fresh)
         click.echo(json.dumps(metrics, indent=2) if as_json else task.summarize(metrics).render())
         click.echo(f"run written to {out} (every metric in {Path(out) / 'metrics.json'})")
 
