@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .plots import plot_history
+from .plots import plot_history, run_title
 from .runtime import SINGLE, Runtime
 
 MODEL_FILE = "model.safetensors"
@@ -83,7 +83,9 @@ def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: 
 
     At the end the model holds the best weights (by the objective's monitor).
     Raises FloatingPointError, keeping the last good files, if the loss or the
-    weights stop being finite.
+    weights stop being finite. ``title`` heads loss.png (default: "TASK: DIR"
+    from DIR/config.json); ``monitor_label`` names the monitored metric there,
+    and an objective may name its other metrics with a ``labels`` dict.
     """
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
@@ -122,7 +124,9 @@ def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: 
                 _write_history(run_dir, history)
     finally:  # the loss plot once, at the end or on interrupt (every epoch cost GunPoint 3-4x its training time)
         if write and history:
-            plot_history(history, run_dir / "loss.png", objective.monitor, title=title, monitor_label=monitor_label)
+            labels = {**(getattr(objective, "labels", None) or {}), **({objective.monitor: monitor_label} if monitor_label else {})}
+            plot_history(history, run_dir / "loss.png", objective.monitor, title=title or run_title(run_dir), labels=labels or None,
+                         kept=state.get("best_epoch"))
     if write:
         best, _ = checkpoint.load_tensors(run_dir / MODEL_FILE)
         model.load_state_dict(best)
