@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
-EXTRAS ?= dev,data
+EXTRAS ?= dev,data,log
 
 .PHONY: setup demo test test-isa bench clean
 

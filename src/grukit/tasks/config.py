@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..training import LoopConfig
+from ..training import LoopConfig, logs
 from . import cells
 
 
@@ -44,6 +44,7 @@ class TaskConfig:
     zoneout: float = option(0.0, "zoneout probability: in training each hidden unit keeps its previous value with this probability (gru, lngru)")
     recurrent_dropout: float = option(0.0, "dropout on the hidden state where it enters the gates, one mask per sequence (gru, lngru)")
     weight_dropout: float = option(0.0, "DropConnect on the recurrent weights, one mask per batch (gru, lngru)")
+    log: str = option("none", "per-epoch log besides history.jsonl: csv (DIR/log.csv) or tensorboard (DIR/tensorboard/, needs `pip install 'grukit[log]'`)", choices=logs.LOGS)
 
     def loop(self) -> LoopConfig:
         return LoopConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)})
@@ -73,6 +74,7 @@ class TaskConfig:
             if not 0 <= getattr(self, name) < 1:  # also rejects nan and inf
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
         cells.check(self.cell, zoneout=self.zoneout, recurrent_dropout=self.recurrent_dropout, weight_dropout=self.weight_dropout)
+        logs.check(self.log)
         check_memory(self)
 
     def recurrent_cell(self) -> cells.Cell:

@@ -8,6 +8,7 @@ progress bar, early stopping and the run directory:
     DIR/checkpoint.safetensors  last finished epoch: weights + optimiser, to resume
     DIR/history.jsonl           one JSON line per epoch
     DIR/loss.png                the curves of history.jsonl
+    DIR/log.csv, DIR/tensorboard/  with ``log`` set (see logs.py)
 
 Without a run directory (an estimator's fit) nothing is written and the best
 weights are kept in memory. With a :class:`Runtime` of several processes each
@@ -29,7 +30,7 @@ from typing import Any, Iterable, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, logs
 from .plots import plot_history, run_title
 from .runtime import SINGLE, Runtime
 
@@ -47,6 +48,7 @@ class LoopConfig:
     patience: int = 0  # stop after this many epochs without improvement; 0 = never
     seed: int = 0  # seeds initialisation and every epoch's shuffling
     progress: bool = True  # show a progress bar
+    log: str = "none"  # per-epoch log besides history.jsonl: none, csv or tensorboard (logs.py)
 
 
 class Objective(Protocol):
@@ -87,6 +89,7 @@ def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: 
     from DIR/config.json); ``monitor_label`` names the monitored metric there,
     and an objective may name its other metrics with a ``labels`` dict.
     """
+    logs.check(cfg.log)  # a missing package is one line before anything is written
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
     if objective.mode not in ("min", "max"):
@@ -101,9 +104,11 @@ def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: 
         state = checkpoint.load_training_state(run_dir / STATE_FILE, model, optimizer)
     history = _read_history(run_dir / HISTORY_FILE, state["epoch"]) if resume else []
     best_weights = None  # in memory, where this process writes no run directory
+    logger: logs.Logger = logs.NoLogger()
     if write:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_history(run_dir, history)
+        logger = logs.open_logger(cfg.log, run_dir, history)
     try:
         for epoch in range(state["epoch"], cfg.epochs):
             if cfg.patience and state["stale"] >= cfg.patience:
@@ -122,7 +127,9 @@ def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: 
             if write:
                 checkpoint.save_training_state(run_dir / STATE_FILE, model, optimizer, state)
                 _write_history(run_dir, history)
+            logger.log(row)
     finally:  # the loss plot once, at the end or on interrupt (every epoch cost GunPoint 3-4x its training time)
+        logger.close()
         if write and history:
             labels = {**(getattr(objective, "labels", None) or {}), **({objective.monitor: monitor_label} if monitor_label else {})}
             plot_history(history, run_dir / "loss.png", objective.monitor, title=title or run_title(run_dir), labels=labels or None,
