@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 EXTRAS ?= dev,data,log
 
-.PHONY: setup demo test test-isa bench clean
+.PHONY: setup browser demo test test-isa bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,8 +24,17 @@ demo: setup
 	$(BIN)/grukit predict runs/adding 123456789 987654321
 	$(BIN)/grukit predict runs/adding 18446744073709551615 12345678901234567890
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The `grukit report` test opens the page in headless Chromium (Debian's chromium package).
+# As root it is installed where missing; otherwise this says how, and that test skips.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; } \
+		|| echo "make: could not install chromium; the report's browser test will skip"; \
+	else echo "make: no Chromium, so the report's browser test will skip; install it with: sudo apt-get install -y chromium"; fi
 
 # The native kernel built for the other vector widths torch dispatches to
 # (AVX2, and none), checked against the reference like the default build.

@@ -15,7 +15,7 @@ import click
 from ..tasks import TASKS, get_task
 from ..tasks.base import load_run, run_task_name
 from ..training.loop import STATE_FILE
-from . import bench, build  # noqa: F401
+from . import bench, build, report  # noqa: F401
 from .main import main
 
 
