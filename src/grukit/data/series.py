@@ -2,9 +2,21 @@
 
 A :class:`Series` is a (N, C) float64 array, its column names (the first is
 the target, the rest are covariates) and, when the file has one, the time
-stamp of every row as written in the file. Missing cells (empty, NA, NaN)
-are filled by linear interpolation between their neighbours; a column with
-no numbers at all is an error.
+stamp of every row as written in the file (a :class:`~.dates.Dates`, which
+also knows their format; see grukit.data.dates for the formats read).
+
+Reading a CSV file (separator, decimal mark and number checks in
+grukit.data.table):
+    * Missing cells (empty, NA, NaN, null, ?) are filled by linear
+      interpolation between their neighbours (at the ends: the nearest
+      value); a column with no numbers at all is an error.
+    * Dates missing from a regular calendar (daily data with 3 days absent)
+      are counted but no rows are inserted: the series is read as consecutive
+      steps, so a forecast step is one row, never an invented value.
+    * Both are reported in one line, ``Series.note``, which the task prints.
+    * A cell that is not a number in a numeric column, an infinite or huge
+      number, a date that does not match its column's format: an error naming
+      the file, line, column and cell.
 
 Built-in series are read straight from the CSV files bundled with
 statsmodels and vega_datasets (``pip install 'grukit[data]'``), located
@@ -13,24 +25,40 @@ without importing those packages.
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+import math
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
+from . import dates as D
+from . import table
+from .dates import Dates, day_of_year, infer_season, next_dates  # noqa: F401  (public here too)
+from .table import MISSING  # noqa: F401
 
 
 @dataclass(frozen=True)
 class Series:
     values: np.ndarray  # (N, C) float64, column 0 is the target
     columns: tuple[str, ...]  # C names
-    dates: tuple[str, ...] | None  # N time stamps as written, or None
+    dates: tuple[str, ...] | None  # N time stamps as written (a Dates when read from a file), or None
     source: str  # file path or "dataset NAME", for messages
     date_column: str = ""  # the column the time stamps came from
+    notes: tuple[str, ...] = ()  # what reading changed or noticed: filled cells, missing dates
+    units: str = ""  # of the target, where known (the built-in sets)
+
+    @property
+    def note(self) -> str:
+        """The notes in one line naming the source, '' when there are none."""
+        return f"{self.source}: {'; '.join(self.notes)}" if self.notes else ""
+
+    @property
+    def label(self) -> str:
+        """The target's name with its units, for an axis: 'co2 (ppm)'."""
+        return f"{self.columns[0]} ({self.units})" if self.units else self.columns[0]
 
 
 @dataclass(frozen=True)
@@ -43,15 +71,18 @@ class BuiltinSeries:
     horizon: int  # default --horizon
     lookback: int  # default --lookback
     description: str
+    units: tuple[tuple[str, str], ...] = ()  # (column, units) where known
 
 
 BUILTIN: dict[str, BuiltinSeries] = {
     "sunspots": BuiltinSeries("statsmodels", "datasets/sunspots/sunspots.csv", "YEAR", ("SUNACTIVITY",), 11, 5, 40,
-                              "yearly sunspot numbers 1700-2008, 309 points (statsmodels; season 11, the solar cycle)"),
+                              "yearly sunspot numbers 1700-2008, 309 points (statsmodels; season 11, the solar cycle)",
+                              (("SUNACTIVITY", "sunspot number"),)),
     "co2": BuiltinSeries("statsmodels", "datasets/co2/co2.csv", "date", ("co2",), 52, 26, 52,
-                         "weekly Mauna Loa CO2 ppm 1958-2001, 2284 points (statsmodels; season 52)"),
+                         "weekly Mauna Loa CO2 ppm 1958-2001, 2284 points (statsmodels; season 52)", (("co2", "ppm"),)),
     "seattle_weather": BuiltinSeries("vega_datasets", "_data/seattle-weather.csv", "date", ("temp_max",), 365, 7, 60,
-                                     "daily Seattle max temperature 2012-2015, 1461 points (vega_datasets; season 365)"),
+                                     "daily Seattle max temperature 2012-2015, 1461 points (vega_datasets; season 365)",
+                                     (("temp_max", "°C"), ("temp_min", "°C"), ("precipitation", "mm"), ("wind", "m/s"))),
 }
 
 
@@ -76,7 +107,7 @@ def builtin_series(name: str, columns: tuple[str, ...] = ()) -> Series:
     b = BUILTIN[name]
     path = package_file(b.package, b.path, f"--dataset {name}")
     s = read_csv_series(path, columns or b.columns, b.date_column)
-    return Series(s.values, s.columns, s.dates, f"dataset {name}", s.date_column)
+    return replace(s, source=f"dataset {name}", units=dict(b.units).get(s.columns[0], ""))
 
 
 def parse_columns(text: str) -> tuple[str, ...]:
@@ -84,33 +115,44 @@ def parse_columns(text: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in text.split(",") if c.strip())
 
 
-def _number(cell: str) -> float | None:
-    """The float in a cell, nan for a missing cell, None for text."""
-    cell = cell.strip()
-    if cell.lower() in MISSING:
-        return float("nan")
-    try:
-        return float(cell)
-    except ValueError:
-        return None
+def _mostly_numbers(cells: list[str], decimal: str) -> bool:
+    """At least half the cells that are not missing are numbers (so one typo is reported, not skipped)."""
+    got = [table.number(c, decimal) for c in cells]
+    present = [v for v in got if v is None or not math.isnan(v)]
+    good = sum(v is not None for v in present)
+    return good > 0 and 2 * good >= len(present)
 
 
-def _interpolate(col: np.ndarray, name: str, path) -> np.ndarray:
+_TIME_NAME = re.compile(r"date|time|year|month|week|day", re.IGNORECASE)
+
+
+def _dated_numbers(name: str, cells: list[str]) -> bool:
+    """A first column named like a date whose cells are all YYYYMMDD or YYYY numbers (co2's 19580329)."""
+    return bool(_TIME_NAME.search(name)) and all(re.fullmatch(r"\d{8}|\d{4}", c.strip()) for c in cells)
+
+
+def _fill(col: np.ndarray, name: str, path) -> tuple[np.ndarray, int, int]:
+    """Missing values filled by linear interpolation: (column, how many filled, how many of those at an end)."""
     ok = ~np.isnan(col)
     if not ok.any():
         raise ValueError(f"{path}: column {name!r} has no numbers")
     if ok.all():
-        return col
+        return col, 0, 0
     idx = np.arange(len(col))
-    return np.interp(idx, idx[ok], col[ok])
+    first, last = idx[ok][0], idx[ok][-1]
+    return np.interp(idx, idx[ok], col[ok]), int((~ok).sum()), int(first + len(col) - 1 - last)
 
 
-def read_csv_series(path: str | Path, columns: tuple[str, ...] = (), date_column: str = "") -> Series:
+def read_csv_series(path: str | Path, columns: tuple[str, ...] = (), date_column: str = "", *,
+                    date_format: str = "", sep: str = "auto", decimal: str = "auto") -> Series:
     """Read columns of a CSV file with a header row.
 
     ``columns``: names, the first is the target; none given means the first
     numeric column. ``date_column``: the time stamps; none given means the
-    first column when its cells are not numbers.
+    first column when its cells are not numbers (or are YYYYMMDD / YYYY
+    numbers under a date-like name). ``date_format``: strptime format of the
+    time stamps (--date-format; default: detected). ``sep``: ``auto`` , ; or
+    ``tab`` (--sep). ``decimal``: ``auto`` . or , (--decimal).
     """
     path = Path(path)
     if path.is_dir():
@@ -121,131 +163,91 @@ def read_csv_series(path: str | Path, columns: tuple[str, ...] = (), date_column
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    rows = [r for r in csv.reader(text.splitlines(), dialect) if any(c.strip() for c in r)]
+    delimiter = table.separator(next((ln for ln in text.splitlines() if ln.strip()), ""), sep, path)
+    rows, lines = table.rows(text, delimiter, path)
     if not rows:
         raise ValueError(f"{path}: the file is empty")
-    header = [h.strip() for h in rows[0]]
-    body = rows[1:]
+    header, body, lines = [h.strip() for h in rows[0]], rows[1:], lines[1:]
     if not body:
         raise ValueError(f"{path}: has a header but no data rows")
-    for i, r in enumerate(body, start=2):
+    for r, line in zip(body, lines):
         if len(r) != len(header):
-            raise ValueError(f"{path}: line {i} has {len(r)} fields, the header has {len(header)}")
+            raise ValueError(f"{path}: line {line} has {len(r)} fields, the header has {len(header)} "
+                             f"(separator {'tab' if delimiter == chr(9) else repr(delimiter)}; set it with --sep)")
+    dec = table.decimal_mark(body, delimiter, decimal)
 
     def index(name: str, flag: str) -> int:
         if name not in header:
             raise ValueError(f"{path}: no column {name!r} ({flag}); columns are: {', '.join(header)}")
         return header.index(name)
 
-    def numeric(j: int) -> bool:
-        return all(_number(r[j]) is not None for r in body)
+    def cells(j: int) -> list[str]:
+        return [r[j] for r in body]
 
     if date_column:
         date_j = index(date_column, "--date-column")
+    elif len(header) > 1 and (not _mostly_numbers(cells(0), dec) or _dated_numbers(header[0], cells(0))):
+        date_j = 0
     else:
-        date_j = 0 if not numeric(0) and len(header) > 1 else None
+        date_j = None
     if columns:
         picked = [index(c, "--column") for c in columns]
     else:
-        picked = [j for j in range(len(header)) if j != date_j and numeric(j)][:1]
+        picked = [j for j in range(len(header)) if j != date_j and _mostly_numbers(cells(j), dec)][:1]
         if not picked:
-            raise ValueError(f"{path}: no numeric column found; columns are: {', '.join(header)}")
+            commas = dec == "." and any(table.comma_number(c) for r in body for c in r)
+            raise ValueError(f"{path}: no numeric column found; columns are: {', '.join(header)}"
+                             + (" (decimal commas? give --decimal ,)" if commas else ""))
     if date_j is not None and date_j in picked:
         raise ValueError(f"{path}: column {header[date_j]!r} is the date column and cannot also be a --column")
     values = np.empty((len(body), len(picked)))
+    filled, at_ends = {}, 0
     for k, j in enumerate(picked):
-        for i, r in enumerate(body):
-            v = _number(r[j])
-            if v is None:
-                raise ValueError(f"{path}: line {i + 2}, column {header[j]!r}: {r[j].strip()!r} is not a number")
-            values[i, k] = v
-        values[:, k] = _interpolate(values[:, k], header[j], path)
-    dates = tuple(r[date_j].strip() for r in body) if date_j is not None else None
-    return Series(values, tuple(header[j] for j in picked), dates, str(path), header[date_j] if date_j is not None else "")
+        for i, (r, line) in enumerate(zip(body, lines)):
+            values[i, k] = table.checked(r[j], dec, f"{path}: line {line}, column {header[j]!r}")
+        values[:, k], n, ends = _fill(values[:, k], header[j], path)
+        if n:
+            filled[header[j]], at_ends = n, at_ends + ends
+    notes = []
+    if filled:
+        per = ", ".join(f"{name} {n}" for name, n in filled.items())
+        notes.append(f"filled {sum(filled.values())} blank/NA cells by linear interpolation ({per}"
+                     + (f"; {at_ends} at an end copy the nearest value)" if at_ends else ")"))
+    stamps = None
+    if date_j is not None:
+        stamps, note = _dates(cells(date_j), lines, f"{path}: column {header[date_j]!r}", date_format, dec)
+        notes += [note] if note else []
+    elif date_format:
+        raise ValueError(f"{path}: --date-format {date_format} given, but the file has no date column; name it with --date-column")
+    return Series(values, tuple(header[j] for j in picked), stamps, str(path),
+                  header[date_j] if date_j is not None else "", tuple(notes))
 
 
-# ---- time stamps -----------------------------------------------------------
+def _dates(cells: list[str], lines: list[int], what: str, date_format: str, decimal: str) -> tuple[Dates, str]:
+    """The time stamps of the date column and a note (dates missing from its calendar, or not dates at all)."""
+    stripped = tuple(c.strip() for c in cells)
+    if date_format:
+        _check_format(date_format)
+    fmt = date_format or D.detect_format(stripped, what)
+    if not fmt:
+        if all(table.number(c, decimal) is not None for c in stripped):
+            return Dates(stripped), ""  # step numbers, not dates: nothing to say
+        bad = next(i for i, c in enumerate(stripped) if table.number(c, decimal) is None)
+        return Dates(stripped), (f"column {what.split('column ', 1)[1]} is in no known date format (line {lines[bad]}: "
+                                 f"{stripped[bad]!r}), so the run has no calendar inputs; give --date-format if these are dates")
+    times = D.parse(stripped, fmt, lines, what)
+    missing, calendar, first = D.gaps(times)
+    if not missing:
+        return Dates(stripped, fmt), ""
+    return Dates(stripped, fmt), (f"{missing} dates missing from the {calendar} calendar (the first after {stripped[first]}, "
+                                  f"line {lines[first]}): no rows inserted, the series is read as consecutive steps")
 
-_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",
-            "%Y/%m/%d %H:%M", "%Y-%m", "%Y")
 
-
-def _date_format(samples: tuple[str, ...]) -> str | None:
-    for fmt in _FORMATS:
-        try:
-            for s in samples:
-                datetime.strptime(s, fmt)
-            return fmt
-        except ValueError:
-            continue
-    return None
-
-
-def parse_dates(dates: tuple[str, ...]) -> tuple[list[datetime], str] | None:
-    """Time stamps -> (datetimes, their format), or None when not in a known format."""
-    if not dates:
-        return None
-    fmt = _date_format(dates[:3] + dates[-3:])
-    if fmt is None:
-        return None
+def _check_format(fmt: str) -> None:
+    if "%" not in fmt:
+        raise ValueError(f"--date-format must be a strptime format such as %d/%m/%Y, got {fmt!r}")
     try:
-        return [datetime.strptime(d, fmt) for d in dates], fmt
-    except ValueError:
-        return None
-
-
-def _step(parsed: list[datetime]) -> tuple[str, int]:
-    """The sampling step of the last few time stamps: ('months', k) or ('seconds', s)."""
-    a, b = parsed[-2], parsed[-1]
-    months = (b.year - a.year) * 12 + b.month - a.month
-    if months > 0 and a.day == b.day and a.time() == b.time():
-        return "months", months
-    return "seconds", int((b - a).total_seconds())
-
-
-def next_dates(dates: tuple[str, ...] | None, n: int) -> list[str] | None:
-    """The ``n`` time stamps after the last one, in the file's format (None if unknown)."""
-    got = parse_dates(dates[-3:]) if dates and len(dates) >= 2 else None
-    if got is None:
-        return None
-    parsed, fmt = got
-    kind, k = _step(parsed)
-    if k <= 0:
-        return None
-    out, last = [], parsed[-1]
-    for i in range(1, n + 1):
-        if kind == "months":
-            m = last.month - 1 + k * i
-            nxt = last.replace(year=last.year + m // 12, month=m % 12 + 1)
-        else:
-            nxt = last + timedelta(seconds=k * i)
-        out.append(nxt.strftime(fmt))
-    return out
-
-
-def infer_season(dates: tuple[str, ...] | None) -> int:
-    """A season from the sampling step: hourly 24, daily 7, weekly 52, monthly 12, quarterly 4; else 1."""
-    got = parse_dates(dates[-3:]) if dates and len(dates) >= 2 else None
-    if got is None:
-        return 1
-    kind, k = _step(got[0])
-    if kind == "months":
-        return {1: 12, 3: 4}.get(k, 1)
-    return {3600: 24, 86400: 7, 7 * 86400: 52}.get(k, 1)
-
-
-def day_of_year(dates: tuple[str, ...] | None) -> np.ndarray | None:
-    """(N,) fraction of the year in [0, 1) for each time stamp, or None when not dates."""
-    got = parse_dates(dates) if dates else None
-    if got is None or got[1] == "%Y":
-        return None
-    parsed = got[0]
-    return np.array([(d - datetime(d.year, 1, 1)).total_seconds() / (366 * 86400 if _leap(d.year) else 365 * 86400) for d in parsed])
-
-
-def _leap(y: int) -> bool:
-    return date(y, 12, 31).timetuple().tm_yday == 366
+        datetime.strptime("", fmt)
+    except ValueError as e:
+        if "directive" in str(e):
+            raise ValueError(f"--date-format {fmt!r}: {e}") from None
