@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-
+import importlib.util
 import json
 from datetime import date, timedelta
 
@@ -185,3 +185,82 @@ def test_bfloat16_train_eval(tmp_path):
     r = run("eval", "--json", out)
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["gru"]["mae"] == pytest.approx(m["gru"]["mae"])
+
+
+def test_residual_interval_and_its_coverage_by_hand():
+    truth = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0], [5.0, 50.0]])
+    f = np.zeros_like(truth)  # residuals are the truths: step 1 quantiles of 1..5, step 2 of 10..50
+    iv = fc.residual_interval(f, truth, level=0.5)
+    assert iv == {"level": 0.5, "lower": [2.0, 20.0], "upper": [4.0, 40.0], "origins": 5}
+    lo, hi = fc.interval_bounds(np.ones((2, 2)), iv)
+    np.testing.assert_array_equal(lo, [[3, 21], [3, 21]])
+    np.testing.assert_array_equal(hi, [[5, 41], [5, 41]])
+    got = fc.interval_score(lo, hi, np.array([[3.0, 50.0], [6.0, 30.0]]), 0.5)
+    assert got == {"level": 0.5, "coverage": 0.5, "coverage_by_step": [0.5, 0.5], "mean_width": 11.0}
+    with pytest.raises(ValueError, match="interval level must be in"):
+        fc.residual_interval(f, truth, level=1.0)
+
+
+def test_interval_coverage_on_a_noisy_sine(tmp_path):
+    """Stationary noise: the validation errors describe the test errors, so an 80% interval covers about 80%."""
+    rng = np.random.default_rng(1)
+    y = 10 + 3 * np.sin(2 * np.pi * np.arange(400) / 7) + rng.standard_normal(400)
+    csv = tmp_path / "s.csv"
+    csv.write_text("value\n" + "\n".join(f"{v:.4f}" for v in y) + "\n")
+    out = tmp_path / "run"
+    r = run("train", "forecast", "--data", csv, "--out", out, *TINY, "--season", "7")
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    iv = json.loads((out / "config.json").read_text())["state"]["interval"]
+    assert iv["level"] == 0.8 and len(iv["lower"]) == len(iv["upper"]) == 4 and iv["origins"] == 60 - 4 + 1
+    assert all(lo < 0 < hi for lo, hi in zip(iv["lower"], iv["upper"]))
+    assert 0.5 <= m["gru_interval"]["coverage"] <= 1.0 and len(m["gru_interval"]["coverage_by_step"]) == 4
+    assert m["gru_interval"]["mean_width"] == pytest.approx(np.mean(np.array(iv["upper"]) - iv["lower"]), abs=1e-5)
+    r = run("eval", "--json", out)
+    assert r.exit_code == 0 and json.loads(r.output)["gru_interval"] == m["gru_interval"]
+
+
+def captured_plot(monkeypatch, *args, **kwargs):
+    figs = []
+    monkeypatch.setattr(fc, "save_figure", lambda fig, path: figs.append(fig))
+    fc.plot_forecast("unused.png", *args, **kwargs)
+    return figs[0].axes[0]
+
+
+def test_plot_has_dates_labels_a_readable_window_and_the_interval(monkeypatch):
+    import matplotlib.dates as mdates
+    from matplotlib.collections import PolyCollection
+
+    from grukit.data.series import Dates
+
+    n, h = 1000, 7
+    y = np.sin(np.arange(n) / 5.0)
+    stamps = Dates([(date(1958, 3, 29) + timedelta(days=i)).strftime("%Y%m%d") for i in range(n)], "%Y%m%d")  # co2's form
+    split = 850
+    blocks = np.arange(split - 1, n - h, h)  # 21 blocks: more than the plot draws
+    preds = {"gru": y[blocks[:, None] + np.arange(1, h + 1)], "naive": np.repeat(y[blocks][:, None], h, axis=1)}
+    band = (preds["gru"] - 0.1, preds["gru"] + 0.1)
+    ax = captured_plot(monkeypatch, y, split, blocks, preds, stamps, ylabel="co2 (ppm)", interval=band)
+    assert ax.get_xlabel() == "date" and ax.get_ylabel() == "co2 (ppm)"
+    assert isinstance(ax.xaxis.get_major_formatter(), mdates.ConciseDateFormatter)
+    history = next(line for line in ax.get_lines() if line.get_label() == "history")
+    first = mdates.num2date(mdates.date2num(history.get_xdata()[0]))
+    assert first.date() == date(1958, 3, 29) + timedelta(days=split - 2 * 17 * h)  # twice the 17 blocks drawn
+    drawn = fc.MAX_FORECAST_STEPS // h
+    assert sum(line.get_color() == "tab:red" for line in ax.get_lines()) == drawn  # whole blocks, not all 21
+    assert sum(isinstance(c, PolyCollection) for c in ax.collections) == drawn
+    assert "gru 80% interval" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+    ax = captured_plot(monkeypatch, y, split, blocks, preds, None, ylabel="value")
+    assert ax.get_xlabel() == "time step" and not ax.collections
+    history = next(line for line in ax.get_lines() if line.get_label() == "history")
+    assert history.get_xdata()[0] == split - 2 * 17 * h and history.get_xdata().size <= 2 * fc.MAX_FORECAST_STEPS
+
+
+def test_builtin_units_on_the_axis():
+    from grukit.data import series as S
+
+    if importlib.util.find_spec("statsmodels") is None:
+        pytest.skip("statsmodels not installed (grukit[data])")
+    assert S.builtin_series("co2").label == "co2 (ppm)"
+    assert S.builtin_series("co2").dates.format == "%Y%m%d"

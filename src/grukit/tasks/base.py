@@ -7,6 +7,7 @@ A task supplies its parts and the template runs them in order::
     resolve(cfg, state)             -> cfg with its automatic values filled in
     build(cfg, state)               -> the model (its recurrent cell from the registry)
     objective(cfg, state, data)     -> batches, loss and validation metrics for the loop
+    calibrate(model, cfg, state, data) -> state with what the trained model adds (optional)
     score(model, cfg, state, data)  -> Scored: test metrics and the plots to draw
     summarize(metrics)              -> a Table the CLI prints after training
 
@@ -45,7 +46,12 @@ from .rundir import check_finite_metrics, check_resume, load_run, load_weights, 
 
 @dataclass(frozen=True)
 class TaskState:
-    """Base of a task's state. Fields hold JSON values (lists, not tuples)."""
+    """Base of a task's state. Fields hold JSON values (lists, not tuples).
+
+    ``after_fit`` names the fields ``calibrate`` sets from the trained model
+    (a resumed run recomputes them, so they are not compared on resume)."""
+
+    after_fit: ClassVar[tuple[str, ...]] = ()
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # as it will read back
@@ -126,6 +132,10 @@ class Task:
     def objective(self, cfg: TaskConfig, state: TaskState, data: Any):
         raise NotImplementedError
 
+    def calibrate(self, model: nn.Module, cfg: TaskConfig, state: TaskState, data: Any) -> TaskState:
+        """The state with what the trained model adds to it (e.g. a prediction interval); by default unchanged."""
+        return state
+
     def score(self, model: nn.Module, cfg: TaskConfig, state: TaskState, data: Any) -> Scored:
         raise NotImplementedError
 
@@ -163,7 +173,10 @@ class Task:
             title = f"{self.name}: {out}" if out is not None else self.name
             history = fit(model, self.objective(cfg, state, data), cfg.loop(), out, resume=resume, runtime=runtime,
                           title=title, monitor_label=self.monitor_label)
-            return Fitted(cfg, state, data, model, history, time.perf_counter() - start)
+            calibrated = self.calibrate(model, cfg, state, data)
+            if calibrated != state and out is not None and runtime.writer:
+                save_run(out, self, cfg, calibrated)
+            return Fitted(cfg, calibrated, data, model, history, time.perf_counter() - start)
 
     def train(self, cfg: TaskConfig, out: Path, *, resume: bool = False, runtime: Runtime = SINGLE) -> dict:
         """The CLI's `train`: fit, score on the test part, write metrics.json and the plots; returns the metrics."""

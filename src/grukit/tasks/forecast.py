@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,9 @@ class ForecastConfig(TaskConfig):
     data: str = option("", "CSV file with a header row (overrides --dataset)")
     dataset: str = option("sunspots", "built-in series, used when --data is not given", choices=tuple(BUILTIN))
     column: str = option("", "column(s), comma-separated, the first is forecast (default: the data set's, or the CSV's first numeric column)")
+    date_format: str = option("", "strptime format of the time stamps, e.g. %d/%m/%Y (default: detected; see grukit.data.dates)")
+    sep: str = option("auto", "CSV field separator (auto: the one that splits the header line into the most fields)", choices=("auto", ",", ";", "tab"))
+    decimal: str = option("auto", "decimal mark of the CSV's numbers (auto: a comma when the separator is not and cells look like 1,5)", choices=("auto", ".", ","))
     date_column: str = option("", "column of time stamps (default: the CSV's first column if it is not numeric)")
     lookback: int = option(0, f"past steps the GRU reads (0 = auto: {_defaults('lookback')}; a CSV: 2 x max(season, horizon), at least 24)")
     horizon: int = option(0, f"steps forecast at once (0 = auto: {_defaults('horizon')}; a CSV: 12)")
@@ -78,12 +82,15 @@ class ForecastConfig(TaskConfig):
 
 
 def load_series(cfg: ForecastConfig, data: str | None = None) -> Series:
-    """The series a config names (or the file ``data`` read with the config's columns)."""
+    """The series a config names (or the file ``data`` read with the config's columns).
+    Filled cells and missing dates are reported in one line on stderr."""
     columns = parse_columns(cfg.column)
     path = data or cfg.data
-    if path:
-        return read_csv_series(path, columns, cfg.date_column)
-    return builtin_series(cfg.dataset, columns)
+    s = read_csv_series(path, columns, cfg.date_column, date_format=cfg.date_format, sep=cfg.sep, decimal=cfg.decimal) if path \
+        else builtin_series(cfg.dataset, columns)
+    if s.note:
+        print(s.note, file=sys.stderr)
+    return s
 
 
 def resolve(cfg: ForecastConfig, s: Series) -> dict:
@@ -120,7 +127,8 @@ class ForecastTask(Task):
         base = cfg.base if cfg.base != "auto" else choose_base(y, r["lookback"], r["season"], r["horizon"], n_train)
         state = ForecastState(**r, **fit_scaling(s.values, n_train), columns=list(s.columns), date_column=s.date_column,
                               calendar=calendar, points=n, split=[n_train, n_val],
-                              mase_scale=fc.mase_scale(y[:n_train], r["season"]), base=base)
+                              mase_scale=fc.mase_scale(y[:n_train], r["season"]), base=base,
+                              date_format=getattr(s.dates, "format", ""))
         state = ForecastState.from_json(state.to_json(), "forecast")  # exactly as it reads back from config.json
         return state, {"series": s, "x": features(s, state)}
 
@@ -130,6 +138,13 @@ class ForecastTask(Task):
 
     def objective(self, cfg: ForecastConfig, state: ForecastState, data: dict) -> _Objective:
         return _Objective(cfg, data["x"], data["series"].values[:, 0], state)
+
+    def calibrate(self, model: Forecaster, cfg: ForecastConfig, state: ForecastState, data: dict) -> ForecastState:
+        """The prediction interval: quantiles of the trained GRU's errors on the validation part."""
+        y = data["series"].values[:, 0]
+        val_at = fc.origins(len(y), state.lookback, state.horizon, *state.split)
+        interval = fc.residual_interval(forecast(model, data["x"], y, val_at, state), fc.targets(y, val_at, state.horizon))
+        return dataclasses.replace(state, interval=interval)
 
     def score(self, model: Forecaster, cfg: ForecastConfig, state: ForecastState, data: dict) -> Scored:
         return self._score(model, data["series"], state, plot=True)
@@ -148,6 +163,9 @@ class ForecastTask(Task):
         metrics: dict = {name: fc.score(f, truth, scale) for name, f in preds.items()}
         metrics["gru_beats"] = {b: metrics["gru"]["mae"] < metrics[b]["mae"] for b in ("naive", "seasonal_naive")}
         metrics["gru_mae_by_step"] = [round(float(v), 6) for v in np.abs(preds["gru"] - truth).mean(axis=0)]
+        band = fc.interval_bounds(preds["gru"], state.interval) if state.interval else None  # older runs have none
+        if band is not None:
+            metrics["gru_interval"] = fc.interval_score(*band, truth, state.interval["level"])
         metrics.update(target=state.columns[0], lookback=state.lookback, horizon=h, season=state.season,
                        base=state.base, test_origins=len(at), points=n)
         plots = {}
@@ -155,7 +173,8 @@ class ForecastTask(Task):
             blocks = np.arange(len(at))[::h][: max(3, 240 // h)]  # about 240 test steps: readable
             plots["forecast.png"] = functools.partial(
                 fc.plot_forecast, y=y, split=int(at[0]) + 1, blocks=at[blocks], forecasts={k: v[blocks] for k, v in preds.items()},
-                dates=s.dates, title=f"{s.source}: {state.columns[0]}, {h}-step forecasts on the test part")
+                dates=s.dates, title=f"{s.source}: {state.columns[0]}, {h}-step forecasts on the test part", ylabel=s.label,
+                interval=None if band is None else (band[0][blocks], band[1][blocks]))
         return Scored(metrics, plots)
 
     def summarize(self, metrics: dict) -> Table:
@@ -166,7 +185,8 @@ class ForecastTask(Task):
                      title=f"forecast {metrics['target']!r}, {metrics['horizon']} steps ahead from {metrics['test_origins']} test origins")
 
     def _series(self, cfg: ForecastConfig, state: ForecastState, data: str | None) -> Series:
-        cfg = dataclasses.replace(cfg, column=",".join(state.columns), date_column=state.date_column)
+        cfg = dataclasses.replace(cfg, column=",".join(state.columns), date_column=state.date_column,
+                                  date_format=state.date_format or cfg.date_format)
         return load_series(cfg, data)
 
     def evaluate_file(self, cfg: ForecastConfig, state: ForecastState, model: Forecaster, data: str) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import numpy as np
 import torch
@@ -29,6 +30,10 @@ class ForecastState(TaskState):
     split: list  # ends of the train and validation parts
     mase_scale: float  # MASE's denominator on the training part
     base: str  # naive | seasonal: the forecast the GRU corrects
+    date_format: str = ""  # the time stamps' format, detected or --date-format ("" when they are not dates)
+    interval: Optional[dict] = None  # {level, lower, upper, origins}: offsets of the prediction interval, set after training
+
+    after_fit: ClassVar[tuple[str, ...]] = ("interval",)
 
 
 class Forecaster(nn.Module):

@@ -56,7 +56,7 @@ def check_resume(run: Path, task: Task, cfg: TaskConfig, state: TaskState, model
     _, saved = load_run(run, task)
     new = state.to_json()
     for key, value in saved.to_json().items():
-        if new.get(key) != value:
+        if key not in type(state).after_fit and new.get(key) != value:
             raise ValueError(f"cannot resume {run}: the data now gives a different {key!r} than the run was trained with "
                              "(same --data and data options needed); nothing was changed")
     tensors, _ = load_tensors(Path(run) / STATE_FILE)
