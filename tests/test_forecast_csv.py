@@ -101,8 +101,8 @@ def test_blanks_and_missing_dates_are_one_line_on_stderr(tmp_path):
     note = [ln for ln in r.stderr.splitlines() if ln.startswith(str(csv))]
     assert note == [f"{csv}: filled 3 blank/NA cells by linear interpolation (value 3); 3 dates missing from the daily "
                     "calendar (the first after 2023-01-20, line 21): no rows inserted, the series is read as consecutive steps"]
-    assert json.loads(r.stdout.split("\nrun written")[0])["points"] == 70
-    r = CliRunner().invoke(main, ["eval", str(tmp_path / "run")])
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["points"] == 70
+    r = CliRunner().invoke(main, ["eval", "--json", str(tmp_path / "run")])
     assert r.exit_code == 0 and json.loads(r.stdout)["points"] == 70 and r.stderr.count("filled 3") == 1
 
 
