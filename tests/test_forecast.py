@@ -122,7 +122,11 @@ def test_train_eval_predict_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     lines = r.output.strip().splitlines()
     assert len(lines) == 5 and lines[1].startswith("2020-06-09\t")  # 160 days after 2020-01-01
-    float(lines[-1].split("\t")[1])
+    for line in lines[1:]:  # date, forecast, and the 80% interval around it
+        _, value, low, high = line.split("\t")
+        assert float(low) < float(value) < float(high)
+    r = run("predict", out, "--data", csv, "--to", tmp_path / "next.csv")
+    assert r.exit_code == 0 and (tmp_path / "next.csv").read_text().splitlines()[0] == "day,value,lower_80%,upper_80%"
     r = run("predict", out)  # no data: past the end of the training series
     assert r.exit_code == 0 and len(r.output.strip().splitlines()) == 5
 

@@ -220,5 +220,11 @@ class ForecastTask(Task):
         f = forecast(model, features(s, state), s.values[:, 0], at, state)[0]
         stamps = next_dates(s.dates, h) or [f"t+{i}" for i in range(1, h + 1)]
         after = s.dates[-1] if s.dates else f"{len(s.values)} points"
-        return Table((s.date_column or "step", state.columns[0]), tuple((stamp, float(value)) for stamp, value in zip(stamps, f)),
-                     title=f"{s.source}: next {h} values of {state.columns[0]!r} after {after}")
+        title = f"{s.source}: next {h} values of {state.columns[0]!r} after {after}"
+        if not state.interval:  # a run from before intervals
+            return Table((s.date_column or "step", state.columns[0]), tuple((t, float(v)) for t, v in zip(stamps, f)), title=title)
+        lo, hi = fc.interval_bounds(f[None, :], state.interval)
+        level = f"{round(100 * state.interval['level'])}%"
+        return Table((s.date_column or "step", state.columns[0], f"lower_{level}", f"upper_{level}"),
+                     tuple((t, float(v), float(a), float(b)) for t, v, a, b in zip(stamps, f, lo[0], hi[0])),
+                     title=f"{title} (with the {level} interval)")
