@@ -255,3 +255,13 @@ def test_table_render_and_csv(tmp_path):
     assert (tmp_path / "t.csv").read_text().splitlines() == ["name,value,other", "a,0.123456,", "longer,12,True"]
     with pytest.raises(ValueError, match="a row of 1 cells in a table of 3 columns"):
         Table(("a", "b", "c"), (("x",),))
+
+
+def test_help_texts_are_whole_and_name_only_what_exists():
+    listings = [run("--help").output, run("train", "--help").output]
+    commands = [line for text in listings for line in text.split("Commands:")[1].splitlines() if line.strip()]
+    assert len(commands) >= 8 + len(TASKS)
+    assert not [line for line in commands if line.rstrip().endswith("...") or line.rstrip().endswith("e.g.")]
+    for name in TASKS:
+        assert run("train", name, "--help").exit_code == 0
+    assert "music" not in run("generate", "--help").output and "shakespeare-genre" not in run("tasks").output

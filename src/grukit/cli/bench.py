@@ -11,7 +11,7 @@ import torch
 from .main import main
 
 
-@main.command("bench")
+@main.command("bench", short_help="Time grukit against torch.nn.GRU (ratios, plots).")
 @click.option("--quick", is_flag=True, help="a small smoke grid (seconds), not the full benchmark")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="write all results to this JSON file")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="draw the speed-up ratios to this PNG")

@@ -19,7 +19,7 @@ from . import bench, build, report  # noqa: F401
 from .main import main
 
 
-@main.command("tasks")
+@main.command("tasks", short_help="List the tasks and their built-in data sets.")
 def tasks_cmd() -> None:
     """List the tasks and their built-in data sets."""
     for task in TASKS.values():
@@ -28,7 +28,7 @@ def tasks_cmd() -> None:
             click.echo(f"{'':12s}--dataset {name}: {desc}")
 
 
-@main.group("train")
+@main.group("train", short_help="Train a task's GRU and write a run directory.")
 def train_group() -> None:
     """Train a task's GRU and write a run directory (see `grukit tasks`)."""
 
@@ -137,7 +137,7 @@ def _train_command(task):
             choices = f.metadata.get("choices")
             ctype = click.Choice(choices) if choices else tp
             params.append(click.Option([flag, f.name], type=ctype, default=f.default, show_default=True, help=help_text))
-    return click.Command(task.name, callback=run, params=params, help=task.summary)
+    return click.Command(task.name, callback=run, params=params, help=task.summary, short_help=task.summary.split(":")[0])
 
 
 for _task in TASKS.values():
@@ -148,7 +148,7 @@ def _task_of(run: str):
     return get_task(run_task_name(Path(run)))
 
 
-@main.command("eval")
+@main.command("eval", short_help="Recompute a run's test metrics, or score it on --data.")
 @click.argument("run", type=click.Path())
 @click.option("--data", type=click.Path(), default=None, help="score on this file instead of the run's test split")
 @click.option("--json", "as_json", is_flag=True, help="print every metric as JSON instead of the summary table")
@@ -159,7 +159,7 @@ def eval_cmd(run: str, data: str | None, as_json: bool) -> None:
     click.echo(json.dumps(metrics, indent=2) if as_json else task.summarize(metrics).render())
 
 
-@main.command("predict")
+@main.command("predict", short_help="Use a saved model on new input.")
 @click.argument("run", type=click.Path())
 @click.argument("values", nargs=-1)
 @click.option("--data", type=click.Path(), default=None, help="input file, for tasks that read one")
@@ -180,7 +180,7 @@ def predict_cmd(run: str, values: tuple[str, ...], data: str | None, to: str | N
         click.echo(line)
 
 
-@main.command("generate")
+@main.command("generate", short_help="Sample text from a saved language model.")
 @click.argument("run", type=click.Path())
 @click.option("--prompt", default="", help="text to start from")
 @click.option("--length", default=200, show_default=True, type=click.IntRange(min=1), help="items to generate")

@@ -9,7 +9,7 @@ import click
 from .main import main
 
 
-@main.command("report")
+@main.command("report", short_help="Write a run's report as one HTML page.")
 @click.argument("run", type=click.Path())
 @click.option("--to", type=click.Path(dir_okay=False), default=None, help="write the page here instead of RUN/report.html")
 def report_cmd(run: str, to: str | None) -> None:
