@@ -179,8 +179,8 @@ class AddingTask(Task):
     def summarize(self, metrics: dict) -> Table:
         rows = [(f"held-out pairs of <= {metrics['max_bits']} bits (the training length)", metrics["accuracy"], metrics["bit_accuracy"])]
         rows += [(f"random {n}-bit pairs", acc, None) for n, acc in metrics["accuracy_by_bits"].items()]
-        return Table(("test", "exact sums", "bits right"), tuple(rows),
-                     title=f"binary addition, {metrics['test_pairs']} pairs per test")
+        return Table(("test", "exact sums", "bits right"), tuple(rows), title=f"binary addition, {metrics['test_pairs']} pairs per test",
+                     notes=(f"trained in {metrics['train_seconds']} s",) if "train_seconds" in metrics else ())
 
     def evaluate_file(self, cfg, state, model, data: str) -> dict:
         raise ValueError("the adding task makes its own data; --data is not used")
