@@ -2,7 +2,8 @@
 
 from . import functional
 from .mingru import MinGRU
-from .modules import GRU, GRUCell
+from .cell import GRUCell
+from .modules import GRU
 
 __all__ = ["GRU", "GRUCell", "MinGRU", "functional", "__version__"]
 __version__ = "0.1.0"

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from . import backend
-from .modules import GRU, GRUCell
+from .cell import GRUCell
+from .modules import GRU
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,93 @@
+"""grukit.GRUCell: a drop-in replacement for torch.nn.GRUCell (one step of grukit.GRU's equations)."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from . import _checks, backend
+
+
+class GRUCell(nn.Module):
+    r"""One GRU step, a drop-in for torch.nn.GRUCell (plus ``reset_after``).
+
+    Computes h' from x (B, I) and h (B, H) by the equations of :class:`GRU`.
+    ``input`` may be (B, I) or unbatched (I,); ``hx`` (B, H) / (H,) defaults to
+    zeros. Parameters ``weight_ih`` (3H, I), ``weight_hh`` (3H, H),
+    ``bias_ih``, ``bias_hh`` (3H,), gates r|z|n, init U(-1/sqrt(H), 1/sqrt(H)).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *, reset_after: bool = True) -> None:
+        super().__init__()
+        _checks.check_constructor(input_size, hidden_size)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.bias, self.reset_after = bool(bias), bool(reset_after)
+        factory = {"device": device, "dtype": dtype}
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **factory))
+        if self.bias:
+            self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if not self.reset_after:
+            s += ", reset_after=False"
+        return s
+
+    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+        streaming = (
+            not torch.is_grad_enabled() and isinstance(input, Tensor) and isinstance(hx, Tensor)
+            and input.is_cpu and hx.is_cpu and not torch.compiler.is_compiling()
+        )
+        if streaming:  # a no-grad stream of steps on the CPU: skip the checks already passed for these inputs
+            p = self._parameters  # (not self.weight_ih: nn.Module's attribute lookup costs more than the check)
+            w = p["weight_ih"]
+            key = (input.shape, hx.shape, input.dtype, hx.dtype, w.dtype, w.is_cpu, backend.forced())
+            if key == self._streaming_key:
+                return self._streaming_step(input, hx, w, p["weight_hh"], p["bias_ih"], p["bias_hh"], self.reset_after)
+        h_new = self._checked_forward(input, hx)
+        if streaming and input.dim() == 2:  # checks passed: remember them, and the step function to call
+            self._streaming_key, self._streaming_step = key, backend.stream_fn(input, hx, w)
+        return h_new
+
+    # The last (shapes, dtypes, weights on the CPU, set_backend choice) of a
+    # batched no-grad CPU call whose checks passed, and the step function chosen
+    # for it: a stream of single steps pays for validation and the backend
+    # choice once, not at every step. (GRUKIT_BACKEND is read when the stream
+    # starts, not at every step.)
+    _streaming_key: Optional[tuple] = None
+    _streaming_step = None
+
+    def _checked_forward(self, input: Tensor, hx: Optional[Tensor]) -> Tensor:
+        _checks.check_input(input, self.input_size, self.weight_ih, 2, "(B, I)")
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)  # (B, I)
+        B, H = x.shape[0], self.hidden_size
+        _checks.check_nonempty(1, B)
+        if hx is None:
+            h = torch.zeros(B, H, dtype=x.dtype, device=x.device)
+        else:
+            _checks.check_hidden(hx, (B, H) if batched else (H,), self.weight_ih)
+            h = hx if batched else hx.unsqueeze(0)
+        I = self.input_size
+        _checks.check_parameters(
+            [("weight_ih", self.weight_ih, (3 * H, I)), ("weight_hh", self.weight_hh, (3 * H, H)),
+             ("bias_ih", self.bias_ih, (3 * H,)), ("bias_hh", self.bias_hh, (3 * H,))], x.dtype, x.device)
+        cell = backend.cell_fn(x, h, self.weight_ih)
+        h_new = cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, reset_after=self.reset_after)
+        return h_new if batched else h_new.squeeze(0)
