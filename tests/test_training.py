@@ -138,3 +138,37 @@ def test_bad_files_named(tmp_path):
         read_json(tmp_path / "c.json")
     save_tensors(tmp_path / "w.safetensors", {"a": torch.ones(2)})
     assert torch.equal(load_tensors(tmp_path / "w.safetensors")[0]["a"], torch.ones(2))
+
+
+def test_bogus_safetensors_are_refused_before_their_tensors_are_read(tmp_path, monkeypatch):
+    import pickle
+    from pathlib import Path
+
+    save_tensors(tmp_path / "w.safetensors", {"a": torch.arange(6.0)})
+    whole = (tmp_path / "w.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(whole[:-5])
+    (tmp_path / "pickle.safetensors").write_bytes(pickle.dumps({"a": [1, 2, 3]}))
+    (tmp_path / "huge.safetensors").write_bytes((2**40).to_bytes(8, "little") + b"{}")
+    big = tmp_path / "big.safetensors"  # 1.5 GB on disk (sparse), a header that describes nothing
+    with open(big, "wb") as f:
+        f.write((2).to_bytes(8, "little") + b"{}")
+        f.truncate(1_500_000_000)
+    reads = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or real(self))
+    for name, message in [("cut", "truncated or corrupted"), ("pickle", "header claims"), ("huge", "header claims 1099511627776 bytes"),
+                          ("big", "truncated or corrupted")]:
+        with pytest.raises(ValueError, match=message):
+            load_tensors(tmp_path / f"{name}.safetensors")
+    assert reads == []  # none of them was read whole
+    assert torch.equal(load_tensors(tmp_path / "w.safetensors")[0]["a"], torch.arange(6.0))
+
+
+def test_temporaries_left_by_a_killed_write_are_removed_on_resume(tmp_path):
+    cfg = LoopConfig(epochs=2, lr=0.05, progress=False)
+    fit(torch.nn.Linear(1, 1), Regression(), cfg, tmp_path)
+    (tmp_path / ".checkpoint.safetensors.abc123.tmp").write_bytes(b"x" * 1000)  # a write killed midway
+    (tmp_path / ".loss.png.tmp.png").write_bytes(b"x")
+    (tmp_path / "notes.tmp").write_text("the user's own file stays")
+    fit(torch.nn.Linear(1, 1), Regression(), LoopConfig(epochs=3, lr=0.05, progress=False), tmp_path, resume=True)
+    assert sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name) == ["notes.tmp"]

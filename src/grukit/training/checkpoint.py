@@ -59,11 +59,37 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     atomic_write_bytes(path, st_save(flat, metadata=metadata))
 
 
+MAX_HEADER = 100 * 2**20  # a safetensors header larger than this is not one grukit wrote
+
+
+def _check_header(path: Path) -> None:
+    """Validate a safetensors file's header and size before its tensors are read, so a bogus
+    file never costs the memory it claims (or the size of the file)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError(f"{path}: not a valid safetensors file (only {size} bytes)")
+        n = int.from_bytes(head, "little")
+        if n > min(MAX_HEADER, size - 8):
+            raise ValueError(f"{path}: not a valid safetensors file (its header claims {n} bytes; the file has {size})")
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError(f"{path}: not a valid safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: not a valid safetensors file (its header is not an object)")
+    ends = [v.get("data_offsets", [0, 0])[1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if any(not isinstance(e, int) for e in ends) or 8 + n + max(ends, default=0) != size:
+        raise ValueError(f"{path}: truncated or corrupted ({size} bytes; its header describes {8 + n + max((e for e in ends if isinstance(e, int)), default=0)})")
+
+
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file: (tensors, metadata). Raises a clear error on bad files."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    _check_header(path)
     raw = path.read_bytes()
     try:
         tensors = st_load(raw)
@@ -72,6 +98,16 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     except (SafetensorError, ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a valid safetensors file ({e})") from None
     return tensors, metadata
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a write killed midway left in ``folder`` (``.NAME.XXXX.tmp``,
+    ``.NAME.tmp.png``): the targets themselves are whole, since they are only ever renamed into place."""
+    folder = Path(folder)
+    stale = [p for p in folder.glob(".*.tmp*") if p.is_file() and (p.name.endswith(".tmp") or p.name.endswith(".tmp.png"))]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def save_training_state(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:

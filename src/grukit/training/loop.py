@@ -107,6 +107,7 @@ def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: 
     logger: logs.Logger = logs.NoLogger()
     if write:
         run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_stale_temporaries(run_dir)  # left by a run killed during a write
         _write_history(run_dir, history)
         logger = logs.open_logger(cfg.log, run_dir, history)
     try:
