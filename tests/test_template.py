@@ -265,3 +265,31 @@ def test_help_texts_are_whole_and_name_only_what_exists():
     for name in TASKS:
         assert run("train", name, "--help").exit_code == 0
     assert "music" not in run("generate", "--help").output and "shakespeare-genre" not in run("tasks").output
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_deterministic_runs_are_bit_identical(tmp_path, threads):
+    data = ucr(tmp_path / "d")
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        r = run("train", "classify", "--data", data, "--out", out, *CLASSIFY, "--threads", threads, "--deterministic")
+        assert r.exit_code == 0, r.output
+        metrics = json.loads((out / "metrics.json").read_text())
+        metrics.pop("train_seconds")
+        runs.append(((out / "model.safetensors").read_bytes(), metrics))
+    assert runs[0] == runs[1]
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after the run
+
+
+def test_use_deterministic_switches_torchs_mode():
+    import grukit
+
+    try:
+        grukit.use_deterministic(True)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        grukit.use_deterministic(False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(TypeError, match="True or False"):
+        grukit.use_deterministic("yes")

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .. import backend
+from ..determinism import deterministic
 from ..training import write_json
 from ..training.loop import fit
 from ..training.runtime import SINGLE, Runtime
@@ -158,7 +159,7 @@ class Task:
         """Prepare the data, build the model and train it (writing the run in ``out``, if given)."""
         cfg.validate()
         backend.prepare()  # the kernel build is never inside the clock
-        with torch_threads(cfg.threads):
+        with torch_threads(cfg.threads), deterministic(cfg.deterministic):
             torch.manual_seed(cfg.seed)
             raw = self.load_data(cfg) if raw is None else raw
             state, data = self.prepare(cfg, raw, holdout=holdout)
@@ -181,7 +182,7 @@ class Task:
     def train(self, cfg: TaskConfig, out: Path, *, resume: bool = False, runtime: Runtime = SINGLE) -> dict:
         """The CLI's `train`: fit, score on the test part, write metrics.json and the plots; returns the metrics."""
         fitted = self.fit(cfg, out=Path(out), resume=resume, runtime=runtime)
-        with torch_threads(fitted.cfg.threads):
+        with torch_threads(fitted.cfg.threads), deterministic(fitted.cfg.deterministic):
             start = time.perf_counter()
             scored = self.score(fitted.model, fitted.cfg, fitted.state, fitted.data)
         metrics = {**scored.metrics, "train_seconds": round(fitted.seconds + time.perf_counter() - start, 2)}

@@ -44,6 +44,7 @@ class TaskConfig:
     zoneout: float = option(0.0, "zoneout probability: in training each hidden unit keeps its previous value with this probability (gru, lngru)")
     recurrent_dropout: float = option(0.0, "dropout on the hidden state where it enters the gates, one mask per sequence (gru, lngru)")
     weight_dropout: float = option(0.0, "DropConnect on the recurrent weights, one mask per batch (gru, lngru)")
+    deterministic: bool = option(False, "bit-identical results when the same command runs again with the same --threads (torch's deterministic algorithms on; see grukit.determinism)")
     log: str = option("none", "per-epoch log besides history.jsonl: csv (DIR/log.csv) or tensorboard (DIR/tensorboard/, needs `pip install 'grukit[log]'`)", choices=logs.LOGS)
 
     def loop(self) -> LoopConfig:
