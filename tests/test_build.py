@@ -219,3 +219,15 @@ def test_prepare_skips_the_build_for_the_reference(monkeypatch):
     monkeypatch.setenv("GRUKIT_BACKEND", "auto")
     backend.prepare()
     assert calls == [1]
+
+
+def test_one_version_and_a_licence_packaging_accepts():
+    import importlib.metadata
+
+    import grukit
+
+    assert importlib.metadata.version("grukit") == grukit.__version__  # pyproject reads it from grukit/__init__.py
+    meta = importlib.metadata.metadata("grukit")
+    assert meta["License-Expression"] == "MIT"
+    root = Path(__file__).resolve().parents[1]
+    assert "MIT License" in (root / "LICENSE").read_text()
