@@ -79,11 +79,15 @@ class Counting:
 
 def test_runtime_shards_batches_and_only_rank_0_writes(tmp_path):
     assert Runtime(1, 3).shard(list(range(8))) == [1, 4, 7] and Runtime().writer and not Runtime(1, 2).writer
+    x, y = Runtime(1, 3).split((torch.arange(8), np.arange(8) * 10))
+    assert x.tolist() == [2, 3, 4] and y.tolist() == [20, 30, 40]  # slices of 2, 3, 3
+    with pytest.raises(ValueError, match="a batch of 2 cannot be split over 3 processes"):
+        Runtime(0, 3).split(torch.arange(2))
     with pytest.raises(ValueError, match=r"rank must be an int in \[0, world_size=2\), got 2"):
         Runtime(2, 2)
     obj = Counting()
     fit(torch.nn.Linear(1, 1), obj, LoopConfig(epochs=2, progress=False), tmp_path / "peer", runtime=Runtime(1, 2))
-    assert len(obj.seen) == 2 * 4 and torch.equal(obj.seen[0], obj.x[4:8])  # every other batch, from its rank
+    assert len(obj.seen) == 2 * 8 and torch.equal(obj.seen[0], obj.x[2:4])  # its half of every batch
     assert not (tmp_path / "peer").exists()  # a peer never writes
     fit(torch.nn.Linear(1, 1), Counting(), LoopConfig(epochs=2, progress=False), tmp_path / "rank0", runtime=Runtime(0, 2))
     assert {"model.safetensors", "checkpoint.safetensors", "history.jsonl", "loss.png"} <= set(snapshot(tmp_path / "rank0"))

@@ -15,6 +15,7 @@ import click
 from ..tasks import TASKS, get_task
 from ..tasks.base import load_run, run_task_name
 from ..training.loop import STATE_FILE
+from ..training.runtime import Runtime
 from . import bench, build, report  # noqa: F401
 from .main import main
 
@@ -102,21 +103,37 @@ def _train_command(task):
         else:
             cfg = task.Config(**values)
             cfg.validate()
+        runtime = Runtime.from_env()  # several processes under torchrun; only rank 0 touches the run directory
         fresh, aside = resume is None, None
-        if fresh:
+        if fresh and runtime.writer:
             aside = _claim_out(Path(out), overwrite)
         try:
-            metrics = task.train(cfg, Path(out), resume=not fresh)
+            metrics = task.train(cfg, Path(out), resume=not fresh, runtime=runtime)
         except KeyboardInterrupt:
+            if not runtime.writer:
+                sys.exit(130)
             if _settle(Path(out), aside, fresh) and (Path(out) / STATE_FILE).exists():
                 click.echo(f"\ninterrupted: the last finished epoch is saved; continue with `grukit train {task.name} --resume {out}`", err=True)
             else:  # nothing trained: leave no run that looks usable
                 click.echo("\ninterrupted before the first epoch finished: nothing was saved, so there is nothing to resume"
                            + ("" if not fresh else f" ({out} removed{', the run it was replacing kept' if aside else ''})"), err=True)
             sys.exit(130)
+        except RuntimeError as e:
+            if runtime.world_size == 1 or os.environ.get("GRUKIT_DEBUG"):
+                raise
+            if runtime.writer:
+                _settle(Path(out), aside, fresh)
+            saved = (Path(out) / STATE_FILE).exists()
+            click.echo(f"Error: rank {runtime.rank} of {runtime.world_size}: the process group failed "
+                       f"({str(e).splitlines()[0][:200]}); "
+                       + (f"the last finished epoch is kept: continue with --resume {out}" if saved else "nothing was saved"), err=True)
+            sys.exit(1)
         except BaseException:
-            _settle(Path(out), aside, fresh)
+            if runtime.writer:
+                _settle(Path(out), aside, fresh)
             raise
+        if not runtime.writer:
+            return
         _settle(Path(out), aside, fresh)
         click.echo(json.dumps(metrics, indent=2) if as_json else task.summarize(metrics).render())
         click.echo(f"run written to {out} (every metric in {Path(out) / 'metrics.json'})")

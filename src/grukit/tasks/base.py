@@ -169,14 +169,14 @@ class Task:
             if out is not None and resume:
                 check_resume(out, self, cfg, state, model)  # before anything is written
             if out is not None and runtime.writer:
-                save_run(out, self, cfg, state)
+                save_run(out, self, cfg, state, runtime)
             start = time.perf_counter()
             title = f"{self.name}: {out}" if out is not None else self.name
             history = fit(model, self.objective(cfg, state, data), cfg.loop(), out, resume=resume, runtime=runtime,
                           title=title, monitor_label=self.monitor_label)
             calibrated = self.calibrate(model, cfg, state, data)
             if calibrated != state and out is not None and runtime.writer:
-                save_run(out, self, cfg, calibrated)
+                save_run(out, self, cfg, calibrated, runtime)
             return Fitted(cfg, calibrated, data, model, history, time.perf_counter() - start)
 
     def train(self, cfg: TaskConfig, out: Path, *, resume: bool = False, runtime: Runtime = SINGLE) -> dict:

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
     from .base import Task, TaskConfig, TaskState
 
 
-def save_run(out: Path, task: Task, cfg: TaskConfig, state: TaskState) -> None:
+def save_run(out: Path, task: Task, cfg: TaskConfig, state: TaskState, runtime: Any = None) -> None:
+    """config.json: the task, its config and state, and how it was trained (processes, backend)."""
+    how = {"world_size": getattr(runtime, "world_size", 1), "backend": getattr(runtime, "backend", "") or "none"}
     write_json(Path(out) / "config.json", {"task": task.name, "config": dataclasses.asdict(cfg), "state": state.to_json(),
-                                           "grukit_version": __version__})
+                                           "runtime": how, "grukit_version": __version__})
 
 
 def load_run(run: Path, task: Task) -> tuple[TaskConfig, TaskState]:

@@ -104,6 +104,7 @@ def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: 
         state = checkpoint.load_training_state(run_dir / STATE_FILE, model, optimizer)
     history = _read_history(run_dir / HISTORY_FILE, state["epoch"]) if resume else []
     best_weights = None  # in memory, where this process writes no run directory
+    trained = runtime.wrap(model)  # DistributedDataParallel across processes
     logger: logs.Logger = logs.NoLogger()
     if write:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +115,7 @@ def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: 
         for epoch in range(state["epoch"], cfg.epochs):
             if cfg.patience and state["stale"] >= cfg.patience:
                 break
-            row = _run_epoch(model, objective, optimizer, cfg, epoch, runtime)
+            row = _run_epoch(model, objective, optimizer, cfg, epoch, runtime, trained)
             history.append(row)
             if _better(row[objective.monitor], state["best"], objective.mode):
                 state.update(best=row[objective.monitor], best_epoch=epoch, stale=0)
@@ -154,17 +155,18 @@ def _check_weights(model: torch.nn.Module, epoch: int) -> None:
                                  "the last good epoch is kept: lower --lr or set --grad-clip > 0")
 
 
-def _run_epoch(model, objective: Objective, optimizer, cfg: LoopConfig, epoch: int, runtime: Runtime = SINGLE) -> dict:
+def _run_epoch(model, objective: Objective, optimizer, cfg: LoopConfig, epoch: int, runtime: Runtime = SINGLE, trained=None) -> dict:
     model.train()
     gen = epoch_generator(cfg.seed, epoch)
     torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))  # dropout et al.
-    batches = runtime.shard(objective.batches(epoch, gen)) if runtime.world_size > 1 else objective.batches(epoch, gen)
+    batches = objective.batches(epoch, gen)  # the same in every process: each trains on its slice
+    trained = model if trained is None else trained
     total = len(batches) if hasattr(batches, "__len__") else None
-    bar = tqdm(batches, total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if cfg.progress else True, leave=False, dynamic_ncols=True)
+    bar = tqdm(batches, total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if cfg.progress and runtime.writer else True, leave=False, dynamic_ncols=True)
     start, loss_sum, count = time.perf_counter(), 0.0, 0
     for batch in bar:
         optimizer.zero_grad(set_to_none=True)
-        loss = objective.loss(model, batch)
+        loss = objective.loss(trained, runtime.split(batch))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr or check the data")
         loss.backward()
@@ -180,9 +182,9 @@ def _run_epoch(model, objective: Objective, optimizer, cfg: LoopConfig, epoch: i
     model.eval()
     with torch.no_grad():
         metrics = objective.validate(model)
-    row = {"epoch": epoch, "train_loss": loss_sum / count, "seconds": round(time.perf_counter() - start, 3)}
+    row = {"epoch": epoch, "train_loss": runtime.mean(loss_sum / count), "seconds": round(time.perf_counter() - start, 3)}
     row.update({k: float(v) for k, v in metrics.items()})
-    if cfg.progress:
+    if cfg.progress and runtime.writer:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",))
         tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: {shown}")
     return row

@@ -1,16 +1,21 @@
 """Where a training run executes: this process's rank among its peers, and its device.
 
 One process on the CPU is ``Runtime()``. A run spread over several processes
-(each its own ``Runtime(rank, world_size)``) draws the same shuffled batches in
-every process, and each process takes its share (``shard``); only rank 0
-writes the run directory (``writer``), so peers never race on a file.
+(``torchrun``: :meth:`Runtime.from_env`) draws the same shuffled batches in
+every process; each process trains on its slice of every batch (``split``)
+through DistributedDataParallel (``wrap``), which averages the gradients, so
+N processes follow the loss curve of one process with the same global batch.
+Only rank 0 writes the run directory (``writer``), so peers never race on a
+file.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Sequence, TypeVar
+from typing import Any, Sequence, TypeVar
 
+import numpy as np
 import torch
 
 T = TypeVar("T")
@@ -21,6 +26,7 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    backend: str = ""  # torch.distributed's backend (gloo, nccl) when world_size > 1
 
     def __post_init__(self) -> None:
         if not (isinstance(self.world_size, int) and self.world_size >= 1):
@@ -34,8 +40,62 @@ class Runtime:
         return self.rank == 0
 
     def shard(self, batches: Sequence[T]) -> list[T]:
-        """This process's share of an epoch's batches: every world_size-th, from its rank."""
+        """This process's share of a list: every world_size-th item, from its rank."""
         return list(batches)[self.rank :: self.world_size]
+
+    def split(self, batch: Any) -> Any:
+        """This process's slice of a batch: every tensor or array in it (in tuples, lists, dicts)
+        cut along its first dimension into world_size nearly equal parts."""
+        if self.world_size == 1:
+            return batch
+        if isinstance(batch, (torch.Tensor, np.ndarray)):
+            n = len(batch)
+            if n < self.world_size:
+                raise ValueError(f"a batch of {n} cannot be split over {self.world_size} processes: raise --batch-size")
+            lo, hi = (n * self.rank) // self.world_size, (n * (self.rank + 1)) // self.world_size
+            return batch[lo:hi]
+        if isinstance(batch, (tuple, list)):
+            return type(batch)(self.split(b) for b in batch)
+        if isinstance(batch, dict):
+            return {k: self.split(v) for k, v in batch.items()}
+        return batch
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model to train: DistributedDataParallel over the processes, or the model itself
+        (also where no process group is running)."""
+        import torch.distributed as dist
+
+        if self.world_size == 1 or not dist.is_initialized():
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=None if self.device.type == "cpu" else [self.device])
+
+    def mean(self, value: float) -> float:
+        """The mean of ``value`` over the processes."""
+        import torch.distributed as dist
+
+        if self.world_size == 1 or not dist.is_initialized():
+            return value
+
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world_size
+
+    @classmethod
+    def from_env(cls) -> "Runtime":
+        """The runtime ``torchrun`` describes (WORLD_SIZE, RANK, LOCAL_RANK), joining its process group
+        (gloo on the CPU, nccl where CUDA is present); one plain process otherwise."""
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if world <= 1:
+            return SINGLE
+        import torch.distributed as dist
+
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend)
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if backend == "nccl" else torch.device("cpu")
+        return cls(dist.get_rank(), dist.get_world_size(), device, backend)
 
 
 SINGLE = Runtime()
