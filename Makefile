@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
-EXTRAS ?= dev,data,log
+EXTRAS ?= dev,data,log,onnx
 
 .PHONY: setup browser demo test test-isa bench clean
 

@@ -130,6 +130,9 @@ class MinGRU(nn.Module):
         _checks.check_parameters(named, w0.dtype, w0.device)
 
     def forward(self, input: Tensor, h0: Optional[Tensor] = None, *, lengths: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        if torch.onnx.is_in_onnx_export():
+            raise ValueError("ONNX has no minGRU operator, and a traced scan would fix the sequence length: "
+                             "grukit exports --cell gru (ONNX's GRU operator) only")
         w0 = self.weight_l0
         x, batched = _checks.time_major(input, self.input_size, w0, self.batch_first)  # (T, B, I)
         T, B = x.shape[0], x.shape[1]

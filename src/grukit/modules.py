@@ -229,8 +229,8 @@ class GRU(nn.Module):
         return s
 
     def forward(
-        self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None, *, lengths: Optional[Tensor] = None
-    ) -> tuple[Union[Tensor, PackedSequence], Tensor]:
+        self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None, lengths: Optional[Tensor] = None
+    ) -> tuple[Union[Tensor, PackedSequence], Tensor]:  # lengths may be positional: torch.onnx.export passes every default so
         w0 = self.weight_ih_l0
         packed = isinstance(input, PackedSequence)
         if packed:
@@ -273,6 +273,10 @@ class GRU(nn.Module):
 
     def _run(self, x: Tensor, h0: Tensor, weights, lengths: Optional[Tensor], norms=None) -> tuple[Tensor, Tensor]:
         """The stack on checked tensors: x (T, B, I), h0 (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""
+        if torch.onnx.is_in_onnx_export():  # one ONNX GRU node per layer (see grukit.onnx_export)
+            from .onnx_export import gru_stack
+
+            return gru_stack(self, x, h0, weights, lengths)
         return functional.gru(
             x,
             h0,

@@ -16,7 +16,7 @@ from ..tasks import TASKS, get_task
 from ..tasks.base import load_run, run_task_name
 from ..training.loop import STATE_FILE
 from ..training.runtime import Runtime
-from . import bench, build, report  # noqa: F401
+from . import bench, build, export, report  # noqa: F401
 from .main import main
 
 

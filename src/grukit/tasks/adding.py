@@ -199,3 +199,7 @@ class AddingTask(Task):
         got = add(model, [(a, b)])[0]
         verdict = "correct" if got == a + b else f"WRONG, the true sum is {a + b}"
         return Table(("a", "b", "sum", "correct"), ((a, b, got, got == a + b),), text=f"{a} + {b} = {got}  ({verdict})")
+
+    def export_example(self, cfg: AddingConfig, state: AddingState) -> tuple[tuple, list[str], dict]:
+        bits = encode_ints([(5, 9), (123, 45)], 8)  # (B, T, 2)
+        return (bits,), ["bits"], {"bits": {0: "batch", 1: "steps"}}

@@ -152,6 +152,10 @@ class Task:
     def generate(self, run: Path, prompt: str, length: int, temperature: float) -> str:
         raise NotImplementedError(f"task {self.name!r} has no generate; see `grukit tasks`")
 
+    def export_example(self, cfg: TaskConfig, state: TaskState) -> tuple[tuple, list[str], dict]:
+        """Example inputs of the model's forward, their names, and which axes vary (for ONNX export)."""
+        raise NotImplementedError(f"task {self.name!r} has no export yet")
+
     # ---- the template -------------------------------------------------------------
 
     def fit(self, cfg: TaskConfig, raw: Any = None, *, out: Path | None = None, resume: bool = False,

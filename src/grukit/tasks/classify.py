@@ -219,6 +219,19 @@ class ClassifyTask(Task):
         rows = tuple((name, state.classes[i], round(p, 6)) for name, i, p in zip(names, idx.tolist(), best.tolist()))
         return Table(("id", "label", "probability"), rows)
 
+    def export_example(self, cfg: ClassifyConfig, state: ClassifyState) -> tuple[tuple, list[str], dict]:
+        return sequence_example(state)
+
+
+def sequence_example(state) -> tuple[tuple, list[str], dict]:
+    """Two right-padded sequences and their lengths, in the model's input form (ids or values)."""
+    T = max(4, state.length or 12)
+    if getattr(state, "kind", "numeric") == "text":
+        x = torch.randint(1, len(state.vocab) + 2, (2, T))
+    else:
+        x = torch.randn(2, T, state.channels)
+    return (x, torch.tensor([T, max(1, T // 2)])), ["x", "lengths"], {"x": {0: "batch", 1: "steps"}, "lengths": {0: "batch"}}
+
 
 def _seconds(metrics: dict) -> tuple[str, ...]:
     return (f"trained in {metrics['train_seconds']} s",) if "train_seconds" in metrics else ()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..data.series import BUILTIN, Series, builtin_series, day_of_year, infer_season, next_dates, parse_columns, read_csv_series
 from ..evaluation import forecasting as fc
@@ -228,3 +229,8 @@ class ForecastTask(Task):
         return Table((s.date_column or "step", state.columns[0], f"lower_{level}", f"upper_{level}"),
                      tuple((t, float(v), float(a), float(b)) for t, v, a, b in zip(stamps, f, lo[0], hi[0])),
                      title=f"{title} (with the {level} interval)")
+
+    def export_example(self, cfg: ForecastConfig, state: ForecastState) -> tuple[tuple, list[str], dict]:
+        n_inputs = len(state.columns) + 1 + 2 * bool(state.calendar)
+        window, base = torch.randn(2, state.lookback, n_inputs), torch.randn(2, state.horizon)
+        return (window, base), ["window", "base"], {"window": {0: "batch"}, "base": {0: "batch"}}

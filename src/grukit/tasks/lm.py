@@ -255,3 +255,6 @@ class LMTask(Task):
     def generate(self, run: Path, prompt: str, length: int, temperature: float) -> str:
         _, state, model = self.load(run)
         return sample(model, state.vocab, prompt, length, temperature)
+
+    def export_example(self, cfg: LMConfig, state: LMState) -> tuple[tuple, list[str], dict]:
+        return (torch.randint(0, len(state.vocab), (2, 16)),), ["ids"], {"ids": {0: "batch", 1: "steps"}}

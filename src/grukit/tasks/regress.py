@@ -215,3 +215,8 @@ class RegressTask(Task):
         items = seq.series_to_predict(data, state.length)
         x, ln = encode(items, state)
         return Table(("id", "prediction"), tuple((i, float(v)) for i, v in enumerate(predict_values(model, x, ln, state), 1)))
+
+    def export_example(self, cfg: RegressConfig, state: RegressState) -> tuple[tuple, list[str], dict]:
+        from .classify import sequence_example
+
+        return sequence_example(state)
