@@ -76,6 +76,20 @@ def test_gru_corrects_its_base():
     np.testing.assert_allclose(forecast.forecast(model, x, y, at, dataclasses.replace(state, base="naive")), fc.naive(y, at, 3) + 1.0)
 
 
+def test_prepare_without_holdout_keeps_no_test_part():
+    """holdout=False (an estimator's fit): train, then validation to the series' end; the CLI split is unchanged."""
+    from grukit.data.series import Series
+
+    s = Series(np.sin(np.arange(200.0))[:, None], ("y",), None, "sine")
+    cfg = forecast.ForecastConfig(data="sine", lookback=12, horizon=4, val_fraction=0.15, test_fraction=0.15)
+    held, _ = forecast.ForecastTask().prepare(cfg, s)
+    assert held.split == [140, 170]
+    whole, _ = forecast.ForecastTask().prepare(cfg, s, holdout=False)
+    assert whole.split == [170, 200] and whole.points == 200
+    with pytest.raises(ValueError, match="validation part"):
+        forecast.ForecastTask().prepare(dataclasses.replace(cfg, horizon=40, lookback=40), s, holdout=False)
+
+
 def sine_csv(path, n=160, dates=True, extra=False):
     rng = np.random.default_rng(0)
     start = date(2020, 1, 1)

@@ -118,9 +118,12 @@ class ForecastTask(Task):
     def prepare(self, cfg: ForecastConfig, s: Series, *, holdout: bool = True) -> tuple[ForecastState, dict]:
         r = resolve(cfg, s)
         n = len(s.values)
-        n_train, n_val = split_points(n, cfg)
+        n_train, n_val = split_points(n, cfg, holdout)  # without holdout: no test part, n_val == n
         check_length(n, r["lookback"], r["horizon"], n_train, s.source)
-        if min(n_val - n_train, n - n_val) < r["horizon"]:
+        if not holdout and n_val - n_train < r["horizon"]:
+            raise ValueError(f"{s.source}: the validation part ({n_val - n_train} points) must hold --horizon {r['horizon']} "
+                             "points; give a longer series or raise --val-fraction")
+        if holdout and min(n_val - n_train, n - n_val) < r["horizon"]:
             raise ValueError(f"{s.source}: the validation and test parts ({n_val - n_train} and {n - n_val} points) must each hold "
                              f"--horizon {r['horizon']} points; give a longer series or raise --val-fraction/--test-fraction")
         calendar = cfg.calendar and day_of_year(s.dates) is not None
