@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
-EXTRAS ?= dev,data,log,onnx
+EXTRAS ?= dev,data,log,onnx,sklearn
 
 .PHONY: setup browser demo test test-isa bench clean
 

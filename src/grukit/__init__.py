@@ -6,5 +6,17 @@ from .cell import GRUCell
 from .determinism import use_deterministic
 from .modules import GRU
 
-__all__ = ["GRU", "GRUCell", "MinGRU", "functional", "use_deterministic", "__version__"]
+__all__ = ["GRU", "GRUCell", "MinGRU", "functional", "use_deterministic", "__version__", "GRUClassifier", "GRUForecaster",
+           "GRURegressor", "GRUTextClassifier"]
 __version__ = "0.1.0"
+
+_ESTIMATORS = ("GRUClassifier", "GRUForecaster", "GRURegressor", "GRUTextClassifier")
+
+
+def __getattr__(name: str):
+    """The scikit-learn estimators, imported on first use so `import grukit` never imports scikit-learn."""
+    if name in _ESTIMATORS:
+        from . import estimators  # ImportError in one line when scikit-learn is missing
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'grukit' has no attribute {name!r}")
