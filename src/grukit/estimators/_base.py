@@ -128,7 +128,8 @@ class GRUEstimator(BaseEstimator):
         out.mkdir(parents=True, exist_ok=True)
         save_run(out, self._task, self.config_, self.state_)
         save_tensors(out / MODEL_FILE, self.model_.state_dict())
-        params = {k: v for k, v in self.get_params(deep=False).items() if k != "random_state"}
+        params = {k: v.item() if isinstance(v, np.generic) else v for k, v in self.get_params(deep=False).items()
+                  if k != "random_state"}  # NumPy scalars as JSON numbers
         write_json(out / ESTIMATOR_FILE, {"estimator": type(self).__name__, "params": {**params, "random_state": self.seed_},
                                           **self._extras()})
         return out
