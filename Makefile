@@ -4,9 +4,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
-EXTRAS ?= dev,data,log,onnx,sklearn
+EXTRAS ?= dev,data,log,onnx,sklearn,music
 
-.PHONY: setup browser demo test test-isa bench clean
+.PHONY: setup browser synth demo test test-isa bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/grukit predict runs/adding 123456789 987654321
 	$(BIN)/grukit predict runs/adding 18446744073709551615 12345678901234567890
 
-test: setup browser
+test: setup browser synth
 	$(BIN)/python -m pytest -q
 
 # The `grukit report` test opens the page in headless Chromium (Debian's chromium package).
@@ -35,6 +35,16 @@ browser:
 		apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; } \
 		|| echo "make: could not install chromium; the report's browser test will skip"; \
 	else echo "make: no Chromium, so the report's browser test will skip; install it with: sudo apt-get install -y chromium"; fi
+
+# `grukit generate` on a music run renders WAV with FluidSynth and a General MIDI soundfont
+# (Debian's fluidsynth, timgm6mb-soundfont); as root they are installed where missing,
+# otherwise this says how, and grukit uses its own numpy synth.
+synth:
+	@if command -v fluidsynth >/dev/null 2>&1 && ls /usr/share/sounds/sf2/*.sf2 >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y -q fluidsynth timgm6mb-soundfont || { apt-get update -q && apt-get install -y -q fluidsynth timgm6mb-soundfont; } \
+		|| echo "make: could not install fluidsynth; music WAVs will use grukit's numpy synth"; \
+	else echo "make: no fluidsynth, so music WAVs use grukit's numpy synth; install it with: sudo apt-get install -y fluidsynth timgm6mb-soundfont"; fi
 
 # The native kernel built for the other vector widths torch dispatches to
 # (AVX2, and none), checked against the reference like the default build.
