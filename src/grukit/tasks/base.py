@@ -41,7 +41,7 @@ from ..training import write_json
 from ..training.loop import fit
 from ..training.runtime import SINGLE, Runtime
 from .config import TaskConfig, option, torch_threads, with_dtype
-from .results import Table
+from .results import Generated, Table
 from .rundir import check_finite_metrics, check_resume, load_run, load_weights, run_task_name, save_run
 
 
@@ -149,7 +149,8 @@ class Task:
     def predictions(self, cfg: TaskConfig, state: TaskState, model: nn.Module, args: tuple[str, ...], data: str | None) -> Table:
         raise NotImplementedError(f"task {self.name!r} has no predict; see `grukit tasks`")
 
-    def generate(self, run: Path, prompt: str, length: int, temperature: float) -> str:
+    def generate(self, run: Path, prompt: str, length: int, temperature: float) -> str | Generated:
+        """Text for the CLI to print, or a :class:`Generated` whose files the CLI writes."""
         raise NotImplementedError(f"task {self.name!r} has no generate; see `grukit tasks`")
 
     def export_example(self, cfg: TaskConfig, state: TaskState) -> tuple[tuple, list[str], dict]:
@@ -226,5 +227,5 @@ class Task:
             return self.predictions(cfg, state, model, tuple(args), data)
 
 
-__all__ = ["Fitted", "Scored", "Table", "Task", "TaskConfig", "TaskState", "load_run", "load_weights", "option", "run_task_name",
+__all__ = ["Fitted", "Generated", "Scored", "Table", "Task", "TaskConfig", "TaskState", "load_run", "load_weights", "option", "run_task_name",
            "save_run"]

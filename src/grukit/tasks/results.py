@@ -1,9 +1,11 @@
-"""Results as data: tables that the CLI prints or writes, never printed by the tasks.
+"""Results as data: tables and generated files that the CLI prints or writes, never the tasks.
 
 A :class:`Table` is what ``predict`` returns (one row per prediction) and what a
 task's ``summary`` makes of its metrics (one row per metric, one column per
 model or baseline). The CLI shows it aligned (``render``) or tab-separated
-(``tsv``), or writes it as CSV (``write_csv``); programs read ``rows``.
+(``tsv``), or writes it as CSV (``write_csv``); programs read ``rows``. A :class:`Generated` is what a task's ``generate``
+returns when it makes files (music): the CLI picks the paths and calls the
+writers.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..training.checkpoint import atomic_write_bytes
 
@@ -68,3 +70,14 @@ class Table:
         w.writerow(self.columns)
         w.writerows(["" if v is None else v for v in row] for row in self.rows)
         atomic_write_bytes(path, buf.getvalue().encode())
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What ``generate`` returns when it makes files: a line to print, and one writer per file suffix.
+
+    Each writer takes the path the CLI chose (``OUT`` with that suffix), writes the
+    file atomically and returns one line saying what it wrote."""
+
+    text: str
+    files: dict[str, Callable[[Path], str]] = field(default_factory=dict)  # ".mid" -> write(path) -> line
