@@ -197,11 +197,21 @@ def predict_cmd(run: str, values: tuple[str, ...], data: str | None, to: str | N
         click.echo(line)
 
 
-@main.command("generate", short_help="Sample text from a saved language model.")
+@main.command("generate", short_help="Sample from a saved model: text (lm) or music (MIDI, PNG, WAV).")
 @click.argument("run", type=click.Path())
-@click.option("--prompt", default="", help="text to start from")
-@click.option("--length", default=200, show_default=True, type=click.IntRange(min=1), help="items to generate")
+@click.option("--prompt", default="", help="text to start from (lm), or a MIDI file to continue (music)")
+@click.option("--length", default=200, show_default=True, type=click.IntRange(min=1), help="items to generate (characters, or time steps of music)")
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.0, max=1e6, min_open=True), callback=lambda ctx, p, v: _finite(p, v), help="sampling temperature, finite and > 0")
-def generate_cmd(run: str, prompt: str, length: int, temperature: float) -> None:
-    """Sample text from a saved language model."""
-    click.echo(_task_of(run).generate(Path(run), prompt, length, temperature))
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="music: the MIDI file to write, with its .png piano roll and .wav audio beside it [default: generated.mid]")
+def generate_cmd(run: str, prompt: str, length: int, temperature: float, out: str | None) -> None:
+    """Sample text from a saved language model, or music from a music run (writing MIDI, a piano-roll PNG and a WAV)."""
+    result = _task_of(run).generate(Path(run), prompt, length, temperature)
+    if isinstance(result, str):
+        if out is not None:
+            raise click.UsageError("--out is for tasks that write files (music); this run's samples are printed")
+        click.echo(result)
+        return
+    base = Path(out or "generated.mid")
+    for suffix, write in result.files.items():
+        click.echo(write(base.with_suffix(suffix)))
+    click.echo(result.text)

@@ -8,8 +8,9 @@ from .classify import ClassifyTask
 from .regress import RegressTask
 from .forecast import ForecastTask
 from .lm import LMTask
+from .music import MusicTask
 
-TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(), ClassifyTask(), RegressTask(), ForecastTask(), LMTask())}
+TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(), ClassifyTask(), RegressTask(), ForecastTask(), LMTask(), MusicTask())}
 
 
 def get_task(name: str) -> Task:
