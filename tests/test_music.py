@@ -172,6 +172,8 @@ def test_train_eval_generate_writes_midi_png_and_wav(tmp_path, monkeypatch, enco
         assert 0 < metrics["repeat_nll"] < metrics["frequency_nll"] and "not directly comparable" in r.output
     r = run("eval", out, "--json")
     assert r.exit_code == 0 and json.loads(r.output)["nll"] == pytest.approx(metrics["nll"], abs=1e-4), r.output
+    r = run("eval", out, "--data", folder / "p5.mid", "--json")  # the test piece (the last of six), read as a file
+    assert r.exit_code == 0 and json.loads(r.output)["nll"] == pytest.approx(metrics["nll"], abs=1e-4), r.output
 
     r = run("generate", out, "--length", "24", "--temperature", "0.8", "--prompt", folder / "p0.mid", "--out", tmp_path / "g" / "new.mid")
     assert r.exit_code == 0, r.output
