@@ -10,7 +10,9 @@ with the cutoff fc (cycles per input sample) just below the lower of the two
 Nyquist frequencies, fc = rolloff * min(1, new / orig) / 2, so downsampling
 filters out what the new rate cannot hold, and w a Hann window spanning
 ``zeros`` zero crossings of the sinc on each side. Any pair of rates works
-(no common factor needed); the taps are computed per output sample in chunks.
+(no common factor needed): with g = gcd(orig, new) the taps repeat every
+new / g outputs, so they are computed once per phase (polyphase) when there
+are at most 4096 phases, else per output sample.
 """
 
 from __future__ import annotations
@@ -90,20 +92,27 @@ def resample(x: Tensor, orig: int, new: int, *, zeros: int = 16, rolloff: float 
     fc = rolloff * min(1.0, new / orig) / 2  # cycles per input sample
     half = zeros / (2 * fc)  # window half-width, input samples
     k = torch.arange(-math.ceil(half), math.ceil(half) + 1, dtype=torch.int64)  # (K,) tap offsets
-    flat = x.reshape(-1, n_in).to(torch.float64)  # (B, N)
+    step = math.gcd(orig, new)  # p's fractional part is a multiple of step / new: new / step phases
+    table = _taps(torch.arange(new // step, dtype=torch.float64) * step / new, k, fc, half) if new // step <= 4096 else None
+    margin = len(k)
+    flat = torch.nn.functional.pad(x.reshape(-1, n_in).to(torch.float64), (margin, margin))  # (B, N + 2K): zeros outside
     out = []
     for start in range(0, n_out, chunk):
         n = torch.arange(start, min(start + chunk, n_out), dtype=torch.int64)  # (n,)
-        base = (n * orig) // new  # (n,) integer part of p, exact
-        frac = ((n * orig) % new).to(torch.float64) / new  # (n,) fractional part of p
-        idx = base[:, None] + k[None, :]  # (n, K) input samples used
-        t = frac[:, None] - k[None, :].to(torch.float64)  # (n, K) p - idx
-        taps = 2 * fc * torch.sinc(2 * fc * t) * torch.where(t.abs() <= half, torch.cos(math.pi * t / (2 * half)) ** 2, 0.0)
-        valid = (idx >= 0) & (idx < n_in)  # samples outside the signal are zero
-        gathered = flat[:, idx.clamp(0, n_in - 1)] * valid  # (B, n, K)
+        base, rem = (n * orig) // new, (n * orig) % new  # (n,) integer and fractional (x new) parts of p, exact
+        taps = table[rem // step] if table is not None else _taps(rem.to(torch.float64) / new, k, fc, half)  # (n, K)
+        idx = base[:, None] + k[None, :] + margin  # (n, K) input samples used, in the padded signal
+        gathered = flat.index_select(1, idx.reshape(-1)).reshape(len(flat), *idx.shape)  # (B, n, K)
         out.append((gathered * taps).sum(-1))  # (B, n)
     y = torch.cat(out, dim=-1) if out else flat[:, :0]
     return y.to(x.dtype).reshape(*x.shape[:-1], n_out)
+
+
+def _taps(frac: Tensor, k: Tensor, fc: float, half: float) -> Tensor:
+    """(P, K) filter taps for output positions whose fractional parts are ``frac`` (P,)."""
+    t = frac[:, None] - k[None, :].to(torch.float64)  # (P, K) p - input index
+    window = torch.where(t.abs() <= half, torch.cos(math.pi * t / (2 * half)) ** 2, 0.0)  # Hann
+    return 2 * fc * torch.sinc(2 * fc * t) * window
 
 
 def load_audio(path: str | Path, rate: int) -> Tensor:

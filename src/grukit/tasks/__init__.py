@@ -9,8 +9,9 @@ from .regress import RegressTask
 from .forecast import ForecastTask
 from .lm import LMTask
 from .music import MusicTask
+from .speech import SpeechTask
 
-TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(), ClassifyTask(), RegressTask(), ForecastTask(), LMTask(), MusicTask())}
+TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(), ClassifyTask(), RegressTask(), ForecastTask(), LMTask(), MusicTask(), SpeechTask())}
 
 
 def get_task(name: str) -> Task:
