@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 EXTRAS ?= dev,data,log,onnx,sklearn,music
 
-.PHONY: setup browser synth demo test test-isa bench clean
+.PHONY: setup browser synth speech-tools demo test test-isa bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/grukit predict runs/adding 123456789 987654321
 	$(BIN)/grukit predict runs/adding 18446744073709551615 12345678901234567890
 
-test: setup browser synth
+test: setup browser synth speech-tools
 	$(BIN)/python -m pytest -q
 
 # The `grukit report` test opens the page in headless Chromium (Debian's chromium package).
@@ -45,6 +45,17 @@ synth:
 		apt-get install -y -q fluidsynth timgm6mb-soundfont || { apt-get update -q && apt-get install -y -q fluidsynth timgm6mb-soundfont; } \
 		|| echo "make: could not install fluidsynth; music WAVs will use grukit's numpy synth"; \
 	else echo "make: no fluidsynth, so music WAVs use grukit's numpy synth; install it with: sudo apt-get install -y fluidsynth timgm6mb-soundfont"; fi
+
+# The speech task's built-in digits are synthesised with espeak-ng and flite, and its test on real
+# recorded speech reads pocketsphinx-testdata's LibriVox clips (Debian packages). As root they are
+# installed where missing; otherwise this says how, and those tests skip.
+SPEECH_PKGS = espeak-ng flite pocketsphinx-testdata
+speech-tools:
+	@if command -v espeak-ng >/dev/null 2>&1 && command -v flite >/dev/null 2>&1 && [ -d /usr/share/pocketsphinx/test/data/librivox ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y -q $(SPEECH_PKGS) || { apt-get update -q && apt-get install -y -q $(SPEECH_PKGS); } \
+		|| echo "make: could not install $(SPEECH_PKGS); the speech synthesis and real-speech tests will skip"; \
+	else echo "make: the speech tests need $(SPEECH_PKGS) and will skip; install them with: sudo apt-get install -y $(SPEECH_PKGS)"; fi
 
 # The native kernel built for the other vector widths torch dispatches to
 # (AVX2, and none), checked against the reference like the default build.
