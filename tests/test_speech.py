@@ -190,7 +190,7 @@ def test_real_recorded_speech_runs_through_the_pipeline(words_run, tmp_path):
 
     wavs = sorted(LIBRIVOX.glob("*.wav"))
     assert len(wavs) >= 3
-    for wav in wavs:
+    for wav in wavs[:3]:
         samples, rate = audio.read_wav(wav)
         x = audio.load_audio(wav, af.RATE)
         assert rate == 16000 and 1.0 < len(x) / af.RATE < 30 and x.abs().max() > 0.05  # real audio, not silence

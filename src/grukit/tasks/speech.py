@@ -45,9 +45,9 @@ class SpeechConfig(TaskConfig):
     features: str = option("mfcc", "frame features: mfcc or logmel", choices=list(af.FEATURES))
     n_mfcc: int = option(13, "MFCCs kept per frame (--features mfcc)")
     n_mels: int = option(40, "mel filters")
-    train_count: int = option(0, "built-in set: training utterances per engine (0 = auto: 600 words, 500 strings with --ctc)")
-    test_count: int = option(200, "built-in set: test utterances per engine (held-out voices)")
-    epochs: int = option(0, "passes over the training split (0 = auto: 15 words, 30 with --ctc)")
+    train_count: int = option(0, "built-in set: training utterances per engine (0 = auto: 600 words, 400 strings with --ctc)")
+    test_count: int = option(0, "built-in set: test utterances per engine, of held-out voices (0 = auto: 200 words, 100 strings with --ctc)")
+    epochs: int = option(0, "passes over the training split (0 = auto: 15)")
     lr: float = option(3e-3, "Adam learning rate")
     hidden_size: int = option(64, "GRU hidden units per direction")
     num_layers: int = option(1, "stacked GRU layers")
@@ -60,10 +60,11 @@ class SpeechConfig(TaskConfig):
     test_fraction: float = option(0.2, "--data: share held out for testing when the data names no test files")
 
     def validate(self) -> None:
-        if self.epochs < 0 or self.train_count < 0:
-            raise ValueError(f"--epochs and --train-count must be >= 0 (0 = auto), got {self.epochs} and {self.train_count}")
+        for name in ("epochs", "train_count", "test_count"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0 (0 = auto), got {getattr(self, name)}")
         TaskConfig.validate(replace(self, epochs=self.epochs or 1))
-        self.at_least(1, "n_mfcc", "n_mels", "hidden_size", "num_layers", "patch", "batch_size", "test_count")
+        self.at_least(1, "n_mfcc", "n_mels", "hidden_size", "num_layers", "patch", "batch_size")
         if self.n_mfcc > self.n_mels:
             raise ValueError(f"--n-mfcc ({self.n_mfcc}) cannot exceed --n-mels ({self.n_mels})")
         for name in ("val_fraction", "test_fraction"):
@@ -107,8 +108,8 @@ class SpeechTask(Task):
     def load_data(self, cfg: SpeechConfig) -> list[speech_sets.Utterance]:
         if cfg.data is not None:
             return speech_sets.read_transcripts(cfg.data) if cfg.ctc else speech_sets.read_label_folders(cfg.data)
-        spec = spoken_digits.DigitSpec(strings=cfg.ctc, train_per_engine=cfg.train_count or (500 if cfg.ctc else 600),
-                                       test_per_engine=cfg.test_count, seed=cfg.seed)
+        spec = spoken_digits.DigitSpec(strings=cfg.ctc, train_per_engine=cfg.train_count or (400 if cfg.ctc else 600),
+                                       test_per_engine=cfg.test_count or (100 if cfg.ctc else 200), seed=cfg.seed)
         return spoken_digits.utterances(spoken_digits.build(spec, progress=cfg.progress))
 
     def prepare(self, cfg: SpeechConfig, raw: list[speech_sets.Utterance], *, holdout: bool = True):
@@ -116,7 +117,10 @@ class SpeechTask(Task):
         train = [raw[i] for i in train_idx]
         if len(train) < 2:
             raise ValueError(f"{len(train)} training utterance(s) after the test split; need at least two")
-        classes = list(speech_sets.DIGITS) if cfg.ctc else sorted({u.target for u in train})
+        labels = sorted({u.target for u in train})
+        if set(labels) <= set(spoken_digits.WORDS):  # digit words in numeric order
+            labels = [w for w in spoken_digits.WORDS if w in labels]
+        classes = list(speech_sets.DIGITS) if cfg.ctc else labels
         if len(classes) < 2:
             raise ValueError(f"the training split has one label ({classes[0]!r}); need at least two")
         fit_idx, val_idx = _hold_out(train, cfg.val_fraction, cfg.seed + 1, cfg.ctc)
@@ -135,7 +139,7 @@ class SpeechTask(Task):
         return x, ln, torch.tensor(cls_eval_ids(targets, state.classes, [raw[i].path for i in idx]))
 
     def resolve(self, cfg: SpeechConfig, state: SpeechState) -> SpeechConfig:
-        return replace(cfg, epochs=cfg.epochs or (30 if cfg.ctc else 15))
+        return replace(cfg, epochs=cfg.epochs or 15)
 
     def build(self, cfg: SpeechConfig, state: SpeechState):
         if state.mode == "ctc":
