@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from grukit.cli import main
@@ -136,8 +139,6 @@ def test_ctc_learns_tone_burst_digit_strings(tmp_path, layout):
 def test_wer_greedy_decoding_and_transcripts():
     assert edit_distance("1 2 3".split(), "1 3 4 5".split()) == 3
     assert wer(["1 2 3", "4"], ["1 2 3", ""]) == pytest.approx(0.25)
-    import torch
-
     lp = torch.log(torch.tensor([[[0.1, 0.9, 0.0], [0.1, 0.9, 0.0], [0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.0, 0.1, 0.9]]]) + 1e-9)
     assert greedy_decode(lp, torch.tensor([5])) == [[1, 1, 2]] and greedy_decode(lp, torch.tensor([2])) == [[1]]
     assert speech_sets.digit_tokens("Four oh 7, 12", "t") == "4 0 7 1 2"
@@ -165,14 +166,12 @@ def test_bad_data_is_one_line(tmp_path, setup, args, message):
             write_wav(data / "low" / "bad.wav", np.zeros(0), 16000)
     result = run("train", "speech", "--data", data, "--out", tmp_path / "run", "--epochs", "1", *TINY, *args, ok=False)
     assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
-    assert __import__("re").search(message, result.output), result.output
+    assert re.search(message, result.output), result.output
     assert not (tmp_path / "run").exists()
 
 
 def test_predict_errors_are_one_line(words_run, tmp_path):
     _, out, _ = words_run
-    import struct
-
     fmt = struct.pack("<HHIIHH", 1, 1, 0, 0, 2, 16)
     (tmp_path / "zero.wav").write_bytes(b"RIFF" + struct.pack("<I", 36 + 4) + b"WAVEfmt " + struct.pack("<I", 16) + fmt
                                         + b"data" + struct.pack("<I", 4) + b"\0\0\0\0")
@@ -197,14 +196,10 @@ def test_real_recorded_speech_runs_through_the_pipeline(words_run, tmp_path):
         down = audio.resample(x, 16000, 22050)
         write_wav(tmp_path / wav.name, down.numpy(), 22050)  # the same speech at another rate
         feats = af.features(audio.load_audio(tmp_path / wav.name, af.RATE))
-        assert feats.shape[1] == 13 and torch_isfinite(feats) and abs(len(feats) - len(af.features(x))) <= 1
+        assert feats.shape[1] == 13 and bool(feats.isfinite().all()) and abs(len(feats) - len(af.features(x))) <= 1
     _, out, _ = words_run
     lines = run("predict", out, *wavs[:2], tmp_path / wavs[0].name).output.strip().splitlines()
     assert len(lines) == 3 and all(line.split("\t")[1] in ("chirp", "high", "low") for line in lines)
     first = (LIBRIVOX / "transcription").read_text().splitlines()[0]
     with pytest.raises(ValueError, match="outside the vocabulary"):  # a sentence is not a digit string
         speech_sets.digit_tokens(first, "transcription")
-
-
-def torch_isfinite(t) -> bool:
-    return bool(t.isfinite().all())
