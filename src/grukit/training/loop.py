@@ -126,9 +126,9 @@ def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: 
             else:
                 state["stale"] += 1
             state["epoch"] = epoch + 1
-            if write:
-                checkpoint.save_training_state(run_dir / STATE_FILE, model, optimizer, state)
+            if write:  # the history first: a kill between the two leaves a row the resumed run recomputes
                 _write_history(run_dir, history)
+                checkpoint.save_training_state(run_dir / STATE_FILE, model, optimizer, state)
             logger.log(row)
     finally:  # the loss plot once, at the end or on interrupt (every epoch cost GunPoint 3-4x its training time)
         logger.close()
