@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .adding import AddingTask
+from .autoencoder import AutoencoderTask
 from .base import Task, TaskConfig, TaskState, option
 from .classify import ClassifyTask
 from .regress import RegressTask
@@ -11,7 +12,8 @@ from .lm import LMTask
 from .music import MusicTask
 from .speech import SpeechTask
 
-TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(), ClassifyTask(), RegressTask(), ForecastTask(), LMTask(), MusicTask(), SpeechTask())}
+TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(), ClassifyTask(), RegressTask(), ForecastTask(), LMTask(), AutoencoderTask(),
+                                           MusicTask(), SpeechTask())}
 
 
 def get_task(name: str) -> Task:
