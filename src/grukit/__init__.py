@@ -7,7 +7,7 @@ from .determinism import use_deterministic
 from .modules import GRU
 
 __all__ = ["GRU", "GRUCell", "MinGRU", "functional", "use_deterministic", "__version__", "GRUClassifier", "GRUForecaster",
-           "GRURegressor", "GRUTextClassifier"]
+           "GRURegressor", "GRUTextClassifier", "GRUAutoencoder"]
 __version__ = "0.1.0"
 
 _ESTIMATORS = ("GRUClassifier", "GRUForecaster", "GRURegressor", "GRUTextClassifier")
@@ -19,4 +19,8 @@ def __getattr__(name: str):
         from . import estimators  # ImportError in one line when scikit-learn is missing
 
         return getattr(estimators, name)
+    if name == "GRUAutoencoder":
+        from .estimators_autoencoder import GRUAutoencoder
+
+        return GRUAutoencoder
     raise AttributeError(f"module 'grukit' has no attribute {name!r}")
