@@ -139,3 +139,14 @@ def test_kdd_tsad_135_reads_the_bundled_archive_series():
     assert s.values.shape == (7501, 1) and s.train_points == 1200
     assert np.nonzero(s.labels)[0].tolist() == list(range(4187, 4199))
 
+
+
+def test_one_shared_label_means_no_clustering_unless_asked(tmp_path):
+    rows = ["1\t" + "\t".join(f"{v:.3f}" for v in np.sin(np.arange(20) / (2 + i % 3))) for i in range(12)]
+    (tmp_path / "one.tsv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    run("train", "autoencoder", "--data", tmp_path / "one.tsv", "--epochs", 1, "--out", out, *SMALL)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["clusters"] == 0 and "ari" not in metrics and "no clustering" in metrics["summary"]
+    lines = run("predict", out, "--data", tmp_path / "one.tsv").output.strip().splitlines()
+    assert len(lines) == 12 and all(line.split("\t")[2] == "-" for line in lines)  # no cluster to assign

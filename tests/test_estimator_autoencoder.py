@@ -49,3 +49,18 @@ def test_estimator_long_series_scores_every_point(tmp_path):
     assert est.transform(x).shape == (286, 4)  # windows starting every 2 points, the last one ending at the end
     with pytest.raises(ValueError, match="fewer than one window"):
         est.transform(x[:20])
+
+
+def test_estimator_loads_a_cli_run(tmp_path):
+    pytest.importorskip("sklearn")
+    import grukit
+    from grukit.data import numeric
+
+    d = write_shapes(tmp_path / "S", n=10)
+    out = tmp_path / "run"
+    run("train", "autoencoder", "--data", d, "--epochs", 2, "--hidden-size", 8, "--code-size", 3, "--no-progress", "--out", out)
+    est = grukit.GRUAutoencoder.load(out)
+    X = np.stack([s[:, 0] for s in numeric.read_series(d / "S_TEST.tsv").series])
+    assert est.code_size == 3 and est.transform(X).shape == (10, 3)
+    lines = run("predict", out, "--data", d / "S_TEST.tsv").output.strip().splitlines()
+    np.testing.assert_allclose([float(line.split("\t")[1]) for line in lines], est.reconstruction_error(X), rtol=1e-4)

@@ -140,6 +140,7 @@ def plot_anomaly(values: np.ndarray, scores: dict[str, np.ndarray], labels: np.n
         ax.set_ylabel(name, fontsize=8)
         ax.set_title(f"{name}: top point {top}", fontsize=9)
     axes[-1].set_xlabel("point")
+    fig.tight_layout()
     save_figure(fig, path)
 
 
@@ -153,4 +154,6 @@ def plot_reconstructions(originals: list[np.ndarray], recons: list[np.ndarray], 
             ax.plot(r[:, c], lw=1, ls="--", color=line.get_color(), label="reconstruction" if c == 0 else None)
         ax.set_title(t, fontsize=9)
     axes[0, 0].legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("step")
+    fig.tight_layout()
     save_figure(fig, path)

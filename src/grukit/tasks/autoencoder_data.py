@@ -179,7 +179,7 @@ def encode(items: numeric.SeriesSet, state: AutoencoderState) -> tuple[torch.Ten
 
 
 def labels_of(items: numeric.SeriesSet) -> Optional[list]:
-    """The labels when every series has one, else None."""
+    """The labels when every series has one, else None (prepare_series also drops a single shared label)."""
     return list(items.targets) if all(items.targets) else None
 
 
@@ -192,6 +192,8 @@ def prepare_series(cfg, raw: tuple, *, holdout: bool = True) -> tuple[Autoencode
     if all(np.ptp(s, axis=0).max() == 0 for s in items.series):
         raise ValueError(f"{items.source}: every series is constant: there is nothing to learn")
     labels = labels_of(items)
+    if labels and len(set(labels)) < 2:
+        labels = None  # one label for every series: nothing to compare a clustering with
     classes = sorted(set(labels), key=lambda v: (len(v), v)) if labels else None
     k = cfg.clusters or (len(classes) if classes else 0)  # 0: no labels and no --clusters, so no clustering
     if k > len(items):

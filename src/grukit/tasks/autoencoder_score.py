@@ -61,9 +61,10 @@ def score_windows(model, cfg, state: AutoencoderState, data: dict, name: str) ->
         metrics["baselines"] = {"matrix_profile_discord": baseline}
     metrics["summary"] = _window_summary(metrics)
     nearest = lambda start: int(np.argmin(np.abs(starts - start)))  # noqa: E731  (the window starting nearest there)
-    picks = sorted({nearest(state.train_points - state.window), nearest(metrics["top_point"] - state.window // 2)})
+    picks = {nearest(state.train_points - state.window): "the last training window",
+             nearest(metrics["top_point"] - state.window // 2): "the window centred nearest the top point"}  # one entry if the same
     draw_windows = functools.partial(anomaly.plot_reconstructions, [x[i].numpy() for i in picks], [recon[i].numpy() for i in picks],
-                                     [f"window at points {starts[i]}-{starts[i] + state.window - 1} (scaled)" for i in picks])
+                                     [f"{what}: points {starts[i]}-{starts[i] + state.window - 1} (scaled)" for i, what in picks.items()])
     draw_scores = functools.partial(anomaly.plot_anomaly, values[:, 0], panels, labels, state.train_points
                                     if state.train_points < len(values) else 0, title=f"{name} (labelled anomaly shaded)")
     return Scored(metrics, {"anomaly.png": draw_scores, "reconstruction.png": draw_windows})
