@@ -33,6 +33,10 @@ RUNS = [
     ("lm", "shakespeare", None),
     ("music", "bach chorales (roll)", "bach"),
     ("music", "bach chorales (voices)", ["--dataset", "bach", "--encoding", "voices"]),
+    ("autoencoder", "kdd_tsad_135", "kdd_tsad_135"),
+    ("autoencoder", "ArrowHead (clustering)", "ArrowHead"),
+    ("autoencoder", "OSULeaf (clustering)", "OSULeaf"),
+    ("autoencoder", "ACSF1 (clustering)", "ACSF1"),
 ]
 
 
@@ -61,6 +65,16 @@ def summarise(task: str, m: dict) -> tuple[str, str]:
         acc = ", ".join(f"{v} {m[v + '_accuracy']:.3f}" for v in ("soprano", "alto", "tenor", "bass"))
         uni = ", ".join(f"{m[v + '_unigram_accuracy']:.3f}" for v in ("soprano", "alto", "tenor", "bass"))
         return f"NLL {m['nll']:.3f} nats/step; accuracy {acc}", f"unigram NLL {m['unigram_nll']:.3f}; accuracy {uni}"
+    if task == "autoencoder" and "hit" in m:
+        d = m["baselines"]["matrix_profile_discord"]
+        said = lambda r: f"top point {r['top_point']} ({'hit' if r['hit'] else 'miss'}), ROC AUC {r['roc_auc']:.3f}, best F1 {r['best_f1']:.3f}"  # noqa: E731
+        return said(m), "matrix-profile discord: " + said(d)
+    if task == "autoencoder":
+        b = m["baselines"]
+        return (f"ARI {m['ari']:.3f}; held-out MSE {m['test_mse']:.3g}",
+                f"k-means on the series {b['kmeans_euclidean']['ari']:.3f}; published: Euclidean k-means "
+                f"{b['kmeans_euclidean_published']['ari']:.3f}, best {b['best_published']['ari']:.3f}; "
+                + ", ".join(f"{k.replace('_', ' ')} MSE {v['mse']:.3g}" for k, v in b.items() if "mse" in v))
     raise ValueError(task)
 
 
