@@ -78,6 +78,10 @@ QUICK = (Config(20, 8, 16, 32), Config(20, 4, 8, 16, L=2, bidirectional=True))
 CELL_SHAPES = ((64, 128), (64, 256))  # (I, H) of the batch-1 step latency
 
 
+class Measured(float):
+    """Seconds a call measured itself (in another process): :func:`rounds` records this, not the round trip."""
+
+
 def median_time(fn: Callable[[], object], *, min_time: float = 0.5, min_reps: int = 5, max_reps: int = 10_000, warmup: int = 2) -> float:
     """Median seconds per call of fn (enough calls to fill min_time)."""
     return statistics.median(rounds([fn], min_time=min_time, min_reps=min_reps, max_reps=max_reps, warmup=warmup)[0])
@@ -93,6 +97,8 @@ def rounds(fns: list[Callable[[], object]], *, min_time: float = 0.5, min_reps: 
 
     Alternating makes the ratios fair on a machine whose load changes while it
     runs: both sides see the same conditions. Slow calls (over 1 s) get 3 rounds.
+    A fn that returns a :class:`Measured` (a call timed in a worker process)
+    is recorded at that time.
     """
     times: list[list[float]] = [[] for _ in fns]
     for fn in fns:
@@ -102,8 +108,9 @@ def rounds(fns: list[Callable[[], object]], *, min_time: float = 0.5, min_reps: 
     while True:
         for fn, ts in zip(fns, times):
             t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
+            r = fn()
+            dt = time.perf_counter() - t0
+            ts.append(float(r) if isinstance(r, Measured) else dt)
         n, elapsed = len(times[0]), time.perf_counter() - start
         slow = max(statistics.median(ts) for ts in times) > 1.0
         if n >= max_reps or (n >= (3 if slow else min_reps) and elapsed >= min_time):
