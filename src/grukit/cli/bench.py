@@ -18,10 +18,20 @@ from .main import main
 @click.option("--min-time", type=click.FloatRange(min=0.0, min_open=True), default=0.5, show_default=True, help="seconds of repeats per measurement")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads (default: torch's)")
 @click.option("--cells", is_flag=True, help="only the cell options: LayerNorm-GRU, a user-style LayerNorm-GRU, zoneout and dropouts")
-def bench_cmd(quick: bool, json_path: str | None, plot_path: str | None, min_time: float, threads: int | None, cells: bool) -> None:
-    """Medians and torch/grukit ratios: inference, training, batch-1 step, bf16 (--cells: the cell options)."""
+@click.option("--peers", is_flag=True, help="grukit against torch.nn.GRU, ONNX Runtime, OpenVINO, JAX and Keras, at 1 and 2 threads (or --threads)")
+def bench_cmd(quick: bool, json_path: str | None, plot_path: str | None, min_time: float, threads: int | None, cells: bool, peers: bool) -> None:
+    """Medians and torch/grukit ratios: inference, training, batch-1 step, bf16 (--cells: the cell options; --peers: other engines)."""
     from .. import bench
 
+    if cells and peers:
+        raise click.UsageError("--cells and --peers are two separate benchmarks: choose one")
+    if peers:
+        from .. import bench_peers
+
+        grid = bench_peers.QUICK_PEERS if quick else bench_peers.PEERS_GRID
+        res = bench_peers.run(grid, threads=(threads,) if threads else (1, 2), engines=bench_peers.ENGINES, min_time=min(min_time, 0.05) if quick else min_time, peak_sizes=(256, 512) if quick else (1024, 2048), progress=_say)
+        _report(res, bench_peers.format_table, bench_peers.plot, res, json_path, plot_path)
+        return
     if threads is not None:
         torch.set_num_threads(threads)
     if cells:
