@@ -100,6 +100,8 @@ def test_run_json_ratios_are_from_the_medians(tmp_path):
         for e in ("grukit", "grukit-bf16"):
             assert r["ratio"][e] == pytest.approx(r["ms"]["torch"] / r["ms"][e], rel=1e-12)
             assert r["paired_ratio"][e] > 0 and r["peak_frac"][e] > 0
+            assert r["peak_frac"][e] == pytest.approx(r["flops"] / (r["best_ms"][e] / 1e3) / (res["fp32_matmul_peak_gflops"]["1"] * 1e9))
+        assert res["fp32_matmul_peak_gflops"]["1"] == max(res["fp32_matmul_peak_gflops_before_after"]["1"])
         geo = res["summary"]["geomean_ratio"][f"{r['mode']} 1t"]
         assert geo["grukit"] == pytest.approx(r["ratio"]["grukit"])  # one config: the mean is the ratio
     table = bench_peers.format_table(res)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ def export_onnx(case: Case) -> bytes:
     try:
         import onnx  # noqa: F401  (the TorchScript exporter needs it)
     except ImportError:
-        raise Missing(f"onnx is not installed: {BENCH_EXTRA}") from None
+        raise Missing(f"onnx is not installed (it exports the model): {BENCH_EXTRA}") from None
     f = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated in favour of dynamo, which writes no GRU node
         warnings.simplefilter("ignore")
@@ -49,7 +50,7 @@ def _feeds(case: Case) -> dict[str, np.ndarray]:
     return {"x": case.x.numpy(), "h0": _h0(case).numpy()}
 
 
-def onnxruntime_engine(case: Case, model: bytes) -> Engine:
+def onnxruntime_engine(case: Case, model: Callable[[], bytes]) -> Engine:
     """ONNX Runtime, CPU provider, ``intra_op_num_threads`` = threads, one inter-op thread.
 
     Spinning is off: ORT's pool otherwise keeps spinning after a call returns
@@ -62,7 +63,7 @@ def onnxruntime_engine(case: Case, model: bytes) -> Engine:
     so.intra_op_num_threads = case.threads
     so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model(), so, providers=["CPUExecutionProvider"])
     feeds = _feeds(case)
 
     def infer():
@@ -75,7 +76,7 @@ def onnxruntime_engine(case: Case, model: bytes) -> Engine:
     return Engine("onnxruntime", "fp32", infer, outputs, version=ort.__version__, note="intra_op_num_threads = threads, spinning off")
 
 
-def openvino_engine(case: Case, model: bytes, precision: str) -> Engine:
+def openvino_engine(case: Case, model: Callable[[], bytes], precision: str) -> Engine:
     """OpenVINO CPU, ``INFERENCE_PRECISION_HINT`` f32 or bf16 set explicitly, ``INFERENCE_NUM_THREADS`` = threads.
 
     On a CPU without bf16 the bf16 hint runs in f32; the note says which precision the compiled model reports."""
@@ -88,7 +89,7 @@ def openvino_engine(case: Case, model: bytes, precision: str) -> Engine:
     if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         raise Missing("this CPU has no bf16 support in OpenVINO, so its bf16 hint would run f32")
     compiled = core.compile_model(
-        core.read_model(model=model), "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": case.threads, "PERFORMANCE_HINT": "LATENCY"}
+        core.read_model(model=model()), "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": case.threads, "PERFORMANCE_HINT": "LATENCY"}
     )
     runs_as = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
     request = compiled.create_infer_request()

@@ -48,6 +48,8 @@ def format_table(res: dict) -> str:
             for r in large:
                 frac = r["peak_frac"]
                 lines.append(f"{'  ' + r['config']:<28}{100 * frac['torch']:>9.0f}%" + "".join(f"{100 * frac[e]:>13.0f}%" if e in frac else f"{'-':>14}" for e in engines))
+    if any(f > 1 for r in res["rows"] for f in r["peak_frac"].values()):
+        lines += ["", "note: a fraction above 100% means the peak measurement was slowed by other load; rerun on a quieter machine"]
     return "\n".join(lines)
 
 
