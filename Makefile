@@ -13,9 +13,13 @@ setup: $(VENV)/.installed
 # torch is pinned through constraints.txt: an unpinned torch would pull a multi-GB CUDA build.
 # `grukit build` compiles the native kernel now rather than inside the first command (about
 # 30 s, once); without a compiler it says so in one line and grukit uses its reference.
+# ISLP (regress --dataset nyse reads its data/NYSE.csv) goes in with --no-deps: its declared
+# dependencies (pytorch-lightning, lifelines, pygam, glmstar, ...) would downgrade pandas and
+# scipy, and grukit never imports it. Without the data extra it is skipped too.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	case ",$(EXTRAS)," in *,data,*) $(BIN)/python -m pip install --quiet --no-deps "ISLP==0.6.0";; esac
 	$(BIN)/grukit build || true
 	touch $@
 

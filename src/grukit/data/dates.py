@@ -166,8 +166,21 @@ def _tail(dates, k: int = 3) -> tuple[list[datetime], str] | None:
     return None if parsed is None else (parsed, fmt if fmt is not None else detect_format(dates[-k:]))
 
 
+def _weekdays_only(dates) -> bool:
+    """Trading days: at least 10 recent daily stamps, none on a Saturday or Sunday, some a weekend apart."""
+    got = _tail(dates, 15)
+    if got is None or len(got[0]) < 10:
+        return False
+    days = got[0]
+    gaps = {(b - a).days for a, b in zip(days, days[1:])}
+    return all(d.weekday() < 5 for d in days) and 1 in gaps and 3 in gaps and max(gaps) <= 4
+
+
 def next_dates(dates, n: int) -> list[str] | None:
-    """The ``n`` time stamps after the last one, in the file's format (None if unknown)."""
+    """The ``n`` time stamps after the last one, in the file's format (None if unknown).
+
+    Daily stamps that skip every weekend (trading days) continue on weekdays; a
+    market's holidays are not known, so a holiday may appear among them."""
     got = _tail(dates)
     if got is None:
         return None
@@ -176,6 +189,12 @@ def next_dates(dates, n: int) -> list[str] | None:
     if k <= 0:
         return None
     out, last = [], parsed[-1]
+    if _weekdays_only(dates):
+        while len(out) < n:
+            last += timedelta(days=1)
+            if last.weekday() < 5:
+                out.append(last.strftime(fmt))
+        return out
     for i in range(1, n + 1):
         if kind == "months":
             m = last.month - 1 + k * i

