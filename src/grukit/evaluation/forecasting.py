@@ -57,6 +57,19 @@ def seasonal_naive(y: np.ndarray, at: np.ndarray, horizon: int, season: int) -> 
     return np.where(idx >= 0, y[np.maximum(idx, 0)], y[at][:, None])
 
 
+def drift(y: np.ndarray, at: np.ndarray, horizon: int) -> np.ndarray:
+    """(K, h) the line through the first point and the origin, extended: y_t + j (y_t - y_0) / t
+    (fpp3 section 5.2's drift method on all history up to t; naive at t = 0)."""
+    slope = (y[at] - y[0]) / np.maximum(at, 1)  # (K,)
+    return y[at][:, None] + slope[:, None] * np.arange(1, horizon + 1)
+
+
+def historical_mean(y: np.ndarray, at: np.ndarray, horizon: int) -> np.ndarray:
+    """(K, h) the mean of all history up to each origin, repeated (fpp3 section 5.2's mean method)."""
+    means = np.cumsum(y)[at] / (at + 1)  # (K,)
+    return np.repeat(means[:, None], horizon, axis=1)
+
+
 def mase_scale(y_train: np.ndarray, season: int) -> float:
     """In-sample MAE of the one-step seasonal naive (naive when the part is too short)."""
     m = season if season >= 1 and len(y_train) > season else 1
@@ -152,7 +165,7 @@ def plot_forecast(path, y: np.ndarray, split: int, blocks: np.ndarray, forecasts
     ax.plot(x[start:split], y[start:split], color="0.35", lw=1.2, label="history")
     ax.plot(x[split - 1:end], y[split - 1:end], color="black", lw=1.4, label="truth")
     styles = {"gru": dict(color="tab:red", lw=1.8), "naive": dict(color="tab:blue", lw=0.9, ls="--"),
-              "seasonal_naive": dict(color="tab:green", lw=0.9, ls=":")}
+              "seasonal_naive": dict(color="tab:green", lw=0.9, ls=":"), "drift": dict(color="tab:purple", lw=0.9, ls="-.")}
     for name, f in forecasts.items():
         for k, t in enumerate(blocks):
             ax.plot(x[t:t + h + 1], np.concatenate([[y[t]], f[k]]), label=name.replace("_", "-") if k == 0 else None,

@@ -13,8 +13,14 @@ model learn a yearly cycle longer than its window.
 Data: the target is the first --column; the series is cut in time order into
 train / validation / test parts; the scaling is fitted on the train part
 only. Every origin whose targets fall in a part is scored (rolling origin),
-against the naive (last value) and seasonal-naive (same point a season ago)
-forecasts, with MAE, RMSE, sMAPE and MASE (see grukit.evaluation.forecasting).
+against the naive (last value), seasonal-naive (same point a season ago),
+drift and mean (fpp3 5.2, on all history up to the origin) forecasts, with
+MAE, RMSE, sMAPE and MASE (see grukit.evaluation.forecasting).
+
+Prices (gafa_stock) are forecast as price levels over the naive base: the
+GRU's output is the change from the last close, in units of the training
+part's price std, so it predicts (dollar) returns, and a zero output is the
+random walk. The test part is fpp3 5.8's: January 2016 from the last 2015 close.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from .results import Table
 
 LOSSES = ("mse", "mae", "huber")
 BASES = ("auto", "naive", "seasonal")
+BASELINES = ("naive", "seasonal_naive", "drift", "mean")  # scored beside the GRU (grukit.evaluation.forecasting)
 
 
 def _defaults(field: str) -> str:
@@ -61,6 +68,7 @@ class ForecastConfig(TaskConfig):
     calendar: bool = option(True, "add day-of-year (sin, cos) inputs when the time stamps are dates")
     val_fraction: float = option(0.15, "share of the series, just before the test part, used for validation")
     test_fraction: float = option(0.15, "share at the end of the series used for testing")
+    test_points: int = option(0, "points at the end used for testing (0 = auto: gafa_stock 19, fpp3's January 2016; else --test-fraction)")
     hidden_size: int = option(64, "GRU hidden units")
     num_layers: int = option(1, "stacked GRU layers")
     dropout: float = option(0.0, "dropout between GRU layers and before the head")
@@ -71,7 +79,7 @@ class ForecastConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("lookback", "horizon", "season"):
+        for name in ("lookback", "horizon", "season", "test_points"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0 (0 = automatic), got {getattr(self, name)}")
         self.at_least(1, "hidden_size", "num_layers", "steps", "batch_size")
@@ -106,7 +114,7 @@ def resolve(cfg: ForecastConfig, s: Series) -> dict:
 
 class ForecastTask(Task):
     name = "forecast"
-    summary = "time-series forecasting: GRU vs naive and seasonal-naive (MAE, RMSE, sMAPE, MASE), forecast.png"
+    summary = "time-series forecasting: GRU vs naive, seasonal-naive, drift and mean (MAE, RMSE, sMAPE, MASE), forecast.png"
     Config = ForecastConfig
     State = ForecastState
     datasets = {name: b.description for name, b in BUILTIN.items()}
@@ -118,7 +126,8 @@ class ForecastTask(Task):
     def prepare(self, cfg: ForecastConfig, s: Series, *, holdout: bool = True) -> tuple[ForecastState, dict]:
         r = resolve(cfg, s)
         n = len(s.values)
-        n_train, n_val = split_points(n, cfg, holdout)  # without holdout: no test part, n_val == n
+        b = BUILTIN.get(cfg.dataset) if not cfg.data else None
+        n_train, n_val = split_points(n, cfg, holdout, cfg.test_points or (b.test_points if b else 0))  # without holdout: n_val == n
         check_length(n, r["lookback"], r["horizon"], n_train, s.source)
         if not holdout and n_val - n_train < r["horizon"]:
             raise ValueError(f"{s.source}: the validation part ({n_val - n_train} points) must hold --horizon {r['horizon']} "
@@ -162,10 +171,11 @@ class ForecastTask(Task):
             raise ValueError(f"{s.source}: {n} points leave no forecast to score with --lookback {state.lookback} + --horizon {h}")
         scale = fc.mase_scale(y, state.season) if whole else state.mase_scale
         preds = {"gru": forecast(model, features(s, state), y, at, state), "naive": fc.naive(y, at, h),
-                 "seasonal_naive": fc.seasonal_naive(y, at, h, state.season)}
+                 "seasonal_naive": fc.seasonal_naive(y, at, h, state.season), "drift": fc.drift(y, at, h),
+                 "mean": fc.historical_mean(y, at, h)}
         truth = fc.targets(y, at, h)
         metrics: dict = {name: fc.score(f, truth, scale) for name, f in preds.items()}
-        metrics["gru_beats"] = {b: metrics["gru"]["mae"] < metrics[b]["mae"] for b in ("naive", "seasonal_naive")}
+        metrics["gru_beats"] = {b: metrics["gru"]["mae"] < metrics[b]["mae"] for b in BASELINES}
         metrics["gru_mae_by_step"] = [round(float(v), 6) for v in np.abs(preds["gru"] - truth).mean(axis=0)]
         band = fc.interval_bounds(preds["gru"], state.interval) if state.interval else None  # older runs have none
         if band is not None:
@@ -176,13 +186,14 @@ class ForecastTask(Task):
         if plot:
             blocks = np.arange(len(at))[::h][: max(3, 240 // h)]  # about 240 test steps: readable
             plots["forecast.png"] = functools.partial(
-                fc.plot_forecast, y=y, split=int(at[0]) + 1, blocks=at[blocks], forecasts={k: v[blocks] for k, v in preds.items()},
+                fc.plot_forecast, y=y, split=int(at[0]) + 1, blocks=at[blocks],
+                forecasts={k: v[blocks] for k, v in preds.items() if k != "mean"},  # a trend's mean lies far off the axis
                 dates=s.dates, title=f"{s.source}: {state.columns[0]}, {h}-step forecasts on the test part", ylabel=s.label,
                 interval=None if band is None else (band[0][blocks], band[1][blocks]))
         return Scored(metrics, plots)
 
     def summarize(self, metrics: dict) -> Table:
-        names = [k for k in ("gru", "naive", "seasonal_naive") if k in metrics]
+        names = [k for k in ("gru", *BASELINES) if k in metrics]
         rows = tuple((m, *(metrics[k].get(m) for k in names)) for m in ("mae", "rmse", "smape", "mase"))
         notes = (f"trained in {metrics['train_seconds']} s",) if "train_seconds" in metrics else ()
         return Table(("test", *("grukit" if k == "gru" else k for k in names)), rows, notes=notes,

@@ -50,10 +50,10 @@ class Forecaster(nn.Module):
         return self.head(torch.cat([self.drop(out[:, -1]), base], dim=1))  # (B, h)
 
 
-def split_points(n: int, cfg, holdout: bool = True) -> tuple[int, int]:
-    """Ends of the train and validation parts (the test part runs to n; without ``holdout``
-    there is none and the validation part ends the series)."""
-    n_test = max(1, round(n * cfg.test_fraction)) if holdout else 0
+def split_points(n: int, cfg, holdout: bool = True, test_points: int = 0) -> tuple[int, int]:
+    """Ends of the train and validation parts (the test part runs to n: ``test_points``, else a
+    fraction; without ``holdout`` there is none and the validation part ends the series)."""
+    n_test = (test_points or max(1, round(n * cfg.test_fraction))) if holdout else 0
     n_val = max(1, round(n * cfg.val_fraction))
     return n - n_test - n_val, n - n_test
 
