@@ -27,9 +27,12 @@ RUNS = [
     ("classify", "shakespeare (genre)", "shakespeare"),
     ("regress", "toy", "toy"),
     ("regress", "Covid3Month", "Covid3Month"),
+    ("regress", "nyse", "nyse"),
+    ("regress", "nyse_day", "nyse_day"),
     ("forecast", "sunspots", "sunspots"),
     ("forecast", "co2", "co2"),
     ("forecast", "seattle_weather", "seattle_weather"),
+    ("forecast", "gafa_stock", "gafa_stock"),
     ("lm", "shakespeare", None),
     ("music", "bach chorales (roll)", "bach"),
     ("music", "bach chorales (voices)", ["--dataset", "bach", "--encoding", "voices"]),
@@ -52,9 +55,14 @@ def summarise(task: str, m: dict) -> tuple[str, str]:
         return f"accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}", "; ".join(shown)
     if task == "regress":
         b = m["baselines"]
-        return f"MAE {m['mae']:.4g}, R^2 {m['r2']:.3f}", "; ".join(f"{k.replace('_', ' ')} MAE {v['mae']:.4g}, R^2 {v['r2']:.3f}" for k, v in b.items())
+        shown = [f"{k.replace('_', ' ')} MAE {v['mae']:.4g}, R^2 {v['r2']:.3f}" for k, v in b.items()]
+        shown += [f"{k.replace('_', ' ')} (published) R^2 {v}" for k, v in m.get("published", {}).items()]
+        return f"MAE {m['mae']:.4g}, R^2 {m['r2']:.3f}", "; ".join(shown)
     if task == "forecast":
         g, n, s = m["gru"], m["naive"], m["seasonal_naive"]
+        if m.get("target") == "GOOG":  # fpp3 5.8 reports RMSE
+            shown = "; ".join(f"{k.replace('_', ' ')} RMSE {m[k]['rmse']:.4g}" for k in ("naive", "drift", "mean", "seasonal_naive"))
+            return f"RMSE {g['rmse']:.4g}, MAE {g['mae']:.4g}", shown + " (fpp3 5.8 published: naive 43.43, drift 53.07, mean 118.03)"
         return f"MAE {g['mae']:.4g}, MASE {g['mase']:.3f}", f"naive MAE {n['mae']:.4g} / MASE {n['mase']:.3f}; seasonal naive MAE {s['mae']:.4g} / MASE {s['mase']:.3f}"
     if task == "lm":
         return f"{m['bpc']:.3f} bits/char", f"unigram {m['unigram_bpc']:.3f}; trigram {m['trigram_bpc']:.3f}"

@@ -33,3 +33,11 @@ def ridge_baseline(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     a, b = a - mu, b - mu
     w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ (np.asarray(y_train, np.float64) - ym))
     return scores(y_test, b @ w + ym)
+
+
+def least_squares_baseline(a_train: np.ndarray, y_train: np.ndarray, a_test: np.ndarray, y_test: np.ndarray) -> dict:
+    """Ordinary least squares with an intercept on the rows of (N, F) features (sklearn's
+    LinearRegression; the minimum-norm solution where columns are collinear, as one-hot ones with the intercept are)."""
+    a = np.column_stack([np.ones(len(a_train)), np.asarray(a_train, np.float64)])
+    w, *_ = np.linalg.lstsq(a, np.asarray(y_train, np.float64), rcond=None)
+    return scores(y_test, np.column_stack([np.ones(len(a_test)), np.asarray(a_test, np.float64)]) @ w)

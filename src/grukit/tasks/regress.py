@@ -2,8 +2,11 @@
 
 Data: a UCR-layout TSV (target first, then the values) or a ``.ts`` file with
 ``@targetLabel true`` (a TRAIN file or its folder; a TEST file beside it is the
-test split, else ``--test-fraction`` is held out), the toy set, or Covid3Month
-(bundled with aeon; the Monash TSER archive's format).
+test split, else ``--test-fraction`` is held out), the toy set, Covid3Month
+(bundled with aeon; the Monash TSER archive's format), or ISLP's NYSE days
+(``nyse``: log_volume from 5 lags of 3 series, ISLP lab 10.9.6's split; see
+grukit.data.stocks), scored also beside ISLP's linear AR models fitted in the
+same run and the lab's published R^2.
 
 Targets are standardised with the mean and std of the training part only
 (the part that fits the weights); the model's outputs are mapped back before
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import numeric
+from ..data import numeric, stocks
 from ..evaluation import regression as reg_eval
 from . import _sequence as seq
 from .base import Scored, Task, TaskConfig, TaskState, option
@@ -31,7 +34,10 @@ from .results import Table
 DATASETS = {
     "toy": "1000 x 10 steps x 8 features; y = (sum of x0 + count of positive x1 steps) / sqrt(10) + noise (learnable)",
     **numeric.TSER_DATASETS,
+    "nyse": "ISLP's NYSE 1962-1986: log_volume from days t-5..t-1 of 3 series (5 x 3), ISLP's train flag (4276 / 1770; pip install --no-deps ISLP)",
+    "nyse_day": "nyse plus the predicted day's weekday one-hot on every step (5 x 8)",
 }
+NYSE_DAY = {"nyse": False, "nyse_day": True}  # built-in NYSE sets -> weekday inputs
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ def load_sets(cfg: RegressConfig) -> Sets:
         return numeric.read_series(train_file), numeric.read_series(test_file) if test_file else None
     if cfg.dataset == "toy":
         return numeric.toy_regression(seed=cfg.seed), None
+    if cfg.dataset in NYSE_DAY:
+        return stocks.nyse_sets(stocks.load_nyse(f"--dataset {cfg.dataset}"), day=NYSE_DAY[cfg.dataset])
     if cfg.dataset not in numeric.TSER_DATASETS:
         raise ValueError(f"unknown --dataset {cfg.dataset!r}; built-in: {', '.join(DATASETS)}")
     return tuple(numeric.read_series(p) for p in numeric.builtin_files(cfg.dataset))
@@ -124,6 +132,13 @@ def prepare(cfg: RegressConfig, raw: Sets, *, holdout: bool = True) -> tuple[Reg
     return state, data
 
 
+def nyse_baselines(name: str) -> dict:
+    """ISLP's linear AR models fitted on the same days: the 15 lags, and the lags + weekday one-hot."""
+    nyse = stocks.load_nyse(f"--dataset {name}")
+    fits = {"ar": stocks.nyse_design(nyse), "ar_day": stocks.nyse_design(nyse, day=True)}
+    return {key: reg_eval.least_squares_baseline(a[t], y[t], a[~t], y[~t]) for key, (a, y, t) in fits.items()}
+
+
 def build_model(cfg: RegressConfig, state: RegressState) -> seq.SequenceModel:
     return seq.SequenceModel(
         state.channels, 1, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, bidirectional=cfg.bidirectional,
@@ -158,7 +173,7 @@ class _Objective:
 
 class RegressTask(Task):
     name = "regress"
-    summary = "sequence regression: one number per series (.tsv/.ts, toy, Covid3Month); MAE, RMSE, R^2 vs predict-the-mean"
+    summary = "sequence regression: one number per series (.tsv/.ts, toy, Covid3Month, NYSE); MAE, RMSE, R^2 vs predict-the-mean"
     Config = RegressConfig
     State = RegressState
     datasets = DATASETS
@@ -186,6 +201,9 @@ class RegressTask(Task):
         if len(set(lntr.tolist()) | set(ln.tolist())) == 1 and xtr.shape[1:] == x.shape[1:]:
             ytr = np.concatenate([data["fit"][2].numpy(), data["val"][2].numpy()]) * state.target_std + state.target_mean  # fit|val order, as xtr
             baselines["ridge"] = reg_eval.ridge_baseline(xtr.numpy(), ytr, x.numpy(), y_test)
+        if cfg.data is None and cfg.dataset in NYSE_DAY:
+            baselines.update(nyse_baselines(cfg.dataset))
+            metrics["published"] = stocks.ISLP_PUBLISHED
         versus = ", ".join(f"{name} {b['mae']:.4g} / {b['r2']:.3f}" for name, b in baselines.items())
         metrics.update(summary=f"test MAE / R^2 {metrics['mae']:.4g} / {metrics['r2']:.3f} (baselines: {versus})",
                        baselines=baselines, test_size=int(len(y_test)), data=cfg.data or cfg.dataset, train_size=int(len(y_train)))
@@ -197,6 +215,8 @@ class RegressTask(Task):
         rows = tuple((m, *(b.get(m) for b in models)) for m in ("mae", "rmse", "r2"))
         size = f", {metrics['test_size']} test sequences" if "test_size" in metrics else ""
         notes = (f"trained in {metrics['train_seconds']} s",) if "train_seconds" in metrics else ()
+        if "published" in metrics:
+            notes += ("published test R^2 (ISLP lab 10.9.6): " + ", ".join(f"{k} {v}" for k, v in metrics["published"].items()),)
         return Table(("test", "grukit", *baselines), rows, title=f"regress {metrics.get('data', '')}{size}".strip(), notes=notes)
 
     def evaluate_file(self, cfg: RegressConfig, state: RegressState, model, data: str) -> dict:
