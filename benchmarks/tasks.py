@@ -25,6 +25,7 @@ RUNS = [
     ("classify", "JapaneseVowels", "JapaneseVowels"),
     ("classify", "toy", "toy"),
     ("classify", "shakespeare (genre)", "shakespeare"),
+    ("classify", "rotten_tomatoes", "rotten_tomatoes"),
     ("regress", "toy", "toy"),
     ("regress", "Covid3Month", "Covid3Month"),
     ("regress", "nyse", "nyse"),
