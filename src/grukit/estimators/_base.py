@@ -72,6 +72,9 @@ class GRUEstimator(BaseEstimator):
             else:
                 raise ValueError(f"{type(self).__name__}: {name} must be {kind.__name__}, got {value!r}")
             values[name] = value
+        for name in ("hidden_size", "embed_dim"):  # 0 means "auto" on the CLI; an estimator's sizes are explicit
+            if name in values and values[name] < 1:
+                raise ValueError(f"{type(self).__name__}: {name} must be >= 1, got {values[name]}")
         values.update(self._fixed, seed=seed_of(self.random_state), progress=bool(self.verbose))
         cfg = self._task.Config(**values)
         try:
