@@ -297,3 +297,29 @@ def test_use_deterministic_switches_torchs_mode():
     assert not torch.are_deterministic_algorithms_enabled()
     with pytest.raises(TypeError, match="True or False"):
         grukit.use_deterministic("yes")
+
+
+def test_every_task_trains_loads_and_predicts_from_python(tmp_path):
+    """The Python form of the CLI (the README's "Every task from Python"): train, summarise, load, predict."""
+    from grukit.tasks import get_task
+    from test_music import midi_folder
+    from test_speech import write_words
+
+    runs = {
+        "speech": (dict(data=str(write_words(tmp_path / "words", per_class=6)), epochs=2, hidden_size=8, batch_size=8, progress=False),
+                   lambda: (str(next((tmp_path / "words").rglob("*.wav"))),), None),
+        "music": (dict(data=str(midi_folder(tmp_path / "midi")), epochs=1, hidden_size=8, batch_size=4, seq_len=16, embedding_size=4,
+                       progress=False), None, None),
+        "classify": (dict(data=str(ucr(tmp_path / "ucr")), epochs=1, hidden_size=4, batch_size=8, progress=False), lambda: (),
+                     str(tmp_path / "ucr" / "T_TEST.tsv")),
+    }
+    for name, (values, args, data) in runs.items():
+        task = get_task(name)
+        metrics = task.train(task.Config(**values), tmp_path / name)
+        assert json.loads((tmp_path / name / "metrics.json").read_text()).keys() >= {k for k in metrics if k != "train_seconds"}
+        assert task.summarize(metrics).render().count("\n") >= 2
+        cfg, state, model = task.load(tmp_path / name)
+        assert isinstance(state, task.State) and not model.training
+        if args is not None:
+            table = task.predict(tmp_path / name, args(), data)
+            assert len(table.rows) >= 1 and len(table.columns) >= 2
