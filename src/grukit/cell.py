@@ -22,7 +22,9 @@ class GRUCell(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *, reset_after: bool = True) -> None:
         super().__init__()
-        _checks.check_constructor(input_size, hidden_size)
+        _checks.check_constructor(input_size, hidden_size, cell=True)  # zero widths allowed, as torch.nn.GRUCell
+        if not isinstance(bias, (bool, int)):  # torch.nn.GRUCell takes bias=0/1 as False/True, but not "False"
+            raise TypeError(f"bias should be of type bool, got: {type(bias).__name__}; bias must be True or False, got {bias!r}")
         self.input_size, self.hidden_size = input_size, hidden_size
         self.bias, self.reset_after = bool(bias), bool(reset_after)
         factory = {"device": device, "dtype": dtype}
@@ -37,7 +39,7 @@ class GRUCell(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
@@ -74,15 +76,14 @@ class GRUCell(nn.Module):
     _streaming_step = None
 
     def _checked_forward(self, input: Tensor, hx: Optional[Tensor]) -> Tensor:
-        _checks.check_input(input, self.input_size, self.weight_ih, 2, "(B, I)")
+        _checks.check_input(input, self.input_size, self.weight_ih, 2, "(B, I)", "GRUCell")
         batched = input.dim() == 2
-        x = input if batched else input.unsqueeze(0)  # (B, I)
+        x = input if batched else input.unsqueeze(0)  # (B, I); B may be 0, as torch.nn.GRUCell allows
         B, H = x.shape[0], self.hidden_size
-        _checks.check_nonempty(1, B)
         if hx is None:
             h = torch.zeros(B, H, dtype=x.dtype, device=x.device)
         else:
-            _checks.check_hidden(hx, (B, H) if batched else (H,), self.weight_ih)
+            _checks.check_cell_hidden(hx, B if batched else None, H, self.weight_ih)
             h = hx if batched else hx.unsqueeze(0)
         I = self.input_size
         _checks.check_parameters(

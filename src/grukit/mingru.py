@@ -134,8 +134,9 @@ class MinGRU(nn.Module):
             raise ValueError("ONNX has no minGRU operator, and a traced scan would fix the sequence length: "
                              "grukit exports --cell gru (ONNX's GRU operator) only")
         w0 = self.weight_l0
-        x, batched = _checks.time_major(input, self.input_size, w0, self.batch_first)  # (T, B, I)
+        x, batched = _checks.time_major(input, self.input_size, w0, self.batch_first, "MinGRU")  # (T, B, I)
         T, B = x.shape[0], x.shape[1]
+        _checks.check_nonempty(T, B)
         L, H = self.num_layers, self.hidden_size
         if h0 is None:
             h = torch.zeros(L, B, H, dtype=x.dtype, device=x.device)
@@ -166,7 +167,7 @@ class MinGRU(nn.Module):
         Carrying h from call to call gives what one call over the whole
         sequence gives (the sequential mode with T = 1; both modes are one function).
         """
-        _checks.check_input(x_t, self.input_size, self.weight_l0, 2, "(B, I)")
+        _checks.check_input(x_t, self.input_size, self.weight_l0, 2, "(B, I)", "MinGRU")
         batched = x_t.dim() == 2
         out, h_n = self.forward(x_t.unsqueeze(0 if not self.batch_first or not batched else 1), h)
         y = out.squeeze(1 if self.batch_first and batched else 0)

@@ -109,9 +109,14 @@ class GRU(nn.Module):
         recurrent_dropout: float = 0.0,
         input_dropout: float = 0.0,
         weight_dropout: float = 0.0,
+        proj_size: Optional[int] = None,
     ) -> None:
         super().__init__()
+        if proj_size is not None:  # torch.nn.GRU refuses the keyword itself, whatever its value
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU; grukit.GRU has no projections")
         _checks.check_constructor(input_size, hidden_size, num_layers, dropout)
+        _checks.check_flag("bias", bias)
+        _checks.check_flag("batch_first", batch_first)
         if not isinstance(layer_norm, bool):
             raise TypeError(f"layer_norm must be a bool, got {type(layer_norm).__name__} ({layer_norm!r})")
         if layer_norm and not reset_after:
@@ -133,8 +138,8 @@ class GRU(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
+        self.bias = bias
+        self.batch_first = batch_first
         self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
         self.reset_after = bool(reset_after)
@@ -236,15 +241,12 @@ class GRU(nn.Module):
         if packed:
             if lengths is not None:
                 raise ValueError("lengths must not be given with a PackedSequence input: it carries its own lengths")
-            _checks.check_same(input.data, "input", w0)
-            if input.data.shape[-1] != self.input_size:
-                raise ValueError(f"input.data.size(-1) must equal input_size={self.input_size}, got {input.data.shape[-1]}")
+            _checks.check_input(input.data, self.input_size, w0, 3, "PackedSequence data (N, I)")
             x, lengths = pad_packed_sequence(input)  # (T, B, I), (B,) in the caller's order
             batched = True
         else:
             x, batched = _checks.time_major(input, self.input_size, w0, self.batch_first)  # (T, B, I)
-        T, B = x.shape[0], x.shape[1]
-        _checks.check_nonempty(T, B)
+        T, B = x.shape[0], x.shape[1]  # B may be 0: empty outputs, as torch.nn.GRU returns
         LD, H = self.num_layers * self.num_directions, self.hidden_size
         if hx is None:
             h0 = torch.zeros(LD, B, H, dtype=x.dtype, device=x.device)
