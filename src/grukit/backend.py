@@ -6,12 +6,22 @@ float64, bfloat16), built on first use.
 ``auto`` (default): native where it supports the tensors and could be built,
 otherwise the reference (with one warning if the build failed).
 Choose with the ``GRUKIT_BACKEND`` environment variable or :func:`set_backend`.
+
+Whatever the choice, the reference runs where the native ops cannot follow
+(:func:`reference_only`): under torch.func transforms (grad, vmap, jacrev,
+jvp, ...) and forward-mode AD, for weights that are tensor subclasses such as
+ExpandedWeight (per-sample gradients), and for empty tensors (a batch of 0,
+a zero-width cell).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable
+
+import torch
+from torch.autograd import forward_ad
 
 from . import functional, kernels
 
@@ -60,9 +70,40 @@ def prepare() -> None:
 _native_ready._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
+def transforms_active() -> bool:
+    """True inside a torch.func transform or a forward-mode AD level: the native ops have
+    no batching rule and no forward derivative, and their autograd is torch.library's,
+    which functorch cannot see through."""
+    return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
+
+
+def reference_only(tensors) -> bool:
+    """Whether only the reference can compute with these tensors, whatever the backend choice."""
+    if transforms_active():
+        return True
+    for t in tensors:
+        if t is None:
+            continue
+        if type(t) not in _PLAIN and _expanded_weight(t):
+            return True
+        if t.numel() == 0:  # an empty batch, a zero-width cell
+            return True
+    return False
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _expanded_weight(t) -> bool:
+    """Whether t is torch's ExpandedWeight (per-sample gradients); its module is only looked
+    up if loaded, as no ExpandedWeight exists before (importing it costs time at every import)."""
+    impl = sys.modules.get("torch.nn.utils._expanded_weights.expanded_weights_impl")
+    return impl is not None and isinstance(t, impl.ExpandedWeight)
+
+
 def _use_native(tensors) -> bool:
     name = _forced or os.environ.get("GRUKIT_BACKEND", "auto")
-    if name == "reference":
+    if name == "reference" or reference_only(tensors):
         return False
     if name == "auto":
         return kernels.supports(*tensors) and _native_ready()

@@ -54,7 +54,7 @@ class GRUCell(nn.Module):
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
         streaming = (
             not torch.is_grad_enabled() and isinstance(input, Tensor) and isinstance(hx, Tensor)
-            and input.is_cpu and hx.is_cpu and not torch.compiler.is_compiling()
+            and input.is_cpu and hx.is_cpu and not torch.compiler.is_compiling() and not backend.transforms_active()
         )
         if streaming:  # a no-grad stream of steps on the CPU: skip the checks already passed for these inputs
             p = self._parameters  # (not self.weight_ih: nn.Module's attribute lookup costs more than the check)

@@ -14,6 +14,11 @@ the reset-after form is the one cuDNN and torch.nn.GRU implement::
 
 Weights as torch.nn.GRU stores them: ``w_ih`` (3H, I), ``w_hh`` (3H, H),
 biases (3H,), gates stacked r | z | n.
+
+Every product with a weight is ``F.linear`` (weight and bias together, batch
+first), so per-sample-gradient tools that wrap the parameters (torch's
+ExpandedWeight, as ``call_for_per_sample_grads`` and Opacus-style DP use)
+can follow the reset-after cell.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["gru_cell", "gru_step"]
@@ -42,9 +48,7 @@ def gru_cell(
     reset_after: bool = True,
 ) -> Tensor:
     """One GRU step. x: (B, I), h: (B, H) -> h': (B, H)."""
-    gi = x @ w_ih.T  # (B, 3H)
-    if b_ih is not None:
-        gi = gi + b_ih
+    gi = F.linear(x, w_ih, b_ih)  # (B, 3H) W x + b_i
     return gru_step(gi, h, w_hh, b_hh, reset_after=reset_after)
 
 
@@ -67,16 +71,18 @@ def gru_step(
     """
     h_in = h if h_in is None else h_in
     i_r, i_z, i_n = split3(gi)  # (B, H) each
-    b_hr, b_hz, b_hn = split3(b_hh) if b_hh is not None else (0.0, 0.0, 0.0)
     if reset_after:
-        gh = h_in @ w_hh.T  # (B, 3H) U h
-        if norm_h is not None:
-            gh = norm_h(gh)
-        h_r, h_z, h_n = split3(gh)
-        r = torch.sigmoid(i_r + h_r + b_hr)  # (B, H) reset gate
-        z = torch.sigmoid(i_z + h_z + b_hz)  # (B, H) update gate
-        n = torch.tanh(i_n + r * (h_n + b_hn))  # (B, H) candidate
+        if norm_h is None:
+            gh = F.linear(h_in, w_hh, b_hh)  # (B, 3H) U h + b_h
+        else:  # the norm of U h comes before its bias
+            gh = norm_h(F.linear(h_in, w_hh))
+            gh = gh if b_hh is None else gh + b_hh
+        h_r, h_z, h_n = split3(gh)  # (B, H) each, biases included
+        r = torch.sigmoid(i_r + h_r)  # (B, H) reset gate
+        z = torch.sigmoid(i_z + h_z)  # (B, H) update gate
+        n = torch.tanh(i_n + r * h_n)  # (B, H) candidate: r * (U_n h + b_hn)
     else:
+        b_hr, b_hz, b_hn = split3(b_hh) if b_hh is not None else (0.0, 0.0, 0.0)
         if norm_h is not None:
             raise ValueError("layer_norm needs reset_after=True: U_n (r * h) has no place for the norm")
         w_hr, w_hz, w_hn = w_hh.chunk(3, dim=0)  # (H, H) each

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Optional, Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .dropout import dropout_mask
@@ -57,14 +58,17 @@ def gru_layer(
     """
     _check_layer(x, h0, w_ih, w_hh, b_ih, b_hh, norms)
     T = x.shape[0]
-    gi = x @ w_ih.T  # (T, B, 3H): the input projection, hoisted out of the loop
+    # The input projection, hoisted out of the loop; computed batch first, as
+    # per-sample-gradient tools (ExpandedWeight) expect of every F.linear.
+    x_b = x.transpose(0, 1)  # (B, T, I)
     norm_h = None
-    if norms is not None:
+    if norms is None:
+        gi = F.linear(x_b, w_ih, b_ih).transpose(0, 1)  # (T, B, 3H) W x + b_i
+    else:
         g_ih, c_ih, g_hh, c_hh = norms
-        gi = layer_norm(gi, g_ih, c_ih)  # LN(W x), before the bias
+        gi = layer_norm(F.linear(x_b, w_ih).transpose(0, 1), g_ih, c_ih)  # (T, B, 3H) LN(W x), before the bias
+        gi = gi if b_ih is None else gi + b_ih
         norm_h = lambda gh: layer_norm(gh, g_hh, c_hh)  # noqa: E731  LN(U h), per step
-    if b_ih is not None:
-        gi = gi + b_ih
     if lengths is not None:
         steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
         valid = (steps < lengths.to(x.device).unsqueeze(0)).unsqueeze(-1)  # (T, B, 1)
