@@ -81,9 +81,10 @@ def check_tensor(name: str, value) -> Tensor:
     return value
 
 
-def check_input(x: Tensor, input_size: int, weight: Tensor, batched_ndim: int, layout: str, module: str = "GRU") -> None:
+def check_input(x: Tensor, input_size: int, weight: Tensor, batched_ndim: int, layout: str, module: str = "GRU",
+                dtype: bool = True) -> None:
     """x must have rank batched_ndim (batched) or batched_ndim - 1, the right
-    feature size, a floating dtype and the weights' dtype and device.
+    feature size, and (unless ``dtype=False``) a floating dtype and the weights' dtype and device.
 
     ``batched_ndim`` 2 is a cell (torch.nn.GRUCell's wording), 3 a sequence layer."""
     check_tensor("input", x)
@@ -99,7 +100,8 @@ def check_input(x: Tensor, input_size: int, weight: Tensor, batched_ndim: int, l
         torch_words = (f"input has inconsistent input_size: got {x.shape[-1]} expected {input_size}" if cell else
                        f"input.size(-1) must be equal to input_size. Expected {input_size}, got {x.shape[-1]}")
         raise ShapeError(f"{torch_words}; input.size(-1) must equal input_size={input_size}, got {x.shape[-1]} (shape {tuple(x.shape)})")
-    check_same(x, "input", weight, rnn_words=not cell)
+    if dtype:
+        check_same(x, "input", weight, rnn_words=not cell)
 
 
 def check_same(t: Tensor, name: str, weight: Tensor, *, rnn_words: bool = False) -> None:
@@ -130,8 +132,9 @@ def check_hidden(hx: Tensor, expected: tuple[int, ...], weight: Tensor, name: st
     check_same(hx, name, weight)
 
 
-def check_cell_hidden(hx: Tensor, batch: Optional[int], hidden_size: int, weight: Tensor) -> None:
-    """hx of a cell: (B, H), or (H,) when batch is None (unbatched input); torch.nn.GRUCell's wording."""
+def check_cell_hidden(hx: Tensor, batch: Optional[int], hidden_size: int) -> None:
+    """hx of a cell: (B, H), or (H,) when batch is None (unbatched input); torch.nn.GRUCell's wording.
+    Its dtype and device are the caller's to check (after the input's, in torch's order)."""
     check_tensor("hx", hx)
     expected = (hidden_size,) if batch is None else (batch, hidden_size)
     if tuple(hx.shape) != expected:
@@ -143,7 +146,6 @@ def check_cell_hidden(hx: Tensor, batch: Optional[int], hidden_size: int, weight
         if batch is not None and hx.dim() == 2:
             raise ShapeError(f"Input batch size {batch} doesn't match hidden0 batch size {hx.shape[0]}; {ours}")
         raise ShapeError(f"GRUCell: hx must have the input's rank; {ours}")
-    check_same(hx, "hx", weight)
 
 
 def check_lengths(lengths, batch: int, steps: int, device: torch.device) -> Tensor:

@@ -23,10 +23,8 @@ class GRUCell(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *, reset_after: bool = True) -> None:
         super().__init__()
         _checks.check_constructor(input_size, hidden_size, cell=True)  # zero widths allowed, as torch.nn.GRUCell
-        if not isinstance(bias, (bool, int)):  # torch.nn.GRUCell takes bias=0/1 as False/True, but not "False"
-            raise TypeError(f"bias should be of type bool, got: {type(bias).__name__}; bias must be True or False, got {bias!r}")
         self.input_size, self.hidden_size = input_size, hidden_size
-        self.bias, self.reset_after = bool(bias), bool(reset_after)
+        self.bias, self.reset_after = bool(bias), bool(reset_after)  # as torch.nn.GRUCell: any truthy bias (unlike GRU's)
         factory = {"device": device, "dtype": dtype}
         self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **factory))
         self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **factory))
@@ -76,15 +74,17 @@ class GRUCell(nn.Module):
     _streaming_step = None
 
     def _checked_forward(self, input: Tensor, hx: Optional[Tensor]) -> Tensor:
-        _checks.check_input(input, self.input_size, self.weight_ih, 2, "(B, I)", "GRUCell")
+        _checks.check_input(input, self.input_size, self.weight_ih, 2, "(B, I)", "GRUCell", dtype=False)
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)  # (B, I); B may be 0, as torch.nn.GRUCell allows
         B, H = x.shape[0], self.hidden_size
         if hx is None:
             h = torch.zeros(B, H, dtype=x.dtype, device=x.device)
         else:
-            _checks.check_cell_hidden(hx, B if batched else None, H, self.weight_ih)
+            _checks.check_cell_hidden(hx, B if batched else None, H)
             h = hx if batched else hx.unsqueeze(0)
+        _checks.check_same(input, "input", self.weight_ih)  # dtypes after hx's shape, in torch.nn.GRUCell's order
+        _checks.check_same(h, "hx", self.weight_ih)
         I = self.input_size
         _checks.check_parameters(
             [("weight_ih", self.weight_ih, (3 * H, I)), ("weight_hh", self.weight_hh, (3 * H, H)),
