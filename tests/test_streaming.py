@@ -115,3 +115,22 @@ def test_no_grad_bad_input_types_still_get_clear_errors():
             cell([[1.0, 2.0, 3.0]], torch.zeros(1, 4))
         with pytest.raises(TypeError, match="hx must be a torch.Tensor, got list"):
             cell(torch.zeros(1, 3), [[0.0] * 4])
+
+
+def test_a_cell_that_streamed_pickles_copies_and_saves(tmp_path):
+    import copy
+    import pickle
+
+    cell = grukit.GRUCell(3, 4)
+    x, h = torch.randn(2, 3), torch.zeros(2, 4)
+    with torch.no_grad():
+        for _ in range(3):
+            h = cell(x, h)
+    assert cell._streaming_step is not None or grukit.backend.requested() == "reference"
+    for again in (pickle.loads(pickle.dumps(cell)), copy.deepcopy(cell)):
+        with torch.no_grad():
+            assert torch.equal(again(x, h), cell(x, h))
+    torch.save(cell, tmp_path / "cell.pt")
+    loaded = torch.load(tmp_path / "cell.pt", weights_only=False)
+    with torch.no_grad():
+        assert torch.equal(loaded(x, h), cell(x, h))

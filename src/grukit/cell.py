@@ -73,6 +73,14 @@ class GRUCell(nn.Module):
     _streaming_key: Optional[tuple] = None
     _streaming_step = None
 
+    def __getstate__(self) -> dict:
+        """Pickle, deepcopy and torch.save without the stream's step function (a handle into the
+        compiled kernel): the copy chooses it again on its first streamed step."""
+        state = self.__dict__.copy()
+        state.pop("_streaming_key", None)
+        state.pop("_streaming_step", None)
+        return state
+
     def _checked_forward(self, input: Tensor, hx: Optional[Tensor]) -> Tensor:
         _checks.check_input(input, self.input_size, self.weight_ih, 2, "(B, I)", "GRUCell", dtype=False)
         batched = input.dim() == 2
