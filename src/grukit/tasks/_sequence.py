@@ -151,6 +151,34 @@ def predict(model: nn.Module, x: Tensor, lengths: Tensor, batch_size: int = 256)
     return torch.cat(outs)
 
 
+class LabelObjective:
+    """Cross-entropy on one label per sequence over (x, lengths, y) batches (classify, speech words).
+
+    The best epoch has the highest validation accuracy, ties (common on small
+    sets) broken by the lower validation loss: val_loss alone picks
+    near-untrained models on tiny sets, where a few confident mistakes
+    outweigh many right answers."""
+
+    monitor, mode = "val_score", "max"
+
+    def __init__(self, batch_size: int, fit: tuple, val: tuple) -> None:
+        self.batch_size, self.fit, self.val = batch_size, fit, val
+
+    def batches(self, epoch: int, gen: torch.Generator) -> list:
+        return batches(*self.fit, self.batch_size, gen)
+
+    def loss(self, model: nn.Module, batch) -> Tensor:
+        x, ln, y = batch
+        return nn.functional.cross_entropy(model(x, ln), y)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        x, ln, y = self.val
+        logits = predict(model, x, ln)
+        loss = nn.functional.cross_entropy(logits, y).item()
+        acc = (logits.argmax(1) == y).float().mean().item()
+        return {"val_loss": loss, "val_accuracy": acc, "val_score": acc - 0.01 * min(loss, 10.0)}
+
+
 # ---- splits and scaling -----------------------------------------------------
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +231,7 @@ def auto_patch(max_length: int, target_steps: int = 32) -> int:
     return max(1, math.ceil(max_length / target_steps))
 
 
-def series_to_predict(path: str, length: int) -> "numeric.SeriesSet":
+def series_to_predict(path: str, length: int):  # -> grukit.data.numeric.SeriesSet
     """The series in a file given to ``predict``. A .ts file says whether it has labels. A UCR
     TSV may have them or not: with ``length`` (the training series' common length, 0 when they
     differed) a row of ``length`` values is unlabelled and a row of ``length + 1`` starts with a

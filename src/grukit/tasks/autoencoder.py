@@ -73,9 +73,7 @@ class AutoencoderConfig(TaskConfig):
         self.at_least(0, "patch", "window", "train_points", "margin", "clusters")
         if self.window == 1:
             raise ValueError("--window must be >= 2 (or 0 = auto), got 1")
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be in (0, 1), got {getattr(self, name)}")
+        self.within(0, 1, "val_fraction", "test_fraction")
 
 
 class AutoencoderTask(Task):

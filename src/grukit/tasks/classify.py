@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from torch import nn
 
 from ..data import numeric, text
 from ..evaluation import bag_of_words
@@ -81,11 +80,8 @@ class ClassifyConfig(TaskConfig):
             raise ValueError(f"--patch must be >= 0, got {self.patch}")
         if self.max_features < 3:
             raise ValueError(f"--max-features must be >= 3, got {self.max_features}")
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be in (0, 1), got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        self.within(0, 1, "val_fraction", "test_fraction")
+        self.within(0, 1, "dropout", closed_low=True)
 
 
 def build_model(cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel:
@@ -105,32 +101,18 @@ def build_model(cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel:
     )
 
 
-class _Objective:
-    # Best epoch: highest validation accuracy, ties (common on small sets) broken
-    # by the lower validation loss. val_loss alone picks near-untrained models on
-    # tiny sets, where a few confident mistakes outweigh many right answers.
-    monitor, mode = "val_score", "max"
+class _Objective(seq.LabelObjective):
+    """Label cross-entropy; numeric series are augmented while training (--augment)."""
 
     def __init__(self, cfg: ClassifyConfig, state: ClassifyState, data: dict) -> None:
-        self.cfg, self.fit, self.val = cfg, data["fit"], data["val"]
-        self.numeric = state.kind == "numeric"
+        super().__init__(cfg.batch_size, data["fit"], data["val"])
+        self.augment = cfg.augment if state.kind == "numeric" else 0.0
 
     def batches(self, epoch: int, gen: torch.Generator):
-        out = seq.batches(*self.fit, self.cfg.batch_size, gen)
-        if self.numeric and self.cfg.augment > 0:
-            out = [(seq.augment(x, ln, self.cfg.augment, gen), ln, y) for x, ln, y in out]
+        out = super().batches(epoch, gen)
+        if self.augment > 0:
+            out = [(seq.augment(x, ln, self.augment, gen), ln, y) for x, ln, y in out]
         return out
-
-    def loss(self, model, batch) -> torch.Tensor:
-        x, ln, y = batch
-        return nn.functional.cross_entropy(model(x, ln), y)
-
-    def validate(self, model) -> dict[str, float]:
-        x, ln, y = self.val
-        logits = seq.predict(model, x, ln)
-        loss = nn.functional.cross_entropy(logits, y).item()
-        acc = (logits.argmax(1) == y).float().mean().item()
-        return {"val_loss": loss, "val_accuracy": acc, "val_score": acc - 0.01 * min(loss, 10.0)}
 
 
 def probabilities(model, x: torch.Tensor, ln: torch.Tensor) -> torch.Tensor:

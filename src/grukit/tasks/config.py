@@ -58,6 +58,16 @@ class TaskConfig:
                 what = "a finite number >= " if isinstance(value, float) else ">= "
                 raise ValueError(f"--{name.replace('_', '-')} must be {what}{low}, got {value}")
 
+    def within(self, low: float, high: float, *names: str, closed_low: bool = False) -> None:
+        """Raise ValueError naming the flag if a field is outside (low, high), or [low, high) with
+        ``closed_low`` (NaN and infinities are outside every range)."""
+        for name in names:
+            value = getattr(self, name)
+            inside = (low <= value if closed_low else low < value) and value < high
+            if not inside:
+                span = f"{'[' if closed_low else '('}{low:g}, {high:g})"
+                raise ValueError(f"--{name.replace('_', '-')} must be in {span}, got {value}")
+
     def validate(self) -> None:
         """Raise ValueError naming the flag for out-of-range values."""
         self.at_least(1, "epochs")

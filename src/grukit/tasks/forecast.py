@@ -29,7 +29,6 @@ import dataclasses
 import functools
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,8 +85,7 @@ class ForecastConfig(TaskConfig):
         for name in ("val_fraction", "test_fraction"):
             if not 0 < getattr(self, name) < 0.5:
                 raise ValueError(f"--{name.replace('_', '-')} must be in (0, 0.5), got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        self.within(0, 1, "dropout", closed_low=True)
 
 
 def load_series(cfg: ForecastConfig, data: str | None = None) -> Series:

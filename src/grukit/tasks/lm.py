@@ -58,8 +58,7 @@ class LMConfig(TaskConfig):
         self.at_least(1, "seq_len", "batch_size", "steps", "embedding_size", "hidden_size", "num_layers")
         if self.max_chars < 0:
             raise ValueError(f"--max-chars must be >= 0 (0 = all), got {self.max_chars}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        self.within(0, 1, "dropout", closed_low=True)
 
 
 class CharLM(nn.Module):

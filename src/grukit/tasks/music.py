@@ -67,8 +67,7 @@ class MusicConfig(TaskConfig):
         self.at_least(0, "max_pieces")
         if not (1 / 64 <= self.step <= 16):  # also NaN
             raise ValueError(f"--step must be between 1/64 and 16 quarter notes, got {self.step}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        self.within(0, 1, "dropout", closed_low=True)
 
 
 @dataclass(frozen=True)

@@ -63,11 +63,8 @@ class RegressConfig(TaskConfig):
         self.at_least(1, "hidden_size", "num_layers", "batch_size")
         if self.patch < 0:
             raise ValueError(f"--patch must be >= 0, got {self.patch}")
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be in (0, 1), got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        self.within(0, 1, "val_fraction", "test_fraction")
+        self.within(0, 1, "dropout", closed_low=True)
 
 
 @dataclass(frozen=True)

@@ -66,11 +66,8 @@ class SpeechConfig(TaskConfig):
         self.at_least(1, "n_mfcc", "n_mels", "hidden_size", "num_layers", "patch", "batch_size")
         if self.n_mfcc > self.n_mels:
             raise ValueError(f"--n-mfcc ({self.n_mfcc}) cannot exceed --n-mels ({self.n_mels})")
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be in (0, 1), got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        self.within(0, 1, "val_fraction", "test_fraction")
+        self.within(0, 1, "dropout", closed_low=True)
 
 
 @dataclass(frozen=True)

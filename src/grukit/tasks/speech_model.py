@@ -75,27 +75,11 @@ def transcribe(model: CTCModel, x: Tensor, lengths: Tensor, batch_size: int = 12
     return out
 
 
-class WordObjective:
+class WordObjective(seq.LabelObjective):
     """Cross-entropy on word labels; best epoch by validation accuracy, ties by the lower loss."""
 
-    monitor, mode = "val_score", "max"
-
     def __init__(self, batch_size: int, data: dict) -> None:
-        self.batch_size, self.fit, self.val = batch_size, data["fit"], data["val"]
-
-    def batches(self, epoch: int, gen: torch.Generator):
-        return seq.batches(*self.fit, self.batch_size, gen)
-
-    def loss(self, model, batch) -> Tensor:
-        x, ln, y = batch
-        return nn.functional.cross_entropy(model(x, ln), y)
-
-    def validate(self, model) -> dict[str, float]:
-        x, ln, y = self.val
-        logits = seq.predict(model, x, ln)
-        loss = nn.functional.cross_entropy(logits, y).item()
-        acc = (logits.argmax(1) == y).float().mean().item()
-        return {"val_loss": loss, "val_accuracy": acc, "val_score": acc - 0.01 * min(loss, 10.0)}
+        super().__init__(batch_size, data["fit"], data["val"])
 
 
 class CTCObjective:
