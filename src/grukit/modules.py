@@ -275,7 +275,7 @@ class GRU(nn.Module):
 
     def _run(self, x: Tensor, h0: Tensor, weights, lengths: Optional[Tensor], norms=None) -> tuple[Tensor, Tensor]:
         """The stack on checked tensors: x (T, B, I), h0 (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""
-        if torch.onnx.is_in_onnx_export():  # one ONNX GRU node per layer (see grukit.onnx_export)
+        if torch.jit.is_tracing() and torch.onnx.is_in_onnx_export():  # is_tracing first: 0.1 us, not 1.1  # one ONNX GRU node per layer (see grukit.onnx_export)
             from .onnx_export import gru_stack
 
             return gru_stack(self, x, h0, weights, lengths)
