@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 EXTRAS ?= dev,data,log,onnx,sklearn,music
 
-.PHONY: setup browser synth speech-tools demo test test-isa bench clean
+.PHONY: setup browser synth speech-tools demo test test-isa lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -70,6 +70,11 @@ NATIVE_TESTS = tests/test_native.py tests/test_cells.py tests/test_streaming.py 
 test-isa: setup
 	ATEN_CPU_CAPABILITY=avx2 GRUKIT_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q $(NATIVE_TESTS)
 	ATEN_CPU_CAPABILITY=default GRUKIT_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q $(NATIVE_TESTS)
+
+# Lint and format check (ruff, configured in pyproject.toml); `ruff format` applies the format.
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 bench: setup
 	$(BIN)/grukit bench

@@ -28,19 +28,34 @@ def main() -> None:
     runs = {}
     for dtype in ("float32", "bfloat16"):
         runs[dtype] = Path(args.out) / dtype
-        cmd = [sys.executable, "-m", "grukit", "train", "adding", "--out", str(runs[dtype]), "--dtype", dtype, "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "grukit",
+            "train",
+            "adding",
+            "--out",
+            str(runs[dtype]),
+            "--dtype",
+            dtype,
+            "--no-progress",
+        ]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     a, b = curve(runs["float32"]), curve(runs["bfloat16"])
     print(f"{'epoch':>5} {'train fp32':>12} {'train bf16':>12} {'val fp32':>12} {'val bf16':>12}")
     worst = 0.0
     for ha, hb in zip(a, b):
-        print(f"{ha['epoch']:>5} {ha['train_loss']:>12.6f} {hb['train_loss']:>12.6f} {ha['val_loss']:>12.6f} {hb['val_loss']:>12.6f}")
+        print(
+            f"{ha['epoch']:>5} {ha['train_loss']:>12.6f} {hb['train_loss']:>12.6f} {ha['val_loss']:>12.6f} {hb['val_loss']:>12.6f}"
+        )
         for key in ("train_loss", "val_loss"):
             worst = max(worst, abs(hb[key] - ha[key]) / ha[key])
     print(f"largest relative difference between the curves: {100 * worst:.2f}%")
     for dtype, run in runs.items():
         m = json.loads((run / "metrics.json").read_text())
-        print(f"{dtype}: exact sums {m['accuracy']:.3f} (8-bit held out), {m['accuracy_by_bits']['64']:.3f} (64-bit); {m['train_seconds']} s")
+        print(
+            f"{dtype}: exact sums {m['accuracy']:.3f} (8-bit held out), {m['accuracy_by_bits']['64']:.3f} (64-bit); {m['train_seconds']} s"
+        )
 
     import matplotlib
 

@@ -19,7 +19,6 @@ import os
 import statistics
 
 import torch
-import torch.nn.functional as F
 
 import grukit
 from grukit import kernels
@@ -84,7 +83,9 @@ def speed(T: int, B: int, I: int, H: int) -> None:
             g = torch.randn(T, B, out_features)
             fns.append(_train(m, x, g) if kind == "training" else _infer(m, x))
         ts = dict(zip(models, rounds(fns, min_time=5.0, min_reps=5, warmup=1)))
-        print(f"\n{kind}, T={T} B={B} I={I} H={H}, float32, {torch.get_num_threads()} threads, {len(ts['projections'])} rounds")
+        print(
+            f"\n{kind}, T={T} B={B} I={I} H={H}, float32, {torch.get_num_threads()} threads, {len(ts['projections'])} rounds"
+        )
         print(f"{'':<20}{'median ms':>10}")
         for name, t in ts.items():
             print(f"{name:<20}{1e3 * statistics.median(t):>10.1f}")
@@ -93,7 +94,9 @@ def speed(T: int, B: int, I: int, H: int) -> None:
         print(f"MinGRU parallel / MinGRU sequential  {_ratio(ts['MinGRU parallel'], s):.2f}x")
         print(f"grukit.GRU / MinGRU sequential       {_ratio(ts['grukit.GRU'], s):.2f}x")
         print(f"torch.nn.GRU / MinGRU sequential     {_ratio(ts['torch.nn.GRU'], s):.2f}x")
-        print(f"grukit.GRU / projections             {_ratio(ts['grukit.GRU'], ts['projections']):.2f}x  (bound on minGRU's speed-up over the GRU)")
+        print(
+            f"grukit.GRU / projections             {_ratio(ts['grukit.GRU'], ts['projections']):.2f}x  (bound on minGRU's speed-up over the GRU)"
+        )
 
 
 def stability(T: int, B: int, H: int) -> None:

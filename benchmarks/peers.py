@@ -1,9 +1,9 @@
 """Benchmark script: grukit against the other GRU engines on this machine (same as `grukit bench --peers`).
 
-    pip install 'grukit[bench]'                     # ONNX Runtime, OpenVINO, JAX (each optional)
-    python benchmarks/peers.py                      # full grid, 1 and 2 threads, prints the table
-    python benchmarks/peers.py --quick              # smoke run
-    python benchmarks/peers.py --json benchmarks/results/peers.json --plot benchmarks/results/peers.png
+pip install 'grukit[bench]'                     # ONNX Runtime, OpenVINO, JAX (each optional)
+python benchmarks/peers.py                      # full grid, 1 and 2 threads, prints the table
+python benchmarks/peers.py --quick              # smoke run
+python benchmarks/peers.py --json benchmarks/results/peers.json --plot benchmarks/results/peers.png
 """
 
 from grukit.cli.main import main

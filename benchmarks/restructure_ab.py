@@ -31,13 +31,23 @@ OLD = "9edc07e"
 def build_old() -> None:
     src = Path(tempfile.mkdtemp(prefix="grukit_old_"))
     for name in ("gru.cpp", "gates.h", "matvec.h"):
-        text = subprocess.run(["git", "show", f"{OLD}:src/grukit/kernels/{name}"], capture_output=True, text=True, check=True).stdout
+        text = subprocess.run(
+            ["git", "show", f"{OLD}:src/grukit/kernels/{name}"], capture_output=True, text=True, check=True
+        ).stdout
         if name == "gru.cpp":
-            text = text.replace("TORCH_LIBRARY(grukit,", "TORCH_LIBRARY(grukit_old,").replace("TORCH_LIBRARY_IMPL(grukit,", "TORCH_LIBRARY_IMPL(grukit_old,")
+            text = text.replace("TORCH_LIBRARY(grukit,", "TORCH_LIBRARY(grukit_old,").replace(
+                "TORCH_LIBRARY_IMPL(grukit,", "TORCH_LIBRARY_IMPL(grukit_old,"
+            )
         (src / name).write_text(text)
     cap, flags = _build._flags()
-    load(name=f"grukit_old_{OLD}_{cap}", sources=[str(src / "gru.cpp")], extra_include_paths=[str(src)],
-         extra_cflags=list(flags), extra_ldflags=list(_build._openmp()), is_python_module=False)
+    load(
+        name=f"grukit_old_{OLD}_{cap}",
+        sources=[str(src / "gru.cpp")],
+        extra_include_paths=[str(src)],
+        extra_cflags=list(flags),
+        extra_ldflags=list(_build._openmp()),
+        is_python_module=False,
+    )
 
 
 def main() -> None:
@@ -74,8 +84,11 @@ def main() -> None:
         ti, tt = rounds([old_infer, new_infer]), rounds([old_train, new_train])
         ri = statistics.median(n / o for o, n in zip(*ti))
         rt = statistics.median(n / o for o, n in zip(*tt))
-        print(f"T{T} B{B} I{I} H{H} D{D}: inference {statistics.median(ti[0]) * 1e3:.3f} -> {statistics.median(ti[1]) * 1e3:.3f} ms "
-              f"(new/old {ri:.3f}); training {statistics.median(tt[0]) * 1e3:.3f} -> {statistics.median(tt[1]) * 1e3:.3f} ms (new/old {rt:.3f})", flush=True)
+        print(
+            f"T{T} B{B} I{I} H{H} D{D}: inference {statistics.median(ti[0]) * 1e3:.3f} -> {statistics.median(ti[1]) * 1e3:.3f} ms "
+            f"(new/old {ri:.3f}); training {statistics.median(tt[0]) * 1e3:.3f} -> {statistics.median(tt[1]) * 1e3:.3f} ms (new/old {rt:.3f})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

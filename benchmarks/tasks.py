@@ -48,11 +48,16 @@ def summarise(task: str, m: dict) -> tuple[str, str]:
     """(our result, the baselines) as short strings."""
     if task == "adding":
         bits = m["accuracy_by_bits"]
-        return f"exact sums: {m['accuracy']:.3f} (8-bit held out), {bits['64']:.3f} (64-bit)", "trained on <= 8-bit numbers only"
+        return (
+            f"exact sums: {m['accuracy']:.3f} (8-bit held out), {bits['64']:.3f} (64-bit)",
+            "trained on <= 8-bit numbers only",
+        )
     if task == "classify":
         b = m["baselines"]
         shown = [f"1-NN-DTW (published) {b['1nn_dtw_published']['accuracy']:.3f}"] if "1nn_dtw_published" in b else []
-        shown += [f"{name.replace('_', ' ')} {v['accuracy']:.3f}" for name, v in b.items() if name != "1nn_dtw_published"]
+        shown += [
+            f"{name.replace('_', ' ')} {v['accuracy']:.3f}" for name, v in b.items() if name != "1nn_dtw_published"
+        ]
         return f"accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}", "; ".join(shown)
     if task == "regress":
         b = m["baselines"]
@@ -62,28 +67,43 @@ def summarise(task: str, m: dict) -> tuple[str, str]:
     if task == "forecast":
         g, n, s = m["gru"], m["naive"], m["seasonal_naive"]
         if m.get("target") == "GOOG":  # fpp3 5.8 reports RMSE
-            shown = "; ".join(f"{k.replace('_', ' ')} RMSE {m[k]['rmse']:.4g}" for k in ("naive", "drift", "mean", "seasonal_naive"))
-            return f"RMSE {g['rmse']:.4g}, MAE {g['mae']:.4g}", shown + " (fpp3 5.8 published: naive 43.43, drift 53.07, mean 118.03)"
-        return f"MAE {g['mae']:.4g}, MASE {g['mase']:.3f}", f"naive MAE {n['mae']:.4g} / MASE {n['mase']:.3f}; seasonal naive MAE {s['mae']:.4g} / MASE {s['mase']:.3f}"
+            shown = "; ".join(
+                f"{k.replace('_', ' ')} RMSE {m[k]['rmse']:.4g}" for k in ("naive", "drift", "mean", "seasonal_naive")
+            )
+            return (
+                f"RMSE {g['rmse']:.4g}, MAE {g['mae']:.4g}",
+                shown + " (fpp3 5.8 published: naive 43.43, drift 53.07, mean 118.03)",
+            )
+        return (
+            f"MAE {g['mae']:.4g}, MASE {g['mase']:.3f}",
+            f"naive MAE {n['mae']:.4g} / MASE {n['mase']:.3f}; seasonal naive MAE {s['mae']:.4g} / MASE {s['mase']:.3f}",
+        )
     if task == "lm":
         return f"{m['bpc']:.3f} bits/char", f"unigram {m['unigram_bpc']:.3f}; trigram {m['trigram_bpc']:.3f}"
     if task == "music" and m["encoding"] == "roll":
-        return (f"NLL {m['nll']:.3f} nats/frame (Chung et al. 2014 JSB, other split, quarter notes: GRU 8.54, LSTM 8.67)",
-                f"key frequency {m['frequency_nll']:.3f}; repeat previous frame {m['repeat_nll']:.3f}")
+        return (
+            f"NLL {m['nll']:.3f} nats/frame (Chung et al. 2014 JSB, other split, quarter notes: GRU 8.54, LSTM 8.67)",
+            f"key frequency {m['frequency_nll']:.3f}; repeat previous frame {m['repeat_nll']:.3f}",
+        )
     if task == "music":
         acc = ", ".join(f"{v} {m[v + '_accuracy']:.3f}" for v in ("soprano", "alto", "tenor", "bass"))
         uni = ", ".join(f"{m[v + '_unigram_accuracy']:.3f}" for v in ("soprano", "alto", "tenor", "bass"))
         return f"NLL {m['nll']:.3f} nats/step; accuracy {acc}", f"unigram NLL {m['unigram_nll']:.3f}; accuracy {uni}"
     if task == "autoencoder" and "hit" in m:
         d = m["baselines"]["matrix_profile_discord"]
-        said = lambda r: f"top point {r['top_point']} ({'hit' if r['hit'] else 'miss'}), ROC AUC {r['roc_auc']:.3f}, best F1 {r['best_f1']:.3f}"  # noqa: E731
+
+        def said(r):
+            return f"top point {r['top_point']} ({'hit' if r['hit'] else 'miss'}), ROC AUC {r['roc_auc']:.3f}, best F1 {r['best_f1']:.3f}"
+
         return said(m), "matrix-profile discord: " + said(d)
     if task == "autoencoder":
         b = m["baselines"]
-        return (f"ARI {m['ari']:.3f}; held-out MSE {m['test_mse']:.3g}",
-                f"k-means on the series {b['kmeans_euclidean']['ari']:.3f}; published: Euclidean k-means "
-                f"{b['kmeans_euclidean_published']['ari']:.3f}, best {b['best_published']['ari']:.3f}; "
-                + ", ".join(f"{k.replace('_', ' ')} MSE {v['mse']:.3g}" for k, v in b.items() if "mse" in v))
+        return (
+            f"ARI {m['ari']:.3f}; held-out MSE {m['test_mse']:.3g}",
+            f"k-means on the series {b['kmeans_euclidean']['ari']:.3f}; published: Euclidean k-means "
+            f"{b['kmeans_euclidean_published']['ari']:.3f}, best {b['best_published']['ari']:.3f}; "
+            + ", ".join(f"{k.replace('_', ' ')} MSE {v['mse']:.3g}" for k, v in b.items() if "mse" in v),
+        )
     raise ValueError(task)
 
 

@@ -23,7 +23,14 @@ def test_default_run_adds_64_bit_numbers_exactly(tmp_path):
     """The headline claim: trained on <= 8-bit numbers, exact on held-out 64-bit sums."""
     out = tmp_path / "adding"
     run("train", "adding", "--out", out, "--no-progress")
-    for name in ("config.json", "model.safetensors", "metrics.json", "history.jsonl", "loss.png", "checkpoint.safetensors"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "metrics.json",
+        "history.jsonl",
+        "loss.png",
+        "checkpoint.safetensors",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["accuracy"] == 1.0
@@ -64,14 +71,26 @@ def test_resume_continues_exactly(tmp_path):
         (["train", "adding", "--out", "{tmp}/x", "--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
         (["train", "adding", "--out", "{tmp}/x", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
         (["train", "adding", "--out", "{tmp}/x", "--lr", "nan"], "--lr must be a finite number > 0, got nan"),
-        (["train", "adding", "--out", "{tmp}/x", "--grad-clip", "nan"], "--grad-clip must be a finite number >= 0, got nan"),
-        (["train", "adding", "--out", "{tmp}/x", "--weight-decay", "inf"], "--weight-decay must be a finite number >= 0, got inf"),
+        (
+            ["train", "adding", "--out", "{tmp}/x", "--grad-clip", "nan"],
+            "--grad-clip must be a finite number >= 0, got nan",
+        ),
+        (
+            ["train", "adding", "--out", "{tmp}/x", "--weight-decay", "inf"],
+            "--weight-decay must be a finite number >= 0, got inf",
+        ),
         (["train", "adding", "--out", "{tmp}/x", "--threads", "100000"], "--threads must be at most"),
-        (["train", "adding", "--out", "{tmp}/x", "--seed", str(2**70)], "--seed must be in [0, 2**32), got 1180591620717411303424"),
+        (
+            ["train", "adding", "--out", "{tmp}/x", "--seed", str(2**70)],
+            "--seed must be in [0, 2**32), got 1180591620717411303424",
+        ),
         (["train", "adding", "--out", "{tmp}/x", "--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
         (["train", "adding", "--out", "{tmp}/x", "--hidden-size", "abc"], "'abc' is not a valid integer"),
         (["train", "adding", "--out", "{tmp}/x", "--bogus", "1"], "No such option '--bogus'"),
-        (["train", "adding", "--out", "{tmp}/x", "--dtype", "float16"], "--dtype must be one of float32, bfloat16, got 'float16'"),
+        (
+            ["train", "adding", "--out", "{tmp}/x", "--dtype", "float16"],
+            "--dtype must be one of float32, bfloat16, got 'float16'",
+        ),
         (["train", "adding"], "give --out DIR"),
         (["train", "nosuchtask"], "No such command 'nosuchtask'"),
         (["predict", "{tmp}/missing", "1", "2"], "no such run directory"),
@@ -88,7 +107,11 @@ def test_bad_input_one_clear_line(tmp_path, args, message):
 def test_predict_bad_numbers(tmp_path):
     out = tmp_path / "r"
     run("train", "adding", "--out", out, *TINY)
-    for values, message in ((["1"], "takes two non-negative integers, got 1 value"), (["1", "x"], "got '1' 'x'"), (["--", "-3", "4"], "must be non-negative")):
+    for values, message in (
+        (["1"], "takes two non-negative integers, got 1 value"),
+        (["1", "x"], "got '1' 'x'"),
+        (["--", "-3", "4"], "must be non-negative"),
+    ):
         result = run("predict", out, *values, ok=False)
         assert result.exit_code == 1 and message in result.output
 
@@ -150,8 +173,13 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     read, write = os.pipe()
     os.close(read)  # nobody will read: the first write fails with EPIPE
     try:
-        proc = subprocess.run([sys.executable, "-m", "grukit", "predict", str(out), "1", "2"], stdout=write,
-                              stderr=subprocess.PIPE, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "grukit", "predict", str(out), "1", "2"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
     finally:
         os.close(write)
     assert proc.returncode == 0, proc.stderr
@@ -214,13 +242,16 @@ def test_ctrl_c_after_an_epoch_says_how_to_resume(tmp_path, monkeypatch):
     run("train", "adding", "--resume", out)
 
 
-@pytest.mark.parametrize("content,message", [
-    ("[1, 2]", "not a grukit run config"),
-    ('{"task": "adding", "config": []}', "not a grukit run config"),
-    ("[" * 100000 + "]" * 100000, "nested too deeply"),
-    ('{"task": "adding", "config": {"hidden_size": "abc"}}', "hidden_size must be int, got 'abc'"),
-    ('{"task": "adding", "config": {"lr": NaN}}', "--lr must be a finite number > 0, got nan"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("[1, 2]", "not a grukit run config"),
+        ('{"task": "adding", "config": []}', "not a grukit run config"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply"),
+        ('{"task": "adding", "config": {"hidden_size": "abc"}}', "hidden_size must be int, got 'abc'"),
+        ('{"task": "adding", "config": {"lr": NaN}}', "--lr must be a finite number > 0, got nan"),
+    ],
+)
 def test_a_broken_config_json_is_one_line(tmp_path, content, message):
     out = tmp_path / "r"
     run("train", "adding", "--out", out, *TINY)

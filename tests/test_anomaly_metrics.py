@@ -37,7 +37,9 @@ def test_point_scores_average_the_covering_windows():
 def test_roc_auc_best_f1_and_hit():
     labels = np.array([0, 0, 1, 1, 0, 0])
     scores = np.array([0.1, 0.4, 0.4, 0.8, 0.2, 0.4])
-    assert anomaly.roc_auc(labels, scores) == pytest.approx(7 / 8)  # 0.8 beats all 4 normal points; 0.4 beats 2 and ties 2 (half each)
+    assert anomaly.roc_auc(labels, scores) == pytest.approx(
+        7 / 8
+    )  # 0.8 beats all 4 normal points; 0.4 beats 2 and ties 2 (half each)
     best = anomaly.best_f1(labels, scores)
     assert best["f1"] == pytest.approx(2 / 3) and best["threshold"] == pytest.approx(0.8)
     assert anomaly.hit(scores, labels, margin=0) == {"top_point": 3, "distance": 0, "hit": True}

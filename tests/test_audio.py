@@ -35,8 +35,16 @@ def wav_header_with_rate(path, rate: int, n: int = 100) -> None:
     """A 16-bit mono WAV claiming ``rate`` Hz (wave refuses to write 0)."""
     data = np.zeros(n, "<i2").tobytes()
     fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
-    path.write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<I", 16) + fmt
-                     + b"data" + struct.pack("<I", len(data)) + data)
+    path.write_bytes(
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 4])
@@ -70,7 +78,9 @@ def test_resampling_removes_what_the_new_rate_cannot_hold():
 
 def test_resample_batches_and_round_trips():
     x = torch.randn(2, 3, 1000, dtype=torch.float64)
-    smooth = torch.from_numpy(np.convolve(np.random.default_rng(0).standard_normal(3000), np.hanning(40), "same")).reshape(3, 1000)
+    smooth = torch.from_numpy(
+        np.convolve(np.random.default_rng(0).standard_normal(3000), np.hanning(40), "same")
+    ).reshape(3, 1000)
     up = audio.resample(smooth, 8000, 24000)
     assert up.shape == (3, 3000)
     back = audio.resample(up, 24000, 8000)
@@ -89,8 +99,12 @@ def test_unreadable_and_empty_audio_are_one_line(tmp_path):
     (tmp_path / "junk.wav").write_bytes(b"not a wav at all")
     (tmp_path / "zero.wav").write_bytes(b"")
     write_pcm(tmp_path / "empty.wav", np.zeros((0, 1)), 16000)
-    for name, message in [("junk.wav", "not a readable PCM WAV"), ("zero.wav", "not a readable PCM WAV"),
-                          ("empty.wav", "empty audio"), ("missing.wav", "no such audio file")]:
+    for name, message in [
+        ("junk.wav", "not a readable PCM WAV"),
+        ("zero.wav", "not a readable PCM WAV"),
+        ("empty.wav", "empty audio"),
+        ("missing.wav", "no such audio file"),
+    ]:
         with pytest.raises(ValueError, match=message) as e:
             audio.read_wav(tmp_path / name)
         assert "\n" not in str(e.value) and name in str(e.value)

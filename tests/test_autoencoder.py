@@ -58,8 +58,23 @@ def write_shapes(folder, n=30, length=60, seed=0):
 def test_spike_is_the_top_point_for_the_autoencoder_and_the_discord(tmp_path):
     data = write_sine(tmp_path / "sine.csv")
     out = tmp_path / "run"
-    result = run("train", "autoencoder", "--data", data, "--column", "value", "--label-column", "label", "--train-points", 500,
-                 "--epochs", 6, "--out", out, *SMALL)
+    result = run(
+        "train",
+        "autoencoder",
+        "--data",
+        data,
+        "--column",
+        "value",
+        "--label-column",
+        "label",
+        "--train-points",
+        500,
+        "--epochs",
+        6,
+        "--out",
+        out,
+        *SMALL,
+    )
     assert "matrix_profile_discord" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["window"] == 40  # --window auto: the period
@@ -72,7 +87,9 @@ def test_spike_is_the_top_point_for_the_autoencoder_and_the_discord(tmp_path):
     for name in ("anomaly.png", "reconstruction.png", "loss.png", "model.safetensors"):
         assert (out / name).is_file()
     again = json.loads(run("eval", "--json", out).output)
-    assert again["top_point"] == metrics["top_point"] and again["roc_auc"] == pytest.approx(metrics["roc_auc"], abs=1e-6)
+    assert again["top_point"] == metrics["top_point"] and again["roc_auc"] == pytest.approx(
+        metrics["roc_auc"], abs=1e-6
+    )
     run("predict", out, "--data", data, "--to", tmp_path / "points.csv")
     with open(tmp_path / "points.csv") as f:
         rows = list(csv.DictReader(f))
@@ -93,7 +110,21 @@ def test_a_clean_series_scores_its_spike_without_labels(tmp_path):
 def test_clustering_two_shapes_codes_and_round_trip(tmp_path):
     data = write_shapes(tmp_path / "S")
     out = tmp_path / "run"
-    run("train", "autoencoder", "--data", data, "--epochs", 100, "--hidden-size", 32, "--code-size", 8, "--no-progress", "--out", out)
+    run(
+        "train",
+        "autoencoder",
+        "--data",
+        data,
+        "--epochs",
+        100,
+        "--hidden-size",
+        32,
+        "--code-size",
+        8,
+        "--no-progress",
+        "--out",
+        out,
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["series"] == 60 and metrics["clusters"] == 2 and metrics["test_size"] == 12
     assert metrics["ari"] > 0.8, metrics
@@ -102,7 +133,9 @@ def test_clustering_two_shapes_codes_and_round_trip(tmp_path):
     for name in ("embedding.png", "reconstruction.png"):
         assert (out / name).is_file()
     again = json.loads(run("eval", "--json", out).output)
-    assert again["ari"] == pytest.approx(metrics["ari"]) and again["test_mse"] == pytest.approx(metrics["test_mse"], rel=1e-5)
+    assert again["ari"] == pytest.approx(metrics["ari"]) and again["test_mse"] == pytest.approx(
+        metrics["test_mse"], rel=1e-5
+    )
     lines = run("predict", out, "--data", data / "S_TEST.tsv").output.strip().splitlines()
     assert len(lines) == 30
     cells = [line.split("\t") for line in lines]
@@ -111,21 +144,36 @@ def test_clustering_two_shapes_codes_and_round_trip(tmp_path):
     assert (clusters[0::2] != clusters[1::2]).mean() > 0.9  # the two shapes alternate in the file
 
 
-@pytest.mark.parametrize("content,flags,message", [
-    ("t,value\n" + "".join(f"{i},{np.sin(i / 3):.3f}\n" for i in range(30)), ["--window", 50], "fewer than one window of --window 50"),
-    ("t,value\n" + "".join(f"{i},5\n" for i in range(300)), ["--column", "value"], "the series is constant"),
-    ("a,b\nx,y\nz,w\n", [], "no numeric column found"),
-    ("t,value,label\n" + "".join(f"{i},{i % 7},{i % 3}\n" for i in range(300)), ["--label-column", "label"], "must hold 0 (normal) or 1"),
-])
+@pytest.mark.parametrize(
+    "content,flags,message",
+    [
+        (
+            "t,value\n" + "".join(f"{i},{np.sin(i / 3):.3f}\n" for i in range(30)),
+            ["--window", 50],
+            "fewer than one window of --window 50",
+        ),
+        ("t,value\n" + "".join(f"{i},5\n" for i in range(300)), ["--column", "value"], "the series is constant"),
+        ("a,b\nx,y\nz,w\n", [], "no numeric column found"),
+        (
+            "t,value,label\n" + "".join(f"{i},{i % 7},{i % 3}\n" for i in range(300)),
+            ["--label-column", "label"],
+            "must hold 0 (normal) or 1",
+        ),
+    ],
+)
 def test_bad_long_series_get_one_line(tmp_path, content, flags, message):
     (tmp_path / "bad.csv").write_text(content)
-    result = run("train", "autoencoder", "--data", tmp_path / "bad.csv", "--out", tmp_path / "run", *flags, *SMALL, ok=False)
+    result = run(
+        "train", "autoencoder", "--data", tmp_path / "bad.csv", "--out", tmp_path / "run", *flags, *SMALL, ok=False
+    )
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
 
 
 def test_constant_series_set_and_bad_flags(tmp_path):
     (tmp_path / "C_TRAIN.tsv").write_text("".join(f"{i % 2}\t1\t1\t1\t1\n" for i in range(10)))
-    result = run("train", "autoencoder", "--data", tmp_path / "C_TRAIN.tsv", "--out", tmp_path / "run", *SMALL, ok=False)
+    result = run(
+        "train", "autoencoder", "--data", tmp_path / "C_TRAIN.tsv", "--out", tmp_path / "run", *SMALL, ok=False
+    )
     assert result.exit_code == 1 and "every series is constant" in result.output
     result = run("train", "autoencoder", "--window", 1, "--out", tmp_path / "run2", ok=False)
     assert result.exit_code == 1 and "--window must be >= 2" in result.output
@@ -138,7 +186,6 @@ def test_kdd_tsad_135_reads_the_bundled_archive_series():
     s = ad.kdd_tsad_135()
     assert s.values.shape == (7501, 1) and s.train_points == 1200
     assert np.nonzero(s.labels)[0].tolist() == list(range(4187, 4199))
-
 
 
 def test_one_shared_label_means_no_clustering_unless_asked(tmp_path):

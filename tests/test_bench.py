@@ -13,7 +13,12 @@ from grukit.cli.main import main
 
 
 def test_bench_library_tiny_grid(tmp_path):
-    res = bench.run((bench.Config(3, 2, 2, 4), bench.Config(2, 2, 2, 3, L=2, bidirectional=True)), cells=((2, 4),), min_time=0.0, peak_sizes=(64,))
+    res = bench.run(
+        (bench.Config(3, 2, 2, 4), bench.Config(2, 2, 2, 3, L=2, bidirectional=True)),
+        cells=((2, 4),),
+        min_time=0.0,
+        peak_sizes=(64,),
+    )
     assert {r["config"] for r in res["fp32"]} == {"T3 B2 I2 H4", "T2 B2 I2 H3 L2 bi"}
     for r in res["fp32"]:
         assert r["infer_ratio"] > 0 and r["train_ratio"] > 0 and r["bf16_train_ratio"] > 0
@@ -69,7 +74,11 @@ def test_bench_cells_tiny_grid(tmp_path, one_thread):
         assert r["infer_ratio"] > 0 and r["train_ratio"] > 0
     (row,) = res["baseline"]["rows"]
     assert row["config"] == "T5 B2 I3 H4" and row["max_abs_diff"] <= bench_cells.ATOL and row["train_ratio"] > 0
-    assert [(r["option"], r["p"]) for r in res["options"]["rows"]] == [("zoneout", 0.1), ("recurrent_dropout", 0.25), ("weight_dropout", 0.25)]
+    assert [(r["option"], r["p"]) for r in res["options"]["rows"]] == [
+        ("zoneout", 0.1),
+        ("recurrent_dropout", 0.25),
+        ("weight_dropout", 0.25),
+    ]
     assert res["layer_norm"]["target_max"] == 1.3 and res["options"]["target_max"] == 1.15
     assert all(isinstance(res[k]["met"], bool) for k in ("layer_norm", "baseline", "options"))
     table = bench_cells.format_table(res)
@@ -80,7 +89,11 @@ def test_bench_cells_tiny_grid(tmp_path, one_thread):
 
 def test_bench_cells_default_grid_is_the_brief():
     assert bench_cells.CELLS.layer_norm == bench.GRID + (bench.Config(200, 8, 40, 64),)
-    assert [(c.name, t) for c, t in bench_cells.CELLS.baseline] == [("T200 B8 I40 H64", 10.0), ("T1000 B1 I64 H256", 10.0), ("T100 B32 I64 H256", 2.0)]
+    assert [(c.name, t) for c, t in bench_cells.CELLS.baseline] == [
+        ("T200 B8 I40 H64", 10.0),
+        ("T1000 B1 I64 H256", 10.0),
+        ("T100 B32 I64 H256", 2.0),
+    ]
     assert bench_cells.CELLS.options == bench.GRID
 
 
@@ -98,13 +111,17 @@ def _swapped_gates(self, x, h):  # r and z exchanged: a plausible slip in a hand
 def test_bench_cells_refuses_a_baseline_that_computes_something_else(monkeypatch, wrong, one_thread):
     monkeypatch.setattr(bench_cells.UserLayerNormGRUCell, *wrong)
     grid = bench_cells.CellsGrid(layer_norm=(), baseline=TINY_CELLS.baseline, options=())
-    with pytest.raises(bench_cells.BaselineMismatch, match=r"does not compute grukit's LayerNorm-GRU at T5 B2: max \|difference\|"):
+    with pytest.raises(
+        bench_cells.BaselineMismatch, match=r"does not compute grukit's LayerNorm-GRU at T5 B2: max \|difference\|"
+    ):
         bench_cells.run(grid, min_time=0.0)
 
 
 def test_bench_cli_cells_quick(tmp_path, one_thread):
     out = tmp_path / "cells.json"
-    result = CliRunner().invoke(main, ["bench", "--cells", "--quick", "--min-time", "0.001", "--threads", "1", "--json", str(out)])
+    result = CliRunner().invoke(
+        main, ["bench", "--cells", "--quick", "--min-time", "0.001", "--threads", "1", "--json", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "(a) LayerNorm-GRU" in result.output and "fp32 matmul peak" not in result.output  # only the cells section
     data = json.loads(out.read_text())

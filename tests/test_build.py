@@ -104,7 +104,11 @@ def test_first_build_announces_itself_once_and_the_cache_is_silent(tmp_path, fak
     mod, res = _build._ensure(p)
     err = capsys.readouterr().err.splitlines()
     assert mod == "module" and res.built and res.library == p.library
-    assert len(err) == 2 and err[0].startswith("grukit: building the native GRU kernel once") and str(p.directory) in err[0]
+    assert (
+        len(err) == 2
+        and err[0].startswith("grukit: building the native GRU kernel once")
+        and str(p.directory) in err[0]
+    )
     assert err[1].startswith("grukit: native GRU kernel ready (")
 
     other = _build.plan(_checkout(tmp_path / "b"), tmp_path / "ext")  # the second checkout
@@ -151,7 +155,12 @@ def test_a_missing_compiler_is_named_in_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_without_a_compiler_grukit_warns_once_briefly_and_falls_back(tmp_path):
-    env = {**os.environ, "CXX": "/nonexistent/c++", "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext"), "PYTHONWARNINGS": "default"}
+    env = {
+        **os.environ,
+        "CXX": "/nonexistent/c++",
+        "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext"),
+        "PYTHONWARNINGS": "default",
+    }
     code = "import grukit.kernels as k; print(k.available(), k.available())"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

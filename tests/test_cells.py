@@ -13,13 +13,12 @@ import warnings
 
 import pytest
 import torch
+from conftest import assert_close
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import grukit
 from grukit import backend, functional, kernels
 from grukit.kernels import _build
-
-from conftest import assert_close
 
 BF16_TOL = 3e-2  # max |native bf16 - fp32 reference| / max(1, max |reference|)
 BF16_TOL_ALL = 5e-2  # every option at once, two layers: measured 0.011-0.037 over mask seeds
@@ -71,7 +70,9 @@ def _run(g, be, x, h0, lengths, mask_seed=1, packed=False):
     else:
         out, h_n = g(x, h0, lengths=lengths)
     gen = torch.Generator().manual_seed(7)
-    loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum() + (h_n * torch.randn(h_n.shape, generator=gen, dtype=h_n.dtype)).sum()
+    loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum() + (
+        h_n * torch.randn(h_n.shape, generator=gen, dtype=h_n.dtype)
+    ).sum()
     loss.backward()
     return [out.detach(), h_n.detach(), x.grad, h0.grad] + [p.grad for p in g.parameters()]
 
@@ -188,7 +189,7 @@ def test_zoneout_eval_is_the_expectation(be):
     for t in range(x.shape[0]):
         h = p * h + (1 - p) * plain(x[t], h)
         expected.append(h)
-    out, h_n = g(x, h0)
+    out, _h_n = g(x, h0)
     assert_close(out.detach(), torch.stack(expected).detach(), torch.float64)
 
 
@@ -206,7 +207,12 @@ def test_zoneout_mask_of_ones_keeps_the_state(be):
 def test_recurrent_dropout_mask_of_zeros_cuts_the_recurrent_products(be):
     """m_h = 0: the gates see no h, but z * h still carries the state."""
     x, h0 = _inputs(torch.float64, bidir=False, layers=1)
-    w = [torch.randn(24, 5, dtype=torch.float64), torch.randn(24, 8, dtype=torch.float64), torch.randn(24, dtype=torch.float64), torch.randn(24, dtype=torch.float64)]
+    w = [
+        torch.randn(24, 5, dtype=torch.float64),
+        torch.randn(24, 8, dtype=torch.float64),
+        torch.randn(24, dtype=torch.float64),
+        torch.randn(24, dtype=torch.float64),
+    ]
     fn = functional.gru_layer if be == "reference" else kernels.gru_layer
     out, _ = fn(x, h0[0], *w, h_mask=torch.zeros(3, 8, dtype=torch.float64))
     gi = x @ w[0].T + w[2]  # (T, B, 3H)
@@ -258,8 +264,17 @@ def test_masks_are_drawn_per_sequence_and_per_step_as_documented():
 
     g = _model(dict(zoneout=0.5, recurrent_dropout=0.5), torch.float32, layers=1).train()
     x, h0 = _inputs(torch.float32, layers=1)
-    functional.gru(x, h0, g._layer_weights(), num_layers=1, bidirectional=True, training=True, zoneout=0.5,
-                   recurrent_dropout=0.5, layer_fn=spy)
+    functional.gru(
+        x,
+        h0,
+        g._layer_weights(),
+        num_layers=1,
+        bidirectional=True,
+        training=True,
+        zoneout=0.5,
+        recurrent_dropout=0.5,
+        layer_fn=spy,
+    )
     assert seen["h_mask"].shape == (2, 3, 8) and set(seen["h_mask"].unique().tolist()) == {0.0, 2.0}
     assert seen["zoneout"].shape == (2, 7, 3, 8) and set(seen["zoneout"].unique().tolist()) == {0.0, 1.0}
 
@@ -267,20 +282,31 @@ def test_masks_are_drawn_per_sequence_and_per_step_as_documented():
 def test_layer_norm_parameters_are_named_and_initialised():
     g = grukit.GRU(4, 6, bidirectional=True, layer_norm=True)
     names = [n for n, _ in g.named_parameters()]
-    assert names[-8:] == ["ln_gain_ih_l0", "ln_bias_ih_l0", "ln_gain_hh_l0", "ln_bias_hh_l0",
-                          "ln_gain_ih_l0_reverse", "ln_bias_ih_l0_reverse", "ln_gain_hh_l0_reverse", "ln_bias_hh_l0_reverse"]
+    assert names[-8:] == [
+        "ln_gain_ih_l0",
+        "ln_bias_ih_l0",
+        "ln_gain_hh_l0",
+        "ln_bias_hh_l0",
+        "ln_gain_ih_l0_reverse",
+        "ln_bias_ih_l0_reverse",
+        "ln_gain_hh_l0_reverse",
+        "ln_bias_hh_l0_reverse",
+    ]
     assert torch.equal(g.ln_gain_hh_l0, torch.ones(18)) and torch.equal(g.ln_bias_ih_l0_reverse, torch.zeros(18))
     assert "layer_norm=True" in repr(g)
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(zoneout=1.0), "zoneout must be in"),
-    (dict(zoneout=float("nan")), "zoneout must be in"),
-    (dict(recurrent_dropout=-0.1), "recurrent_dropout must be in"),
-    (dict(weight_dropout="0.2"), "weight_dropout must be a float"),
-    (dict(layer_norm=1), "layer_norm must be a bool"),
-    (dict(layer_norm=True, reset_after=False), "needs reset_after=True"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(zoneout=1.0), "zoneout must be in"),
+        (dict(zoneout=float("nan")), "zoneout must be in"),
+        (dict(recurrent_dropout=-0.1), "recurrent_dropout must be in"),
+        (dict(weight_dropout="0.2"), "weight_dropout must be a float"),
+        (dict(layer_norm=1), "layer_norm must be a bool"),
+        (dict(layer_norm=True, reset_after=False), "needs reset_after=True"),
+    ],
+)
 def test_bad_options_are_named(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
         grukit.GRU(4, 6, **kw)
@@ -295,13 +321,16 @@ def test_export_refuses_options_it_cannot_represent(option):
 
 
 @pytest.mark.parametrize("be", ["reference", "native"])
-@pytest.mark.parametrize("name,value,match", [
-    ("bias_hh_l0", torch.zeros(1), r"bias_hh_l0 must have shape \(24,\), got \(1,\)"),
-    ("bias_ih_l0", torch.zeros(10), r"bias_ih_l0 must have shape \(24,\)"),
-    ("weight_hh_l0", torch.zeros(24, 9), r"weight_hh_l0 must have shape \(24, 8\)"),
-    ("ln_gain_hh_l0", torch.zeros(23), r"ln_gain_hh_l0 must have shape \(24,\)"),
-    ("bias_hh_l0", torch.zeros(24, dtype=torch.float64), "bias_hh_l0 has dtype torch.float64"),
-])
+@pytest.mark.parametrize(
+    "name,value,match",
+    [
+        ("bias_hh_l0", torch.zeros(1), r"bias_hh_l0 must have shape \(24,\), got \(1,\)"),
+        ("bias_ih_l0", torch.zeros(10), r"bias_ih_l0 must have shape \(24,\)"),
+        ("weight_hh_l0", torch.zeros(24, 9), r"weight_hh_l0 must have shape \(24, 8\)"),
+        ("ln_gain_hh_l0", torch.zeros(23), r"ln_gain_hh_l0 must have shape \(24,\)"),
+        ("bias_hh_l0", torch.zeros(24, dtype=torch.float64), "bias_hh_l0 has dtype torch.float64"),
+    ],
+)
 def test_module_names_a_wrong_parameter(be, name, value, match):
     backend.set_backend(be)
     g = grukit.GRU(5, 8, layer_norm=True)
@@ -315,22 +344,35 @@ def test_functional_names_a_wrong_parameter():
     w = [torch.randn(24, 5), torch.randn(24, 8), torch.randn(24), torch.randn(10)]
     with pytest.raises(ValueError, match=r"b_hh must have shape \(24,\)"):
         functional.gru_layer(x, h0, *w)
-    with pytest.raises(TypeError, match="w_hh has dtype torch.float64"):
+    with pytest.raises(TypeError, match=r"w_hh has dtype torch.float64"):
         functional.gru_layer(x, h0, w[0], w[1].double())
 
 
-@pytest.mark.parametrize("args,match", [
-    (dict(b_hh=torch.zeros(1, 1)), "b_hh must be"),
-    (dict(w_hh=torch.zeros(1, 24, 9)), "w_hh must be"),
-    (dict(h0=torch.zeros(1, 2, 9)), "h0 must be"),
-    (dict(norms=torch.zeros(1, 4, 5)), "norms must be"),
-    (dict(zoneout=torch.zeros(1, 3, 2, 7)), "zoneout mask must be"),
-    (dict(h_mask=torch.zeros(1, 2, 7)), "recurrent dropout mask must be"),
-    (dict(b_ih=torch.zeros(1, 24, dtype=torch.float64)), "b_ih has dtype"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (dict(b_hh=torch.zeros(1, 1)), "b_hh must be"),
+        (dict(w_hh=torch.zeros(1, 24, 9)), "w_hh must be"),
+        (dict(h0=torch.zeros(1, 2, 9)), "h0 must be"),
+        (dict(norms=torch.zeros(1, 4, 5)), "norms must be"),
+        (dict(zoneout=torch.zeros(1, 3, 2, 7)), "zoneout mask must be"),
+        (dict(h_mask=torch.zeros(1, 2, 7)), "recurrent dropout mask must be"),
+        (dict(b_ih=torch.zeros(1, 24, dtype=torch.float64)), "b_ih has dtype"),
+    ],
+)
 def test_native_op_checks_every_tensor_it_reads(args, match):
-    base = dict(x=torch.randn(3, 2, 5), h0=torch.zeros(1, 2, 8), w_ih=torch.randn(1, 24, 5), w_hh=torch.randn(1, 24, 8),
-                b_ih=torch.zeros(1, 24), b_hh=torch.zeros(1, 24), lengths=None, norms=None, zoneout=None, h_mask=None)
+    base = dict(
+        x=torch.randn(3, 2, 5),
+        h0=torch.zeros(1, 2, 8),
+        w_ih=torch.randn(1, 24, 5),
+        w_hh=torch.randn(1, 24, 8),
+        b_ih=torch.zeros(1, 24),
+        b_hh=torch.zeros(1, 24),
+        lengths=None,
+        norms=None,
+        zoneout=None,
+        h_mask=None,
+    )
     base.update(args)
     with pytest.raises(RuntimeError, match=match):
         torch.ops.grukit.gru_layer(*base.values(), 0.0, True, False)

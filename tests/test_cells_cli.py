@@ -29,6 +29,7 @@ def run(*args):
 
 # ---- tiny data, one maker per task ----------------------------------------------
 
+
 def ucr(folder, target_is_mean=False, n=16, length=10):
     """TRAIN/TEST .tsv files: two classes (a rising and a falling ramp), or a number target (the series' mean)."""
     rng = np.random.default_rng(0)
@@ -37,7 +38,11 @@ def ucr(folder, target_is_mean=False, n=16, length=10):
         rows = []
         for i in range(n):
             sign = 1 if i % 2 else -1
-            values = sign * np.linspace(-1, 1, length) + 0.1 * rng.standard_normal(length) + (rng.standard_normal() if target_is_mean else 0)
+            values = (
+                sign * np.linspace(-1, 1, length)
+                + 0.1 * rng.standard_normal(length)
+                + (rng.standard_normal() if target_is_mean else 0)
+            )
             head = f"{values.mean():.5f}" if target_is_mean else str(i % 2 + 1)
             rows.append("\t".join([head] + [f"{v:.4f}" for v in values]))
         (folder / f"T_{split}.tsv").write_text("\n".join(rows) + "\n")
@@ -47,7 +52,10 @@ def ucr(folder, target_is_mean=False, n=16, length=10):
 def series_csv(folder):
     folder.mkdir()
     rng = np.random.default_rng(0)
-    lines = ["day,value"] + [f"{date(2020, 1, 1) + timedelta(days=i)},{10 + 3 * np.sin(2 * np.pi * i / 7) + 0.1 * rng.standard_normal():.4f}" for i in range(120)]
+    lines = ["day,value"] + [
+        f"{date(2020, 1, 1) + timedelta(days=i)},{10 + 3 * np.sin(2 * np.pi * i / 7) + 0.1 * rng.standard_normal():.4f}"
+        for i in range(120)
+    ]
     (folder / "s.csv").write_text("\n".join(lines) + "\n")
     return ["--data", folder / "s.csv"]
 
@@ -60,13 +68,57 @@ def text(folder):
 
 SMALL = ["--no-progress"]
 TASK_ARGS = {  # task -> (data maker, tiny flags, the test metric in metrics.json / eval's output)
-    "adding": (lambda d: [], ["--epochs", "1", "--steps", "5", "--eval-pairs", "20", "--hidden-size", "4"], lambda m: m["accuracy_by_bits"]),
+    "adding": (
+        lambda d: [],
+        ["--epochs", "1", "--steps", "5", "--eval-pairs", "20", "--hidden-size", "4"],
+        lambda m: m["accuracy_by_bits"],
+    ),
     "classify": (ucr, ["--epochs", "2", "--hidden-size", "4", "--batch-size", "8"], lambda m: m["accuracy"]),
-    "regress": (lambda d: ucr(d, target_is_mean=True), ["--epochs", "2", "--hidden-size", "4", "--batch-size", "8"], lambda m: m["mae"]),
-    "forecast": (series_csv, ["--epochs", "2", "--steps", "3", "--batch-size", "8", "--hidden-size", "4", "--lookback", "8", "--horizon", "3"], lambda m: m["gru"]),
-    "lm": (text, ["--epochs", "1", "--steps", "3", "--batch-size", "4", "--seq-len", "16", "--hidden-size", "8", "--embedding-size", "4"], lambda m: m["bpc"]),
+    "regress": (
+        lambda d: ucr(d, target_is_mean=True),
+        ["--epochs", "2", "--hidden-size", "4", "--batch-size", "8"],
+        lambda m: m["mae"],
+    ),
+    "forecast": (
+        series_csv,
+        [
+            "--epochs",
+            "2",
+            "--steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--hidden-size",
+            "4",
+            "--lookback",
+            "8",
+            "--horizon",
+            "3",
+        ],
+        lambda m: m["gru"],
+    ),
+    "lm": (
+        text,
+        [
+            "--epochs",
+            "1",
+            "--steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "16",
+            "--hidden-size",
+            "8",
+            "--embedding-size",
+            "4",
+        ],
+        lambda m: m["bpc"],
+    ),
 }
-LOADERS = {task: (lambda t, r: t.load(r)[2]) for task in TASK_ARGS}  # the model a run directory rebuilds (what eval/predict/generate use)
+LOADERS = {
+    task: (lambda t, r: t.load(r)[2]) for task in TASK_ARGS
+}  # the model a run directory rebuilds (what eval/predict/generate use)
 
 
 def train(task, cell, tmp_path, *extra):
@@ -82,6 +134,7 @@ def train(task, cell, tmp_path, *extra):
 
 # ---- every task x every cell ------------------------------------------------------
 
+
 @pytest.mark.parametrize("cell", cells.CELLS)
 @pytest.mark.parametrize("task", list(TASK_ARGS))
 def test_every_task_trains_every_cell_and_eval_rebuilds_it(task, cell, tmp_path):
@@ -92,7 +145,9 @@ def test_every_task_trains_every_cell_and_eval_rebuilds_it(task, cell, tmp_path)
     metric = TASK_ARGS[task][2]
     r = run("eval", "--json", out)
     assert r.exit_code == 0, r.output
-    assert metric(json.loads(r.output)) == pytest.approx(metric(json.loads((out / "metrics.json").read_text())), rel=1e-5)
+    assert metric(json.loads(r.output)) == pytest.approx(
+        metric(json.loads((out / "metrics.json").read_text())), rel=1e-5
+    )
 
     layer = LOADERS[task](TASKS[task], out).gru
     if cell == "mingru":
@@ -134,6 +189,7 @@ def test_a_run_from_before_cells_loads_as_gru(tmp_path):
 
 # ---- bad values: one line, exit code 1, nothing written --------------------------
 
+
 @pytest.mark.parametrize("task", list(TASK_ARGS))
 @pytest.mark.parametrize(
     "args, message",
@@ -159,7 +215,11 @@ def test_bad_cell_values_are_one_line(task, args, message, tmp_path):
     "task, args, message",
     [
         ("classify", [], "--bidirectional is not available for --cell mingru"),  # classify's default is both ways
-        ("lm", ["--num-layers", "2", "--dropout", "0.1"], "--dropout is not available for --cell mingru; MinGRU has no dropout between layers"),
+        (
+            "lm",
+            ["--num-layers", "2", "--dropout", "0.1"],
+            "--dropout is not available for --cell mingru; MinGRU has no dropout between layers",
+        ),
     ],
 )
 def test_options_mingru_lacks_are_one_line(task, args, message, tmp_path):
@@ -171,6 +231,7 @@ def test_options_mingru_lacks_are_one_line(task, args, message, tmp_path):
 
 
 # ---- the registry itself -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("cell", cells.CELLS)
 def test_every_cell_takes_the_same_call(cell):

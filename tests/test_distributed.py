@@ -26,8 +26,16 @@ def grukit(*args, procs: int = 1, cwd: Path) -> subprocess.CompletedProcess:
     if procs == 1:
         cmd = [sys.executable, "-m", "grukit", *args]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", f"--master_port={free_port()}",
-               "-m", "grukit", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={procs}",
+            f"--master_port={free_port()}",
+            "-m",
+            "grukit",
+            *args,
+        ]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 

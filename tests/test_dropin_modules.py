@@ -46,15 +46,22 @@ def cases(dtypes=(torch.float32, torch.float64), train_only=False):
     out = []
     for name, info in INFOS.items():
         flags = [True] if train_only or not info.train_and_eval_differ else [True, False]
-        out += [pytest.param(name, d, t, id=f"{name}-{str(d)[6:]}-{'train' if t else 'eval'}")
-                for d, t in itertools.product(dtypes, flags)]
+        out += [
+            pytest.param(name, d, t, id=f"{name}-{str(d)[6:]}-{'train' if t else 'eval'}")
+            for d, t in itertools.product(dtypes, flags)
+        ]
     return out
 
 
 def samples(name, dtype, training, requires_grad=False, device="cpu"):
     info = INFOS[name]
-    return [s for s in info.module_inputs_func(info, device=device, dtype=dtype, requires_grad=requires_grad,
-                                               training=training) if s.forward_input is not None]
+    return [
+        s
+        for s in info.module_inputs_func(
+            info, device=device, dtype=dtype, requires_grad=requires_grad, training=training
+        )
+        if s.forward_input is not None
+    ]
 
 
 def build(name, s, dtype, training):
@@ -137,6 +144,7 @@ def _non_contiguous(obj):
         out = torch.repeat_interleave(t, 2, dim=-1)[..., ::2].detach()
         out.requires_grad = t.requires_grad
         return out
+
     return tree_map_only(torch.Tensor, one, obj)
 
 
@@ -164,7 +172,7 @@ def test_non_contiguous_tensors(name, dtype, training):
                 _backward(out, g)
             assert_equal(out, ref)
             assert_equal([a.grad for a in in_args], ref_grads[: len(args)], atol=1e-4, rtol=0)
-            assert_equal([p.grad for p in m.parameters()], ref_grads[len(args):])
+            assert_equal([p.grad for p in m.parameters()], ref_grads[len(args) :])
 
 
 def _gradients(name, dtype, training, check):
@@ -326,7 +334,9 @@ def test_device_ctx_init(name, dtype, training):
         m_cpu = info.module_cls(*s_cpu.constructor_input.args, **s_cpu.constructor_input.kwargs)
         with torch.device("meta"):
             m = info.module_cls(*s_meta.constructor_input.args, **s_meta.constructor_input.kwargs)
-        for p_meta, p_cpu in itertools.chain(zip(m.parameters(), m_cpu.parameters()), zip(m.buffers(), m_cpu.buffers())):
+        for p_meta, p_cpu in itertools.chain(
+            zip(m.parameters(), m_cpu.parameters()), zip(m.buffers(), m_cpu.buffers())
+        ):
             assert p_meta.is_meta
             assert_metadata_eq(_equal, p_meta, p_cpu)
 

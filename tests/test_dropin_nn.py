@@ -55,7 +55,13 @@ def test_RNN_cell_forward_zero_hidden_size():
 def test_rnn_args_check():
     T, B, I, H, L, bad = 6, 4, 3, 5, 2, 7
     good_x, good_h = (T, B, I), (L, B, H)
-    for which, dim in ((0, 1), (1, 1), (0, 2), (1, 2), (1, 0)):  # input batch, hidden batch, input size, hidden size, hidden[0]
+    for which, dim in (
+        (0, 1),
+        (1, 1),
+        (0, 2),
+        (1, 2),
+        (1, 0),
+    ):  # input batch, hidden batch, input size, hidden size, hidden[0]
         shapes = [list(good_x), list(good_h)]
         shapes[which][dim] = bad
         with pytest.raises(RuntimeError):
@@ -73,7 +79,7 @@ def test_rnn_initial_hidden_state():
 
 def test_cudnn_forward_exception():
     rnn = GRU(10, 20, batch_first=True)
-    with pytest.raises(RuntimeError, match="Expected hidden.*size.*got"):
+    with pytest.raises(RuntimeError, match=r"Expected hidden.*size.*got"):
         rnn(torch.randn(2, 3, 10), torch.zeros(1, 2, 19))
     with pytest.raises(RuntimeError, match=re.escape("input.size(-1) must be equal to input_size")):
         rnn(torch.randn(2, 3, 3))
@@ -129,7 +135,9 @@ def _per_sample(module, input, args, batch_first, tol):
     B = input.shape[dim]
     input.requires_grad_()
     with freeze_rng_state():
-        total = call_for_per_sample_grads(module, batch_size=B, loss_reduction="sum", batch_first=batch_first)(input, *args).sum()
+        total = call_for_per_sample_grads(module, batch_size=B, loss_reduction="sum", batch_first=batch_first)(
+            input, *args
+        ).sum()
         total.backward()
         actual = [p.grad_sample for p in module.parameters()] + [input.grad.clone()]
         for p in module.parameters():
@@ -173,8 +181,9 @@ def _per_sample_packed(module, input, tol):
 @pytest.mark.parametrize("dtype,training", list(itertools.product((torch.float32, torch.float64), (True, False))))
 def test_expanded_weights_module(dtype, training):
     tol = dict(atol=1e-3, rtol=1e-4) if dtype == torch.float32 else {}
-    inputs = GRU_INFO.module_inputs_func(GRU_INFO, device="cpu", dtype=dtype, requires_grad=True, training=training,
-                                         with_packed_sequence=True)
+    inputs = GRU_INFO.module_inputs_func(
+        GRU_INFO, device="cpu", dtype=dtype, requires_grad=True, training=training, with_packed_sequence=True
+    )
     for s in inputs:
         m = OutputOnly(*s.constructor_input.args, **s.constructor_input.kwargs).to(dtype)
         batch_first = m.m.batch_first

@@ -16,11 +16,27 @@ import grukit
         (dict(input_size=3, hidden_size=4, num_layers=0), ValueError, "num_layers must be >= 1, got 0"),
         (dict(input_size=3, hidden_size=2.5), TypeError, "hidden_size must be an int, got float"),
         (dict(input_size="3", hidden_size=4), TypeError, "input_size must be an int, got str"),
-        (dict(input_size=3, hidden_size=4, num_layers=2, dropout=1.5), ValueError, r"dropout must be in \[0, 1\], got 1.5"),
-        (dict(input_size=3, hidden_size=4, num_layers=2, dropout=-0.1), ValueError, r"dropout must be in \[0, 1\], got -0.1"),
+        (
+            dict(input_size=3, hidden_size=4, num_layers=2, dropout=1.5),
+            ValueError,
+            r"dropout must be in \[0, 1\], got 1.5",
+        ),
+        (
+            dict(input_size=3, hidden_size=4, num_layers=2, dropout=-0.1),
+            ValueError,
+            r"dropout must be in \[0, 1\], got -0.1",
+        ),
         (dict(input_size=3, hidden_size=4, num_layers=2, dropout="x"), TypeError, "dropout must be a float"),
-        (dict(input_size=3, hidden_size=4, compute_dtype="bfloat16"), TypeError, "compute_dtype must be a floating-point torch.dtype or None, got 'bfloat16'"),
-        (dict(input_size=3, hidden_size=4, compute_dtype=torch.int32), TypeError, "compute_dtype must be a floating-point torch.dtype or None, got torch.int32"),
+        (
+            dict(input_size=3, hidden_size=4, compute_dtype="bfloat16"),
+            TypeError,
+            "compute_dtype must be a floating-point torch.dtype or None, got 'bfloat16'",
+        ),
+        (
+            dict(input_size=3, hidden_size=4, compute_dtype=torch.int32),
+            TypeError,
+            "compute_dtype must be a floating-point torch.dtype or None, got torch.int32",
+        ),
     ],
 )
 def test_constructor(kwargs, exc, match):
@@ -39,20 +55,60 @@ gru = grukit.GRU(3, 4, num_layers=2)
 @pytest.mark.parametrize(
     "call,exc,match",
     [
-        (lambda: gru(torch.randn(5)), ValueError, r"input must be 3-D \(T, B, I\) or 2-D \(unbatched\), got 1-D with shape \(5,\)"),
+        (
+            lambda: gru(torch.randn(5)),
+            ValueError,
+            r"input must be 3-D \(T, B, I\) or 2-D \(unbatched\), got 1-D with shape \(5,\)",
+        ),
         (lambda: gru(torch.randn(2, 5, 3, 1)), ValueError, "got 4-D"),
         (lambda: gru(torch.randn(5, 2, 7)), ValueError, r"input.size\(-1\) must equal input_size=3, got 7"),
-        (lambda: gru(torch.randn(5, 2, 3, dtype=torch.float64)), TypeError, "input has dtype torch.float64 but the weights have dtype torch.float32"),
-        (lambda: gru(torch.ones(5, 2, 3, dtype=torch.long)), TypeError, "input must be a floating-point tensor, got dtype torch.int64"),
+        (
+            lambda: gru(torch.randn(5, 2, 3, dtype=torch.float64)),
+            TypeError,
+            "input has dtype torch.float64 but the weights have dtype torch.float32",
+        ),
+        (
+            lambda: gru(torch.ones(5, 2, 3, dtype=torch.long)),
+            TypeError,
+            "input must be a floating-point tensor, got dtype torch.int64",
+        ),
         (lambda: gru([[1.0, 2.0, 3.0]]), TypeError, "input must be a torch.Tensor, got list"),
-        (lambda: gru(torch.randn(5, 2, 3), torch.randn(1, 2, 4)), ValueError, r"hx must have shape \(2, 2, 4\), got \(1, 2, 4\)"),
-        (lambda: gru(torch.randn(5, 3), torch.randn(2, 2, 4)), ValueError, r"hx must have shape \(2, 4\), got \(2, 2, 4\)"),
-        (lambda: gru(torch.randn(5, 2, 3), torch.randn(2, 2, 4, dtype=torch.float64)), TypeError, "hx has dtype torch.float64"),
+        (
+            lambda: gru(torch.randn(5, 2, 3), torch.randn(1, 2, 4)),
+            ValueError,
+            r"hx must have shape \(2, 2, 4\), got \(1, 2, 4\)",
+        ),
+        (
+            lambda: gru(torch.randn(5, 3), torch.randn(2, 2, 4)),
+            ValueError,
+            r"hx must have shape \(2, 4\), got \(2, 2, 4\)",
+        ),
+        (
+            lambda: gru(torch.randn(5, 2, 3), torch.randn(2, 2, 4, dtype=torch.float64)),
+            TypeError,
+            "hx has dtype torch.float64",
+        ),
         (lambda: gru(torch.randn(0, 2, 3)), ValueError, "zero time steps"),
-        (lambda: gru(torch.randn(5, 2, 3), lengths=torch.tensor([[5, 5]])), ValueError, r"lengths must be 1-D .* got shape \(1, 2\)"),
-        (lambda: gru(torch.randn(5, 2, 3), lengths=torch.tensor([5.0, 5.0])), TypeError, "lengths must be an integer tensor, got dtype torch.float32"),
-        (lambda: gru(torch.randn(5, 2, 3), lengths=torch.tensor([5, 5, 5])), ValueError, "lengths has 3 entries but the batch has 2 sequences"),
-        (lambda: gru(torch.randn(5, 2, 3), lengths=torch.tensor([0, 5])), ValueError, r"lengths must lie in \[1, 5\].*got values in \[0, 5\]"),
+        (
+            lambda: gru(torch.randn(5, 2, 3), lengths=torch.tensor([[5, 5]])),
+            ValueError,
+            r"lengths must be 1-D .* got shape \(1, 2\)",
+        ),
+        (
+            lambda: gru(torch.randn(5, 2, 3), lengths=torch.tensor([5.0, 5.0])),
+            TypeError,
+            "lengths must be an integer tensor, got dtype torch.float32",
+        ),
+        (
+            lambda: gru(torch.randn(5, 2, 3), lengths=torch.tensor([5, 5, 5])),
+            ValueError,
+            "lengths has 3 entries but the batch has 2 sequences",
+        ),
+        (
+            lambda: gru(torch.randn(5, 2, 3), lengths=torch.tensor([0, 5])),
+            ValueError,
+            r"lengths must lie in \[1, 5\].*got values in \[0, 5\]",
+        ),
         (lambda: gru(torch.randn(5, 2, 3), lengths=torch.tensor([6, 5])), ValueError, r"lengths must lie in \[1, 5\]"),
         (lambda: gru(torch.randn(5, 2, 3), lengths="5"), TypeError, "lengths must be a torch.Tensor, got str"),
     ],
@@ -99,5 +155,5 @@ def test_no_exact_torch_conversion_for_reset_before():
 
 
 def test_from_torch_needs_a_gru():
-    with pytest.raises(TypeError, match="expects a torch.nn.GRU, got LSTM"):
+    with pytest.raises(TypeError, match=r"expects a torch.nn.GRU, got LSTM"):
         grukit.GRU.from_torch(torch.nn.LSTM(3, 4))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from test_autoencoder import run, write_shapes
 
 
@@ -58,7 +57,21 @@ def test_estimator_loads_a_cli_run(tmp_path):
 
     d = write_shapes(tmp_path / "S", n=10)
     out = tmp_path / "run"
-    run("train", "autoencoder", "--data", d, "--epochs", 2, "--hidden-size", 8, "--code-size", 3, "--no-progress", "--out", out)
+    run(
+        "train",
+        "autoencoder",
+        "--data",
+        d,
+        "--epochs",
+        2,
+        "--hidden-size",
+        8,
+        "--code-size",
+        3,
+        "--no-progress",
+        "--out",
+        out,
+    )
     est = grukit.GRUAutoencoder.load(out)
     X = np.stack([s[:, 0] for s in numeric.read_series(d / "S_TEST.tsv").series])
     assert est.code_size == 3 and est.transform(X).shape == (10, 3)

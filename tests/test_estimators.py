@@ -12,15 +12,15 @@ from click.testing import CliRunner
 
 pytest.importorskip("sklearn")
 
-from sklearn.base import clone  # noqa: E402
-from sklearn.exceptions import NotFittedError  # noqa: E402
-from sklearn.model_selection import cross_val_score  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
-from sklearn.preprocessing import FunctionTransformer  # noqa: E402
-from sklearn.utils import estimator_checks as checks  # noqa: E402
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils import estimator_checks as checks
 
-from grukit import GRUClassifier, GRUForecaster, GRURegressor, GRUTextClassifier  # noqa: E402
-from grukit.cli import main  # noqa: E402
+from grukit import GRUClassifier, GRUForecaster, GRURegressor, GRUTextClassifier
+from grukit.cli import main
 
 FAST = dict(hidden_size=16, epochs=15, batch_size=32, lr=0.01)
 
@@ -53,6 +53,7 @@ def classifier():
 
 
 # ---- learning ------------------------------------------------------------------
+
 
 def test_classifier_learns_and_keeps_label_dtype(classifier):
     clf, X, y = classifier
@@ -136,6 +137,7 @@ def test_forecaster_beats_naive_and_refuses_longer_horizons():
 
 # ---- scikit-learn composition ---------------------------------------------------
 
+
 def test_pipeline_and_cross_val_score():
     X, y = separable(n=90)
     pipe = Pipeline([("scale", FunctionTransformer(lambda a: 2.0 * a)), ("gru", GRUClassifier(**FAST))])
@@ -156,6 +158,7 @@ def test_random_state():
 
 
 # ---- save / load and the CLI ------------------------------------------------------
+
 
 def test_save_load_and_cli_predict_on_the_saved_run(classifier, tmp_path):
     clf, X, y = classifier
@@ -198,7 +201,9 @@ def test_save_load_regressor_text_and_forecaster(tmp_path):
     fc = GRUForecaster(horizon=4, lookback=12, epochs=2, steps=5).fit(seasonal(120))
     run = fc.save(tmp_path / "fc")
     np.testing.assert_array_equal(GRUForecaster.load(run).predict(), fc.predict())
-    result = run_cli("predict", run, *[repr(float(v)) for v in seasonal(120)[-12:]])  # the CLI forecasts from the values given
+    result = run_cli(
+        "predict", run, *[repr(float(v)) for v in seasonal(120)[-12:]]
+    )  # the CLI forecasts from the values given
     assert result.exit_code == 0, result.output
     cli = [float(line.split("\t")[1]) for line in result.output.splitlines()[1:]]  # after the title
     np.testing.assert_allclose(cli, fc.predict(4, y=seasonal(120)[-12:]), rtol=1e-5)  # printed to 6 digits
@@ -210,7 +215,19 @@ def test_load_a_cli_trained_run(tmp_path):
     X, y = separable(n=40, channels=1)
     train = tmp_path / "Toy_TRAIN.tsv"
     train.write_text("".join(f"{lab}\t" + "\t".join(map(str, s)) + "\n" for lab, s in zip(y, X[:, 0, :])))
-    result = run_cli("train", "classify", "--data", train, "--epochs", "2", "--hidden-size", "8", "--no-progress", "--out", tmp_path / "cli")
+    result = run_cli(
+        "train",
+        "classify",
+        "--data",
+        train,
+        "--epochs",
+        "2",
+        "--hidden-size",
+        "8",
+        "--no-progress",
+        "--out",
+        tmp_path / "cli",
+    )
     assert result.exit_code == 0, result.output
     clf = GRUClassifier.load(tmp_path / "cli")
     assert clf.classes_.tolist() == ["down", "up"] and clf.hidden_size == 8 and clf.epochs == 2
@@ -222,21 +239,25 @@ def test_load_a_cli_trained_run(tmp_path):
 
 # ---- errors ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make, message", [
-    (lambda X, y: GRUClassifier().predict(X), "not fitted"),
-    (lambda X, y: GRUClassifier(**FAST).fit(X, np.full(len(y), "up")), "at least 2 classes in y, got 1 class"),
-    (lambda X, y: GRUClassifier(**FAST).fit(np.where(X > 1, np.nan, X), y), "NaN or infinity"),
-    (lambda X, y: GRUClassifier(**FAST).fit(X, y[:-1]), "X holds 30 samples but y holds 29"),
-    (lambda X, y: GRUClassifier(**FAST).fit(X[0, 0], y), r"shape \(16,\) \(1-D\).*Reshape your data"),
-    (lambda X, y: GRUClassifier(hidden_size=0).fit(X, y), "GRUClassifier: hidden_size must be >= 1, got 0"),
-    (lambda X, y: GRUClassifier(epochs=2.5).fit(X, y), "epochs must be int, got 2.5"),
-    (lambda X, y: GRUClassifier(**FAST).fit([X[0], X[1, :1]], y[:2]), "different numbers of channels"),
-    (lambda X, y: GRUClassifier(**FAST).fit(np.array([["a", "b"]] * 30), y), "holds strings.*GRUTextClassifier"),
-    (lambda X, y: GRURegressor().fit(X[:1], [1.0]), "at least 2 series to fit, got 1 sample"),
-    (lambda X, y: GRURegressor().fit(X, np.full(len(y), np.inf)), "infinity"),
-    (lambda X, y: GRUForecaster().fit(np.arange(20.0)), "too short"),
-    (lambda X, y: GRUForecaster().predict(), "not fitted"),
-])
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda X, y: GRUClassifier().predict(X), "not fitted"),
+        (lambda X, y: GRUClassifier(**FAST).fit(X, np.full(len(y), "up")), "at least 2 classes in y, got 1 class"),
+        (lambda X, y: GRUClassifier(**FAST).fit(np.where(X > 1, np.nan, X), y), "NaN or infinity"),
+        (lambda X, y: GRUClassifier(**FAST).fit(X, y[:-1]), "X holds 30 samples but y holds 29"),
+        (lambda X, y: GRUClassifier(**FAST).fit(X[0, 0], y), r"shape \(16,\) \(1-D\).*Reshape your data"),
+        (lambda X, y: GRUClassifier(hidden_size=0).fit(X, y), "GRUClassifier: hidden_size must be >= 1, got 0"),
+        (lambda X, y: GRUClassifier(epochs=2.5).fit(X, y), "epochs must be int, got 2.5"),
+        (lambda X, y: GRUClassifier(**FAST).fit([X[0], X[1, :1]], y[:2]), "different numbers of channels"),
+        (lambda X, y: GRUClassifier(**FAST).fit(np.array([["a", "b"]] * 30), y), "holds strings.*GRUTextClassifier"),
+        (lambda X, y: GRURegressor().fit(X[:1], [1.0]), "at least 2 series to fit, got 1 sample"),
+        (lambda X, y: GRURegressor().fit(X, np.full(len(y), np.inf)), "infinity"),
+        (lambda X, y: GRUForecaster().fit(np.arange(20.0)), "too short"),
+        (lambda X, y: GRUForecaster().predict(), "not fitted"),
+    ],
+)
 def test_clear_errors(make, message):
     X, y = separable(n=30)
     with pytest.raises((ValueError, NotFittedError), match=message):
@@ -245,13 +266,15 @@ def test_clear_errors(make, message):
 
 def test_wrong_channels_at_predict(classifier):
     clf, X, _ = classifier
-    with pytest.raises(ValueError, match="1 channel.*trained on 2"):
+    with pytest.raises(ValueError, match=r"1 channel.*trained on 2"):
         clf.predict(X[:, :1])
 
 
 def test_import_grukit_does_not_import_sklearn_and_says_how_to_install_it():
     code = "import sys, grukit; assert 'sklearn' not in sys.modules; print(grukit.GRU.__name__)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "GRU"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "GRU"
+    )
     code = "import sys; sys.modules['sklearn'] = None\nimport grukit\ngrukit.GRUClassifier"
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr.strip().splitlines()[-1]
     assert err == "ImportError: grukit's estimators need scikit-learn: pip install 'grukit[sklearn]'"
@@ -262,7 +285,7 @@ def test_import_grukit_does_not_import_sklearn_and_says_how_to_install_it():
 SERIES_READING = "X's second axis is time: the GRU reads each row as a series"
 EXPECTED_FAILURES = {
     "check_methods_subset_invariance": "float32 matrix products give results that differ in the last bits (~1e-7) between "
-                                       "a batch and a single series",
+    "a batch and a single series",
 }
 
 
@@ -274,16 +297,29 @@ def _expected_failures(est):
 # blobs; check_regressors_train: R^2 > 0.5 on make_regression): global scaling (per-series scaling would erase
 # 2-step blobs), short training.
 @checks.parametrize_with_checks(
-    [GRUClassifier(hidden_size=8, epochs=30, batch_size=64, lr=0.01, normalize="global", augment=0.0, bidirectional=False),
-     GRURegressor(hidden_size=16, epochs=40, batch_size=32, lr=0.02, bidirectional=True, pooling="last")],
-    expected_failed_checks=_expected_failures)
+    [
+        GRUClassifier(
+            hidden_size=8, epochs=30, batch_size=64, lr=0.01, normalize="global", augment=0.0, bidirectional=False
+        ),
+        GRURegressor(hidden_size=16, epochs=40, batch_size=32, lr=0.02, bidirectional=True, pooling="last"),
+    ],
+    expected_failed_checks=_expected_failures,
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("check", [checks.check_parameters_default_constructible, checks.check_no_attributes_set_in_init,
-                                   checks.check_get_params_invariance, checks.check_set_params, checks.check_estimator_cloneable,
-                                   checks.check_estimator_repr])
+@pytest.mark.parametrize(
+    "check",
+    [
+        checks.check_parameters_default_constructible,
+        checks.check_no_attributes_set_in_init,
+        checks.check_get_params_invariance,
+        checks.check_set_params,
+        checks.check_estimator_cloneable,
+        checks.check_estimator_repr,
+    ],
+)
 @pytest.mark.parametrize("estimator", [GRUForecaster(), GRUTextClassifier()], ids=type)
 def test_forecaster_and_text_follow_the_parameter_contract(check, estimator):
     """sklearn's data checks do not apply to these two (GRUForecaster fits one series, fit(y); sklearn tests no

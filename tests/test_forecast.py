@@ -17,7 +17,21 @@ from grukit.evaluation import forecasting as fc
 from grukit.tasks import forecast
 from grukit.tasks.forecast_model import ForecastState
 
-TINY = ["--epochs", "2", "--steps", "3", "--batch-size", "8", "--hidden-size", "8", "--lookback", "12", "--horizon", "4", "--no-progress"]
+TINY = [
+    "--epochs",
+    "2",
+    "--steps",
+    "3",
+    "--batch-size",
+    "8",
+    "--hidden-size",
+    "8",
+    "--lookback",
+    "12",
+    "--horizon",
+    "4",
+    "--no-progress",
+]
 
 
 def test_metrics_by_hand():
@@ -63,8 +77,21 @@ def test_choose_base(y, season, base):
 def test_gru_corrects_its_base():
     """An untrained-looking model that outputs 0 forecasts exactly its base."""
     y = np.tile([0.0, 5.0, 1.0, 7.0], 10)
-    state = ForecastState(lookback=4, horizon=3, season=4, mean=[0.0], std=[2.0], dstd=1.0, columns=["y"], date_column="",
-                          calendar=False, points=len(y), split=[20, 30], mase_scale=1.0, base="seasonal")
+    state = ForecastState(
+        lookback=4,
+        horizon=3,
+        season=4,
+        mean=[0.0],
+        std=[2.0],
+        dstd=1.0,
+        columns=["y"],
+        date_column="",
+        calendar=False,
+        points=len(y),
+        split=[20, 30],
+        mase_scale=1.0,
+        base="seasonal",
+    )
     model = forecast.Forecaster(1, 4, 1, 3, 0.0)
     torch.nn.init.zeros_(model.head.weight)
     torch.nn.init.zeros_(model.head.bias)
@@ -73,7 +100,9 @@ def test_gru_corrects_its_base():
     np.testing.assert_allclose(forecast.forecast(model, x, y, at, state), fc.seasonal_naive(y, at, 3, 4))
     with torch.no_grad():
         model.head.bias.fill_(0.5)  # +0.5 std on every step
-    np.testing.assert_allclose(forecast.forecast(model, x, y, at, dataclasses.replace(state, base="naive")), fc.naive(y, at, 3) + 1.0)
+    np.testing.assert_allclose(
+        forecast.forecast(model, x, y, at, dataclasses.replace(state, base="naive")), fc.naive(y, at, 3) + 1.0
+    )
 
 
 def test_prepare_without_holdout_keeps_no_test_part():
@@ -128,7 +157,10 @@ def test_train_eval_predict_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["test_origins"] == 40 - 12 - 4 + 1
     r = run("eval", "--json", out, "--data", sine_csv(tmp_path / "short.csv", n=15, extra=True))
-    assert r.exit_code == 1 and "15 points, too short to score this run's --lookback 12 + --horizon 4: need at least 16" in r.output
+    assert (
+        r.exit_code == 1
+        and "15 points, too short to score this run's --lookback 12 + --horizon 4: need at least 16" in r.output
+    )
     r = run("eval", "--json", out, "--data", sine_csv(tmp_path / "one.csv", n=40))
     assert r.exit_code == 1 and "no column 'temp' (--column)" in r.output
 
@@ -178,7 +210,16 @@ def test_predict_from_values_without_dates(tmp_path):
 def test_bad_inputs_give_one_clear_line(tmp_path, args, message):
     sine_csv(tmp_path / "s.csv", n=60)
     (tmp_path / "empty.csv").write_text("")
-    r = run("train", "forecast", "--out", tmp_path / "run", *[a.replace("{tmp}", str(tmp_path)) for a in args], "--horizon", "4", "--no-progress")
+    r = run(
+        "train",
+        "forecast",
+        "--out",
+        tmp_path / "run",
+        *[a.replace("{tmp}", str(tmp_path)) for a in args],
+        "--horizon",
+        "4",
+        "--no-progress",
+    )
     assert r.exit_code != 0
     assert message in r.output
     assert "Traceback" not in r.output
@@ -253,7 +294,9 @@ def test_plot_has_dates_labels_a_readable_window_and_the_interval(monkeypatch):
 
     n, h = 1000, 7
     y = np.sin(np.arange(n) / 5.0)
-    stamps = Dates([(date(1958, 3, 29) + timedelta(days=i)).strftime("%Y%m%d") for i in range(n)], "%Y%m%d")  # co2's form
+    stamps = Dates(
+        [(date(1958, 3, 29) + timedelta(days=i)).strftime("%Y%m%d") for i in range(n)], "%Y%m%d"
+    )  # co2's form
     split = 850
     blocks = np.arange(split - 1, n - h, h)  # 21 blocks: more than the plot draws
     preds = {"gru": y[blocks[:, None] + np.arange(1, h + 1)], "naive": np.repeat(y[blocks][:, None], h, axis=1)}

@@ -12,7 +12,21 @@ from click.testing import CliRunner
 
 from grukit.cli import main
 
-TINY = ["--epochs", "1", "--steps", "2", "--batch-size", "8", "--hidden-size", "4", "--lookback", "12", "--horizon", "4", "--no-progress"]
+TINY = [
+    "--epochs",
+    "1",
+    "--steps",
+    "2",
+    "--batch-size",
+    "8",
+    "--hidden-size",
+    "4",
+    "--lookback",
+    "12",
+    "--horizon",
+    "4",
+    "--no-progress",
+]
 
 
 def make_csv(path, n=70, stamp=lambda d: d.isoformat(), sep=",", decimal=".", step=timedelta(days=1), cells=None):
@@ -27,7 +41,9 @@ def make_csv(path, n=70, stamp=lambda d: d.isoformat(), sep=",", decimal=".", st
 
 
 def train(tmp_path, csv, *args):
-    r = CliRunner().invoke(main, ["train", "forecast", "--data", str(csv), "--out", str(tmp_path / "run"), *TINY, *args])
+    r = CliRunner().invoke(
+        main, ["train", "forecast", "--data", str(csv), "--out", str(tmp_path / "run"), *TINY, *args]
+    )
     assert "Traceback" not in r.output
     return r
 
@@ -60,23 +76,37 @@ def test_ambiguous_dates_need_date_format(tmp_path):
     csv.write_text("date,value\n" + "".join(f"{d},{np.sin(i):.3f}\n" for i, d in enumerate(monthly)))
     r = train(tmp_path, csv)
     assert r.exit_code == 1
-    assert "s.csv: column 'date': every date (e.g. '01/01/2010') reads both as day/month and month/day; give --date-format" in r.output
+    assert (
+        "s.csv: column 'date': every date (e.g. '01/01/2010') reads both as day/month and month/day; give --date-format"
+        in r.output
+    )
     r = train(tmp_path, csv, "--date-format", "%d/%m/%Y")
     assert r.exit_code == 0, r.output
     assert state(tmp_path)["season"] == 12  # monthly, not daily
-    r = CliRunner().invoke(main, ["predict", str(tmp_path / "run"), "--data", str(csv)])  # the run's format, no flag again
+    r = CliRunner().invoke(
+        main, ["predict", str(tmp_path / "run"), "--data", str(csv)]
+    )  # the run's format, no flag again
     assert r.exit_code == 0 and r.output.splitlines()[1].startswith("01/09/2016\t"), r.output
 
 
 def test_date_format_flag_names_the_cell_that_does_not_match(tmp_path):
     csv = make_csv(tmp_path / "s.csv", stamp=lambda d: d.strftime("%d/%m/%Y"))
     r = train(tmp_path, csv, "--date-format", "%m/%d/%Y")
-    assert r.exit_code == 1 and f"{csv}: column 'date', line 14: '13/01/2023' is not a date in the format %m/%d/%Y" in r.output
+    assert (
+        r.exit_code == 1
+        and f"{csv}: column 'date', line 14: '13/01/2023' is not a date in the format %m/%d/%Y" in r.output
+    )
 
 
 @pytest.mark.parametrize(
     "sep, decimal, flags",
-    [(";", ",", []), ("\t", ",", []), (";", ".", []), (";", ",", ["--sep", ";", "--decimal", ","]), ("\t", ".", ["--sep", "tab"])],
+    [
+        (";", ",", []),
+        ("\t", ",", []),
+        (";", ".", []),
+        (";", ",", ["--sep", ";", "--decimal", ","]),
+        ("\t", ".", ["--sep", "tab"]),
+    ],
 )
 def test_separators_and_decimal_commas(tmp_path, sep, decimal, flags):
     r = train(tmp_path, make_csv(tmp_path / "s.csv", sep=sep, decimal=decimal), *flags)
@@ -99,8 +129,10 @@ def test_blanks_and_missing_dates_are_one_line_on_stderr(tmp_path):
     r = train(tmp_path, csv)
     assert r.exit_code == 0, r.output
     note = [ln for ln in r.stderr.splitlines() if ln.startswith(str(csv))]
-    assert note == [f"{csv}: filled 3 blank/NA cells by linear interpolation (value 3); 3 dates missing from the daily "
-                    "calendar (the first after 2023-01-20, line 21): no rows inserted, the series is read as consecutive steps"]
+    assert note == [
+        f"{csv}: filled 3 blank/NA cells by linear interpolation (value 3); 3 dates missing from the daily "
+        "calendar (the first after 2023-01-20, line 21): no rows inserted, the series is read as consecutive steps"
+    ]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["points"] == 70
     r = CliRunner().invoke(main, ["eval", "--json", str(tmp_path / "run")])
     assert r.exit_code == 0 and json.loads(r.stdout)["points"] == 70 and r.stderr.count("filled 3") == 1

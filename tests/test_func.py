@@ -148,9 +148,14 @@ def test_zero_width_cell_and_full_dropout():
     assert_close(out, ref(torch.randn(5, 2, 3))[0], torch.float32, "dropout=1 zeroes layer 1's input")
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(bias="False"), "bias should be of type bool, got: str"),
-                                          (dict(batch_first="yes"), "batch_first should be of type bool, got: str"),
-                                          (dict(bias=1), "bias should be of type bool, got: int")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(bias="False"), "bias should be of type bool, got: str"),
+        (dict(batch_first="yes"), "batch_first should be of type bool, got: str"),
+        (dict(bias=1), "bias should be of type bool, got: int"),
+    ],
+)
 def test_flags_must_be_bools(kwargs, match):
     with pytest.raises(TypeError, match=match):
         grukit.GRU(3, 4, **kwargs)

@@ -49,7 +49,9 @@ def test_keras_weights_round_trip(reset_after, bidirectional):
     layer = _keras_gru(reset_after, bidirectional)
     layer.set_weights(ours.keras_weights())
     x = np.random.default_rng(2).normal(size=(B, T, I)).astype("float32")
-    np.testing.assert_allclose(_keras_run(layer, x), ours(torch.from_numpy(x))[0].detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        _keras_run(layer, x), ours(torch.from_numpy(x))[0].detach().numpy(), rtol=1e-5, atol=1e-5
+    )
     back = grukit.GRU.from_keras(layer.get_weights())
     torch.testing.assert_close(back(torch.from_numpy(x))[0], ours(torch.from_numpy(x))[0], rtol=1e-6, atol=1e-6)
     if reset_after:  # reset_after=False folds b_hh into Keras's single bias, so only outputs survive

@@ -13,7 +13,21 @@ from click.testing import CliRunner
 from grukit.cli import main
 from grukit.tasks import lm
 
-TINY = ["--epochs", "2", "--steps", "3", "--batch-size", "4", "--seq-len", "16", "--hidden-size", "16", "--embedding-size", "8", "--no-progress"]
+TINY = [
+    "--epochs",
+    "2",
+    "--steps",
+    "3",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "16",
+    "--hidden-size",
+    "16",
+    "--embedding-size",
+    "8",
+    "--no-progress",
+]
 VERSE = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
 
 

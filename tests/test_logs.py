@@ -57,7 +57,7 @@ def test_cli_resume_drops_rows_at_or_after_the_resumed_epoch(tmp_path):
     with (out / "log.csv").open("a") as f:  # an epoch logged whose checkpoint never made it to disk
         f.write("2,9.0,9.0,9.0,9.0\n3,9.0,9.0,9.0,9.0\n")
     run("train", "adding", "--resume", out, "--epochs", "4", "--no-progress")
-    header, rows = assert_csv_matches_history(out)
+    _header, rows = assert_csv_matches_history(out)
     assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"] and "9.0" not in {r["train_loss"] for r in rows}
 
 
@@ -94,11 +94,15 @@ class Interrupted:
 @pytest.mark.parametrize("kind", ["csv", "tensorboard"])
 def test_interrupt_then_resume_keeps_the_log_consistent(tmp_path, kind):
     if kind == "tensorboard":
-        pytest.importorskip("tensorboard", reason="the optional tensorboard package (pip install 'grukit[log]') is not installed")
+        pytest.importorskip(
+            "tensorboard", reason="the optional tensorboard package (pip install 'grukit[log]') is not installed"
+        )
     cfg = LoopConfig(epochs=5, lr=0.1, progress=False, log=kind)
     with pytest.raises(KeyboardInterrupt):
         fit(torch.nn.Linear(1, 1), Interrupted(at=3), cfg, tmp_path)
-    assert len(scalars(tmp_path, "train_loss") if kind == "tensorboard" else read_csv(tmp_path)[1]) == 3  # closed, not lost
+    assert (
+        len(scalars(tmp_path, "train_loss") if kind == "tensorboard" else read_csv(tmp_path)[1]) == 3
+    )  # closed, not lost
     if kind == "tensorboard":  # an epoch logged whose checkpoint never made it to disk: TensorBoard must drop it
         from torch.utils.tensorboard import SummaryWriter
 
@@ -123,7 +127,9 @@ def scalars(run_dir, tag):
 
 
 def test_cli_tensorboard_events_hold_every_scalar_per_epoch(tmp_path):
-    pytest.importorskip("tensorboard", reason="the optional tensorboard package (pip install 'grukit[log]') is not installed")
+    pytest.importorskip(
+        "tensorboard", reason="the optional tensorboard package (pip install 'grukit[log]') is not installed"
+    )
     out = tmp_path / "run"
     run("train", "adding", "--out", out, *TINY, "--log", "tensorboard")
     history = read_history(out)
@@ -138,10 +144,17 @@ def test_tensorboard_missing_fails_in_one_line_before_writing(tmp_path, monkeypa
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard now raises ImportError
     out = tmp_path / "run"
     result = run("train", "adding", "--out", out, *TINY, "--log", "tensorboard", code=1)
-    assert result.output.strip().splitlines() == ["Error: --log tensorboard needs the tensorboard package: pip install 'grukit[log]'"]
+    assert result.output.strip().splitlines() == [
+        "Error: --log tensorboard needs the tensorboard package: pip install 'grukit[log]'"
+    ]
     assert not out.exists()
     with pytest.raises(ValueError, match=r"pip install 'grukit\[log\]'"):
-        fit(torch.nn.Linear(1, 1), Interrupted(), LoopConfig(epochs=1, progress=False, log="tensorboard"), tmp_path / "fit")
+        fit(
+            torch.nn.Linear(1, 1),
+            Interrupted(),
+            LoopConfig(epochs=1, progress=False, log="tensorboard"),
+            tmp_path / "fit",
+        )
     assert not (tmp_path / "fit").exists()
 
 

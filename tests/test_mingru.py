@@ -17,6 +17,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import TOL, assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,8 +25,6 @@ import grukit
 from grukit import backend, functional, kernels
 from grukit.functional.mingru import CHUNK
 from grukit.kernels import _build
-
-from conftest import TOL, assert_close
 
 BF16_TOL = 3e-2  # max |bf16 compute - fp32| / max(1, max |fp32|): 8-bit mantissa, scans in float32
 
@@ -74,7 +73,9 @@ def _run(model, x, h0, lengths, seed=1):
         p.grad = None
     out, h_n = model(x, h0, lengths=lengths)
     g = torch.Generator().manual_seed(seed)
-    loss = (out * torch.randn(out.shape, generator=g, dtype=out.dtype)).sum() + (h_n * torch.randn(h_n.shape, generator=g, dtype=out.dtype)).sum()
+    loss = (out * torch.randn(out.shape, generator=g, dtype=out.dtype)).sum() + (
+        h_n * torch.randn(h_n.shape, generator=g, dtype=out.dtype)
+    ).sum()
     loss.backward()
     grads = {"x": x.grad, **{n: p.grad for n, p in model.named_parameters()}}
     if h0 is not None:
@@ -103,8 +104,13 @@ def _case(T, B, I, H, dtype, h0_kind, ragged, L=1, seed=0):
 
 
 shapes = dict(
-    T=st.integers(1, 16), B=st.integers(1, 4), I=st.integers(1, 6), H=st.integers(1, 9),
-    h0_kind=st.sampled_from(["none", "random", "negative"]), ragged=st.booleans(), L=st.integers(1, 2),
+    T=st.integers(1, 16),
+    B=st.integers(1, 4),
+    I=st.integers(1, 6),
+    H=st.integers(1, 9),
+    h0_kind=st.sampled_from(["none", "random", "negative"]),
+    ragged=st.booleans(),
+    L=st.integers(1, 2),
 )
 
 
@@ -145,11 +151,15 @@ def test_native_scan_wide_lanes_and_saturated_gates():
     fast = kernels.scan.mingru_scan(proj, h0, lengths)
     ref = functional.mingru_sequential(proj, h0, lengths)
     douts = (torch.randn(T, B, H, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64))
-    for a, b in zip(fast + torch.autograd.grad(fast, (proj, h0), douts), ref + torch.autograd.grad(ref, (proj, h0), douts)):
+    for a, b in zip(
+        fast + torch.autograd.grad(fast, (proj, h0), douts), ref + torch.autograd.grad(ref, (proj, h0), douts)
+    ):
         assert_close(a, b, torch.float64, "native vs loop")
 
 
-@pytest.mark.parametrize("mode, where", [("parallel", "reference"), ("sequential", "reference"), ("sequential", "native")])
+@pytest.mark.parametrize(
+    "mode, where", [("parallel", "reference"), ("sequential", "reference"), ("sequential", "native")]
+)
 def test_gradcheck_float64(mode, where):
     if where == "native" and not _native_ok():
         pytest.skip(f"native kernel unavailable: {_build.error()}")
@@ -248,7 +258,9 @@ def test_layouts_and_parameters():
     model = grukit.MinGRU(3, 4, 2, batch_first=True, bias=False)
     assert [n for n, _ in model.named_parameters()] == ["weight_l0", "weight_l1"]
     assert model.weight_l0.shape == (8, 3) and model.weight_l1.shape == (8, 4)
-    assert float(model.weight_l0.detach().abs().max()) <= 1 / math.sqrt(3) and float(model.weight_l1.detach().abs().max()) <= 1 / math.sqrt(4)
+    assert float(model.weight_l0.detach().abs().max()) <= 1 / math.sqrt(3) and float(
+        model.weight_l1.detach().abs().max()
+    ) <= 1 / math.sqrt(4)
     x = torch.randn(2, 5, 3)  # (B, T, I)
     out, h_n = model(x)
     assert out.shape == (2, 5, 4) and h_n.shape == (2, 2, 4)

@@ -15,6 +15,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -22,8 +23,6 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import grukit
 from grukit import backend, functional, kernels
 from grukit.kernels import _build
-
-from conftest import assert_close
 
 BF16_TOL = 3e-2  # max |native bf16 - fp32 reference| / max(1, max |reference|)
 
@@ -82,7 +81,14 @@ def test_layer_matches_reference(dtype, reset_after, reverse, with_lengths, bias
 
 
 @settings(max_examples=15, deadline=None)
-@given(T=st.integers(1, 9), B=st.integers(1, 5), I=st.integers(1, 7), H=st.integers(1, 40), reset_after=st.booleans(), reverse=st.booleans())
+@given(
+    T=st.integers(1, 9),
+    B=st.integers(1, 5),
+    I=st.integers(1, 7),
+    H=st.integers(1, 40),
+    reset_after=st.booleans(),
+    reverse=st.booleans(),
+)
 def test_random_shapes_match_reference(T, B, I, H, reset_after, reverse):
     # H up to 40 crosses the 16-wide vector length: full vectors plus a masked tail
     inputs = _layer_inputs(T, B, I, H, torch.float64)
@@ -106,13 +112,23 @@ def _module_run(model, x, h0, variant, lengths, batch_first):
     "L, bidir, batch_first, bias, with_h0, variant, reset_after",
     [
         c
-        for c in itertools.product([1, 2, 3], [False, True], [False, True], [True, False], [False, True], ["plain", "lengths", "packed"], [True, False])
+        for c in itertools.product(
+            [1, 2, 3],
+            [False, True],
+            [False, True],
+            [True, False],
+            [False, True],
+            ["plain", "lengths", "packed"],
+            [True, False],
+        )
         if c[0] != 3 or (c[3] and c[4])  # 3 layers: fewer combinations, the stacking is what is new
     ],
 )
 def test_module_native_matches_reference(L, bidir, batch_first, bias, with_h0, variant, reset_after):
     dtype = torch.float64
-    model = grukit.GRU(3, 4, L, bias=bias, batch_first=batch_first, bidirectional=bidir, dtype=dtype, reset_after=reset_after)
+    model = grukit.GRU(
+        3, 4, L, bias=bias, batch_first=batch_first, bidirectional=bidir, dtype=dtype, reset_after=reset_after
+    )
     T, B, D = 5, 3, 2 if bidir else 1
     x = torch.randn((B, T, 3) if batch_first else (T, B, 3), dtype=dtype, requires_grad=True)
     h0 = torch.randn(L * D, B, 4, dtype=dtype, requires_grad=True) if with_h0 else None
@@ -275,7 +291,7 @@ def test_torch_export():
     x = torch.randn(5, 2, 3)
     exported = torch.export.export(model, (x,))
     assert any("grukit" in str(n.target) for n in exported.graph.nodes)
-    out, h_n = exported.module()(x)
+    out, _h_n = exported.module()(x)
     assert_close(out, model(x)[0], torch.float32)
 
 

@@ -30,23 +30,41 @@ def gru_nodes(path):
 
 
 CASES = [  # (reset_after, layers, bidirectional, with_lengths, T, B, I, H): every option on and off, three sizes
-    (True, 1, False, False, 1, 1, 3, 4), (False, 1, False, True, 1, 1, 3, 4),
-    (True, 2, False, True, 9, 4, 7, 13), (False, 2, False, False, 9, 4, 7, 13),
-    (True, 1, True, True, 9, 4, 7, 13), (False, 1, True, False, 9, 4, 7, 13),
-    (True, 2, True, False, 20, 3, 16, 32), (False, 2, True, True, 20, 3, 16, 32),
-    (True, 2, True, True, 9, 4, 7, 13), (False, 1, False, True, 20, 3, 16, 32),
+    (True, 1, False, False, 1, 1, 3, 4),
+    (False, 1, False, True, 1, 1, 3, 4),
+    (True, 2, False, True, 9, 4, 7, 13),
+    (False, 2, False, False, 9, 4, 7, 13),
+    (True, 1, True, True, 9, 4, 7, 13),
+    (False, 1, True, False, 9, 4, 7, 13),
+    (True, 2, True, False, 20, 3, 16, 32),
+    (False, 2, True, True, 20, 3, 16, 32),
+    (True, 2, True, True, 9, 4, 7, 13),
+    (False, 1, False, True, 20, 3, 16, 32),
 ]
 
 
 @pytest.mark.parametrize("reset_after, layers, bidirectional, with_lengths, T, B, I, H", CASES)
 def test_onnx_runtime_matches_grukit(tmp_path, reset_after, layers, bidirectional, with_lengths, T, B, I, H):
     torch.manual_seed(T * 100 + B)
-    gru = grukit.GRU(I, H, num_layers=layers, bidirectional=bidirectional, reset_after=reset_after, dropout=0.3 if layers > 1 else 0.0)
+    gru = grukit.GRU(
+        I,
+        H,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        reset_after=reset_after,
+        dropout=0.3 if layers > 1 else 0.0,
+    )
     D = 2 if bidirectional else 1
     x, h0 = torch.randn(T, B, I), torch.randn(layers * D, B, H)
     lengths = torch.randint(1, T + 1, (B,)) if with_lengths else torch.full((B,), T)
-    path = export(WithLengths(gru), (x, h0, lengths), tmp_path / "g.onnx", input_names=["x", "h0", "lengths"],
-                  output_names=["y", "h_n"], dynamic_axes={"x": {0: "T", 1: "B"}, "h0": {1: "B"}, "lengths": {0: "B"}})
+    path = export(
+        WithLengths(gru),
+        (x, h0, lengths),
+        tmp_path / "g.onnx",
+        input_names=["x", "h0", "lengths"],
+        output_names=["y", "h_n"],
+        dynamic_axes={"x": {0: "T", 1: "B"}, "h0": {1: "B"}, "lengths": {0: "B"}},
+    )
     nodes, attrs = gru_nodes(path)
     assert len(nodes) == layers  # a real GRU operator per layer, not an unrolled loop
     assert attrs["linear_before_reset"] == int(reset_after) and attrs["hidden_size"] == H
@@ -81,11 +99,32 @@ def test_options_onnx_cannot_express_are_named(tmp_path, option, value):
         export(gru, (torch.randn(2, 1, 3),), tmp_path / "x.onnx")
 
 
-@pytest.mark.parametrize("task, args", [
-    ("adding", ["--epochs", "1", "--steps", "5", "--eval-pairs", "20", "--hidden-size", "4"]),
-    ("classify", ["--dataset", "toy", "--epochs", "1", "--hidden-size", "4", "--batch-size", "64"]),
-    ("lm", ["--epochs", "1", "--steps", "2", "--batch-size", "4", "--seq-len", "16", "--hidden-size", "8", "--embedding-size", "4", "--max-chars", "20000"]),
-])
+@pytest.mark.parametrize(
+    "task, args",
+    [
+        ("adding", ["--epochs", "1", "--steps", "5", "--eval-pairs", "20", "--hidden-size", "4"]),
+        ("classify", ["--dataset", "toy", "--epochs", "1", "--hidden-size", "4", "--batch-size", "64"]),
+        (
+            "lm",
+            [
+                "--epochs",
+                "1",
+                "--steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--seq-len",
+                "16",
+                "--hidden-size",
+                "8",
+                "--embedding-size",
+                "4",
+                "--max-chars",
+                "20000",
+            ],
+        ),
+    ],
+)
 def test_export_a_trained_run(tmp_path, task, args):
     from click.testing import CliRunner
 
@@ -100,16 +139,36 @@ def test_export_a_trained_run(tmp_path, task, args):
     assert len(gru_nodes(out / "model.onnx")[0]) >= 1
 
 
-@pytest.mark.parametrize("cell, message", [("lngru", "ONNX's GRU operator cannot express layer_norm=True"),
-                                           ("mingru", "ONNX has no minGRU operator")])
+@pytest.mark.parametrize(
+    "cell, message",
+    [("lngru", "ONNX's GRU operator cannot express layer_norm=True"), ("mingru", "ONNX has no minGRU operator")],
+)
 def test_export_refuses_what_onnx_cannot_express(tmp_path, cell, message):
     from click.testing import CliRunner
 
     from grukit.cli import main
 
     out = tmp_path / "run"
-    r = CliRunner().invoke(main, ["train", "adding", "--out", str(out), "--no-progress", "--epochs", "1", "--steps", "3",
-                                  "--eval-pairs", "10", "--hidden-size", "4", "--cell", cell])
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "adding",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--epochs",
+            "1",
+            "--steps",
+            "3",
+            "--eval-pairs",
+            "10",
+            "--hidden-size",
+            "4",
+            "--cell",
+            cell,
+        ],
+    )
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["export", str(out)])
     assert r.exit_code == 1 and r.output.startswith(f"Error: {message}") and r.output.count("\n") == 1

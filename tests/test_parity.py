@@ -6,14 +6,18 @@ import itertools
 
 import pytest
 import torch
+from conftest import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import grukit
-from conftest import assert_close
 
-GRID = list(itertools.product([1, 2, 3], [False, True], [False, True], [False, True], [False, True], ["none", "packed", "lengths"]))
+GRID = list(
+    itertools.product(
+        [1, 2, 3], [False, True], [False, True], [False, True], [False, True], ["none", "packed", "lengths"]
+    )
+)
 
 
 def _pair(I, H, L, bidir, batch_first, bias, dtype):
@@ -69,8 +73,13 @@ def test_matches_torch(L, bidir, batch_first, bias, with_h0, variant, dtype):
 
 @settings(max_examples=25, deadline=None)
 @given(
-    T=st.integers(1, 7), B=st.integers(1, 5), I=st.integers(1, 9), H=st.integers(1, 9),
-    L=st.integers(1, 2), bidir=st.booleans(), variant=st.sampled_from(["none", "packed", "lengths"]),
+    T=st.integers(1, 7),
+    B=st.integers(1, 5),
+    I=st.integers(1, 9),
+    H=st.integers(1, 9),
+    L=st.integers(1, 2),
+    bidir=st.booleans(),
+    variant=st.sampled_from(["none", "packed", "lengths"]),
 )
 def test_random_shapes_match_torch(T, B, I, H, L, bidir, variant):
     torch.manual_seed(T * 1000 + B * 100 + I * 10 + H)

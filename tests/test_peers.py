@@ -21,7 +21,9 @@ from grukit.bench_peers.onnx_engines import export_onnx, gru_nodes
 from grukit.cli.main import main
 
 TINY = Config(5, 3, 4, 6)
-TINY_BI = Config(4, 2, 3, 5, L=2, bidirectional=True)  # two layers, two directions: every engine's layer and direction order
+TINY_BI = Config(
+    4, 2, 3, 5, L=2, bidirectional=True
+)  # two layers, two directions: every engine's layer and direction order
 PEERS = ("grukit", "grukit-bf16", "onnxruntime", "openvino", "openvino-bf16", "jax", "keras")
 
 
@@ -61,7 +63,9 @@ def test_engine_computes_torch_gru(name, request):
     ref = E.torch_engine(case)
     errs = runner.check(engine, ref.outputs(), ref.grads(), cfg)
     assert errs["output"] <= runner.RTOL[engine.precision]
-    assert ("grads" in errs) == (engine.train is not None)  # every engine that is timed training had its gradients checked
+    assert ("grads" in errs) == (
+        engine.train is not None
+    )  # every engine that is timed training had its gradients checked
     assert ("h_n" in errs) == (name != "keras")
 
 
@@ -75,7 +79,10 @@ def test_check_refuses_an_engine_given_other_weights(name, request):
         else:
             case.ref.weight_hh_l1_reverse.neg_()  # past bf16's tolerance
     ref = E.torch_engine(case)
-    with pytest.raises(runner.PeerMismatch, match=rf"{name} does not compute torch.nn.GRU at {TINY_BI.name}: max relative \|difference\|"):
+    with pytest.raises(
+        runner.PeerMismatch,
+        match=rf"{name} does not compute torch.nn.GRU at {TINY_BI.name}: max relative \|difference\|",
+    ):
         runner.check(engine, ref.outputs(), ref.grads(), TINY_BI)
 
 
@@ -90,7 +97,9 @@ def test_onnx_graph_has_one_gru_node_per_layer(cfg):
 
 
 def test_run_json_ratios_are_from_the_medians(tmp_path):
-    res = bench_peers.run([TINY], threads=(1,), engines=("torch", "grukit", "grukit-bf16"), min_time=0.0, peak_sizes=(64,))
+    res = bench_peers.run(
+        [TINY], threads=(1,), engines=("torch", "grukit", "grukit-bf16"), min_time=0.0, peak_sizes=(64,)
+    )
     res = json.loads(json.dumps(res))  # JSON as written
     assert {"machine", "engines", "skipped", "fp32_matmul_peak_gflops", "rows", "summary"} <= set(res)
     assert set(res["engines"]) == {"torch", "grukit", "grukit-bf16"} and res["skipped"] == {}
@@ -100,7 +109,9 @@ def test_run_json_ratios_are_from_the_medians(tmp_path):
         for e in ("grukit", "grukit-bf16"):
             assert r["ratio"][e] == pytest.approx(r["ms"]["torch"] / r["ms"][e], rel=1e-12)
             assert r["paired_ratio"][e] > 0 and r["peak_frac"][e] > 0
-            assert r["peak_frac"][e] == pytest.approx(r["flops"] / (r["best_ms"][e] / 1e3) / (res["fp32_matmul_peak_gflops"]["1"] * 1e9))
+            assert r["peak_frac"][e] == pytest.approx(
+                r["flops"] / (r["best_ms"][e] / 1e3) / (res["fp32_matmul_peak_gflops"]["1"] * 1e9)
+            )
         assert res["fp32_matmul_peak_gflops"]["1"] == max(res["fp32_matmul_peak_gflops_before_after"]["1"])
         geo = res["summary"]["geomean_ratio"][f"{r['mode']} 1t"]
         assert geo["grukit"] == pytest.approx(r["ratio"]["grukit"])  # one config: the mean is the ratio
@@ -118,11 +129,16 @@ def test_summary_is_the_geometric_mean():
 def test_missing_engines_are_skipped_with_their_install_line(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     monkeypatch.setitem(sys.modules, "openvino", None)
-    res = bench_peers.run([TINY], threads=(1,), engines=("torch", "onnxruntime", "openvino"), min_time=0.0, peak_sizes=(64,))
+    res = bench_peers.run(
+        [TINY], threads=(1,), engines=("torch", "onnxruntime", "openvino"), min_time=0.0, peak_sizes=(64,)
+    )
     for name in ("onnxruntime", "openvino"):
         assert res["skipped"][name] == f"{name} is not installed: pip install 'grukit[bench]'"
         assert all(name not in r["ms"] for r in res["rows"])
-    assert "onnxruntime   skipped: onnxruntime is not installed: pip install 'grukit[bench]'" in bench_peers.format_table(res)
+    assert (
+        "onnxruntime   skipped: onnxruntime is not installed: pip install 'grukit[bench]'"
+        in bench_peers.format_table(res)
+    )
     fake = tmp_path / "jax"  # a jax that cannot be imported, seen by the worker process only
     fake.mkdir()
     (fake / "__init__.py").write_text("raise ImportError('no jax here')\n")
@@ -140,9 +156,26 @@ def test_jax_worker_runs_on_the_cores_it_was_given(jax_worker):
 
 def test_cli_peers_quick(monkeypatch, tmp_path):
     monkeypatch.setattr(bench_peers, "QUICK_PEERS", (TINY,))
-    monkeypatch.setattr(bench_peers, "ENGINES", ("torch", "grukit", "onnxruntime"))  # the flag's path; engines have their own tests
+    monkeypatch.setattr(
+        bench_peers, "ENGINES", ("torch", "grukit", "onnxruntime")
+    )  # the flag's path; engines have their own tests
     out = tmp_path / "peers.json"
-    result = CliRunner().invoke(main, ["bench", "--peers", "--quick", "--threads", "1", "--min-time", "0.001", "--json", str(out), "--plot", str(tmp_path / "p.png")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "--peers",
+            "--quick",
+            "--threads",
+            "1",
+            "--min-time",
+            "0.001",
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "p.png"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "inference, 1 thread" in result.output and "geometric mean" in result.output
     data = json.loads(out.read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import pytest
 import torch
@@ -14,7 +15,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def history(n, monitor="val_score"):
-    return [{"epoch": i, "train_loss": 1 / (i + 1), "val_loss": 1.1 / (i + 1), monitor: i / n, "seconds": 0.1} for i in range(n)]
+    return [
+        {"epoch": i, "train_loss": 1 / (i + 1), "val_loss": 1.1 / (i + 1), monitor: i / n, "seconds": 0.1}
+        for i in range(n)
+    ]
 
 
 def kept_lines(fig):
@@ -40,7 +44,11 @@ def test_figure_names_run_axes_and_kept_epoch(n, kept):
     (legend,) = fig.legends
     box, plot = legend.get_window_extent(), ax.get_window_extent()
     assert box.y1 < plot.y0
-    assert [t.get_text() for t in legend.get_texts()] == ["training loss", "validation loss", "validation score (accuracy - 0.01 x loss)"]
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "training loss",
+        "validation loss",
+        "validation score (accuracy - 0.01 x loss)",
+    ]
 
 
 def test_no_kept_epoch_and_loss_monitor_draw_one_axis():
@@ -76,7 +84,7 @@ class Line:
     """y = 2x + 1; the monitor is the validation loss, so the kept epoch is its minimum."""
 
     monitor, mode = "val_loss", "min"
-    labels = {"val_loss": "validation MSE"}
+    labels: ClassVar[dict[str, str]] = {"val_loss": "validation MSE"}
 
     def batches(self, epoch, gen):
         x = torch.randn(32, 1, generator=gen)
@@ -93,6 +101,8 @@ class Line:
 def test_fit_marks_the_epoch_whose_weights_it_kept(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(loop, "plot_history", lambda h, path, monitor, **kw: seen.update(kw, history=h))
-    hist = fit(torch.nn.Linear(1, 1), Line(), LoopConfig(epochs=6, lr=0.3, progress=False), tmp_path, title="line: here")
+    hist = fit(
+        torch.nn.Linear(1, 1), Line(), LoopConfig(epochs=6, lr=0.3, progress=False), tmp_path, title="line: here"
+    )
     best = min(hist, key=lambda r: r["val_loss"])["epoch"]
     assert seen["kept"] == best and seen["title"] == "line: here" and seen["labels"] == Line.labels

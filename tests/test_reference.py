@@ -63,7 +63,9 @@ def test_reset_before_matches_hand_computation():
     assert h_n.item() == pytest.approx(expected[-1], abs=1e-14)
     # the reset-after convention gives a different answer on the same weights
     gru.reset_after = True
-    assert gru(torch.tensor(xs, dtype=torch.float64).reshape(2, 1, 1))[1].item() != pytest.approx(expected[-1], abs=1e-6)
+    assert gru(torch.tensor(xs, dtype=torch.float64).reshape(2, 1, 1))[1].item() != pytest.approx(
+        expected[-1], abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("reset_after", [True, False])

@@ -90,7 +90,12 @@ def test_missing_extra(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "content, message",
-    [("", "the file is empty"), ("a\t1\t2\nb\t3\t4\n", "target 'a', which is not a number"), ("1\t1\t2\n2\t1\n", "earlier lines have"), ("1\t5\n2\t6\n", "need at least 2")],
+    [
+        ("", "the file is empty"),
+        ("a\t1\t2\nb\t3\t4\n", "target 'a', which is not a number"),
+        ("1\t1\t2\n2\t1\n", "earlier lines have"),
+        ("1\t5\n2\t6\n", "need at least 2"),
+    ],
 )
 def test_bad_files_are_one_line(tmp_path, content, message):
     (tmp_path / "b_TRAIN.tsv").write_text(content)
@@ -109,7 +114,11 @@ def test_bad_paths_and_flags(tmp_path):
 
 def test_metrics_and_baselines():
     m = re_eval.scores(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]))
-    assert m["mae"] == pytest.approx(2 / 3) and m["rmse"] == pytest.approx(np.sqrt(4 / 3)) and m["r2"] == pytest.approx(1 - 4 / 2)
+    assert (
+        m["mae"] == pytest.approx(2 / 3)
+        and m["rmse"] == pytest.approx(np.sqrt(4 / 3))
+        and m["r2"] == pytest.approx(1 - 4 / 2)
+    )
     assert re_eval.scores(np.array([1.0, 3.0]), np.array([1.0, 3.0]))["r2"] == 1.0
     assert re_eval.mean_baseline(np.array([2.0, 2.0]), np.array([1.0, 3.0])) == {"mae": 1.0, "rmse": 1.0, "r2": 0.0}
     rng = np.random.default_rng(0)

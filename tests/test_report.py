@@ -50,7 +50,9 @@ class Page(HTMLParser):
             self.cell = ""
         elif tag == "img":
             self.images.append((attrs["alt"], attrs["src"]))
-        assert tag not in ("link", "iframe") and not (tag == "script" and "src" in attrs), f"external resource: {tag} {attrs}"
+        assert tag not in ("link", "iframe") and not (tag == "script" and "src" in attrs), (
+            f"external resource: {tag} {attrs}"
+        )
 
     def handle_endtag(self, tag):
         if tag == "table":
@@ -83,15 +85,27 @@ def test_report_holds_metrics_history_config_and_embedded_pictures(adding_run):
 
 def test_baselines_and_sibling_scores_become_comparison_tables(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"task": "forecast", "config": {"x": "<b>"}}))
-    (tmp_path / "metrics.json").write_text(json.dumps({
-        "accuracy": 0.9, "macro_f1": 0.8, "note": "<script>alert(1)</script>",
-        "baselines": {"majority": {"accuracy": 0.5, "macro_f1": 0.3}, "1nn": {"accuracy": 0.7}},
-        "gru": {"mae": 1.0, "rmse": 2.0}, "naive": {"mae": 3.0, "rmse": 4.0},
-    }))
+    (tmp_path / "metrics.json").write_text(
+        json.dumps(
+            {
+                "accuracy": 0.9,
+                "macro_f1": 0.8,
+                "note": "<script>alert(1)</script>",
+                "baselines": {"majority": {"accuracy": 0.5, "macro_f1": 0.3}, "1nn": {"accuracy": 0.7}},
+                "gru": {"mae": 1.0, "rmse": 2.0},
+                "naive": {"mae": 3.0, "rmse": 4.0},
+            }
+        )
+    )
     text = build_report(tmp_path)
     assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;b&gt;" in text
     tables = list(Page(text).tables.values())
-    assert [["", "accuracy", "macro_f1"], ["this run", "0.9", "0.8"], ["majority", "0.5", "0.3"], ["1nn", "0.7", "-"]] in tables
+    assert [
+        ["", "accuracy", "macro_f1"],
+        ["this run", "0.9", "0.8"],
+        ["majority", "0.5", "0.3"],
+        ["1nn", "0.7", "-"],
+    ] in tables
     assert [["", "mae", "rmse"], ["gru", "1", "2"], ["naive", "3", "4"]] in tables
 
 
@@ -100,11 +114,14 @@ def test_unfinished_run_is_reported_without_metrics(tmp_path):
     assert "no metrics.json: the run did not finish" in build_report(tmp_path)
 
 
-@pytest.mark.parametrize("what,message", [
-    ("missing", "Error: {d}/missing: no such run directory"),
-    ("empty", "Error: {d}: not a grukit run directory (no config.json)"),
-    ("broken", "Error: {d}/config.json: not a grukit run config (an object with a 'config' object)"),
-])
+@pytest.mark.parametrize(
+    "what,message",
+    [
+        ("missing", "Error: {d}/missing: no such run directory"),
+        ("empty", "Error: {d}: not a grukit run directory (no config.json)"),
+        ("broken", "Error: {d}/config.json: not a grukit run config (an object with a 'config' object)"),
+    ],
+)
 def test_non_runs_are_one_line_errors(tmp_path, what, message):
     if what == "broken":
         (tmp_path / "config.json").write_text("[1]")
@@ -122,7 +139,9 @@ def chromium():
     if found is None:
         if os.environ.get("GRUKIT_REQUIRE_BROWSER"):
             pytest.fail("GRUKIT_REQUIRE_BROWSER is set but no chromium is on PATH (make browser installs it as root)")
-        pytest.skip("no Chromium on PATH to open the report in (install: sudo apt-get install -y chromium, or `make browser` as root)")
+        pytest.skip(
+            "no Chromium on PATH to open the report in (install: sudo apt-get install -y chromium, or `make browser` as root)"
+        )
     return found
 
 
@@ -142,8 +161,16 @@ def test_every_image_loads_in_a_headless_browser(adding_run, tmp_path):
     finally:
         (adding_run / "broken.png").unlink()
     (tmp_path / "probe.html").write_text((tmp_path / "page.html").read_text().replace("</body>", PROBE))
-    cmd = [browser, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-           "--dump-dom", (tmp_path / "probe.html").as_uri()]
+    cmd = [
+        browser,
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--dump-dom",
+        (tmp_path / "probe.html").as_uri(),
+    ]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
     found = re.search(r'data-images="([^"]*)"', dom)
     assert found, f"the page's probe did not run; chromium printed: {dom[:300]!r}"

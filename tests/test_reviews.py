@@ -21,7 +21,7 @@ from grukit.tasks.classify import ClassifyConfig, ClassifyTask
 from grukit.tasks.classify_data import ClassifyState
 
 FAST = ["--epochs", "1", "--batch-size", "16", "--no-progress"]
-GOOD, BAD = "great superb moving wonderful fine".split(), "dull awful boring clumsy tedious".split()
+GOOD, BAD = ["great", "superb", "moving", "wonderful", "fine"], ["dull", "awful", "boring", "clumsy", "tedious"]
 
 
 def run(*args, ok=True):
@@ -34,7 +34,10 @@ def run(*args, ok=True):
 def snippets(n: int) -> list[tuple[str, str]]:
     """(category, text): separable fresh/rotten snippets, every text different."""
     rng = np.random.default_rng(3)
-    return [("fresh" if i % 2 else "rotten", " ".join(rng.choice(GOOD if i % 2 else BAD, 4)) + f" film number {i}") for i in range(n)]
+    return [
+        ("fresh" if i % 2 else "rotten", " ".join(rng.choice(GOOD if i % 2 else BAD, 4)) + f" film number {i}")
+        for i in range(n)
+    ]
 
 
 def write_package_file(path, rows):
@@ -124,9 +127,16 @@ def test_sizes_default_to_the_exercise_for_rotten_tomatoes_only():
     task, state = ClassifyTask(), ClassifyState("text", ["fresh", "rotten"], vocab=["a"], maxlen=100)
     rt = task.resolve(ClassifyConfig(dataset="rotten_tomatoes"), state)
     assert (rt.hidden_size, rt.embed_dim, rt.max_features, rt.maxlen, rt.epochs) == (32, 32, 10000, 100, 10)
-    assert (task.resolve(ClassifyConfig(dataset="shakespeare"), state).hidden_size, task.resolve(ClassifyConfig(), state).embed_dim) == (64, 64)
-    assert task.resolve(ClassifyConfig(dataset="rotten_tomatoes", hidden_size=48), state).hidden_size == 48  # a flag wins
-    assert task.resolve(ClassifyConfig(dataset="rotten_tomatoes", data="my.csv"), state).hidden_size == 64  # --data is not the set
+    assert (
+        task.resolve(ClassifyConfig(dataset="shakespeare"), state).hidden_size,
+        task.resolve(ClassifyConfig(), state).embed_dim,
+    ) == (64, 64)
+    assert (
+        task.resolve(ClassifyConfig(dataset="rotten_tomatoes", hidden_size=48), state).hidden_size == 48
+    )  # a flag wins
+    assert (
+        task.resolve(ClassifyConfig(dataset="rotten_tomatoes", data="my.csv"), state).hidden_size == 64
+    )  # --data is not the set
 
 
 def test_cli_on_the_packaged_layout(tmp_path, monkeypatch):
@@ -140,7 +150,10 @@ def test_cli_on_the_packaged_layout(tmp_path, monkeypatch):
     assert metrics["classes"] == ["fresh", "rotten"] and metrics["test_size"] + metrics["train_size"] == 300
     assert metrics["baselines"]["tfidf_logreg"]["accuracy"] > 0.9  # the words give the label away
     assert "majority_class" in metrics["baselines"]
-    assert json.loads(run("eval", "--json", out).output)["baselines"]["tfidf_logreg"] == metrics["baselines"]["tfidf_logreg"]
+    assert (
+        json.loads(run("eval", "--json", out).output)["baselines"]["tfidf_logreg"]
+        == metrics["baselines"]["tfidf_logreg"]
+    )
 
 
 def test_acl_imdb_layout_still_trains(tmp_path):
@@ -150,7 +163,9 @@ def test_acl_imdb_layout_still_trains(tmp_path):
         for label, words in (("pos", GOOD), ("neg", BAD)):
             (root / split / label).mkdir(parents=True)
             for i in range(n):
-                (root / split / label / f"{i}_{7 if label == 'pos' else 2}.txt").write_text(" ".join(rng.choice(words, 8)) + "<br /><br />the end")
+                (root / split / label / f"{i}_{7 if label == 'pos' else 2}.txt").write_text(
+                    " ".join(rng.choice(words, 8)) + "<br /><br />the end"
+                )
     (root / "train" / "unsup").mkdir()
     (root / "train" / "unsup" / "0_0.txt").write_text("unlabelled")
     (root / "imdb.vocab").write_text("the\nend\n")

@@ -97,8 +97,15 @@ def test_next_dates(dates, expected):
 
 @pytest.mark.parametrize(
     "dates, season",
-    [(("2020-01-01", "2020-01-02"), 7), (("20200101", "20200108"), 52), (("2020-01", "2020-02"), 12),
-     (("2020-01-01", "2020-04-01"), 4), (("2020-01-01 00:00", "2020-01-01 01:00"), 24), (("2000", "2001"), 1), (None, 1)],
+    [
+        (("2020-01-01", "2020-01-02"), 7),
+        (("20200101", "20200108"), 52),
+        (("2020-01", "2020-02"), 12),
+        (("2020-01-01", "2020-04-01"), 4),
+        (("2020-01-01 00:00", "2020-01-01 01:00"), 24),
+        (("2000", "2001"), 1),
+        (None, 1),
+    ],
 )
 def test_infer_season(dates, season):
     assert S.infer_season(dates) == season
@@ -122,7 +129,9 @@ def test_unknown_builtin():
         S.builtin_series("nope")
 
 
-@pytest.mark.parametrize("name, n, target", [("sunspots", 309, "SUNACTIVITY"), ("co2", 2284, "co2"), ("seattle_weather", 1461, "temp_max")])
+@pytest.mark.parametrize(
+    "name, n, target", [("sunspots", 309, "SUNACTIVITY"), ("co2", 2284, "co2"), ("seattle_weather", 1461, "temp_max")]
+)
 def test_builtin_series(name, n, target):
     if importlib.util.find_spec(S.BUILTIN[name].package) is None:
         pytest.skip(f"{S.BUILTIN[name].package} not installed (grukit[data])")

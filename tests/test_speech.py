@@ -83,7 +83,9 @@ def words_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("speech")
     data = write_words(root / "words")
     out = root / "run"
-    result = run("train", "speech", "--data", data, "--out", out, "--epochs", "8", "--test-fraction", "0.25", *TINY, "--json")
+    result = run(
+        "train", "speech", "--data", data, "--out", out, "--epochs", "8", "--test-fraction", "0.25", *TINY, "--json"
+    )
     return data, out, json.loads(result.output[: result.output.rindex("}") + 1])
 
 
@@ -122,7 +124,21 @@ def test_ctc_learns_tone_burst_digit_strings(tmp_path, layout):
     root = tmp_path / "strings"
     truth = write_strings(root, csv=layout == "csv")
     data = root / "list.csv" if layout == "csv" else root
-    untrained = run("train", "speech", "--ctc", "--data", data, "--out", tmp_path / "r0", "--epochs", "1", *TINY, "--lr", "1e-5", "--json")
+    untrained = run(
+        "train",
+        "speech",
+        "--ctc",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "r0",
+        "--epochs",
+        "1",
+        *TINY,
+        "--lr",
+        "1e-5",
+        "--json",
+    )
     assert json.loads(untrained.output[: untrained.output.rindex("}") + 1])["wer"] > 0.8
     out = tmp_path / "run"
     result = run("train", "speech", "--ctc", "--data", data, "--out", out, "--epochs", "15", *TINY, "--json")
@@ -137,20 +153,25 @@ def test_ctc_learns_tone_burst_digit_strings(tmp_path, layout):
 
 
 def test_wer_greedy_decoding_and_transcripts():
-    assert edit_distance("1 2 3".split(), "1 3 4 5".split()) == 3
+    assert edit_distance(["1", "2", "3"], ["1", "3", "4", "5"]) == 3
     assert wer(["1 2 3", "4"], ["1 2 3", ""]) == pytest.approx(0.25)
-    lp = torch.log(torch.tensor([[[0.1, 0.9, 0.0], [0.1, 0.9, 0.0], [0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.0, 0.1, 0.9]]]) + 1e-9)
+    lp = torch.log(
+        torch.tensor([[[0.1, 0.9, 0.0], [0.1, 0.9, 0.0], [0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.0, 0.1, 0.9]]]) + 1e-9
+    )
     assert greedy_decode(lp, torch.tensor([5])) == [[1, 1, 2]] and greedy_decode(lp, torch.tensor([2])) == [[1]]
     assert speech_sets.digit_tokens("Four oh 7, 12", "t") == "4 0 7 1 2"
 
 
-@pytest.mark.parametrize("setup, args, message", [
-    ("one_label", [], "needs WAV files in at least two label sub-folders"),
-    ("bad_transcript", ["--ctc"], r"u0\.txt: transcript 'one two x' has 'x', outside the vocabulary"),
-    ("empty_wav", [], r"bad\.wav: empty audio"),
-    ("junk_wav", [], r"bad\.wav: not a readable PCM WAV"),
-    ("no_transcript", ["--ctc"], r"u0\.wav: no transcript u0\.txt"),
-])
+@pytest.mark.parametrize(
+    "setup, args, message",
+    [
+        ("one_label", [], "needs WAV files in at least two label sub-folders"),
+        ("bad_transcript", ["--ctc"], r"u0\.txt: transcript 'one two x' has 'x', outside the vocabulary"),
+        ("empty_wav", [], r"bad\.wav: empty audio"),
+        ("junk_wav", [], r"bad\.wav: not a readable PCM WAV"),
+        ("no_transcript", ["--ctc"], r"u0\.wav: no transcript u0\.txt"),
+    ],
+)
 def test_bad_data_is_one_line(tmp_path, setup, args, message):
     data = tmp_path / "data"
     if setup == "one_label":
@@ -173,24 +194,39 @@ def test_bad_data_is_one_line(tmp_path, setup, args, message):
 def test_predict_errors_are_one_line(words_run, tmp_path):
     _, out, _ = words_run
     fmt = struct.pack("<HHIIHH", 1, 1, 0, 0, 2, 16)
-    (tmp_path / "zero.wav").write_bytes(b"RIFF" + struct.pack("<I", 36 + 4) + b"WAVEfmt " + struct.pack("<I", 16) + fmt
-                                        + b"data" + struct.pack("<I", 4) + b"\0\0\0\0")
-    for args, message in [([tmp_path / "zero.wav"], "sample rate 0 Hz cannot be resampled"), ([], "reads WAV files"),
-                          ([tmp_path / "none.wav"], "no such audio file")]:
+    (tmp_path / "zero.wav").write_bytes(
+        b"RIFF"
+        + struct.pack("<I", 36 + 4)
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", 4)
+        + b"\0\0\0\0"
+    )
+    for args, message in [
+        ([tmp_path / "zero.wav"], "sample rate 0 Hz cannot be resampled"),
+        ([], "reads WAV files"),
+        ([tmp_path / "none.wav"], "no such audio file"),
+    ]:
         result = run("predict", out, *args, ok=False)
         assert result.exit_code == 1 and message in result.output and result.output.count("\n") == 1, result.output
 
 
-@pytest.mark.skipif(not LIBRIVOX.is_dir() and not os.environ.get("GRUKIT_REQUIRE_SPEECH"), reason="real speech comes from Debian's pocketsphinx-testdata: sudo apt-get install -y pocketsphinx-testdata (make speech-tools)")
+@pytest.mark.skipif(
+    not LIBRIVOX.is_dir() and not os.environ.get("GRUKIT_REQUIRE_SPEECH"),
+    reason="real speech comes from Debian's pocketsphinx-testdata: sudo apt-get install -y pocketsphinx-testdata (make speech-tools)",
+)
 def test_real_recorded_speech_runs_through_the_pipeline(words_run, tmp_path):
     """LibriVox recordings (pocketsphinx-testdata): loading, resampling, features and predict run;
     no accuracy is claimed (the model knows tones, and these are sentences)."""
-    from grukit.data import audio, audio_features as af
+    from grukit.data import audio
+    from grukit.data import audio_features as af
 
     wavs = sorted(LIBRIVOX.glob("*.wav"))
     assert len(wavs) >= 3
     for wav in wavs[:3]:
-        samples, rate = audio.read_wav(wav)
+        _samples, rate = audio.read_wav(wav)
         x = audio.load_audio(wav, af.RATE)
         assert rate == 16000 and 1.0 < len(x) / af.RATE < 30 and x.abs().max() > 0.05  # real audio, not silence
         down = audio.resample(x, 16000, 22050)

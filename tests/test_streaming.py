@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import assert_close
 from torch import nn
 
 import grukit
 from grukit import backend, functional
-
-from conftest import assert_close
 
 
 def _stream(cell, xs, h):
@@ -46,9 +45,9 @@ def test_changed_inputs_are_checked_again():
     with torch.no_grad():
         with pytest.raises(ValueError, match=r"hx must have shape \(2, 4\), got \(3, 4\)"):
             cell(x, torch.randn(3, 4))
-        with pytest.raises(ValueError, match="input.size"):
+        with pytest.raises(ValueError, match=r"input.size"):
             cell(torch.randn(2, 5), h)
-        with pytest.raises(TypeError, match="dtype torch.float64 but the weights have dtype torch.float32"):
+        with pytest.raises(TypeError, match=r"dtype torch.float64 but the weights have dtype torch.float32"):
             cell(x.double(), h.double())
         cell(x, h)  # and the original stream still runs
 
@@ -60,7 +59,7 @@ def test_converted_or_replaced_weights_are_used():
     _stream(cell, [x, x], h)
     cell.double()
     with torch.no_grad():
-        with pytest.raises(TypeError, match="input has dtype torch.float32"):
+        with pytest.raises(TypeError, match=r"input has dtype torch.float32"):
             cell(x, h)
         got = cell(x.double(), h.double())
     assert got.dtype == torch.float64
@@ -111,9 +110,9 @@ def test_unbatched_and_grad_mode_calls_take_the_checked_path():
 def test_no_grad_bad_input_types_still_get_clear_errors():
     cell = grukit.GRUCell(3, 4)
     with torch.no_grad():
-        with pytest.raises(TypeError, match="input must be a torch.Tensor, got list"):
+        with pytest.raises(TypeError, match=r"input must be a torch.Tensor, got list"):
             cell([[1.0, 2.0, 3.0]], torch.zeros(1, 4))
-        with pytest.raises(TypeError, match="hx must be a torch.Tensor, got list"):
+        with pytest.raises(TypeError, match=r"hx must be a torch.Tensor, got list"):
             cell(torch.zeros(1, 3), [[0.0] * 4])
 
 

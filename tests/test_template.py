@@ -30,7 +30,11 @@ def run(*args):
 
 def snapshot(folder):
     """Every file's name and content hash: to show a command changed nothing."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def one_line_error(r, *needles):
@@ -54,6 +58,7 @@ def ucr(folder, length=10, n=16, labelled=True):
 
 
 # ---- the loop: runtime and in-memory fits ----------------------------------------
+
 
 class Counting:
     """y = 2x; counts the batches it is given and snapshots the weights at every validation."""
@@ -89,8 +94,16 @@ def test_runtime_shards_batches_and_only_rank_0_writes(tmp_path):
     fit(torch.nn.Linear(1, 1), obj, LoopConfig(epochs=2, progress=False), tmp_path / "peer", runtime=Runtime(1, 2))
     assert len(obj.seen) == 2 * 8 and torch.equal(obj.seen[0], obj.x[2:4])  # its half of every batch
     assert not (tmp_path / "peer").exists()  # a peer never writes
-    fit(torch.nn.Linear(1, 1), Counting(), LoopConfig(epochs=2, progress=False), tmp_path / "rank0", runtime=Runtime(0, 2))
-    assert {"model.safetensors", "checkpoint.safetensors", "history.jsonl", "loss.png"} <= set(snapshot(tmp_path / "rank0"))
+    fit(
+        torch.nn.Linear(1, 1),
+        Counting(),
+        LoopConfig(epochs=2, progress=False),
+        tmp_path / "rank0",
+        runtime=Runtime(0, 2),
+    )
+    assert {"model.safetensors", "checkpoint.safetensors", "history.jsonl", "loss.png"} <= set(
+        snapshot(tmp_path / "rank0")
+    )
 
 
 def test_fit_without_a_run_directory_keeps_the_best_weights_in_memory(tmp_path, monkeypatch):
@@ -130,6 +143,7 @@ def test_a_diverging_cli_run_is_one_line_and_leaves_no_run(tmp_path):
 
 # ---- runs read back: NaN weights, missing tensors, state ------------------------------
 
+
 @pytest.fixture(scope="module")
 def adding_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("adding") / "run"
@@ -151,7 +165,10 @@ def test_train_prints_an_aligned_summary(adding_run):
     lines = r.output.splitlines()
     assert lines[1].split() == ["test", "exact", "sums", "bits", "right"]
     assert set(lines[2]) == {"-", " "}
-    assert lines[-1].startswith("random 64-bit pairs") and lines[-1].split()[-2] == f"{metrics['accuracy_by_bits']['64']:.4g}"
+    assert (
+        lines[-1].startswith("random 64-bit pairs")
+        and lines[-1].split()[-2] == f"{metrics['accuracy_by_bits']['64']:.4g}"
+    )
     widths = {len(line.rstrip()) for line in lines[1:4]}
     assert len(widths) == 1  # header, rule and the first row line up
 
@@ -173,9 +190,19 @@ def test_a_missing_tensor_is_named(adding_run, tmp_path):
     one_line_error(run("eval", bad), "model.safetensors", "missing head.weight")
     state = load_file(bad / "checkpoint.safetensors")
     del state["model.head.bias"]
-    save_file(state, bad / "checkpoint.safetensors", metadata=json.loads((adding_run / "checkpoint.safetensors").read_bytes()[8:8 + int.from_bytes((adding_run / "checkpoint.safetensors").read_bytes()[:8], "little")])["__metadata__"])
+    save_file(
+        state,
+        bad / "checkpoint.safetensors",
+        metadata=json.loads(
+            (adding_run / "checkpoint.safetensors").read_bytes()[
+                8 : 8 + int.from_bytes((adding_run / "checkpoint.safetensors").read_bytes()[:8], "little")
+            ]
+        )["__metadata__"],
+    )
     before = snapshot(bad)
-    one_line_error(run("train", "adding", "--resume", bad, "--epochs", "2"), "checkpoint.safetensors", "missing head.bias")
+    one_line_error(
+        run("train", "adding", "--resume", bad, "--epochs", "2"), "checkpoint.safetensors", "missing head.bias"
+    )
     assert snapshot(bad) == before
 
 
@@ -194,7 +221,12 @@ def test_a_failed_resume_changes_nothing(tmp_path):
     out = tmp_path / "run"
     assert run("train", "classify", "--data", data, "--out", out, *CLASSIFY).exit_code == 0
     before = snapshot(out)
-    one_line_error(run("train", "classify", "--resume", out, "--hidden-size", "8"), "cannot resume", "checkpoint.safetensors", "shape")
+    one_line_error(
+        run("train", "classify", "--resume", out, "--hidden-size", "8"),
+        "cannot resume",
+        "checkpoint.safetensors",
+        "shape",
+    )
     assert snapshot(out) == before
     other = ucr(tmp_path / "e", length=12)  # a different data set: other training length
     one_line_error(run("train", "classify", "--resume", out, "--data", other), "cannot resume", "'length'")
@@ -205,21 +237,29 @@ def test_a_failed_resume_changes_nothing(tmp_path):
 def test_a_failed_overwrite_keeps_the_old_run(adding_run, tmp_path):
     out = copy_run(adding_run, tmp_path / "run")
     before = snapshot(out)
-    one_line_error(run("train", "classify", "--out", out, "--overwrite", "--data", tmp_path / "missing.tsv", *CLASSIFY), "missing.tsv")
+    one_line_error(
+        run("train", "classify", "--out", out, "--overwrite", "--data", tmp_path / "missing.tsv", *CLASSIFY),
+        "missing.tsv",
+    )
     assert snapshot(out) == before and [p.name for p in tmp_path.iterdir()] == ["run"]
-    assert run("train", "classify", "--out", out, "--overwrite", "--data", ucr(tmp_path / "d"), *CLASSIFY).exit_code == 0
+    assert (
+        run("train", "classify", "--out", out, "--overwrite", "--data", ucr(tmp_path / "d"), *CLASSIFY).exit_code == 0
+    )
     assert json.loads((out / "config.json").read_text())["task"] == "classify"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "run"]  # the replaced run is gone
 
 
 def test_a_hidden_size_that_cannot_fit_in_memory_is_refused_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
-    one_line_error(run("train", "adding", "--out", out, "--hidden-size", "10000000"), "--hidden-size 10000000 needs about", "GiB")
+    one_line_error(
+        run("train", "adding", "--out", out, "--hidden-size", "10000000"), "--hidden-size 10000000 needs about", "GiB"
+    )
     assert not out.exists()
     check_memory(TASKS["adding"].Config(hidden_size=1024))  # a big but sane size passes
 
 
 # ---- predict: unlabelled rows, mismatched widths, --to -------------------------------------
+
 
 @pytest.fixture(scope="module")
 def classify_run(tmp_path_factory):
@@ -237,7 +277,11 @@ def test_predict_reads_unlabelled_ucr_rows_by_the_training_length(classify_run, 
     unlabelled = run("predict", out, "--data", plain / "T_TEST.tsv").output.splitlines()
     assert len(labelled) == 16 and labelled == unlabelled
     wrong = ucr(tmp_path / "wrong", length=7)
-    one_line_error(run("predict", out, "--data", wrong / "T_TEST.tsv"), "rows of 8 values", "expected 10 values per row (or a label then 10 values)")
+    one_line_error(
+        run("predict", out, "--data", wrong / "T_TEST.tsv"),
+        "rows of 8 values",
+        "expected 10 values per row (or a label then 10 values)",
+    )
 
 
 def test_predict_to_a_csv_file(classify_run, tmp_path):
@@ -252,8 +296,14 @@ def test_predict_to_a_csv_file(classify_run, tmp_path):
 
 def test_table_render_and_csv(tmp_path):
     t = Table(("name", "value", "other"), (("a", 0.123456, None), ("longer", 12, True)), title="T", notes=("n",))
-    assert t.render().splitlines() == ["T", "name     value  other", "------  ------  -----", "a       0.1235      -",
-                                       "longer      12    yes", "n"]
+    assert t.render().splitlines() == [
+        "T",
+        "name     value  other",
+        "------  ------  -----",
+        "a       0.1235      -",
+        "longer      12    yes",
+        "n",
+    ]
     assert t.tsv() == ["a\t0.123456\t-", "longer\t12\tyes"]
     t.write_csv(tmp_path / "t.csv")
     assert (tmp_path / "t.csv").read_text().splitlines() == ["name,value,other", "a,0.123456,", "longer,12,True"]
@@ -268,7 +318,9 @@ def test_help_texts_are_whole_and_name_only_what_exists():
     assert not [line for line in commands if line.rstrip().endswith("...") or line.rstrip().endswith("e.g.")]
     for name in TASKS:
         assert run("train", name, "--help").exit_code == 0
-    assert ("music" in run("generate", "--help").output) == ("music" in TASKS) and "shakespeare-genre" not in run("tasks").output
+    assert ("music" in run("generate", "--help").output) == ("music" in TASKS) and "shakespeare-genre" not in run(
+        "tasks"
+    ).output
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])
@@ -301,24 +353,50 @@ def test_use_deterministic_switches_torchs_mode():
 
 def test_every_task_trains_loads_and_predicts_from_python(tmp_path):
     """The Python form of the CLI (the README's "Every task from Python"): train, summarise, load, predict."""
-    from grukit.tasks import get_task
     from test_music import midi_folder
     from test_speech import write_words
 
+    from grukit.tasks import get_task
+
     runs = {
-        "speech": (dict(data=str(write_words(tmp_path / "words", per_class=6)), epochs=2, hidden_size=8, batch_size=8, progress=False),
-                   lambda: (str(next((tmp_path / "words").rglob("*.wav"))),), None),
-        "music": (dict(data=str(midi_folder(tmp_path / "midi")), epochs=1, hidden_size=8, batch_size=4, seq_len=16, embedding_size=4,
-                       progress=False), None, None),
-        "classify": (dict(data=str(ucr(tmp_path / "ucr")), epochs=1, hidden_size=4, batch_size=8, progress=False), lambda: (),
-                     str(tmp_path / "ucr" / "T_TEST.tsv")),
+        "speech": (
+            dict(
+                data=str(write_words(tmp_path / "words", per_class=6)),
+                epochs=2,
+                hidden_size=8,
+                batch_size=8,
+                progress=False,
+            ),
+            lambda: (str(next((tmp_path / "words").rglob("*.wav"))),),
+            None,
+        ),
+        "music": (
+            dict(
+                data=str(midi_folder(tmp_path / "midi")),
+                epochs=1,
+                hidden_size=8,
+                batch_size=4,
+                seq_len=16,
+                embedding_size=4,
+                progress=False,
+            ),
+            None,
+            None,
+        ),
+        "classify": (
+            dict(data=str(ucr(tmp_path / "ucr")), epochs=1, hidden_size=4, batch_size=8, progress=False),
+            lambda: (),
+            str(tmp_path / "ucr" / "T_TEST.tsv"),
+        ),
     }
     for name, (values, args, data) in runs.items():
         task = get_task(name)
         metrics = task.train(task.Config(**values), tmp_path / name)
-        assert json.loads((tmp_path / name / "metrics.json").read_text()).keys() >= {k for k in metrics if k != "train_seconds"}
+        assert json.loads((tmp_path / name / "metrics.json").read_text()).keys() >= {
+            k for k in metrics if k != "train_seconds"
+        }
         assert task.summarize(metrics).render().count("\n") >= 2
-        cfg, state, model = task.load(tmp_path / name)
+        _cfg, state, model = task.load(tmp_path / name)
         assert isinstance(state, task.State) and not model.training
         if args is not None:
             table = task.predict(tmp_path / name, args(), data)

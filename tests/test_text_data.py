@@ -54,7 +54,7 @@ def test_text_folder_errors(tmp_path):
         text.read_text_folder(tmp_path / "missing")
     (tmp_path / "only").mkdir()
     (tmp_path / "only" / "a.txt").write_text("x")
-    with pytest.raises(ValueError, match="at least two label sub-folders.*'only'"):
+    with pytest.raises(ValueError, match=r"at least two label sub-folders.*'only'"):
         text.read_text_folder(tmp_path)
     f = tmp_path / "f.txt"
     f.write_text("x")
@@ -74,7 +74,9 @@ def test_read_csv_columns(tmp_path):
         text.read_text_csv(f, "review", "label")
 
 
-@pytest.mark.parametrize("content, message", [("", "empty"), ("text,label\n", "no rows"), ("text,label\nonly\n", "row 2: 1 field")])
+@pytest.mark.parametrize(
+    "content, message", [("", "empty"), ("text,label\n", "no rows"), ("text,label\nonly\n", "row 2: 1 field")]
+)
 def test_read_csv_bad_content(tmp_path, content, message):
     f = tmp_path / "bad.csv"
     f.write_text(content)

@@ -52,7 +52,12 @@ def test_loss_plot_is_drawn_once_and_on_interrupt(tmp_path, monkeypatch):
     fit(torch.nn.Linear(1, 1), Regression(), LoopConfig(epochs=5, lr=0.05, progress=False), tmp_path / "a")
     assert calls == [5] and (tmp_path / "a" / "loss.png").stat().st_size > 1000
     with pytest.raises(KeyboardInterrupt):
-        fit(torch.nn.Linear(1, 1), Regression(interrupt_at=2), LoopConfig(epochs=5, lr=0.05, progress=False), tmp_path / "b")
+        fit(
+            torch.nn.Linear(1, 1),
+            Regression(interrupt_at=2),
+            LoopConfig(epochs=5, lr=0.05, progress=False),
+            tmp_path / "b",
+        )
     assert calls == [5, 2] and (tmp_path / "b" / "loss.png").exists()
 
 
@@ -131,10 +136,10 @@ def test_loading_never_runs_code(tmp_path):
 
 
 def test_bad_files_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.safetensors: no such file"):
+    with pytest.raises(FileNotFoundError, match=r"missing.safetensors: no such file"):
         load_tensors(tmp_path / "missing.safetensors")
     (tmp_path / "c.json").write_text("{not json")
-    with pytest.raises(ValueError, match="c.json: not valid JSON"):
+    with pytest.raises(ValueError, match=r"c.json: not valid JSON"):
         read_json(tmp_path / "c.json")
     save_tensors(tmp_path / "w.safetensors", {"a": torch.ones(2)})
     assert torch.equal(load_tensors(tmp_path / "w.safetensors")[0]["a"], torch.ones(2))
@@ -156,8 +161,12 @@ def test_bogus_safetensors_are_refused_before_their_tensors_are_read(tmp_path, m
     reads = []
     real = Path.read_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or real(self))
-    for name, message in [("cut", "truncated or corrupted"), ("pickle", "header claims"), ("huge", "header claims 1099511627776 bytes"),
-                          ("big", "truncated or corrupted")]:
+    for name, message in [
+        ("cut", "truncated or corrupted"),
+        ("pickle", "header claims"),
+        ("huge", "header claims 1099511627776 bytes"),
+        ("big", "truncated or corrupted"),
+    ]:
         with pytest.raises(ValueError, match=message):
             load_tensors(tmp_path / f"{name}.safetensors")
     assert reads == []  # none of them was read whole

@@ -1,14 +1,29 @@
 """grukit: a readable, exact and fast gated recurrent unit for PyTorch."""
 
 from . import functional
-from .errors import DeviceError, DTypeError, OptionTypeError, ShapeError
-from .mingru import MinGRU
 from .cell import GRUCell
 from .determinism import use_deterministic
+from .errors import DeviceError, DTypeError, OptionTypeError, ShapeError
+from .mingru import MinGRU
 from .modules import GRU
 
-__all__ = ["GRU", "GRUCell", "MinGRU", "functional", "use_deterministic", "ShapeError", "DTypeError", "DeviceError",
-           "OptionTypeError", "__version__", "GRUClassifier", "GRUForecaster", "GRURegressor", "GRUTextClassifier", "GRUAutoencoder"]
+__all__ = [
+    "GRU",
+    "DTypeError",
+    "DeviceError",
+    "GRUAutoencoder",
+    "GRUCell",
+    "GRUClassifier",
+    "GRUForecaster",
+    "GRURegressor",
+    "GRUTextClassifier",
+    "MinGRU",
+    "OptionTypeError",
+    "ShapeError",
+    "__version__",
+    "functional",
+    "use_deterministic",
+]
 __version__ = "0.1.0"
 
 _ESTIMATORS = ("GRUClassifier", "GRUForecaster", "GRURegressor", "GRUTextClassifier")

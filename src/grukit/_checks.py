@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -34,7 +33,9 @@ def check_constructor(input_size, hidden_size, num_layers=1, dropout=0.0, *, cel
         raise ValueError(f"num_layers must be greater than zero; num_layers must be >= 1, got {num_layers}")
     torch_words = "dropout should be a number in range [0, 1] representing the probability of an element being zeroed"
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
-        raise OptionTypeError(f"{torch_words}; dropout must be a float in [0, 1], got {type(dropout).__name__} ({dropout!r})")
+        raise OptionTypeError(
+            f"{torch_words}; dropout must be a float in [0, 1], got {type(dropout).__name__} ({dropout!r})"
+        )
     if math.isnan(dropout) or not 0.0 <= dropout <= 1.0:
         raise ValueError(f"{torch_words}; dropout must be in [0, 1], got {dropout}")
 
@@ -42,7 +43,9 @@ def check_constructor(input_size, hidden_size, num_layers=1, dropout=0.0, *, cel
 def check_flag(name: str, value) -> bool:
     """A constructor flag that torch.nn.GRU requires to be a bool (bias, batch_first): "False" is not False."""
     if not isinstance(value, bool):
-        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}; {name} must be True or False, got {value!r}")
+        raise TypeError(
+            f"{name} should be of type bool, got: {type(value).__name__}; {name} must be True or False, got {value!r}"
+        )
     return value
 
 
@@ -56,7 +59,9 @@ def check_probability(name: str, value, *, upper_open: bool = True) -> float:
     return value
 
 
-def check_parameters(named: list[tuple[str, Optional[Tensor], tuple[int, ...]]], dtype: torch.dtype, device: torch.device) -> None:
+def check_parameters(
+    named: list[tuple[str, Tensor | None, tuple[int, ...]]], dtype: torch.dtype, device: torch.device
+) -> None:
     """Every (name, tensor, expected shape) has that shape, and the input's dtype and device.
 
     Run before any kernel reads them: a wrong-size bias would otherwise be
@@ -81,8 +86,9 @@ def check_tensor(name: str, value) -> Tensor:
     return value
 
 
-def check_input(x: Tensor, input_size: int, weight: Tensor, batched_ndim: int, layout: str, module: str = "GRU",
-                dtype: bool = True) -> None:
+def check_input(
+    x: Tensor, input_size: int, weight: Tensor, batched_ndim: int, layout: str, module: str = "GRU", dtype: bool = True
+) -> None:
     """x must have rank batched_ndim (batched) or batched_ndim - 1, the right
     feature size, and (unless ``dtype=False``) a floating dtype and the weights' dtype and device.
 
@@ -97,9 +103,14 @@ def check_input(x: Tensor, input_size: int, weight: Tensor, batched_ndim: int, l
             f"got {x.dim()}-D with shape {tuple(x.shape)}"
         )
     if x.shape[-1] != input_size:
-        torch_words = (f"input has inconsistent input_size: got {x.shape[-1]} expected {input_size}" if cell else
-                       f"input.size(-1) must be equal to input_size. Expected {input_size}, got {x.shape[-1]}")
-        raise ShapeError(f"{torch_words}; input.size(-1) must equal input_size={input_size}, got {x.shape[-1]} (shape {tuple(x.shape)})")
+        torch_words = (
+            f"input has inconsistent input_size: got {x.shape[-1]} expected {input_size}"
+            if cell
+            else f"input.size(-1) must be equal to input_size. Expected {input_size}, got {x.shape[-1]}"
+        )
+        raise ShapeError(
+            f"{torch_words}; input.size(-1) must equal input_size={input_size}, got {x.shape[-1]} (shape {tuple(x.shape)})"
+        )
     if dtype:
         check_same(x, "input", weight, rnn_words=not cell)
 
@@ -111,11 +122,15 @@ def check_same(t: Tensor, name: str, weight: Tensor, *, rnn_words: bool = False)
     if wrong_dtype:
         prefix = ""
         if rnn_words:
-            prefix = (f"RNN input dtype ({t.dtype}) does not match weight dtype ({weight.dtype}). "
-                      f"Convert input: input.to({weight.dtype}), or convert model: model.to({t.dtype}); ")
+            prefix = (
+                f"RNN input dtype ({t.dtype}) does not match weight dtype ({weight.dtype}). "
+                f"Convert input: input.to({weight.dtype}), or convert model: model.to({t.dtype}); "
+            )
         if not t.is_floating_point():
             raise DTypeError(f"{prefix}{name} must be a floating-point tensor, got dtype {t.dtype}")
-        raise DTypeError(f"{prefix}{name} has dtype {t.dtype} but the weights have dtype {weight.dtype}; convert one with .to()")
+        raise DTypeError(
+            f"{prefix}{name} has dtype {t.dtype} but the weights have dtype {weight.dtype}; convert one with .to()"
+        )
     if t.device != weight.device:
         raise DeviceError(f"{name} is on device {t.device} but the weights are on {weight.device}; move one with .to()")
 
@@ -127,12 +142,14 @@ def check_hidden(hx: Tensor, expected: tuple[int, ...], weight: Tensor, name: st
         ours = f"{name} must have shape {expected}, got {tuple(hx.shape)}"
         if hx.dim() != len(expected):
             kind = "batched 3-D" if len(expected) == 3 else "unbatched 2-D"
-            raise ShapeError(f"For {kind} input, hx should also be {len(expected)}-D but got {hx.dim()}-D tensor; {ours}")
+            raise ShapeError(
+                f"For {kind} input, hx should also be {len(expected)}-D but got {hx.dim()}-D tensor; {ours}"
+            )
         raise ShapeError(f"Expected hidden size {expected}, got {list(hx.shape)}; {ours}")
     check_same(hx, name, weight)
 
 
-def check_cell_hidden(hx: Tensor, batch: Optional[int], hidden_size: int) -> None:
+def check_cell_hidden(hx: Tensor, batch: int | None, hidden_size: int) -> None:
     """hx of a cell: (B, H), or (H,) when batch is None (unbatched input); torch.nn.GRUCell's wording.
     Its dtype and device are the caller's to check (after the input's, in torch's order)."""
     check_tensor("hx", hx)
@@ -142,7 +159,9 @@ def check_cell_hidden(hx: Tensor, batch: Optional[int], hidden_size: int) -> Non
         if hx.dim() not in (1, 2):
             raise ShapeError(f"GRUCell: Expected hidden to be 1D or 2D, got {hx.dim()}D instead; {ours}")
         if hx.shape[-1] != hidden_size:
-            raise ShapeError(f"hidden0 has inconsistent hidden_size: got {hx.shape[-1]}, expected {hidden_size}; {ours}")
+            raise ShapeError(
+                f"hidden0 has inconsistent hidden_size: got {hx.shape[-1]}, expected {hidden_size}; {ours}"
+            )
         if batch is not None and hx.dim() == 2:
             raise ShapeError(f"Input batch size {batch} doesn't match hidden0 batch size {hx.shape[0]}; {ours}")
         raise ShapeError(f"GRUCell: hx must have the input's rank; {ours}")
@@ -166,7 +185,9 @@ def check_lengths(lengths, batch: int, steps: int, device: torch.device) -> Tens
     return lengths.to(device=device, dtype=torch.int64)
 
 
-def time_major(input: Tensor, input_size: int, weight: Tensor, batch_first: bool, module: str = "GRU") -> tuple[Tensor, bool]:
+def time_major(
+    input: Tensor, input_size: int, weight: Tensor, batch_first: bool, module: str = "GRU"
+) -> tuple[Tensor, bool]:
     """A sequence layer's input checked and laid out as (T, B, I), and whether it was batched.
 
     input: (T, B, I), (B, T, I) with batch_first, or unbatched (T, I); at least one step
@@ -182,9 +203,11 @@ def time_major(input: Tensor, input_size: int, weight: Tensor, batch_first: bool
     return x, batched
 
 
-def check_nonempty(steps: int, batch: Optional[int] = None) -> None:
+def check_nonempty(steps: int, batch: int | None = None) -> None:
     """At least one step (torch.nn.GRU's rule); ``batch`` given: at least one sequence too."""
     if steps == 0:
-        raise ShapeError("Expected sequence length to be larger than 0 in RNN; input has zero time steps; a GRU needs at least one step")
+        raise ShapeError(
+            "Expected sequence length to be larger than 0 in RNN; input has zero time steps; a GRU needs at least one step"
+        )
     if batch == 0:
         raise ShapeError("input has a batch of zero sequences")

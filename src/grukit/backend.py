@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.autograd import forward_ad

@@ -18,8 +18,8 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
@@ -82,7 +82,9 @@ class Measured(float):
     """Seconds a call measured itself (in another process): :func:`rounds` records this, not the round trip."""
 
 
-def median_time(fn: Callable[[], object], *, min_time: float = 0.5, min_reps: int = 5, max_reps: int = 10_000, warmup: int = 2) -> float:
+def median_time(
+    fn: Callable[[], object], *, min_time: float = 0.5, min_reps: int = 5, max_reps: int = 10_000, warmup: int = 2
+) -> float:
     """Median seconds per call of fn (enough calls to fill min_time)."""
     return statistics.median(rounds([fn], min_time=min_time, min_reps=min_reps, max_reps=max_reps, warmup=warmup)[0])
 
@@ -92,7 +94,14 @@ def paired_times(fns: list[Callable[[], object]], **kwargs) -> list[float]:
     return [statistics.median(ts) for ts in rounds(fns, **kwargs)]
 
 
-def rounds(fns: list[Callable[[], object]], *, min_time: float = 0.5, min_reps: int = 5, max_reps: int = 10_000, warmup: int = 2) -> list[list[float]]:
+def rounds(
+    fns: list[Callable[[], object]],
+    *,
+    min_time: float = 0.5,
+    min_reps: int = 5,
+    max_reps: int = 10_000,
+    warmup: int = 2,
+) -> list[list[float]]:
     """Seconds of each call of each fn, measured in rounds (fn0, fn1, ...; fn0, fn1, ...).
 
     Alternating makes the ratios fair on a machine whose load changes while it
@@ -117,13 +126,17 @@ def rounds(fns: list[Callable[[], object]], *, min_time: float = 0.5, min_reps: 
             return times
 
 
-def matmul_peak(dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (512, 1024, 2048), min_time: float = 0.5) -> float:
+def matmul_peak(
+    dtype: torch.dtype = torch.float32, sizes: tuple[int, ...] = (512, 1024, 2048), min_time: float = 0.5
+) -> float:
     """Measured GEMM throughput (FLOP/s) of torch.mm on n x n matrices, the best of a few n: the ceiling we compare to."""
     best = 0.0
     for n in sizes:
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         out = torch.empty(n, n, dtype=dtype)
-        t = min(rounds([lambda: torch.mm(a, b, out=out)], min_time=min_time)[0])  # the ceiling: best repeat
+        t = min(
+            rounds([lambda a=a, b=b, out=out: torch.mm(a, b, out=out)], min_time=min_time)[0]
+        )  # the ceiling: best repeat
         best = max(best, 2.0 * n**3 / t)
     return best
 
@@ -164,10 +177,20 @@ def time_config(cfg: Config, *, min_time: float = 0.5) -> dict:
     row = {"config": cfg.name, **asdict(cfg), "backend": backend.active(x, ours.weight_ih_l0)}
     times = rounds([_infer(ref, x), _infer(ours, x)], min_time=min_time)
     (t_ref, t_ours), (ratio,) = _summary(times)
-    row.update(infer_torch_ms=1e3 * t_ref, infer_grukit_ms=1e3 * t_ours, infer_ratio=ratio, infer_gflops=cfg.flops(False) / min(times[1]) / 1e9)
+    row.update(
+        infer_torch_ms=1e3 * t_ref,
+        infer_grukit_ms=1e3 * t_ours,
+        infer_ratio=ratio,
+        infer_gflops=cfg.flops(False) / min(times[1]) / 1e9,
+    )
     times = rounds([_train(ref, x, g), _train(ours, x, g), _train(ours16, x16, g)], min_time=min_time)
     (t_ref, t_ours, t_16), (ratio, ratio16) = _summary(times)
-    row.update(train_torch_ms=1e3 * t_ref, train_grukit_ms=1e3 * t_ours, train_ratio=ratio, train_gflops=cfg.flops(True) / min(times[1]) / 1e9)
+    row.update(
+        train_torch_ms=1e3 * t_ref,
+        train_grukit_ms=1e3 * t_ours,
+        train_ratio=ratio,
+        train_gflops=cfg.flops(True) / min(times[1]) / 1e9,
+    )
     row.update(bf16_train_grukit_ms=1e3 * t_16, bf16_train_ratio=ratio16)
     return row
 
@@ -191,7 +214,14 @@ def time_cell(I: int, H: int, *, min_time: float = 0.5, steps: int = 100) -> dic
         return run
 
     (t_ref, t_ours), (ratio,) = _summary(rounds([loop(ref), loop(ours)], min_time=min_time))
-    return {"config": f"cell B1 I{I} H{H}", "I": I, "H": H, "torch_us": 1e6 * t_ref / steps, "grukit_us": 1e6 * t_ours / steps, "ratio": ratio}
+    return {
+        "config": f"cell B1 I{I} H{H}",
+        "I": I,
+        "H": H,
+        "torch_us": 1e6 * t_ref / steps,
+        "grukit_us": 1e6 * t_ours / steps,
+        "ratio": ratio,
+    }
 
 
 def _summary(times: list[list[float]]) -> tuple[list[float], list[float]]:
@@ -211,7 +241,7 @@ def run(
     cells: Iterable[tuple[int, int]] = CELL_SHAPES,
     min_time: float = 0.5,
     peak_sizes: tuple[int, ...] = (512, 1024, 2048),
-    progress: Optional[Callable[[str], None]] = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict:
     """The whole benchmark: fp32 matmul peak, the grid (fp32 and bf16), batch-1 step latency."""
     say = progress or (lambda _msg: None)
@@ -247,7 +277,7 @@ def run(
     }
 
 
-def machine(load_before: Optional[float]) -> dict:
+def machine(load_before: float | None) -> dict:
     """What the times were measured on, with the load average before the run (from :func:`_loadavg`) and now."""
     return {
         "cpu": _cpu_name(),
@@ -258,7 +288,7 @@ def machine(load_before: Optional[float]) -> dict:
     }
 
 
-def _loadavg() -> Optional[float]:
+def _loadavg() -> float | None:
     try:
         return os.getloadavg()[0]
     except OSError:
@@ -296,7 +326,9 @@ def format_table(res: dict) -> str:
             lines.append(f"{r['config']:<28}{r['torch_us']:>16.1f}us{r['grukit_us']:>8.1f}us{r['ratio']:>7.2f}x")
     lines += ["", f"{'training: grukit bf16 vs torch fp32':<38}{'torch':>10}{'grukit':>10}{'ratio':>8}"]
     for r in res["fp32"]:
-        lines.append(f"{r['config']:<38}{r['train_torch_ms']:>8.2f}ms{r['bf16_train_grukit_ms']:>8.2f}ms{r['bf16_train_ratio']:>7.2f}x")
+        lines.append(
+            f"{r['config']:<38}{r['train_torch_ms']:>8.2f}ms{r['bf16_train_grukit_ms']:>8.2f}ms{r['bf16_train_ratio']:>7.2f}x"
+        )
     lines.append(f"{'geometric mean':<38}{'':>20}{s['bf16_train_geomean']:>7.2f}x")
     return "\n".join(lines)
 
@@ -329,7 +361,10 @@ def plot(res: dict, path: str) -> None:
     ax.set_yticks(list(y), names)
     ax.invert_yaxis()
     ax.set_xlabel("speed-up over torch.nn.GRU / GRUCell (torch time / grukit time)")
-    ax.set_title(f"grukit vs torch.nn.GRU: {res['machine']['cpu']}, {res['machine']['threads']} threads, torch {res['machine']['torch']}", fontsize=9)
+    ax.set_title(
+        f"grukit vs torch.nn.GRU: {res['machine']['cpu']}, {res['machine']['threads']} threads, torch {res['machine']['torch']}",
+        fontsize=9,
+    )
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -23,8 +23,8 @@ in :mod:`grukit.bench`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +48,11 @@ class CellsGrid:
         (Config(100, 32, 64, 256), 2.0),
     )
     options: tuple[Config, ...] = GRID  # shapes of the dropout / zoneout options (training)
-    option_values: tuple[tuple[str, float], ...] = (("zoneout", 0.1), ("recurrent_dropout", 0.25), ("weight_dropout", 0.25))
+    option_values: tuple[tuple[str, float], ...] = (
+        ("zoneout", 0.1),
+        ("recurrent_dropout", 0.25),
+        ("weight_dropout", 0.25),
+    )
     option_max: float = 1.15  # option / plain, training
 
 
@@ -101,7 +105,7 @@ class UserLayerNormGRU(nn.Module):
         self.cell = UserLayerNormGRUCell(input_size, hidden_size)
         self.hidden_size = hidden_size
 
-    def forward(self, x: Tensor, hx: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h = x.new_zeros(x.shape[1], self.hidden_size) if hx is None else hx[0]  # (B, H)
         outputs = []
         for x_t in x:  # (B, I)
@@ -110,14 +114,24 @@ class UserLayerNormGRU(nn.Module):
         return torch.stack(outputs), h.unsqueeze(0)  # (T, B, H), (1, B, H)
 
     @classmethod
-    def from_grukit(cls, gru: GRU) -> "UserLayerNormGRU":
+    def from_grukit(cls, gru: GRU) -> UserLayerNormGRU:
         """The same weights as a one-layer, one-direction GRU(layer_norm=True)."""
         if not gru.layer_norm or gru.num_layers != 1 or gru.bidirectional or not gru.bias:
-            raise ValueError(f"the baseline mirrors a 1-layer, 1-direction LayerNorm-GRU with biases, got GRU({gru.extra_repr()})")
+            raise ValueError(
+                f"the baseline mirrors a 1-layer, 1-direction LayerNorm-GRU with biases, got GRU({gru.extra_repr()})"
+            )
         user = cls(gru.input_size, gru.hidden_size)
         c = user.cell
-        pairs = ((c.ih.weight, "weight_ih_l0"), (c.hh.weight, "weight_hh_l0"), (c.b_ih, "bias_ih_l0"), (c.b_hh, "bias_hh_l0"),
-                 (c.ln_ih.weight, "ln_gain_ih_l0"), (c.ln_ih.bias, "ln_bias_ih_l0"), (c.ln_hh.weight, "ln_gain_hh_l0"), (c.ln_hh.bias, "ln_bias_hh_l0"))
+        pairs = (
+            (c.ih.weight, "weight_ih_l0"),
+            (c.hh.weight, "weight_hh_l0"),
+            (c.b_ih, "bias_ih_l0"),
+            (c.b_hh, "bias_hh_l0"),
+            (c.ln_ih.weight, "ln_gain_ih_l0"),
+            (c.ln_ih.bias, "ln_bias_ih_l0"),
+            (c.ln_hh.weight, "ln_gain_hh_l0"),
+            (c.ln_hh.bias, "ln_bias_hh_l0"),
+        )
         with torch.no_grad():
             for p, name in pairs:
                 p.copy_(getattr(gru, name))
@@ -156,7 +170,9 @@ def check_baseline(user: nn.Module, lngru: GRU, x: Tensor, atol: float = ATOL) -
 
 def _data(cfg: Config) -> tuple[Tensor, Tensor]:
     D = 2 if cfg.bidirectional else 1
-    return torch.randn(cfg.T, cfg.B, cfg.I), torch.randn(cfg.T, cfg.B, D * cfg.H)  # x (T, B, I), grad of the output (T, B, D*H)
+    return torch.randn(cfg.T, cfg.B, cfg.I), torch.randn(
+        cfg.T, cfg.B, D * cfg.H
+    )  # x (T, B, I), grad of the output (T, B, D*H)
 
 
 def _ms(t: float) -> float:
@@ -203,11 +219,21 @@ def time_options(cfg: Config, values: tuple[tuple[str, float], ...], *, min_time
     rows = []
     for (name, p), ts in zip(values, times[1:]):
         (t_opt, t_plain), (ratio,) = _summary([ts, times[0]])
-        rows.append({"config": cfg.name, **asdict(cfg), "option": name, "p": p, "train_plain_ms": _ms(t_plain), "train_option_ms": _ms(t_opt), "train_ratio": ratio})
+        rows.append(
+            {
+                "config": cfg.name,
+                **asdict(cfg),
+                "option": name,
+                "p": p,
+                "train_plain_ms": _ms(t_plain),
+                "train_option_ms": _ms(t_opt),
+                "train_ratio": ratio,
+            }
+        )
     return rows
 
 
-def run(grid: CellsGrid = CELLS, *, min_time: float = 0.5, progress: Optional[Callable[[str], None]] = None) -> dict:
+def run(grid: CellsGrid = CELLS, *, min_time: float = 0.5, progress: Callable[[str], None] | None = None) -> dict:
     """All three sections; JSON-serialisable."""
     say = progress or (lambda _msg: None)
     load_before = _loadavg()
@@ -228,9 +254,19 @@ def run(grid: CellsGrid = CELLS, *, min_time: float = 0.5, progress: Optional[Ca
     opt_worst = max((r["train_ratio"] for r in opt_rows), default=float("nan"))
     return {
         "machine": machine(load_before),
-        "layer_norm": {"target_max": grid.layer_norm_max, "worst": ln_worst, "met": ln_worst <= grid.layer_norm_max, "rows": ln_rows},
+        "layer_norm": {
+            "target_max": grid.layer_norm_max,
+            "worst": ln_worst,
+            "met": ln_worst <= grid.layer_norm_max,
+            "rows": ln_rows,
+        },
         "baseline": {"atol": ATOL, "met": all(r["met"] for r in base_rows), "rows": base_rows},
-        "options": {"target_max": grid.option_max, "worst": opt_worst, "met": opt_worst <= grid.option_max, "rows": opt_rows},
+        "options": {
+            "target_max": grid.option_max,
+            "worst": opt_worst,
+            "met": opt_worst <= grid.option_max,
+            "rows": opt_rows,
+        },
     }
 
 
@@ -242,25 +278,39 @@ def format_table(res: dict) -> str:
     """The three sections as fixed-width text, each with its target and whether it is met."""
     lines = [machine_line(res["machine"]), ""]
     s = res["layer_norm"]
-    lines.append(f"(a) LayerNorm-GRU / plain grukit.GRU, same weights (target <= {s['target_max']:.2f}x everywhere: {_met(s['met'])})")
+    lines.append(
+        f"(a) LayerNorm-GRU / plain grukit.GRU, same weights (target <= {s['target_max']:.2f}x everywhere: {_met(s['met'])})"
+    )
     head = f"{'config':<28}{'infer plain':>12}{'lngru':>9}{'ratio':>7}{'train plain':>13}{'lngru':>9}{'ratio':>7}"
     lines += [head, "-" * len(head)]
     for r in s["rows"]:
-        lines.append(f"{r['config']:<28}{r['infer_plain_ms']:>10.2f}ms{r['infer_lngru_ms']:>7.2f}ms{r['infer_ratio']:>6.2f}x"
-                     f"{r['train_plain_ms']:>11.2f}ms{r['train_lngru_ms']:>7.2f}ms{r['train_ratio']:>6.2f}x")
+        lines.append(
+            f"{r['config']:<28}{r['infer_plain_ms']:>10.2f}ms{r['infer_lngru_ms']:>7.2f}ms{r['infer_ratio']:>6.2f}x"
+            f"{r['train_plain_ms']:>11.2f}ms{r['train_lngru_ms']:>7.2f}ms{r['train_ratio']:>6.2f}x"
+        )
     s = res["baseline"]
-    lines += ["", f"(b) user-style LayerNorm-GRU (Python loop, nn.LayerNorm) / grukit, outputs equal to atol {s['atol']:g} (targets per shape: {_met(s['met'])})"]
+    lines += [
+        "",
+        f"(b) user-style LayerNorm-GRU (Python loop, nn.LayerNorm) / grukit, outputs equal to atol {s['atol']:g} (targets per shape: {_met(s['met'])})",
+    ]
     head = f"{'config':<28}{'infer user':>12}{'grukit':>9}{'ratio':>8}{'train user':>12}{'grukit':>9}{'ratio':>8}{'target':>8}{'':>9}"
     lines += [head, "-" * len(head)]
     for r in s["rows"]:
-        lines.append(f"{r['config']:<28}{r['infer_baseline_ms']:>10.1f}ms{r['infer_lngru_ms']:>7.2f}ms{r['infer_ratio']:>7.1f}x"
-                     f"{r['train_baseline_ms']:>10.1f}ms{r['train_lngru_ms']:>7.2f}ms{r['train_ratio']:>7.1f}x{'>=' + format(r['target_min'], '.0f') + 'x':>8}{_met(r['met']):>9}")
+        lines.append(
+            f"{r['config']:<28}{r['infer_baseline_ms']:>10.1f}ms{r['infer_lngru_ms']:>7.2f}ms{r['infer_ratio']:>7.1f}x"
+            f"{r['train_baseline_ms']:>10.1f}ms{r['train_lngru_ms']:>7.2f}ms{r['train_ratio']:>7.1f}x{'>=' + format(r['target_min'], '.0f') + 'x':>8}{_met(r['met']):>9}"
+        )
     s = res["options"]
-    lines += ["", f"(c) training with one option / plain grukit.GRU training (target <= {s['target_max']:.2f}x everywhere: {_met(s['met'])})"]
+    lines += [
+        "",
+        f"(c) training with one option / plain grukit.GRU training (target <= {s['target_max']:.2f}x everywhere: {_met(s['met'])})",
+    ]
     head = f"{'config':<28}{'option':<24}{'plain':>10}{'option':>10}{'ratio':>7}"
     lines += [head, "-" * len(head)]
     for r in s["rows"]:
-        lines.append(f"{r['config']:<28}{r['option'] + '=' + format(r['p'], 'g'):<24}{r['train_plain_ms']:>8.2f}ms{r['train_option_ms']:>8.2f}ms{r['train_ratio']:>6.2f}x")
+        lines.append(
+            f"{r['config']:<28}{r['option'] + '=' + format(r['p'], 'g'):<24}{r['train_plain_ms']:>8.2f}ms{r['train_option_ms']:>8.2f}ms{r['train_ratio']:>6.2f}x"
+        )
     return "\n".join(lines)
 
 
@@ -273,11 +323,24 @@ def plot(res: dict, path: str) -> None:
 
     ln, base, opt = res["layer_norm"]["rows"], res["baseline"]["rows"], res["options"]["rows"]
     panels = (
-        ("(a) LayerNorm-GRU / plain GRU", [r["config"] for r in ln], {"inference": [r["infer_ratio"] for r in ln], "training": [r["train_ratio"] for r in ln]},
-         [res["layer_norm"]["target_max"]]),
-        ("(b) user-style LayerNorm-GRU / grukit", [r["config"] for r in base], {"inference": [r["infer_ratio"] for r in base], "training": [r["train_ratio"] for r in base]},
-         sorted({r["target_min"] for r in base})),
-        ("(c) option / plain GRU, training", [f"{r['config']} {r['option']}" for r in opt], {"training": [r["train_ratio"] for r in opt]}, [res["options"]["target_max"]]),
+        (
+            "(a) LayerNorm-GRU / plain GRU",
+            [r["config"] for r in ln],
+            {"inference": [r["infer_ratio"] for r in ln], "training": [r["train_ratio"] for r in ln]},
+            [res["layer_norm"]["target_max"]],
+        ),
+        (
+            "(b) user-style LayerNorm-GRU / grukit",
+            [r["config"] for r in base],
+            {"inference": [r["infer_ratio"] for r in base], "training": [r["train_ratio"] for r in base]},
+            sorted({r["target_min"] for r in base}),
+        ),
+        (
+            "(c) option / plain GRU, training",
+            [f"{r['config']} {r['option']}" for r in opt],
+            {"training": [r["train_ratio"] for r in opt]},
+            [res["options"]["target_max"]],
+        ),
     )
     heights = [len(p[1]) + 1.5 for p in panels]
     fig, axes = plt.subplots(3, 1, figsize=(10, 0.4 * sum(heights) + 1.5), gridspec_kw={"height_ratios": heights})
@@ -293,7 +356,10 @@ def plot(res: dict, path: str) -> None:
         ax.invert_yaxis()
         ax.set_title(title + " (dashed: target)", fontsize=9)
         ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"grukit cell options: {res['machine']['cpu']}, {res['machine']['threads']} threads, torch {res['machine']['torch']}", fontsize=9)
+    fig.suptitle(
+        f"grukit cell options: {res['machine']['cpu']}, {res['machine']['threads']} threads, torch {res['machine']['torch']}",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the suptitle above the first panel
     fig.savefig(path, dpi=110)
     plt.close(fig)

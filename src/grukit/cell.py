@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -20,11 +19,16 @@ class GRUCell(nn.Module):
     ``bias_ih``, ``bias_hh`` (3H,), gates r|z|n, init U(-1/sqrt(H), 1/sqrt(H)).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *, reset_after: bool = True) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *, reset_after: bool = True
+    ) -> None:
         super().__init__()
         _checks.check_constructor(input_size, hidden_size, cell=True)  # zero widths allowed, as torch.nn.GRUCell
         self.input_size, self.hidden_size = input_size, hidden_size
-        self.bias, self.reset_after = bool(bias), bool(reset_after)  # as torch.nn.GRUCell: any truthy bias (unlike GRU's)
+        self.bias, self.reset_after = (
+            bool(bias),
+            bool(reset_after),
+        )  # as torch.nn.GRUCell: any truthy bias (unlike GRU's)
         factory = {"device": device, "dtype": dtype}
         self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **factory))
         self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **factory))
@@ -49,10 +53,15 @@ class GRUCell(nn.Module):
             s += ", reset_after=False"
         return s
 
-    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         streaming = (
-            not torch.is_grad_enabled() and isinstance(input, Tensor) and isinstance(hx, Tensor)
-            and input.is_cpu and hx.is_cpu and not torch.compiler.is_compiling() and not backend.transforms_active()
+            not torch.is_grad_enabled()
+            and isinstance(input, Tensor)
+            and isinstance(hx, Tensor)
+            and input.is_cpu
+            and hx.is_cpu
+            and not torch.compiler.is_compiling()
+            and not backend.transforms_active()
         )
         if streaming:  # a no-grad stream of steps on the CPU: skip the checks already passed for these inputs
             p = self._parameters  # (not self.weight_ih: nn.Module's attribute lookup costs more than the check)
@@ -70,7 +79,7 @@ class GRUCell(nn.Module):
     # for it: a stream of single steps pays for validation and the backend
     # choice once, not at every step. (GRUKIT_BACKEND is read when the stream
     # starts, not at every step.)
-    _streaming_key: Optional[tuple] = None
+    _streaming_key: tuple | None = None
     _streaming_step = None
 
     def __getstate__(self) -> dict:
@@ -81,7 +90,7 @@ class GRUCell(nn.Module):
         state.pop("_streaming_step", None)
         return state
 
-    def _checked_forward(self, input: Tensor, hx: Optional[Tensor]) -> Tensor:
+    def _checked_forward(self, input: Tensor, hx: Tensor | None) -> Tensor:
         _checks.check_input(input, self.input_size, self.weight_ih, 2, "(B, I)", "GRUCell", dtype=False)
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)  # (B, I); B may be 0, as torch.nn.GRUCell allows
@@ -95,8 +104,15 @@ class GRUCell(nn.Module):
         _checks.check_same(h, "hx", self.weight_ih)
         I = self.input_size
         _checks.check_parameters(
-            [("weight_ih", self.weight_ih, (3 * H, I)), ("weight_hh", self.weight_hh, (3 * H, H)),
-             ("bias_ih", self.bias_ih, (3 * H,)), ("bias_hh", self.bias_hh, (3 * H,))], x.dtype, x.device)
+            [
+                ("weight_ih", self.weight_ih, (3 * H, I)),
+                ("weight_hh", self.weight_hh, (3 * H, H)),
+                ("bias_ih", self.bias_ih, (3 * H,)),
+                ("bias_hh", self.bias_hh, (3 * H,)),
+            ],
+            x.dtype,
+            x.device,
+        )
         cell = backend.cell_fn(x, h, self.weight_ih)
         h_new = cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, reset_after=self.reset_after)
         return h_new if batched else h_new.squeeze(0)

@@ -16,7 +16,7 @@ match) and go on with grukit's expected and actual values.
 
 from __future__ import annotations
 
-__all__ = ["ShapeError", "DTypeError", "DeviceError", "OptionTypeError"]
+__all__ = ["DTypeError", "DeviceError", "OptionTypeError", "ShapeError"]
 
 
 class ShapeError(ValueError, RuntimeError):

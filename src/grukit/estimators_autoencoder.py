@@ -40,8 +40,24 @@ from .tasks.config import torch_threads
 from .training import save_tensors
 from .training.loop import MODEL_FILE
 
-_PARAMS = ("window", "stride", "code_size", "hidden_size", "num_layers", "teacher_forcing", "epochs", "lr", "batch_size", "patch",
-           "normalize", "val_fraction", "cell", "seed", "threads", "progress")
+_PARAMS = (
+    "window",
+    "stride",
+    "code_size",
+    "hidden_size",
+    "num_layers",
+    "teacher_forcing",
+    "epochs",
+    "lr",
+    "batch_size",
+    "patch",
+    "normalize",
+    "val_fraction",
+    "cell",
+    "seed",
+    "threads",
+    "progress",
+)
 
 
 class GRUAutoencoder(TransformerMixin, BaseEstimator):
@@ -55,10 +71,26 @@ class GRUAutoencoder(TransformerMixin, BaseEstimator):
     ``history_`` (one dict per epoch), ``n_features_in_`` (channels C).
     """
 
-    def __init__(self, *, window: int = 0, stride: int = 1, code_size: int = 16, hidden_size: int = 64, num_layers: int = 1,
-                 teacher_forcing: bool = False, epochs: int = 0, lr: float = 3e-3, batch_size: int = 32, patch: int = 0,
-                 normalize: str = "auto", val_fraction: float = 0.2, cell: str = "gru", seed: int = 0, threads: int = 1,
-                 progress: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        window: int = 0,
+        stride: int = 1,
+        code_size: int = 16,
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        teacher_forcing: bool = False,
+        epochs: int = 0,
+        lr: float = 3e-3,
+        batch_size: int = 32,
+        patch: int = 0,
+        normalize: str = "auto",
+        val_fraction: float = 0.2,
+        cell: str = "gru",
+        seed: int = 0,
+        threads: int = 1,
+        progress: bool = False,
+    ) -> None:
         self.window, self.stride, self.code_size, self.hidden_size = window, stride, code_size, hidden_size
         self.num_layers, self.teacher_forcing, self.epochs, self.lr = num_layers, teacher_forcing, epochs, lr
         self.batch_size, self.patch, self.normalize, self.val_fraction = batch_size, patch, normalize, val_fraction
@@ -66,12 +98,17 @@ class GRUAutoencoder(TransformerMixin, BaseEstimator):
 
     # ---- scikit-learn API --------------------------------------------------
 
-    def fit(self, X, y=None) -> "GRUAutoencoder":
+    def fit(self, X, y=None) -> GRUAutoencoder:
         """Train on X (y is ignored: the autoencoder is unsupervised)."""
         cfg = AutoencoderConfig(**{k: getattr(self, k) for k in _PARAMS})
         raw = self._raw(X)
         fitted = AutoencoderTask().fit(cfg, raw, holdout=False)
-        self.model_, self.state_, self.config_, self.history_ = fitted.model.eval(), fitted.state, fitted.cfg, fitted.history
+        self.model_, self.state_, self.config_, self.history_ = (
+            fitted.model.eval(),
+            fitted.state,
+            fitted.cfg,
+            fitted.history,
+        )
         self.n_features_in_ = self.state_.channels
         return self
 
@@ -109,7 +146,7 @@ class GRUAutoencoder(TransformerMixin, BaseEstimator):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "GRUAutoencoder":
+    def load(cls, path: str | Path) -> GRUAutoencoder:
         """A fitted estimator from a run directory (written by ``save`` or by ``grukit train autoencoder``)."""
         cfg, state, model = AutoencoderTask().load(Path(path))
         est = cls(**{k: getattr(cfg, k) for k in _PARAMS})
@@ -162,7 +199,9 @@ def _series(X) -> list[np.ndarray]:
     else:
         a = np.asarray(X, dtype=np.float64)
         if a.ndim not in (2, 3):
-            raise ValueError(f"X must be a set of series, (N, T) or (N, T, C) (for one long series set window=); got shape {a.shape}")
+            raise ValueError(
+                f"X must be a set of series, (N, T) or (N, T, C) (for one long series set window=); got shape {a.shape}"
+            )
         items = list(a)
     out = []
     for i, s in enumerate(items):

@@ -11,7 +11,7 @@ backward layer's.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -49,7 +49,9 @@ def gru_from_torch(cls, module: nn.GRU):
 def _refuse_options(gru, target: str) -> None:
     """A clear error for a cell option the target format cannot represent."""
     for name in gru.cell_options():
-        raise ValueError(f"{target} cannot represent {name}={getattr(gru, name)!r}: only the plain GRU has an exact equivalent there")
+        raise ValueError(
+            f"{target} cannot represent {name}={getattr(gru, name)!r}: only the plain GRU has an exact equivalent there"
+        )
 
 
 def gru_to_torch(gru) -> nn.GRU:
@@ -98,7 +100,9 @@ def _direction_from_keras(arrays: Sequence[np.ndarray], dtype) -> tuple[dict[str
     return params, reset_after
 
 
-def gru_from_keras(cls, weights, *, reset_after: bool | None = None, batch_first: bool = True, dtype=torch.float32, device=None):
+def gru_from_keras(
+    cls, weights, *, reset_after: bool | None = None, batch_first: bool = True, dtype=torch.float32, device=None
+):
     """Weights of a Keras GRU (2 or 3 arrays) or Bidirectional(GRU) (4 or 6).
 
     ``reset_after`` is read from the bias shape; weights without a bias
@@ -119,13 +123,24 @@ def gru_from_keras(cls, weights, *, reset_after: bool | None = None, batch_first
     found = conventions.pop()
     if per == 2:
         if reset_after is None:
-            raise ValueError("these Keras weights have no bias, so reset_after cannot be read from them: pass reset_after=True or False")
+            raise ValueError(
+                "these Keras weights have no bias, so reset_after cannot be read from them: pass reset_after=True or False"
+            )
         found = bool(reset_after)
     elif reset_after is not None and bool(reset_after) != found:
         raise ValueError(f"reset_after={reset_after} contradicts the Keras bias shape, which means reset_after={found}")
     first = directions[0][0]
     H, I = first["weight_hh"].shape[1], first["weight_ih"].shape[1]
-    gru = cls(I, H, bias=per == 3, batch_first=batch_first, bidirectional=bidirectional, device=device, dtype=dtype, reset_after=found)
+    gru = cls(
+        I,
+        H,
+        bias=per == 3,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        device=device,
+        dtype=dtype,
+        reset_after=found,
+    )
     state = {}
     for d, (params, _) in enumerate(directions):
         suffix = "_l0" + ("_reverse" if d == 1 else "")

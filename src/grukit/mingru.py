@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -84,7 +83,7 @@ class MinGRU(nn.Module):
         dtype=None,
         *,
         mode: str = "sequential",
-        compute_dtype: Optional[torch.dtype] = None,
+        compute_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         _checks.check_constructor(input_size, hidden_size, num_layers)
@@ -92,7 +91,9 @@ class MinGRU(nn.Module):
             raise TypeError(f"mode must be a str, one of {MODES}, got {type(mode).__name__} ({mode!r})")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if compute_dtype is not None and not (isinstance(compute_dtype, torch.dtype) and compute_dtype.is_floating_point):
+        if compute_dtype is not None and not (
+            isinstance(compute_dtype, torch.dtype) and compute_dtype.is_floating_point
+        ):
             raise TypeError(f"compute_dtype must be a floating-point torch.dtype or None, got {compute_dtype!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.mode, self.compute_dtype = bool(bias), bool(batch_first), mode, compute_dtype
@@ -112,12 +113,18 @@ class MinGRU(nn.Module):
                 bound = 1.0 / math.sqrt(w.shape[1])
                 nn.init.uniform_(b, -bound, bound)
 
-    def _weights(self) -> list[tuple[Tensor, Optional[Tensor]]]:
+    def _weights(self) -> list[tuple[Tensor, Tensor | None]]:
         return [(getattr(self, f"weight_l{k}"), getattr(self, f"bias_l{k}")) for k in range(self.num_layers)]
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
-        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False), ("mode", "sequential"), ("compute_dtype", None)):
+        for name, default in (
+            ("num_layers", 1),
+            ("bias", True),
+            ("batch_first", False),
+            ("mode", "sequential"),
+            ("compute_dtype", None),
+        ):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)!r}"
         return s
@@ -129,10 +136,14 @@ class MinGRU(nn.Module):
             named += [(f"weight_l{k}", w, (2 * H, self.input_size if k == 0 else H)), (f"bias_l{k}", b, (2 * H,))]
         _checks.check_parameters(named, w0.dtype, w0.device)
 
-    def forward(self, input: Tensor, h0: Optional[Tensor] = None, *, lengths: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, input: Tensor, h0: Tensor | None = None, *, lengths: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         if torch.jit.is_tracing() and torch.onnx.is_in_onnx_export():  # is_tracing first: 0.1 us, not 1.1
-            raise ValueError("ONNX has no minGRU operator, and a traced scan would fix the sequence length: "
-                             "grukit exports --cell gru (ONNX's GRU operator) only")
+            raise ValueError(
+                "ONNX has no minGRU operator, and a traced scan would fix the sequence length: "
+                "grukit exports --cell gru (ONNX's GRU operator) only"
+            )
         w0 = self.weight_l0
         x, batched = _checks.time_major(input, self.input_size, w0, self.batch_first, "MinGRU")  # (T, B, I)
         T, B = x.shape[0], x.shape[1]
@@ -151,7 +162,7 @@ class MinGRU(nn.Module):
             return out.squeeze(1), h_n.squeeze(1)
         return (out.transpose(0, 1) if self.batch_first else out), h_n
 
-    def _run(self, x: Tensor, h0: Tensor, lengths: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    def _run(self, x: Tensor, h0: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
         weights, low = self._weights(), self.compute_dtype
         dtype = x.dtype
         if low is not None and low != dtype:  # mixed precision: compute in `low`, return in x's dtype
@@ -161,7 +172,7 @@ class MinGRU(nn.Module):
         out, h_n = functional.mingru(x, h0, weights, mode=self.mode, lengths=lengths, scan=scan)
         return out.to(dtype), h_n.to(dtype)
 
-    def step(self, x_t: Tensor, h: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    def step(self, x_t: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One step of a stream: x_t (B, I) or (I,), h (L, B, H) or (L, H) -> (y_t (B, H), h (L, B, H)).
 
         Carrying h from call to call gives what one call over the whole

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -103,31 +102,37 @@ class GRU(nn.Module):
         dtype=None,
         *,
         reset_after: bool = True,
-        compute_dtype: Optional[torch.dtype] = None,
+        compute_dtype: torch.dtype | None = None,
         layer_norm: bool = False,
         zoneout: float = 0.0,
         recurrent_dropout: float = 0.0,
         input_dropout: float = 0.0,
         weight_dropout: float = 0.0,
-        proj_size: Optional[int] = None,
+        proj_size: int | None = None,
     ) -> None:
         super().__init__()
         if proj_size is not None:  # torch.nn.GRU refuses the keyword itself, whatever its value
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU; grukit.GRU has no projections")
+            raise ValueError(
+                "proj_size argument is only supported for LSTM, not RNN or GRU; grukit.GRU has no projections"
+            )
         _checks.check_constructor(input_size, hidden_size, num_layers, dropout)
         _checks.check_flag("bias", bias)
         _checks.check_flag("batch_first", batch_first)
         if not isinstance(layer_norm, bool):
             raise TypeError(f"layer_norm must be a bool, got {type(layer_norm).__name__} ({layer_norm!r})")
         if layer_norm and not reset_after:
-            raise ValueError("layer_norm=True needs reset_after=True: the norm of U_n (r * h) has no place in the reset-before form")
+            raise ValueError(
+                "layer_norm=True needs reset_after=True: the norm of U_n (r * h) has no place in the reset-before form"
+            )
         self.zoneout = _checks.check_probability("zoneout", zoneout)
         self.recurrent_dropout = _checks.check_probability("recurrent_dropout", recurrent_dropout)
         self.input_dropout = _checks.check_probability("input_dropout", input_dropout)
         self.weight_dropout = _checks.check_probability("weight_dropout", weight_dropout)
         self.layer_norm = layer_norm
-        self.generator: Optional[torch.Generator] = None  # masks of the dropout options; None: torch's global RNG
-        if compute_dtype is not None and not (isinstance(compute_dtype, torch.dtype) and compute_dtype.is_floating_point):
+        self.generator: torch.Generator | None = None  # masks of the dropout options; None: torch's global RNG
+        if compute_dtype is not None and not (
+            isinstance(compute_dtype, torch.dtype) and compute_dtype.is_floating_point
+        ):
             raise TypeError(f"compute_dtype must be a floating-point torch.dtype or None, got {compute_dtype!r}")
         if dropout > 0 and num_layers == 1:
             warnings.warn(
@@ -185,7 +190,9 @@ class GRU(nn.Module):
     def cell_options(self) -> list[str]:
         """The names of the cell options that are on (empty for the plain GRU)."""
         names = ["layer_norm"] if self.layer_norm else []
-        return names + [n for n in ("zoneout", "recurrent_dropout", "input_dropout", "weight_dropout") if getattr(self, n) > 0]
+        return names + [
+            n for n in ("zoneout", "recurrent_dropout", "input_dropout", "weight_dropout") if getattr(self, n) > 0
+        ]
 
     @property
     def num_directions(self) -> int:
@@ -198,10 +205,10 @@ class GRU(nn.Module):
         flat = [getattr(self, n) for n in self._flat_weights_names]
         return [flat[i : i + per] for i in range(0, len(flat), per)]
 
-    def _layer_weights(self) -> list[tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]]:
+    def _layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
         return [tuple(w) if self.bias else (w[0], w[1], None, None) for w in self.all_weights]
 
-    def _norms(self) -> Optional[list[tuple[Tensor, Tensor, Tensor, Tensor]]]:
+    def _norms(self) -> list[tuple[Tensor, Tensor, Tensor, Tensor]] | None:
         """(gain_ih, bias_ih, gain_hh, bias_hh) per layer and direction, or None without layer_norm."""
         if not self.layer_norm:
             return None
@@ -210,7 +217,9 @@ class GRU(nn.Module):
 
     def _check_parameters(self, dtype: torch.dtype, device: torch.device) -> None:
         """Every parameter's shape, dtype and device, named, before a kernel reads it."""
-        _checks.check_parameters([(name, getattr(self, name), shape) for name, shape in self._param_shapes], dtype, device)
+        _checks.check_parameters(
+            [(name, getattr(self, name), shape) for name, shape in self._param_shapes], dtype, device
+        )
 
     def _expected_shapes(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """(name, expected shape) of every parameter, in registration order (fixed by the constructor)."""
@@ -219,7 +228,13 @@ class GRU(nn.Module):
         for name in self._flat_weights_names + self._norm_names:
             layer = int(name.split("_l")[-1].split("_")[0])
             cols = self.input_size if layer == 0 else D * H
-            shape = (3 * H, cols) if name.startswith("weight_ih") else (3 * H, H) if name.startswith("weight_hh") else (3 * H,)
+            shape = (
+                (3 * H, cols)
+                if name.startswith("weight_ih")
+                else (3 * H, H)
+                if name.startswith("weight_hh")
+                else (3 * H,)
+            )
             out.append((name, shape))
         return tuple(out)
 
@@ -227,15 +242,26 @@ class GRU(nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False), ("reset_after", True), ("compute_dtype", None),
-                              ("layer_norm", False), ("zoneout", 0.0), ("recurrent_dropout", 0.0), ("input_dropout", 0.0), ("weight_dropout", 0.0)):
+        for name, default in (
+            ("bias", True),
+            ("batch_first", False),
+            ("dropout", 0.0),
+            ("bidirectional", False),
+            ("reset_after", True),
+            ("compute_dtype", None),
+            ("layer_norm", False),
+            ("zoneout", 0.0),
+            ("recurrent_dropout", 0.0),
+            ("input_dropout", 0.0),
+            ("weight_dropout", 0.0),
+        ):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
         return s
 
     def forward(
-        self, input: Union[Tensor, PackedSequence], hx: Optional[Tensor] = None, lengths: Optional[Tensor] = None
-    ) -> tuple[Union[Tensor, PackedSequence], Tensor]:  # lengths may be positional: torch.onnx.export passes every default so
+        self, input: Tensor | PackedSequence, hx: Tensor | None = None, lengths: Tensor | None = None
+    ) -> tuple[Tensor | PackedSequence, Tensor]:  # lengths may be positional: torch.onnx.export passes every default so
         w0 = self.weight_ih_l0
         packed = isinstance(input, PackedSequence)
         if packed:
@@ -273,9 +299,10 @@ class GRU(nn.Module):
             out = out.transpose(0, 1)
         return out, h_n
 
-    def _run(self, x: Tensor, h0: Tensor, weights, lengths: Optional[Tensor], norms=None) -> tuple[Tensor, Tensor]:
+    def _run(self, x: Tensor, h0: Tensor, weights, lengths: Tensor | None, norms=None) -> tuple[Tensor, Tensor]:
         """The stack on checked tensors: x (T, B, I), h0 (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""
-        if torch.jit.is_tracing() and torch.onnx.is_in_onnx_export():  # is_tracing first: 0.1 us, not 1.1  # one ONNX GRU node per layer (see grukit.onnx_export)
+        # one ONNX GRU node per layer (see grukit.onnx_export); is_tracing first: 0.1 us, not 1.1
+        if torch.jit.is_tracing() and torch.onnx.is_in_onnx_export():
             from .onnx_export import gru_stack
 
             return gru_stack(self, x, h0, weights, lengths)
@@ -299,7 +326,7 @@ class GRU(nn.Module):
         )
 
     @classmethod
-    def from_torch(cls, module: nn.GRU) -> "GRU":
+    def from_torch(cls, module: nn.GRU) -> GRU:
         """An exact copy of a torch.nn.GRU (same device, dtype and weights)."""
         from .interchange import gru_from_torch
 
@@ -312,7 +339,7 @@ class GRU(nn.Module):
         return gru_to_torch(self)
 
     @classmethod
-    def from_keras(cls, weights, **kwargs) -> "GRU":
+    def from_keras(cls, weights, **kwargs) -> GRU:
         """Build from a Keras GRU's (or Bidirectional(GRU)'s) ``get_weights()``."""
         from .interchange import gru_from_keras
 
@@ -333,6 +360,3 @@ def _repack(out: Tensor, like: PackedSequence) -> PackedSequence:
         out, lengths = out.index_select(1, order), lengths[order.cpu()]
     data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
     return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
-
-
-from .cell import GRUCell  # noqa: E402  (grukit.modules.GRUCell, where it was first defined)

@@ -63,7 +63,9 @@ def build_report(run: Path) -> str:
         f"<h1>{_e(title)}</h1>",
         f'<p class="note">grukit {_e(meta.get("grukit_version", "?"))} run of the <b>{_e(task)}</b> task, in {_e(run.resolve())}</p>',
         "<h2>Test metrics</h2>",
-        _metrics_html(metrics) if metrics else '<p class="note">no metrics.json: the run did not finish (resume it with grukit train --resume).</p>',
+        _metrics_html(metrics)
+        if metrics
+        else '<p class="note">no metrics.json: the run did not finish (resume it with grukit train --resume).</p>',
         "<h2>Training history</h2>",
         _history_html(history, kept),
         "<h2>Pictures</h2>",
@@ -146,7 +148,9 @@ def _matrix_table(rows: dict[str, dict], caption: str, first: tuple[str, dict] |
     if first is not None:
         name, values = first
         lines.append(f'<tr class="run"><th>{_e(name)}</th>' + "".join(_cell(values.get(c)) for c in columns) + "</tr>")
-    lines += [f"<tr><th>{_e(name)}</th>" + "".join(_cell(r.get(c)) for c in columns) + "</tr>" for name, r in rows.items()]
+    lines += [
+        f"<tr><th>{_e(name)}</th>" + "".join(_cell(r.get(c)) for c in columns) + "</tr>" for name, r in rows.items()
+    ]
     return f'<table class="compare"><caption>{_e(caption)}</caption>{head}{"".join(lines)}</table>'
 
 
@@ -159,7 +163,9 @@ def _metrics_html(metrics: dict) -> str:
         parts.append(_matrix_table(baselines, "this run beside the baselines", ("this run", scalars)))
     elif baselines is not None:
         nested["baselines"] = baselines
-    groups: dict[frozenset, dict[str, dict]] = {}  # dicts of numbers with the same keys: one table (forecast's gru, naive, ...)
+    groups: dict[
+        frozenset, dict[str, dict]
+    ] = {}  # dicts of numbers with the same keys: one table (forecast's gru, naive, ...)
     for name, value in nested.items():
         if value and all(_scalar(v) for v in value.values()):
             groups.setdefault(frozenset(value), {})[name] = value
@@ -179,9 +185,17 @@ def _history_html(history: list[dict], kept: int | None) -> str:
     head = "<tr>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr>"
     rows = []
     for r in history:
-        mark = ' class="kept" title="the weights kept in model.safetensors"' if kept is not None and r.get("epoch") == kept else ""
+        mark = (
+            ' class="kept" title="the weights kept in model.safetensors"'
+            if kept is not None and r.get("epoch") == kept
+            else ""
+        )
         rows.append(f"<tr{mark}>" + "".join(_cell(r.get(c)) for c in columns) + "</tr>")
-    note = f'<p class="note">epochs count from 0, as in history.jsonl; the highlighted row (epoch {kept}) holds the kept weights.</p>' if kept is not None else ""
+    note = (
+        f'<p class="note">epochs count from 0, as in history.jsonl; the highlighted row (epoch {kept}) holds the kept weights.</p>'
+        if kept is not None
+        else ""
+    )
     return f'{note}<table id="history">{head}{"".join(rows)}</table>'
 
 
@@ -192,5 +206,7 @@ def _images_html(run: Path) -> str:
     figures = []
     for p in images:
         data = base64.b64encode(p.read_bytes()).decode("ascii")
-        figures.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(p.name)}"><figcaption>{_e(p.name)}</figcaption></figure>')
+        figures.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{_e(p.name)}"><figcaption>{_e(p.name)}</figcaption></figure>'
+        )
     return "\n".join(figures)

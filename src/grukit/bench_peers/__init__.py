@@ -14,4 +14,16 @@ from .engines import BENCH_EXTRA, Missing
 from .report import format_table, plot
 from .runner import ENGINES, PEERS_GRID, QUICK_PEERS, RTOL, PeerMismatch, check, run
 
-__all__ = ["BENCH_EXTRA", "ENGINES", "Missing", "PEERS_GRID", "PeerMismatch", "QUICK_PEERS", "RTOL", "check", "format_table", "plot", "run"]
+__all__ = [
+    "BENCH_EXTRA",
+    "ENGINES",
+    "PEERS_GRID",
+    "QUICK_PEERS",
+    "RTOL",
+    "Missing",
+    "PeerMismatch",
+    "check",
+    "format_table",
+    "plot",
+    "run",
+]

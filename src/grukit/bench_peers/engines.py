@@ -13,8 +13,8 @@ line that installs it. Shapes legend as in :mod:`grukit.bench`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -47,8 +47,8 @@ class Engine:
     precision: str  # "fp32" or "bf16"
     infer: Callable[[], object]
     outputs: Callable[[], tuple]
-    train: Optional[Callable[[], object]] = None
-    grads: Optional[Callable[[], dict]] = None
+    train: Callable[[], object] | None = None
+    grads: Callable[[], dict] | None = None
     version: str = ""
     note: str = ""
 
@@ -64,7 +64,9 @@ def _np(t) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
-def torch_module_engine(name: str, precision: str, model: nn.Module, case: Case, version: str, note: str = "") -> Engine:
+def torch_module_engine(
+    name: str, precision: str, model: nn.Module, case: Case, version: str, note: str = ""
+) -> Engine:
     """torch.nn.GRU or grukit.GRU: the benchmark's own inference and training steps."""
     infer, train = _infer(model, case.x), _train(model, case.x, case.g)
 
@@ -87,7 +89,9 @@ def grukit_engine(case: Case) -> Engine:
     from .. import __version__, backend
 
     model = GRU.from_torch(case.ref)
-    return torch_module_engine("grukit", "fp32", model, case, __version__, f"backend {backend.active(case.x, model.weight_ih_l0)}")
+    return torch_module_engine(
+        "grukit", "fp32", model, case, __version__, f"backend {backend.active(case.x, model.weight_ih_l0)}"
+    )
 
 
 def grukit_bf16_engine(case: Case) -> Engine:
@@ -101,7 +105,9 @@ def grukit_bf16_engine(case: Case) -> Engine:
 def _layer_state(ref: nn.GRU, layer: int) -> dict[str, torch.Tensor]:
     """One layer of a torch.nn.GRU's state_dict, renamed to layer 0."""
     tag = f"_l{layer}"
-    return {k.replace(tag, "_l0"): v for k, v in ref.state_dict().items() if k.endswith(tag) or k.endswith(tag + "_reverse")}
+    return {
+        k.replace(tag, "_l0"): v for k, v in ref.state_dict().items() if k.endswith(tag) or k.endswith(tag + "_reverse")
+    }
 
 
 def keras_engine(case: Case) -> Engine:
@@ -112,7 +118,9 @@ def keras_engine(case: Case) -> Engine:
     except ImportError:
         raise Missing("keras is not installed: pip install 'keras>=3' (a dev dependency of grukit)") from None
     if keras.backend.backend() != "torch":
-        raise Missing(f"Keras runs on its {keras.backend.backend()!r} backend in this process; this benchmark needs KERAS_BACKEND=torch")
+        raise Missing(
+            f"Keras runs on its {keras.backend.backend()!r} backend in this process; this benchmark needs KERAS_BACKEND=torch"
+        )
     cfg, D = case.cfg, 2 if case.cfg.bidirectional else 1
     layers, per_layer = [], []
     for k in range(cfg.L):

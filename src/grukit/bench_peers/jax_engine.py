@@ -9,6 +9,7 @@ call itself; :func:`grukit.bench.rounds` records that time (``Measured``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -65,10 +66,8 @@ class JaxWorker:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(OSError):
                 self.conn.send(("stop",))
-            except OSError:
-                pass
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -88,5 +87,16 @@ def jax_engine(worker: JaxWorker, case: Case) -> Engine:
     params = [[{w: getattr(case.ref, w + s).detach().numpy().copy() for w in KINDS} for s in layer] for layer in names]
     out, grads = worker.setup(params, case.x.numpy(), case.g.numpy())
     flat = {w + s: grads[k][d][w] for k, layer in enumerate(names) for d, s in enumerate(layer) for w in KINDS}
-    note = f"jitted lax.scan, input projection hoisted; worker process pinned to cores {worker.cores} (sched_setaffinity)"
-    return Engine("jax", "fp32", lambda: worker.timed("infer"), lambda: out, lambda: worker.timed("train"), lambda: flat, worker.version, note)
+    note = (
+        f"jitted lax.scan, input projection hoisted; worker process pinned to cores {worker.cores} (sched_setaffinity)"
+    )
+    return Engine(
+        "jax",
+        "fp32",
+        lambda: worker.timed("infer"),
+        lambda: out,
+        lambda: worker.timed("train"),
+        lambda: flat,
+        worker.version,
+        note,
+    )

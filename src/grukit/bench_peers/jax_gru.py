@@ -27,7 +27,6 @@ import os
 import pickle
 import sys
 import time
-from typing import Optional
 
 import numpy as np
 
@@ -97,7 +96,9 @@ class _Served:
         """Outputs and gradients (numpy) for the comparison with torch; also compiles both."""
         y, h = self.infer_fn(self.params, self.x)
         _, grads = self.train_fn(self.params, self.x, self.g)
-        return (np.asarray(y), np.asarray(h)), [[{k: np.asarray(v) for k, v in p.items()} for p in layer] for layer in grads]
+        return (np.asarray(y), np.asarray(h)), [
+            [{k: np.asarray(v) for k, v in p.items()} for p in layer] for layer in grads
+        ]
 
     def time(self, mode: str) -> float:
         import jax
@@ -133,7 +134,7 @@ def serve(conn: Pipe) -> None:
         conn.send(("missing",))
         return
     conn.send(("ready", jax.__version__, sorted(os.sched_getaffinity(0))))
-    served: Optional[_Served] = None
+    served: _Served | None = None
     while True:
         try:
             msg = conn.recv()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -26,9 +26,12 @@ def export_onnx(case: Case) -> bytes:
     except ImportError:
         raise Missing(f"onnx is not installed (it exports the model): {BENCH_EXTRA}") from None
     f = io.BytesIO()
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated in favour of dynamo, which writes no GRU node
+    # the TorchScript exporter is deprecated in favour of dynamo, which writes no GRU node
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(case.ref, (case.x, _h0(case)), f, dynamo=False, input_names=["x", "h0"], output_names=["y", "h_n"])
+        torch.onnx.export(
+            case.ref, (case.x, _h0(case)), f, dynamo=False, input_names=["x", "h0"], output_names=["y", "h_n"]
+        )
     return f.getvalue()
 
 
@@ -37,7 +40,9 @@ def gru_nodes(model: bytes) -> tuple[list[str], list[dict]]:
     import onnx
 
     graph = onnx.load_from_string(model).graph
-    attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in graph.node if n.op_type == "GRU"]
+    attrs = [
+        {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in graph.node if n.op_type == "GRU"
+    ]
     return [n.op_type for n in graph.node], attrs
 
 
@@ -73,7 +78,14 @@ def onnxruntime_engine(case: Case, model: Callable[[], bytes]) -> Engine:
         y, h = infer()
         return y, h
 
-    return Engine("onnxruntime", "fp32", infer, outputs, version=ort.__version__, note="intra_op_num_threads = threads, spinning off")
+    return Engine(
+        "onnxruntime",
+        "fp32",
+        infer,
+        outputs,
+        version=ort.__version__,
+        note="intra_op_num_threads = threads, spinning off",
+    )
 
 
 def openvino_engine(case: Case, model: Callable[[], bytes], precision: str) -> Engine:
@@ -89,7 +101,9 @@ def openvino_engine(case: Case, model: Callable[[], bytes], precision: str) -> E
     if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         raise Missing("this CPU has no bf16 support in OpenVINO, so its bf16 hint would run f32")
     compiled = core.compile_model(
-        core.read_model(model=model()), "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": case.threads, "PERFORMANCE_HINT": "LATENCY"}
+        core.read_model(model=model()),
+        "CPU",
+        {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": case.threads, "PERFORMANCE_HINT": "LATENCY"},
     )
     runs_as = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
     request = compiled.create_infer_request()

@@ -27,10 +27,14 @@ def format_table(res: dict) -> str:
     peaks = ", ".join(f"{n} thread(s) {g:.0f} GFLOP/s" for n, g in res["fp32_matmul_peak_gflops"].items())
     lines.append(f"fp32 matmul peak (best torch.mm, this process): {peaks}")
     for name, e in res["engines"].items():
-        lines.append(f"  {name:<14}{e['version']:<16}{e['precision']:<6}{'trains' if e['trains'] else 'inference only':<16}{e['note']}")
+        lines.append(
+            f"  {name:<14}{e['version']:<16}{e['precision']:<6}{'trains' if e['trains'] else 'inference only':<16}{e['note']}"
+        )
     for name, why in res["skipped"].items():
         lines.append(f"  {name:<14}skipped: {why}")
-    lines.append("ratio = torch.nn.GRU median time / engine median time: above 1 is faster than torch; bf16 engines against torch fp32")
+    lines.append(
+        "ratio = torch.nn.GRU median time / engine median time: above 1 is faster than torch; bf16 engines against torch fp32"
+    )
     lines.append("inference: no grad; training: forward and backward of sum(output * g), gradients of the weights")
     for mode, n, sel in _sections(res):
         engines = _engines(sel)
@@ -41,15 +45,23 @@ def format_table(res: dict) -> str:
             cells = "".join(f"{r['ratio'][e]:>13.2f}x" if e in r["ratio"] else f"{'-':>14}" for e in engines)
             lines.append(f"{r['config']:<28}{r['ms']['torch']:>8.2f}ms{cells}")
         geo = res["summary"]["geomean_ratio"][f"{mode} {n}t"]
-        lines.append(f"{'geometric mean':<38}" + "".join(f"{geo[e]:>13.2f}x" if e in geo else f"{'-':>14}" for e in engines))
+        lines.append(
+            f"{'geometric mean':<38}" + "".join(f"{geo[e]:>13.2f}x" if e in geo else f"{'-':>14}" for e in engines)
+        )
         large = [r for r in sel if r["large"]]
         if large:
             lines.append(f"{'% of fp32 matmul peak':<28}{'torch':>10}" + "".join(f"{e:>14}" for e in engines))
             for r in large:
                 frac = r["peak_frac"]
-                lines.append(f"{'  ' + r['config']:<28}{100 * frac['torch']:>9.0f}%" + "".join(f"{100 * frac[e]:>13.0f}%" if e in frac else f"{'-':>14}" for e in engines))
+                lines.append(
+                    f"{'  ' + r['config']:<28}{100 * frac['torch']:>9.0f}%"
+                    + "".join(f"{100 * frac[e]:>13.0f}%" if e in frac else f"{'-':>14}" for e in engines)
+                )
     if any(f > 1 for r in res["rows"] for f in r["peak_frac"].values()):
-        lines += ["", "note: a fraction above 100% means the peak measurement was slowed by other load; rerun on a quieter machine"]
+        lines += [
+            "",
+            "note: a fraction above 100% means the peak measurement was slowed by other load; rerun on a quieter machine",
+        ]
     return "\n".join(lines)
 
 
@@ -61,9 +73,13 @@ def plot(res: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     sections = list(_sections(res))
-    colours = {e: plt.get_cmap("tab10")(k) for k, e in enumerate(_engines(res["rows"]))}  # one colour per engine in every panel
+    colours = {
+        e: plt.get_cmap("tab10")(k) for k, e in enumerate(_engines(res["rows"]))
+    }  # one colour per engine in every panel
     configs = list(dict.fromkeys(r["config"] for r in res["rows"]))
-    fig, axes = plt.subplots(1, len(sections), figsize=(5 * len(sections), 0.5 * len(configs) * 1.6 + 2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(sections), figsize=(5 * len(sections), 0.5 * len(configs) * 1.6 + 2), sharey=True, squeeze=False
+    )
     for ax, (mode, n, sel) in zip(axes[0], sections):
         engines = _engines(sel)
         width = 0.8 / max(len(engines), 1)

@@ -12,7 +12,7 @@ engine's median time (above 1: faster than torch.nn.GRU).
 from __future__ import annotations
 
 import statistics
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(a - ref).max() / max(np.abs(ref).max(), 1e-30)) if ref.size else 0.0
 
 
-def check(engine: E.Engine, ref_out: tuple, ref_grads: Optional[dict], cfg: Config) -> dict[str, float]:
+def check(engine: E.Engine, ref_out: tuple, ref_grads: dict | None, cfg: Config) -> dict[str, float]:
     """The engine's relative errors against torch's; raises PeerMismatch past RTOL[engine.precision]."""
     y, h = engine.outputs()
     errs = {"output": rel_err(y, ref_out[0])}
@@ -53,11 +53,13 @@ def check(engine: E.Engine, ref_out: tuple, ref_grads: Optional[dict], cfg: Conf
     tol = RTOL[engine.precision]
     worst = max(errs, key=errs.get)
     if not errs[worst] <= tol:
-        raise PeerMismatch(f"{engine.name} does not compute torch.nn.GRU at {cfg.name}: max relative |difference| in {worst} is {errs[worst]:.2e} (tolerance {tol:.0e})")
+        raise PeerMismatch(
+            f"{engine.name} does not compute torch.nn.GRU at {cfg.name}: max relative |difference| in {worst} is {errs[worst]:.2e} (tolerance {tol:.0e})"
+        )
     return errs
 
 
-def build(case: E.Case, names: Iterable[str], jax: Optional[JaxWorker], skipped: dict[str, str]) -> list[E.Engine]:
+def build(case: E.Case, names: Iterable[str], jax: JaxWorker | None, skipped: dict[str, str]) -> list[E.Engine]:
     """The engines asked for that can run here (torch first); the others go to ``skipped`` with their reason."""
     makers: dict[str, Callable[[], E.Engine]] = {
         "torch": lambda: E.torch_engine(case),
@@ -97,7 +99,7 @@ def run(
     engines: Iterable[str] = ENGINES,
     min_time: float = 0.5,
     peak_sizes: tuple[int, ...] = (1024, 2048),
-    progress: Optional[Callable[[str], None]] = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict:
     """The whole peers benchmark; see the module docstring. Returns a JSON-ready dict."""
     say = progress or (lambda _msg: None)
@@ -155,14 +157,28 @@ def _time_case(case: E.Case, names, jax, skipped, info, min_time: float) -> list
         engines = [e for e in built if mode == "infer" or e.train is not None]
         times = rounds([e.infer if mode == "infer" else e.train for e in engines], min_time=min_time)
         medians, paired = _summary(times)
-        flops = cfg.flops(mode == "train")  # GEMM FLOPs: 2*T*B*3H*(I+H) per layer and direction forward, about 3x training
-        row = {"config": cfg.name, "T": cfg.T, "B": cfg.B, "I": cfg.I, "H": cfg.H, "L": cfg.L, "bidirectional": cfg.bidirectional}
+        flops = cfg.flops(
+            mode == "train"
+        )  # GEMM FLOPs: 2*T*B*3H*(I+H) per layer and direction forward, about 3x training
+        row = {
+            "config": cfg.name,
+            "T": cfg.T,
+            "B": cfg.B,
+            "I": cfg.I,
+            "H": cfg.H,
+            "L": cfg.L,
+            "bidirectional": cfg.bidirectional,
+        }
         row.update(mode=mode, threads=case.threads, large=cfg.B * cfg.H >= 65536, rounds=len(times[0]))
         row["ms"] = {e.name: 1e3 * t for e, t in zip(engines, medians)}
         row["ratio"] = {e.name: medians[0] / t for e, t in zip(engines[1:], medians[1:])}
-        row["paired_ratio"] = {e.name: r for e, r in zip(engines[1:], paired)}  # median over rounds of the per-round ratio
+        row["paired_ratio"] = {
+            e.name: r for e, r in zip(engines[1:], paired)
+        }  # median over rounds of the per-round ratio
         row["flops"] = flops
-        row["best_ms"] = {e.name: 1e3 * min(ts) for e, ts in zip(engines, times)}  # best repeat: the ceiling, for peak_frac
+        row["best_ms"] = {
+            e.name: 1e3 * min(ts) for e, ts in zip(engines, times)
+        }  # best repeat: the ceiling, for peak_frac
         row["max_rel_err"] = {e.name: errs[e.name] for e in engines[1:]}
         rows.append(row)
     return rows
@@ -178,5 +194,8 @@ def summary(rows: list[dict]) -> dict:
             key = f"{mode} {n}t"
             out["geomean_ratio"][key] = {e: geomean(r["ratio"][e] for r in sel if e in r["ratio"]) for e in engines}
             large = [r for r in sel if r["large"]]
-            out["large_peak_frac"][key] = {e: statistics.median(r["peak_frac"][e] for r in large if e in r["peak_frac"]) for e in {e for r in large for e in r["peak_frac"]}}
+            out["large_peak_frac"][key] = {
+                e: statistics.median(r["peak_frac"][e] for r in large if e in r["peak_frac"])
+                for e in {e for r in large for e in r["peak_frac"]}
+            }
     return out

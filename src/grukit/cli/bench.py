@@ -13,13 +13,39 @@ from .main import main
 
 @main.command("bench", short_help="Time grukit against torch.nn.GRU (ratios, plots).")
 @click.option("--quick", is_flag=True, help="a small smoke grid (seconds), not the full benchmark")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="write all results to this JSON file")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="draw the speed-up ratios to this PNG")
-@click.option("--min-time", type=click.FloatRange(min=0.0, min_open=True), default=0.5, show_default=True, help="seconds of repeats per measurement")
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), default=None, help="write all results to this JSON file"
+)
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="draw the speed-up ratios to this PNG"
+)
+@click.option(
+    "--min-time",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="seconds of repeats per measurement",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads (default: torch's)")
-@click.option("--cells", is_flag=True, help="only the cell options: LayerNorm-GRU, a user-style LayerNorm-GRU, zoneout and dropouts")
-@click.option("--peers", is_flag=True, help="grukit against torch.nn.GRU, ONNX Runtime, OpenVINO, JAX and Keras, at 1 and 2 threads (or --threads)")
-def bench_cmd(quick: bool, json_path: str | None, plot_path: str | None, min_time: float, threads: int | None, cells: bool, peers: bool) -> None:
+@click.option(
+    "--cells",
+    is_flag=True,
+    help="only the cell options: LayerNorm-GRU, a user-style LayerNorm-GRU, zoneout and dropouts",
+)
+@click.option(
+    "--peers",
+    is_flag=True,
+    help="grukit against torch.nn.GRU, ONNX Runtime, OpenVINO, JAX and Keras, at 1 and 2 threads (or --threads)",
+)
+def bench_cmd(
+    quick: bool,
+    json_path: str | None,
+    plot_path: str | None,
+    min_time: float,
+    threads: int | None,
+    cells: bool,
+    peers: bool,
+) -> None:
     """Medians and torch/grukit ratios: inference, training, batch-1 step, bf16 (--cells: the cell options; --peers: other engines)."""
     from .. import bench
 
@@ -29,7 +55,14 @@ def bench_cmd(quick: bool, json_path: str | None, plot_path: str | None, min_tim
         from .. import bench_peers
 
         grid = bench_peers.QUICK_PEERS if quick else bench_peers.PEERS_GRID
-        res = bench_peers.run(grid, threads=(threads,) if threads else (1, 2), engines=bench_peers.ENGINES, min_time=min(min_time, 0.05) if quick else min_time, peak_sizes=(256, 512) if quick else (1024, 2048), progress=_say)
+        res = bench_peers.run(
+            grid,
+            threads=(threads,) if threads else (1, 2),
+            engines=bench_peers.ENGINES,
+            min_time=min(min_time, 0.05) if quick else min_time,
+            peak_sizes=(256, 512) if quick else (1024, 2048),
+            progress=_say,
+        )
         _report(res, bench_peers.format_table, bench_peers.plot, res, json_path, plot_path)
         return
     if threads is not None:
@@ -37,11 +70,17 @@ def bench_cmd(quick: bool, json_path: str | None, plot_path: str | None, min_tim
     if cells:
         from .. import bench_cells
 
-        res = bench_cells.run(bench_cells.QUICK_CELLS if quick else bench_cells.CELLS, min_time=min(min_time, 0.05) if quick else min_time, progress=_say)
+        res = bench_cells.run(
+            bench_cells.QUICK_CELLS if quick else bench_cells.CELLS,
+            min_time=min(min_time, 0.05) if quick else min_time,
+            progress=_say,
+        )
         _report(res, bench_cells.format_table, bench_cells.plot, {"cells": res}, json_path, plot_path)
         return
     if quick:
-        res = bench.run(bench.QUICK, cells=((8, 16),), min_time=min(min_time, 0.05), peak_sizes=(256, 512), progress=_say)
+        res = bench.run(
+            bench.QUICK, cells=((8, 16),), min_time=min(min_time, 0.05), peak_sizes=(256, 512), progress=_say
+        )
     else:
         res = bench.run(bench.GRID, min_time=min_time, progress=_say)
     _report(res, bench.format_table, bench.plot, res, json_path, plot_path)

@@ -21,7 +21,10 @@ def build_cmd(force: bool) -> None:
     except _build.BuildError as e:
         if os.environ.get("GRUKIT_DEBUG"):
             click.echo(e.log, err=True)
-        click.echo(f"Error: the native GRU kernel cannot be built: {e} (grukit will use its reference implementation)", err=True)
+        click.echo(
+            f"Error: the native GRU kernel cannot be built: {e} (grukit will use its reference implementation)",
+            err=True,
+        )
         sys.exit(1)
     how = f"built in {res.seconds:.1f} s" if res.built else f"cached, loaded in {res.seconds:.2f} s"
     click.echo(f"native GRU kernel: {res.library} ({how})")

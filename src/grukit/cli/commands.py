@@ -95,7 +95,11 @@ def _train_command(task):
             if run_task_name(Path(resume)) != task.name:
                 raise click.UsageError(f"--resume {resume} is a {run_task_name(Path(resume))!r} run, not {task.name!r}")
             cfg, _ = load_run(Path(resume), task)
-            explicit = {k: v for k, v in values.items() if click.get_current_context().get_parameter_source(k).name == "COMMANDLINE"}
+            explicit = {
+                k: v
+                for k, v in values.items()
+                if click.get_current_context().get_parameter_source(k).name == "COMMANDLINE"
+            }
             cfg = dataclasses.replace(cfg, **explicit)
             out = resume
         elif out is None:
@@ -113,10 +117,16 @@ def _train_command(task):
             if not runtime.writer:
                 sys.exit(130)
             if _settle(Path(out), aside, fresh) and (Path(out) / STATE_FILE).exists():
-                click.echo(f"\ninterrupted: the last finished epoch is saved; continue with `grukit train {task.name} --resume {out}`", err=True)
+                click.echo(
+                    f"\ninterrupted: the last finished epoch is saved; continue with `grukit train {task.name} --resume {out}`",
+                    err=True,
+                )
             else:  # nothing trained: leave no run that looks usable
-                click.echo("\ninterrupted before the first epoch finished: nothing was saved, so there is nothing to resume"
-                           + ("" if not fresh else f" ({out} removed{', the run it was replacing kept' if aside else ''})"), err=True)
+                click.echo(
+                    "\ninterrupted before the first epoch finished: nothing was saved, so there is nothing to resume"
+                    + ("" if not fresh else f" ({out} removed{', the run it was replacing kept' if aside else ''})"),
+                    err=True,
+                )
             sys.exit(130)
         except RuntimeError as e:
             if runtime.world_size == 1 or os.environ.get("GRUKIT_DEBUG"):
@@ -124,9 +134,12 @@ def _train_command(task):
             if runtime.writer:
                 _settle(Path(out), aside, fresh)
             saved = (Path(out) / STATE_FILE).exists()
-            click.echo(f"Error: rank {runtime.rank} of {runtime.world_size}: the process group failed "
-                       f"({str(e).splitlines()[0][:200]}); "
-                       + (f"the last finished epoch is kept: continue with --resume {out}" if saved else "nothing was saved"), err=True)
+            click.echo(
+                f"Error: rank {runtime.rank} of {runtime.world_size}: the process group failed "
+                f"({str(e).splitlines()[0][:200]}); "
+                + (f"the last finished epoch is kept: continue with --resume {out}" if saved else "nothing was saved"),
+                err=True,
+            )
             sys.exit(1)
         except BaseException:
             if runtime.writer:
@@ -139,22 +152,38 @@ def _train_command(task):
         click.echo(f"run written to {out} (every metric in {Path(out) / 'metrics.json'})")
 
     params = [
-        click.Option(["--out"], type=click.Path(file_okay=False), help="run directory to write (new or empty; see --overwrite)"),
-        click.Option(["--overwrite"], is_flag=True, help="replace the run already in --out (only a grukit run directory is replaced)"),
-        click.Option(["--resume"], type=click.Path(file_okay=False, exists=True), help="continue the interrupted run in DIR"),
-        click.Option(["--json", "as_json"], is_flag=True, help="print every metric as JSON instead of the summary table"),
+        click.Option(
+            ["--out"], type=click.Path(file_okay=False), help="run directory to write (new or empty; see --overwrite)"
+        ),
+        click.Option(
+            ["--overwrite"],
+            is_flag=True,
+            help="replace the run already in --out (only a grukit run directory is replaced)",
+        ),
+        click.Option(
+            ["--resume"], type=click.Path(file_okay=False, exists=True), help="continue the interrupted run in DIR"
+        ),
+        click.Option(
+            ["--json", "as_json"], is_flag=True, help="print every metric as JSON instead of the summary table"
+        ),
     ]
     for f in dataclasses.fields(task.Config):
         flag = "--" + f.name.replace("_", "-")
         tp = _click_type(hints[f.name])
         help_text = f.metadata.get("help", "")
         if tp is bool:
-            params.append(click.Option([f"{flag}/--no-{flag[2:]}", f.name], default=f.default, show_default=True, help=help_text))
+            params.append(
+                click.Option([f"{flag}/--no-{flag[2:]}", f.name], default=f.default, show_default=True, help=help_text)
+            )
         else:
             choices = f.metadata.get("choices")
             ctype = click.Choice(choices) if choices else tp
-            params.append(click.Option([flag, f.name], type=ctype, default=f.default, show_default=True, help=help_text))
-    return click.Command(task.name, callback=run, params=params, help=task.summary, short_help=task.summary.split(":")[0])
+            params.append(
+                click.Option([flag, f.name], type=ctype, default=f.default, show_default=True, help=help_text)
+            )
+    return click.Command(
+        task.name, callback=run, params=params, help=task.summary, short_help=task.summary.split(":")[0]
+    )
 
 
 for _task in TASKS.values():
@@ -180,7 +209,13 @@ def eval_cmd(run: str, data: str | None, as_json: bool) -> None:
 @click.argument("run", type=click.Path())
 @click.argument("values", nargs=-1)
 @click.option("--data", type=click.Path(), default=None, help="input file, for tasks that read one")
-@click.option("--to", "to", type=click.Path(dir_okay=False), default=None, help="write the predictions to this CSV file (with a header) instead of printing them")
+@click.option(
+    "--to",
+    "to",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="write the predictions to this CSV file (with a header) instead of printing them",
+)
 def predict_cmd(run: str, values: tuple[str, ...], data: str | None, to: str | None) -> None:
     """Use a saved model: e.g. `grukit predict DIR 123 456` for adding, `grukit predict DIR --data FILE` for the others."""
     table = _task_of(run).predict(Path(run), values, data)
@@ -200,9 +235,27 @@ def predict_cmd(run: str, values: tuple[str, ...], data: str | None, to: str | N
 @main.command("generate", short_help="Sample from a saved model: text (lm) or music (MIDI, PNG, WAV).")
 @click.argument("run", type=click.Path())
 @click.option("--prompt", default="", help="text to start from (lm), or a MIDI file to continue (music)")
-@click.option("--length", default=200, show_default=True, type=click.IntRange(min=1), help="items to generate (characters, or time steps of music)")
-@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.0, max=1e6, min_open=True), callback=lambda ctx, p, v: _finite(p, v), help="sampling temperature, finite and > 0")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="music: the MIDI file to write, with its .png piano roll and .wav audio beside it [default: generated.mid]")
+@click.option(
+    "--length",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="items to generate (characters, or time steps of music)",
+)
+@click.option(
+    "--temperature",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0, max=1e6, min_open=True),
+    callback=lambda ctx, p, v: _finite(p, v),
+    help="sampling temperature, finite and > 0",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="music: the MIDI file to write, with its .png piano roll and .wav audio beside it [default: generated.mid]",
+)
 def generate_cmd(run: str, prompt: str, length: int, temperature: float, out: str | None) -> None:
     """Sample text from a saved language model, or music from a music run (writing MIDI, a piano-roll PNG and a WAV)."""
     result = _task_of(run).generate(Path(run), prompt, length, temperature)

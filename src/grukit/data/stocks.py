@@ -92,7 +92,9 @@ def read_nyse(path: str | Path) -> NyseTable:
         line = lines[int(np.nonzero(np.isnan(values).any(axis=1))[0][0])]
         raise ValueError(f"{path}: line {line} has a missing value")
     if len(body) <= NYSE_LAGS or train[NYSE_LAGS:].all() or not train[NYSE_LAGS:].any():
-        raise ValueError(f"{path}: needs more than {NYSE_LAGS} rows and both train=TRUE and train=FALSE rows after the first {NYSE_LAGS}")
+        raise ValueError(
+            f"{path}: needs more than {NYSE_LAGS} rows and both train=TRUE and train=FALSE rows after the first {NYSE_LAGS}"
+        )
     return NyseTable(tuple(r[date_j].strip() for r in body), values, weekday, train, str(path))
 
 
@@ -111,7 +113,7 @@ def _lagged(nyse: NyseTable, lags: int) -> tuple[np.ndarray, np.ndarray]:
     """(N-lags, lags, 3) standardised inputs, oldest day first, and (N-lags,) the target on the day after."""
     z = standardize(nyse.values)  # (N, 3)
     n = len(z)
-    x = np.stack([z[lags - k:n - k] for k in range(lags, 0, -1)], axis=1)  # (N-lags, lags, 3): t-lags .. t-1
+    x = np.stack([z[lags - k : n - k] for k in range(lags, 0, -1)], axis=1)  # (N-lags, lags, 3): t-lags .. t-1
     return x, z[lags:, NYSE_SERIES.index(NYSE_TARGET)]
 
 
@@ -136,7 +138,9 @@ def nyse_sets(nyse: NyseTable, *, lags: int = NYSE_LAGS, day: bool = False) -> t
     return part(train, "train=TRUE"), part(~train, "train=FALSE")
 
 
-def nyse_design(nyse: NyseTable, *, lags: int = NYSE_LAGS, day: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nyse_design(
+    nyse: NyseTable, *, lags: int = NYSE_LAGS, day: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The lab's linear AR regression: (N-lags, 3*lags [+5]) flattened lags [and weekday one-hot],
     (N-lags,) target, (N-lags,) train mask."""
     x, y = _lagged(nyse, lags)
@@ -148,8 +152,10 @@ def nyse_design(nyse: NyseTable, *, lags: int = NYSE_LAGS, day: bool = False) ->
 
 # ---- long-format price tables (fpp3's gafa_stock) -------------------------------
 
-def read_long_prices(path: str | Path, columns: tuple[str, ...], *, start: str = "", end: str = "",
-                     default_field: str = "Close") -> tuple[np.ndarray, tuple[str, ...], Dates]:
+
+def read_long_prices(
+    path: str | Path, columns: tuple[str, ...], *, start: str = "", end: str = "", default_field: str = "Close"
+) -> tuple[np.ndarray, tuple[str, ...], Dates]:
     """Columns of a long table (Symbol, Date, one column per field): ``SYM`` is SYM's
     ``default_field``, ``SYM_Field`` another field. Rows with dates (YYYY-MM-DD) in
     [start, end] (either may be '': no bound). Returns (N, C) values, the column names, the dates."""
@@ -189,4 +195,3 @@ def read_long_prices(path: str | Path, columns: tuple[str, ...], *, start: str =
             if np.isnan(values[i, k]):
                 raise ValueError(f"{path}: line {line}, column {header[j]!r}: missing value")
     return values, tuple(columns), Dates(tuple(dates), "%Y-%m-%d")
-

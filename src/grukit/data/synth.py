@@ -22,7 +22,11 @@ import numpy as np
 from ..training.checkpoint import atomic_write_bytes
 
 RATE = 22050  # samples per second of the WAV files written
-SOUNDFONTS = ("/usr/share/sounds/sf2/default-GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2", "/usr/share/sounds/sf2/FluidR3_GM.sf2")
+SOUNDFONTS = (
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+)
 HARMONICS = (1.0, 0.5, 0.25, 0.125)  # amplitude of partials 1..4 of the numpy synth
 
 
@@ -44,8 +48,12 @@ def fluidsynth_wav(midi: bytes, path: Path, program: str, font: str) -> None:
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
         src, out = Path(tmp) / "in.mid", Path(tmp) / "out.wav"
         src.write_bytes(midi)
-        done = subprocess.run([program, "-ni", "-q", "-g", "0.8", "-r", str(RATE), "-T", "wav", "-F", str(out), font, str(src)],
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [program, "-ni", "-q", "-g", "0.8", "-r", str(RATE), "-T", "wav", "-F", str(out), font, str(src)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if done.returncode != 0 or not out.is_file() or out.stat().st_size <= 44:
             raise OSError(f"fluidsynth failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[:200]}")
         os.replace(out, path)
@@ -57,9 +65,13 @@ def additive(notes: np.ndarray, seconds_per_step: float, length: int) -> np.ndar
     out = np.zeros(total)
     for _, pitch, a, b in notes:
         start, stop = int(a * seconds_per_step * RATE), int(b * seconds_per_step * RATE)
-        t = np.arange(min(stop - start + RATE // 10, total - start)) / RATE  # (S,) seconds since the onset, release included
+        t = (
+            np.arange(min(stop - start + RATE // 10, total - start)) / RATE
+        )  # (S,) seconds since the onset, release included
         freq = 440.0 * 2.0 ** ((pitch - 69) / 12)
-        tone = sum(h * np.sin(2 * np.pi * freq * (k + 1) * t) for k, h in enumerate(HARMONICS) if freq * (k + 1) < RATE / 2)
+        tone = sum(
+            h * np.sin(2 * np.pi * freq * (k + 1) * t) for k, h in enumerate(HARMONICS) if freq * (k + 1) < RATE / 2
+        )
         envelope = np.minimum(1.0, t / 0.01) * np.exp(-2.0 * t)  # 10 ms attack, then decay
         held = (stop - start) / RATE
         envelope = envelope * np.clip(1 - (t - held) / 0.1, 0, 1)  # 100 ms release after the note ends
@@ -89,6 +101,8 @@ def write_wav(midi: bytes, notes: np.ndarray, seconds_per_step: float, length: i
         except (OSError, subprocess.SubprocessError) as e:
             reason = f"fluidsynth failed: {e}"
     else:
-        reason = "no fluidsynth with a General MIDI soundfont; `make synth` or apt-get install fluidsynth timgm6mb-soundfont"
+        reason = (
+            "no fluidsynth with a General MIDI soundfont; `make synth` or apt-get install fluidsynth timgm6mb-soundfont"
+        )
     additive_wav(notes, seconds_per_step, length, path)
     return f"{path} (grukit's numpy additive synth: {reason})"

@@ -51,8 +51,10 @@ def rows(text: str, delimiter: str, path) -> tuple[list[list[str]], list[int]]:
             return out, lines
         except csv.Error as e:
             if "field larger than field limit" in str(e):
-                raise ValueError(f"{path}: line {start} has a field over {csv.field_size_limit() // 1024} KiB "
-                                 f"(the CSV reader's limit): not a table of numbers?") from None
+                raise ValueError(
+                    f"{path}: line {start} has a field over {csv.field_size_limit() // 1024} KiB "
+                    f"(the CSV reader's limit): not a table of numbers?"
+                ) from None
             raise ValueError(f"{path}: line {start} is not valid CSV: {e}") from None
         if any(c.strip() for c in row):
             out.append(row)
@@ -107,5 +109,7 @@ def checked(cell: str, decimal: str, where: str) -> float:
         what = "is infinite" if "inf" in text.lower() else "overflows to infinity"
         raise ValueError(f"{where}: {text!r} {what}; only finite numbers can be forecast")
     if abs(v) > MAX_ABS:
-        raise ValueError(f"{where}: {text!r} is larger in magnitude than {MAX_ABS:g}, too large for float32 training; rescale the column")
+        raise ValueError(
+            f"{where}: {text!r} is larger in magnitude than {MAX_ABS:g}, too large for float32 training; rescale the column"
+        )
     return v

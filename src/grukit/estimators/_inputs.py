@@ -26,12 +26,21 @@ def _finite(a: np.ndarray, what: str) -> np.ndarray:
 
 def _one_series(s, i: int, name: str) -> np.ndarray:
     """One list element -> (time, channels) float32."""
-    a = check_array(s, ensure_2d=False, dtype=np.float32, ensure_all_finite=False, input_name=f"{name}[{i}]",
-                    ensure_min_samples=1, ensure_min_features=1 if np.ndim(s) == 2 else 0)
+    a = check_array(
+        s,
+        ensure_2d=False,
+        dtype=np.float32,
+        ensure_all_finite=False,
+        input_name=f"{name}[{i}]",
+        ensure_min_samples=1,
+        ensure_min_features=1 if np.ndim(s) == 2 else 0,
+    )
     if a.ndim == 1:
         a = a[None, :]  # (1, time)
     if a.ndim != 2 or a.shape[1] == 0:
-        raise ValueError(f"{name}[{i}] has shape {a.shape}; each series must be (channels, time) or (time,) with time >= 1")
+        raise ValueError(
+            f"{name}[{i}] has shape {a.shape}; each series must be (channels, time) or (time,) with time >= 1"
+        )
     return np.ascontiguousarray(_finite(a, f"{name}[{i}]").T)  # (time, channels)
 
 
@@ -40,23 +49,39 @@ def as_series(X, name: str = "X") -> tuple[list[np.ndarray], int]:
     array X or 0 for a list of unequal series); ValueError naming the problem."""
     if X is None:
         raise ValueError(f"{name} is None; expected {SERIES_LAYOUT}")
-    if isinstance(X, (list, tuple)) and len(X) and any(np.ndim(s) != np.ndim(X[0]) or np.shape(s) != np.shape(X[0]) for s in X):
+    if (
+        isinstance(X, (list, tuple))
+        and len(X)
+        and any(np.ndim(s) != np.ndim(X[0]) or np.shape(s) != np.shape(X[0]) for s in X)
+    ):
         series = [_one_series(s, i, name) for i, s in enumerate(X)]  # unequal lengths
         channels = {s.shape[1] for s in series}
         if len(channels) > 1:
-            raise ValueError(f"{name}: the series have different numbers of channels {sorted(channels)}; all must have the same")
+            raise ValueError(
+                f"{name}: the series have different numbers of channels {sorted(channels)}; all must have the same"
+            )
         return series, 0
     try:
-        a = check_array(X, dtype=np.float32, allow_nd=True, ensure_all_finite=False, input_name=name, ensure_2d=False,
-                        ensure_min_samples=1)
+        a = check_array(
+            X,
+            dtype=np.float32,
+            allow_nd=True,
+            ensure_all_finite=False,
+            input_name=name,
+            ensure_2d=False,
+            ensure_min_samples=1,
+        )
     except ValueError as e:
         if "convert string" in str(e):
-            raise ValueError(f"{name} holds strings ({e}); expected numeric series ({SERIES_LAYOUT}); "
-                             "for text use GRUTextClassifier") from None
+            raise ValueError(
+                f"{name} holds strings ({e}); expected numeric series ({SERIES_LAYOUT}); for text use GRUTextClassifier"
+            ) from None
         raise
     if a.ndim not in (2, 3):
-        raise ValueError(f"{name} has shape {a.shape} ({a.ndim}-D); expected {SERIES_LAYOUT}"
-                         + ("; Reshape your data: a single series as X.reshape(1, -1)" if a.ndim == 1 else ""))
+        raise ValueError(
+            f"{name} has shape {a.shape} ({a.ndim}-D); expected {SERIES_LAYOUT}"
+            + ("; Reshape your data: a single series as X.reshape(1, -1)" if a.ndim == 1 else "")
+        )
     if a.shape[-1] == 0 or (a.ndim == 3 and a.shape[1] == 0):
         raise ValueError(f"{name} has shape {a.shape}: no time steps or no channels")
     _finite(a, name)
@@ -71,8 +96,10 @@ def series_set(X, expect_length: int | None = None, who: str = "", source: str =
     may have any lengths."""
     series, length = as_series(X, source)
     if expect_length and length and length != expect_length and not isinstance(X, (list, tuple)):
-        raise ValueError(f"X has {length} features, but {who} is expecting {expect_length} features as input (the series' "
-                         "time steps: an array X has the fitted length; pass series of other lengths as a list)")
+        raise ValueError(
+            f"X has {length} features, but {who} is expecting {expect_length} features as input (the series' "
+            "time steps: an array X has the fitted length; pass series of other lengths as a list)"
+        )
     return SeriesSet(series, [""] * len(series), source), length
 
 
@@ -123,7 +150,9 @@ def class_labels(y, n: int, name: str) -> tuple[np.ndarray, list[str]]:
         raise ValueError(f"{name} needs at least 2 classes in y, got 1 class ({classes[0]!r})")
     names = [label_text(c) for c in classes]
     if len(set(names)) != len(names) or "" in names:
-        raise ValueError(f"y's classes {classes.tolist()} are not told apart by their text; use distinct, non-empty labels")
+        raise ValueError(
+            f"y's classes {classes.tolist()} are not told apart by their text; use distinct, non-empty labels"
+        )
     return classes, [label_text(v) for v in y]
 
 
@@ -141,7 +170,9 @@ def check_y(y, name: str):
 
 def numeric_targets(y, n: int) -> np.ndarray:
     """y as finite float64 (n,)."""
-    a = check_array(check_y(y, "GRURegressor"), ensure_2d=False, dtype=np.float64, ensure_all_finite=True, input_name="y")
+    a = check_array(
+        check_y(y, "GRURegressor"), ensure_2d=False, dtype=np.float64, ensure_all_finite=True, input_name="y"
+    )
     if a.ndim == 2 and a.shape[1] == 1:
         a = column_or_1d(a, warn=True)
     if a.ndim != 1:
@@ -153,9 +184,13 @@ def numeric_targets(y, n: int) -> np.ndarray:
 
 def one_series(y, name: str = "y") -> np.ndarray:
     """A 1-D series or a 2-D (time, columns) array (target first) -> (time, columns) float64."""
-    a = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False, input_name=name, ensure_min_samples=1)
+    a = check_array(
+        y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False, input_name=name, ensure_min_samples=1
+    )
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2 or a.shape[1] == 0:
-        raise ValueError(f"{name} has shape {a.shape}; expected a 1-D series or a 2-D (time, columns) array, the target first")
+        raise ValueError(
+            f"{name} has shape {a.shape}; expected a 1-D series or a 2-D (time, columns) array, the target first"
+        )
     return _finite(a, name)

@@ -10,6 +10,7 @@ run; estimator.json keeps the original values for ``load``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -44,7 +45,9 @@ class _LabelClassifier(ClassifierMixin, GRUEstimator):
     def _set_classes(self, classes: np.ndarray) -> None:
         self.classes_ = np.asarray(classes)
         names = self.state_.classes
-        self._columns = np.array([names.index(_inputs.label_text(c)) for c in self.classes_])  # model output of each classes_ entry
+        self._columns = np.array(
+            [names.index(_inputs.label_text(c)) for c in self.classes_]
+        )  # model output of each classes_ entry
 
     def _set_fitted(self, cfg, state, model, meta) -> None:
         super()._set_fitted(cfg, state, model, meta)
@@ -99,18 +102,45 @@ class GRUClassifier(_LabelClassifier):
     ``seed_``.
     """
 
-    def __init__(self, hidden_size=32, num_layers=1, bidirectional=True, cell="gru", epochs=50, lr=3e-3, batch_size=16,
-                 dropout=0.1, pooling="last+mean", normalize="auto", augment=0.1, patch=0, val_fraction=0.2, weight_decay=1e-4,
-                 grad_clip=1.0, patience=0, zoneout=0.0, recurrent_dropout=0.0, weight_dropout=0.0, dtype="float32", threads=1,
-                 random_state=0, verbose=False):
+    def __init__(
+        self,
+        hidden_size=32,
+        num_layers=1,
+        bidirectional=True,
+        cell="gru",
+        epochs=50,
+        lr=3e-3,
+        batch_size=16,
+        dropout=0.1,
+        pooling="last+mean",
+        normalize="auto",
+        augment=0.1,
+        patch=0,
+        val_fraction=0.2,
+        weight_decay=1e-4,
+        grad_clip=1.0,
+        patience=0,
+        zoneout=0.0,
+        recurrent_dropout=0.0,
+        weight_dropout=0.0,
+        dtype="float32",
+        threads=1,
+        random_state=0,
+        verbose=False,
+    ):
         self.hidden_size, self.num_layers, self.bidirectional, self.cell = hidden_size, num_layers, bidirectional, cell
         self.epochs, self.lr, self.batch_size, self.dropout = epochs, lr, batch_size, dropout
         self.pooling, self.normalize, self.augment, self.patch = pooling, normalize, augment, patch
-        self.val_fraction, self.weight_decay, self.grad_clip, self.patience = val_fraction, weight_decay, grad_clip, patience
+        self.val_fraction, self.weight_decay, self.grad_clip, self.patience = (
+            val_fraction,
+            weight_decay,
+            grad_clip,
+            patience,
+        )
         self.zoneout, self.recurrent_dropout, self.weight_dropout = zoneout, recurrent_dropout, weight_dropout
         self.dtype, self.threads, self.random_state, self.verbose = dtype, threads, random_state, verbose
 
-    _fixed = {"data": NO_FILE}
+    _fixed: ClassVar[dict[str, object]] = {"data": NO_FILE}
 
     def _items(self, X, fitting: bool = False):
         return _items_of(self, X, fitting)
@@ -136,18 +166,45 @@ class GRUTextClassifier(_LabelClassifier):
 
     _kind = "text"
 
-    def __init__(self, max_features=10000, maxlen=100, embed_dim=32, hidden_size=32, num_layers=1, bidirectional=True,
-                 cell="gru", epochs=10, lr=3e-3, batch_size=32, dropout=0.1, pooling="last+mean", val_fraction=0.2,
-                 weight_decay=1e-4, grad_clip=1.0, patience=0, zoneout=0.0, recurrent_dropout=0.0, weight_dropout=0.0,
-                 dtype="float32", threads=1, random_state=0, verbose=False):
+    def __init__(
+        self,
+        max_features=10000,
+        maxlen=100,
+        embed_dim=32,
+        hidden_size=32,
+        num_layers=1,
+        bidirectional=True,
+        cell="gru",
+        epochs=10,
+        lr=3e-3,
+        batch_size=32,
+        dropout=0.1,
+        pooling="last+mean",
+        val_fraction=0.2,
+        weight_decay=1e-4,
+        grad_clip=1.0,
+        patience=0,
+        zoneout=0.0,
+        recurrent_dropout=0.0,
+        weight_dropout=0.0,
+        dtype="float32",
+        threads=1,
+        random_state=0,
+        verbose=False,
+    ):
         self.max_features, self.maxlen, self.embed_dim = max_features, maxlen, embed_dim
         self.hidden_size, self.num_layers, self.bidirectional, self.cell = hidden_size, num_layers, bidirectional, cell
         self.epochs, self.lr, self.batch_size, self.dropout, self.pooling = epochs, lr, batch_size, dropout, pooling
-        self.val_fraction, self.weight_decay, self.grad_clip, self.patience = val_fraction, weight_decay, grad_clip, patience
+        self.val_fraction, self.weight_decay, self.grad_clip, self.patience = (
+            val_fraction,
+            weight_decay,
+            grad_clip,
+            patience,
+        )
         self.zoneout, self.recurrent_dropout, self.weight_dropout = zoneout, recurrent_dropout, weight_dropout
         self.dtype, self.threads, self.random_state, self.verbose = dtype, threads, random_state, verbose
 
-    _fixed = {"data": NO_FILE}
+    _fixed: ClassVar[dict[str, object]] = {"data": NO_FILE}
 
     def _items(self, X, fitting: bool = False):
         return _inputs.text_set(X)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
@@ -34,16 +36,44 @@ class GRUForecaster(GRUEstimator):
     """
 
     _task = ForecastTask()
-    _fixed = {"data": NO_FILE, "calendar": False}
+    _fixed: ClassVar[dict[str, object]] = {"data": NO_FILE, "calendar": False}
 
-    def __init__(self, horizon=12, lookback=0, season=0, base="auto", loss="huber", hidden_size=32, num_layers=1, cell="gru",
-                 epochs=20, steps=50, lr=3e-3, batch_size=64, dropout=0.0, val_fraction=0.15, weight_decay=0.0, grad_clip=1.0,
-                 patience=10, zoneout=0.0, recurrent_dropout=0.0, weight_dropout=0.0, dtype="float32", threads=1,
-                 random_state=0, verbose=False):
+    def __init__(
+        self,
+        horizon=12,
+        lookback=0,
+        season=0,
+        base="auto",
+        loss="huber",
+        hidden_size=32,
+        num_layers=1,
+        cell="gru",
+        epochs=20,
+        steps=50,
+        lr=3e-3,
+        batch_size=64,
+        dropout=0.0,
+        val_fraction=0.15,
+        weight_decay=0.0,
+        grad_clip=1.0,
+        patience=10,
+        zoneout=0.0,
+        recurrent_dropout=0.0,
+        weight_dropout=0.0,
+        dtype="float32",
+        threads=1,
+        random_state=0,
+        verbose=False,
+    ):
         self.horizon, self.lookback, self.season, self.base, self.loss = horizon, lookback, season, base, loss
         self.hidden_size, self.num_layers, self.cell = hidden_size, num_layers, cell
         self.epochs, self.steps, self.lr, self.batch_size, self.dropout = epochs, steps, lr, batch_size, dropout
-        self.val_fraction, self.weight_decay, self.grad_clip, self.patience = val_fraction, weight_decay, grad_clip, patience
+        self.val_fraction, self.weight_decay, self.grad_clip, self.patience = (
+            val_fraction,
+            weight_decay,
+            grad_clip,
+            patience,
+        )
         self.zoneout, self.recurrent_dropout, self.weight_dropout = zoneout, recurrent_dropout, weight_dropout
         self.dtype, self.threads, self.random_state, self.verbose = dtype, threads, random_state, verbose
 
@@ -55,7 +85,9 @@ class GRUForecaster(GRUEstimator):
         """Train on the series y (1-D, or 2-D (time, columns) with the target first); returns self.
         ``X`` is accepted for scikit-learn's signature and must be None (give inputs as y's columns)."""
         if X is not None:
-            raise ValueError("GRUForecaster.fit takes one series: give extra inputs as columns of y (time, columns), target first")
+            raise ValueError(
+                "GRUForecaster.fit takes one series: give extra inputs as columns of y (time, columns), target first"
+            )
         if isinstance(self.horizon, int) and self.horizon < 1:
             raise ValueError(f"GRUForecaster: horizon must be >= 1, got {self.horizon}")
         s = self._series(y, "y")
@@ -77,7 +109,7 @@ class GRUForecaster(GRUEstimator):
 
     def _extras(self) -> dict:
         # the tail that predict() reads after load: the window, plus one point for its first difference
-        return {**super()._extras(), "series": self.series_[-(self._needs() + 1):].tolist()}
+        return {**super()._extras(), "series": self.series_[-(self._needs() + 1) :].tolist()}
 
     def predict(self, horizon=None, y=None) -> np.ndarray:
         """The next ``horizon`` values (default: the fitted horizon) of the target after the fitted
@@ -85,20 +117,28 @@ class GRUForecaster(GRUEstimator):
         check_is_fitted(self)
         h = self.state_.horizon if horizon is None else horizon
         if not horizon_ok(h) or not 1 <= h <= self.state_.horizon:
-            raise ValueError(f"horizon must be an int in [1, {self.state_.horizon}] (the horizon this model was fitted for), "
-                             f"got {horizon!r}; for more steps fit GRUForecaster(horizon={h})")
+            raise ValueError(
+                f"horizon must be an int in [1, {self.state_.horizon}] (the horizon this model was fitted for), "
+                f"got {horizon!r}; for more steps fit GRUForecaster(horizon={h})"
+            )
         if y is None:
             if not hasattr(self, "series_"):
-                raise ValueError("this forecaster was loaded from a run without its series; pass the history: predict(h, y=...)")
+                raise ValueError(
+                    "this forecaster was loaded from a run without its series; pass the history: predict(h, y=...)"
+                )
             s = Series(self.series_, tuple(self.state_.columns), None, "the fitted series")
         else:
             s = self._series(y, "y")
             if s.values.shape[1] != len(self.state_.columns):
-                raise ValueError(f"y has {s.values.shape[1]} column(s); this model was fitted on {len(self.state_.columns)}")
+                raise ValueError(
+                    f"y has {s.values.shape[1]} column(s); this model was fitted on {len(self.state_.columns)}"
+                )
         need = self._needs()
         if len(s.values) < need:
-            raise ValueError(f"{s.source}: {len(s.values)} points, the model reads the last {need} (lookback "
-                             f"{self.state_.lookback}{' and a whole season' if need > self.state_.lookback else ''})")
+            raise ValueError(
+                f"{s.source}: {len(s.values)} points, the model reads the last {need} (lookback "
+                f"{self.state_.lookback}{' and a whole season' if need > self.state_.lookback else ''})"
+            )
         at = np.array([len(s.values) - 1])
         with torch_threads(self.config_.threads):
             return forecast(self.model_, features(s, self.state_), s.values[:, 0], at, self.state_)[0][:h]

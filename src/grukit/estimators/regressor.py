@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted
@@ -29,12 +31,33 @@ class GRURegressor(RegressorMixin, GRUEstimator):
     """
 
     _task = RegressTask()
-    _fixed = {"data": NO_FILE}
+    _fixed: ClassVar[dict[str, object]] = {"data": NO_FILE}
 
-    def __init__(self, hidden_size=32, num_layers=1, bidirectional=False, cell="gru", epochs=50, lr=3e-3, batch_size=32,
-                 dropout=0.0, pooling="mean", normalize="global", patch=0, val_fraction=0.2, weight_decay=1e-4, grad_clip=1.0,
-                 patience=0, zoneout=0.0, recurrent_dropout=0.0, weight_dropout=0.0, dtype="float32", threads=1,
-                 random_state=0, verbose=False):
+    def __init__(
+        self,
+        hidden_size=32,
+        num_layers=1,
+        bidirectional=False,
+        cell="gru",
+        epochs=50,
+        lr=3e-3,
+        batch_size=32,
+        dropout=0.0,
+        pooling="mean",
+        normalize="global",
+        patch=0,
+        val_fraction=0.2,
+        weight_decay=1e-4,
+        grad_clip=1.0,
+        patience=0,
+        zoneout=0.0,
+        recurrent_dropout=0.0,
+        weight_dropout=0.0,
+        dtype="float32",
+        threads=1,
+        random_state=0,
+        verbose=False,
+    ):
         self.hidden_size, self.num_layers, self.bidirectional, self.cell = hidden_size, num_layers, bidirectional, cell
         self.epochs, self.lr, self.batch_size, self.dropout = epochs, lr, batch_size, dropout
         self.pooling, self.normalize, self.patch, self.val_fraction = pooling, normalize, patch, val_fraction

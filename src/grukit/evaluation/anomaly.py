@@ -37,7 +37,7 @@ def window_starts(n: int, window: int, stride: int) -> np.ndarray:
 
 def point_scores(window_scores: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
     """(W, w) scores of each window's points -> (n,) mean over the windows covering each point."""
-    W, w = window_scores.shape
+    _W, w = window_scores.shape
     idx = (starts[:, None] + np.arange(w)[None, :]).ravel()  # (W*w,)
     total = np.bincount(idx, weights=window_scores.ravel().astype(np.float64), minlength=n)
     count = np.bincount(idx, minlength=n)
@@ -122,8 +122,14 @@ def _shade(ax, labels: np.ndarray | None) -> None:
         ax.axvspan(a - 0.5, b + 0.5, color="tab:red", alpha=0.25, lw=0)
 
 
-def plot_anomaly(values: np.ndarray, scores: dict[str, np.ndarray], labels: np.ndarray | None, train_points: int,
-                 path: str | Path, title: str = "") -> None:
+def plot_anomaly(
+    values: np.ndarray,
+    scores: dict[str, np.ndarray],
+    labels: np.ndarray | None,
+    train_points: int,
+    path: str | Path,
+    title: str = "",
+) -> None:
     """The series (labelled anomaly shaded, training part marked) above one panel per score, its top point marked."""
     fig, axes = plt.subplots(1 + len(scores), 1, figsize=(12, 2.2 * (1 + len(scores))), sharex=True)
     axes[0].plot(values, lw=0.7)
@@ -144,13 +150,15 @@ def plot_anomaly(values: np.ndarray, scores: dict[str, np.ndarray], labels: np.n
     save_figure(fig, path)
 
 
-def plot_reconstructions(originals: list[np.ndarray], recons: list[np.ndarray], titles: list[str], path: str | Path) -> None:
+def plot_reconstructions(
+    originals: list[np.ndarray], recons: list[np.ndarray], titles: list[str], path: str | Path
+) -> None:
     """Each (T, C) series (solid) and its reconstruction (dashed), one panel each."""
     k = len(originals)
     fig, axes = plt.subplots(k, 1, figsize=(9, 2.2 * k), squeeze=False)
     for ax, x, r, t in zip(axes[:, 0], originals, recons, titles):
         for c in range(x.shape[1]):
-            line, = ax.plot(x[:, c], lw=1, label="series" if c == 0 else None)
+            (line,) = ax.plot(x[:, c], lw=1, label="series" if c == 0 else None)
             ax.plot(r[:, c], lw=1, ls="--", color=line.get_color(), label="reconstruction" if c == 0 else None)
         ax.set_title(t, fontsize=9)
     axes[0, 0].legend(loc="upper right", fontsize=8)

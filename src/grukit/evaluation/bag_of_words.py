@@ -76,7 +76,9 @@ class Tfidf:
         return _csr(torch.tensor(crow), col, val / norm[row], (len(texts), len(self)))
 
 
-def logistic_regression(x: torch.Tensor, y: np.ndarray, num_classes: int, c: float = 1.0, max_iter: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
+def logistic_regression(
+    x: torch.Tensor, y: np.ndarray, num_classes: int, c: float = 1.0, max_iter: int = 300
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(W (V, K), b (K,)) minimising the mean cross-entropy + ||W||^2 / (2 C N), by L-BFGS.
 
     The gradient is written out (autograd through a sparse product is many times slower):
@@ -86,10 +88,20 @@ def logistic_regression(x: torch.Tensor, y: np.ndarray, num_classes: int, c: flo
     n, v = x.shape
     with _quiet():
         xt = x.t().to_sparse_csr()  # (V, N)
-    onehot = torch.nn.functional.one_hot(torch.as_tensor(np.asarray(y), dtype=torch.int64), num_classes).double()  # (N, K)
+    onehot = torch.nn.functional.one_hot(
+        torch.as_tensor(np.asarray(y), dtype=torch.int64), num_classes
+    ).double()  # (N, K)
     w = torch.zeros(v, num_classes, dtype=torch.float64)
     b = torch.zeros(num_classes, dtype=torch.float64)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-10, history_size=20, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-6,
+        tolerance_change=1e-10,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> torch.Tensor:
         logits = torch.sparse.mm(x, w) + b  # (N, K)
@@ -107,11 +119,17 @@ def logistic_regression(x: torch.Tensor, y: np.ndarray, num_classes: int, c: flo
 C_GRID = (1.0, 10.0, 100.0)  # inverse regularisation strengths tried on the validation part
 
 
-def tfidf_baseline(fit: tuple[list[str], np.ndarray], val: tuple[list[str], np.ndarray], test: tuple[list[str], np.ndarray],
-                   num_classes: int, min_df: int = 2) -> dict:
+def tfidf_baseline(
+    fit: tuple[list[str], np.ndarray],
+    val: tuple[list[str], np.ndarray],
+    test: tuple[list[str], np.ndarray],
+    num_classes: int,
+    min_df: int = 2,
+) -> dict:
     """TF-IDF (uni+bigrams in at least ``min_df`` training texts) + logistic regression: C picked
     from C_GRID by accuracy on ``val`` after training on ``fit``, then refit on fit + val and
     scored on ``test``. Each part is (texts, integer labels). Returns accuracy, macro F1 and C."""
+
     def fit_score(train_texts, y_train, texts, y, c) -> dict:
         features = Tfidf(train_texts, min_df)
         w, b = logistic_regression(features.transform(train_texts), y_train, num_classes, c)

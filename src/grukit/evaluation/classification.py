@@ -52,27 +52,41 @@ def majority_baseline(y_train: np.ndarray, y_test: np.ndarray, num_classes: int)
     return scores(y_test, np.full(len(y_test), guess), num_classes)
 
 
-def nearest_neighbour_baseline(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, num_classes: int) -> dict:
+def nearest_neighbour_baseline(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, num_classes: int
+) -> dict:
     """1-NN with Euclidean distance on equal-length series (N, T*C), the UCR archive's simplest baseline."""
     a, b = x_train.reshape(len(x_train), -1).astype(np.float64), x_test.reshape(len(x_test), -1).astype(np.float64)
     d = (b * b).sum(1)[:, None] - 2 * b @ a.T + (a * a).sum(1)[None, :]  # (N_test, N_train)
     return scores(y_test, np.asarray(y_train)[d.argmin(1)], num_classes)
 
 
-def plot_confusion(cm: np.ndarray, class_names: list[str], path: str | Path, title: str = "confusion matrix (test)") -> None:
+def plot_confusion(
+    cm: np.ndarray, class_names: list[str], path: str | Path, title: str = "confusion matrix (test)"
+) -> None:
     """Counts in each cell, rows normalised for the colour so small classes show."""
     k = len(class_names)
     size = min(12.0, 2.5 + 0.5 * k)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(k), [str(c)[:12] for c in class_names], rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
+    ax.set_xticks(
+        range(k), [str(c)[:12] for c in class_names], rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center"
+    )
     ax.set_yticks(range(k), [str(c)[:12] for c in class_names])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if k <= 30:
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if share[i, j] > 0.5 else "black", fontsize=8 if k > 10 else 10)
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    color="white" if share[i, j] > 0.5 else "black",
+                    fontsize=8 if k > 10 else 10,
+                )
     ax.set_title(title)
     save_figure(fig, path)

@@ -38,7 +38,9 @@ def _sq_distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.maximum((x * x).sum(1)[:, None] - 2 * x @ centres.T + (centres * centres).sum(1)[None, :], 0)  # (N, k)
 
 
-def kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 10, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def kmeans(
+    x: np.ndarray, k: int, seed: int = 0, n_init: int = 10, max_iter: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
     """(N, D) points -> (assignments (N,), centres (k, D)) of the best of ``n_init`` seeded runs."""
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     if not 1 <= k <= len(x):
@@ -53,7 +55,9 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 10, max_iter: int
             new = centres.copy()
             for j in range(k):
                 members = x[assign == j]
-                new[j] = members.mean(0) if len(members) else x[d2.min(1).argmax()]  # an empty cluster takes the farthest point
+                new[j] = (
+                    members.mean(0) if len(members) else x[d2.min(1).argmax()]
+                )  # an empty cluster takes the farthest point
             if np.allclose(new, centres):
                 break
             centres = new
@@ -94,7 +98,9 @@ def project_2d(x: np.ndarray) -> np.ndarray:
     return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))  # D = 1: a zero second axis
 
 
-def plot_embedding(xy: np.ndarray, clusters: np.ndarray, labels: list[str] | None, path: str | Path, title: str = "") -> None:
+def plot_embedding(
+    xy: np.ndarray, clusters: np.ndarray, labels: list[str] | None, path: str | Path, title: str = ""
+) -> None:
     """The 2-D projection coloured by k-means cluster and, when there are labels, by label."""
     panels = [("k-means cluster", [str(c) for c in clusters])] + ([("label", labels)] if labels is not None else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.8), squeeze=False)

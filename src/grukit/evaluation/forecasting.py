@@ -102,8 +102,12 @@ def mase(f: np.ndarray, y: np.ndarray, scale: float) -> float | None:
 def score(f: np.ndarray, y: np.ndarray, scale: float) -> dict[str, float | None]:
     """All four metrics, rounded for reading."""
     m = mase(f, y, scale)
-    return {"mae": round(mae(f, y), 6), "rmse": round(rmse(f, y), 6), "smape": round(smape(f, y), 4),
-            "mase": None if m is None else round(m, 6)}
+    return {
+        "mae": round(mae(f, y), 6),
+        "rmse": round(rmse(f, y), 6),
+        "smape": round(smape(f, y), 4),
+        "mase": None if m is None else round(m, 6),
+    }
 
 
 def residual_interval(forecasts: np.ndarray, truth: np.ndarray, level: float = 0.8) -> dict:
@@ -124,8 +128,12 @@ def residual_interval(forecasts: np.ndarray, truth: np.ndarray, level: float = 0
         raise ValueError(f"interval level must be in (0, 1), got {level}")
     r = truth - forecasts  # (K, h)
     a = (1 - level) / 2
-    return {"level": level, "lower": np.quantile(r, a, axis=0).round(6).tolist(),
-            "upper": np.quantile(r, 1 - a, axis=0).round(6).tolist(), "origins": len(r)}
+    return {
+        "level": level,
+        "lower": np.quantile(r, a, axis=0).round(6).tolist(),
+        "upper": np.quantile(r, 1 - a, axis=0).round(6).tolist(),
+        "origins": len(r),
+    }
 
 
 def interval_bounds(forecasts: np.ndarray, interval: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -136,16 +144,30 @@ def interval_bounds(forecasts: np.ndarray, interval: dict) -> tuple[np.ndarray, 
 def interval_score(lower: np.ndarray, upper: np.ndarray, truth: np.ndarray, level: float) -> dict:
     """Empirical coverage (share of true values inside [lower, upper]), overall and per step, and the mean width."""
     inside = (truth >= lower) & (truth <= upper)  # (K, h)
-    return {"level": level, "coverage": round(float(inside.mean()), 4),
-            "coverage_by_step": [round(float(v), 4) for v in inside.mean(axis=0)], "mean_width": round(float(np.mean(upper - lower)), 6)}
+    return {
+        "level": level,
+        "coverage": round(float(inside.mean()), 4),
+        "coverage_by_step": [round(float(v), 4) for v in inside.mean(axis=0)],
+        "mean_width": round(float(np.mean(upper - lower)), 6),
+    }
 
 
 MAX_FORECAST_STEPS = 120  # forecast steps drawn (whole blocks); the history before them is at most twice that
 
 
-def plot_forecast(path, y: np.ndarray, split: int, blocks: np.ndarray, forecasts: dict[str, np.ndarray],
-                  dates: tuple[str, ...] | None = None, title: str = "forecast", *, ylabel: str = "value",
-                  interval: tuple[np.ndarray, np.ndarray] | None = None, level: float = 0.8) -> None:
+def plot_forecast(
+    path,
+    y: np.ndarray,
+    split: int,
+    blocks: np.ndarray,
+    forecasts: dict[str, np.ndarray],
+    dates: tuple[str, ...] | None = None,
+    title: str = "forecast",
+    *,
+    ylabel: str = "value",
+    interval: tuple[np.ndarray, np.ndarray] | None = None,
+    level: float = 0.8,
+) -> None:
     """History before ``split``, the truth after it, each method's forecasts and the GRU's interval.
 
     ``blocks``: non-overlapping origins; ``forecasts[name]`` and ``interval`` (lower, upper,
@@ -163,17 +185,32 @@ def plot_forecast(path, y: np.ndarray, split: int, blocks: np.ndarray, forecasts
     x = np.arange(len(y), dtype=float) if times is None else np.array(times[: len(y)], dtype="datetime64[s]")
     fig, ax = plt.subplots(figsize=(9.0, 4.2))
     ax.plot(x[start:split], y[start:split], color="0.35", lw=1.2, label="history")
-    ax.plot(x[split - 1:end], y[split - 1:end], color="black", lw=1.4, label="truth")
-    styles = {"gru": dict(color="tab:red", lw=1.8), "naive": dict(color="tab:blue", lw=0.9, ls="--"),
-              "seasonal_naive": dict(color="tab:green", lw=0.9, ls=":"), "drift": dict(color="tab:purple", lw=0.9, ls="-.")}
+    ax.plot(x[split - 1 : end], y[split - 1 : end], color="black", lw=1.4, label="truth")
+    styles = {
+        "gru": dict(color="tab:red", lw=1.8),
+        "naive": dict(color="tab:blue", lw=0.9, ls="--"),
+        "seasonal_naive": dict(color="tab:green", lw=0.9, ls=":"),
+        "drift": dict(color="tab:purple", lw=0.9, ls="-."),
+    }
     for name, f in forecasts.items():
         for k, t in enumerate(blocks):
-            ax.plot(x[t:t + h + 1], np.concatenate([[y[t]], f[k]]), label=name.replace("_", "-") if k == 0 else None,
-                    **styles.get(name, {}))
+            ax.plot(
+                x[t : t + h + 1],
+                np.concatenate([[y[t]], f[k]]),
+                label=name.replace("_", "-") if k == 0 else None,
+                **styles.get(name, {}),
+            )
     if interval is not None:
         for k, t in enumerate(blocks):
-            ax.fill_between(x[t + 1:t + h + 1], interval[0][k], interval[1][k], color="tab:red", alpha=0.18, lw=0,
-                            label=f"gru {level:.0%} interval" if k == 0 else None)
+            ax.fill_between(
+                x[t + 1 : t + h + 1],
+                interval[0][k],
+                interval[1][k],
+                color="tab:red",
+                alpha=0.18,
+                lw=0,
+                label=f"gru {level:.0%} interval" if k == 0 else None,
+            )
     ax.axvline(x[split - 1] + (x[split] - x[split - 1]) / 2, color="0.6", lw=0.8)
     if times is not None:
         locator = mdates.AutoDateLocator()

@@ -25,7 +25,9 @@ def mean_baseline(y_train: np.ndarray, y_test: np.ndarray) -> dict:
     return scores(y_test, np.full(len(y_test), float(np.mean(y_train))))
 
 
-def ridge_baseline(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, alpha: float = 1.0) -> dict:
+def ridge_baseline(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, alpha: float = 1.0
+) -> dict:
     """Ridge regression on the flattened equal-length series (N, T*C) plus a bias."""
     a = x_train.reshape(len(x_train), -1).astype(np.float64)
     b = x_test.reshape(len(x_test), -1).astype(np.float64)

@@ -7,7 +7,7 @@ words are digits, so it is the digit error rate.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor
 

@@ -23,6 +23,17 @@ from .layernorm import layer_norm
 from .mingru import mingru, mingru_g, mingru_layer, mingru_log_g, mingru_parallel, mingru_sequential, mingru_step
 
 __all__ = [
-    "gru_cell", "gru_step", "gru_layer", "gru_directions", "gru", "layer_norm",
-    "mingru", "mingru_layer", "mingru_step", "mingru_sequential", "mingru_parallel", "mingru_g", "mingru_log_g",
+    "gru",
+    "gru_cell",
+    "gru_directions",
+    "gru_layer",
+    "gru_step",
+    "layer_norm",
+    "mingru",
+    "mingru_g",
+    "mingru_layer",
+    "mingru_log_g",
+    "mingru_parallel",
+    "mingru_sequential",
+    "mingru_step",
 ]

@@ -19,15 +19,13 @@ uses the weights and states as they are.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
 __all__ = ["dropout_mask"]
 
 
-def dropout_mask(p: float, shape: tuple[int, ...], like: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+def dropout_mask(p: float, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """A mask of ``shape``: 0 with probability p, else 1 / (1 - p); ``like``'s dtype and device.
     Drawn in float32, so a seed gives the same mask in every dtype."""
     u = torch.rand(shape, generator=generator, dtype=torch.float32, device=like.device)

@@ -23,7 +23,7 @@ can follow the reset-after cell.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +42,8 @@ def gru_cell(
     h: Tensor,
     w_ih: Tensor,
     w_hh: Tensor,
-    b_ih: Optional[Tensor] = None,
-    b_hh: Optional[Tensor] = None,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
     *,
     reset_after: bool = True,
 ) -> Tensor:
@@ -56,11 +56,11 @@ def gru_step(
     gi: Tensor,
     h: Tensor,
     w_hh: Tensor,
-    b_hh: Optional[Tensor] = None,
+    b_hh: Tensor | None = None,
     *,
     reset_after: bool = True,
-    h_in: Optional[Tensor] = None,
-    norm_h: Optional[Callable[[Tensor], Tensor]] = None,
+    h_in: Tensor | None = None,
+    norm_h: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """One step from the input projection gi = W x + b_i: (B, 3H) -> h' (B, H).
 

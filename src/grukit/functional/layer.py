@@ -10,7 +10,7 @@ order, so that every backend that takes the place of
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +21,9 @@ from .gru import gru_step
 from .layernorm import layer_norm
 from .zoneout import zoneout, zoneout_masks
 
-__all__ = ["gru_layer", "gru_directions", "gru"]
+__all__ = ["gru", "gru_directions", "gru_layer"]
 
-Weights = tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]  # w_ih, w_hh, b_ih, b_hh
+Weights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]  # w_ih, w_hh, b_ih, b_hh
 Norms = tuple[Tensor, Tensor, Tensor, Tensor]  # gain_ih, bias_ih, gain_hh, bias_hh of the two layer norms
 
 
@@ -32,15 +32,15 @@ def gru_layer(
     h0: Tensor,
     w_ih: Tensor,
     w_hh: Tensor,
-    b_ih: Optional[Tensor] = None,
-    b_hh: Optional[Tensor] = None,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
     *,
     reset_after: bool = True,
     reverse: bool = False,
-    lengths: Optional[Tensor] = None,
-    norms: Optional[Norms] = None,
-    zoneout_keep: Union[Tensor, float, None] = None,
-    h_mask: Optional[Tensor] = None,
+    lengths: Tensor | None = None,
+    norms: Norms | None = None,
+    zoneout_keep: Tensor | float | None = None,
+    h_mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Run one layer in one direction over a whole sequence.
 
@@ -91,7 +91,9 @@ def gru_layer(
 def _check_layer(x, h0, w_ih, w_hh, b_ih, b_hh, norms) -> None:
     """Each weight's shape and dtype against x and h0, by name (a wrong size is never broadcast)."""
     if x.dim() != 3 or h0.dim() != 2 or h0.shape[0] != x.shape[1]:
-        raise ValueError(f"x must be (T, B, I) and h0 (B, H) with the same B, got {tuple(x.shape)} and {tuple(h0.shape)}")
+        raise ValueError(
+            f"x must be (T, B, I) and h0 (B, H) with the same B, got {tuple(x.shape)} and {tuple(h0.shape)}"
+        )
     H, I = h0.shape[1], x.shape[2]
     named = [("w_ih", w_ih, (3 * H, I)), ("w_hh", w_hh, (3 * H, H)), ("b_ih", b_ih, (3 * H,)), ("b_hh", b_hh, (3 * H,))]
     named += [] if norms is None else [(f"norms[{k}]", t, (3 * H,)) for k, t in enumerate(norms)]
@@ -110,10 +112,10 @@ def gru_directions(
     weights: Sequence[Weights],
     *,
     reset_after: bool = True,
-    lengths: Optional[Tensor] = None,
-    norms: Optional[Sequence[Norms]] = None,
-    zoneout_keep: Union[Tensor, float, None] = None,
-    h_mask: Optional[Tensor] = None,
+    lengths: Tensor | None = None,
+    norms: Sequence[Norms] | None = None,
+    zoneout_keep: Tensor | float | None = None,
+    h_mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The D directions of one layer (direction 1 runs backwards in time).
 
@@ -124,7 +126,12 @@ def gru_directions(
     outs, h_n = [], []
     for d, w in enumerate(weights):
         out, h = gru_layer(
-            x, h0[d], *w, reset_after=reset_after, reverse=d == 1, lengths=lengths,
+            x,
+            h0[d],
+            *w,
+            reset_after=reset_after,
+            reverse=d == 1,
+            lengths=lengths,
             norms=None if norms is None else norms[d],
             zoneout_keep=zoneout_keep[d] if isinstance(zoneout_keep, Tensor) else zoneout_keep,
             h_mask=None if h_mask is None else h_mask[d],
@@ -144,13 +151,13 @@ def gru(
     reset_after: bool = True,
     dropout: float = 0.0,
     training: bool = False,
-    lengths: Optional[Tensor] = None,
-    norms: Optional[Sequence[Norms]] = None,
+    lengths: Tensor | None = None,
+    norms: Sequence[Norms] | None = None,
     zoneout: float = 0.0,
     recurrent_dropout: float = 0.0,
     input_dropout: float = 0.0,
     weight_dropout: float = 0.0,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
     layer_fn=gru_directions,
 ) -> tuple[Tensor, Tensor]:
     """A stack of GRU layers, as torch.nn.GRU computes it, with the cell options.
@@ -176,15 +183,25 @@ def gru(
         if training and input_dropout > 0:
             layer_input = layer_input * dropout_mask(input_dropout, (B, layer_input.shape[-1]), layer_input, generator)
         if training and weight_dropout > 0:  # DropConnect: U masked once for this forward
-            per = [(w_ih, w_hh * dropout_mask(weight_dropout, tuple(w_hh.shape), w_hh, generator), b_ih, b_hh)
-                   for (w_ih, w_hh, b_ih, b_hh) in per]
-        h_mask = dropout_mask(recurrent_dropout, (D, B, H), x, generator) if training and recurrent_dropout > 0 else None
-        keep: Union[Tensor, float, None] = None
+            per = [
+                (w_ih, w_hh * dropout_mask(weight_dropout, tuple(w_hh.shape), w_hh, generator), b_ih, b_hh)
+                for (w_ih, w_hh, b_ih, b_hh) in per
+            ]
+        h_mask = (
+            dropout_mask(recurrent_dropout, (D, B, H), x, generator) if training and recurrent_dropout > 0 else None
+        )
+        keep: Tensor | float | None = None
         if zoneout > 0:
             keep = zoneout_masks(zoneout, (D, T, B, H), x, generator) if training else float(zoneout)
         out, h = layer_fn(
-            layer_input, hx[layer * D : (layer + 1) * D], per, reset_after=reset_after, lengths=lengths,
-            norms=None if norms is None else norms[layer * D : (layer + 1) * D], zoneout_keep=keep, h_mask=h_mask,
+            layer_input,
+            hx[layer * D : (layer + 1) * D],
+            per,
+            reset_after=reset_after,
+            lengths=lengths,
+            norms=None if norms is None else norms[layer * D : (layer + 1) * D],
+            zoneout_keep=keep,
+            h_mask=h_mask,
         )
         h_n.append(h)  # (D, B, H)
         layer_input = out  # (T, B, D*H)

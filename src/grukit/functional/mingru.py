@@ -54,17 +54,17 @@ Shapes legend: T steps, B batch, I input, H hidden, L layers.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["mingru_g", "mingru_log_g", "mingru_step", "mingru_sequential", "mingru_parallel", "mingru_layer", "mingru"]
+__all__ = ["mingru", "mingru_g", "mingru_layer", "mingru_log_g", "mingru_parallel", "mingru_sequential", "mingru_step"]
 
 CHUNK = 64  # steps per chunk of the parallel scan: bounds |log A| within a chunk, hence its rounding
 
-Scan = Callable[[Tensor, Tensor, Optional[Tensor]], tuple[Tensor, Tensor]]  # (proj, h0, lengths) -> (out, h_n)
+Scan = Callable[[Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor]]  # (proj, h0, lengths) -> (out, h_n)
 
 
 def mingru_g(x: Tensor) -> Tensor:
@@ -96,7 +96,7 @@ def _valid(lengths: Tensor, T: int, device) -> Tensor:
     return (torch.arange(T, device=device)[:, None] < lengths[None, :])[..., None]  # (T, B, 1)
 
 
-def mingru_sequential(proj: Tensor, h0: Tensor, lengths: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+def mingru_sequential(proj: Tensor, h0: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The recurrence as a loop over t. proj (T, B, 2H), h0 (B, H) -> out (T, B, H), h_n (B, H)."""
     dtype, proj, h = proj.dtype, _acc(proj), _acc(h0)
     outs = []
@@ -112,7 +112,7 @@ def mingru_sequential(proj: Tensor, h0: Tensor, lengths: Optional[Tensor] = None
 
 
 def mingru_parallel(
-    proj: Tensor, h0: Tensor, lengths: Optional[Tensor] = None, *, chunk: Optional[int] = CHUNK
+    proj: Tensor, h0: Tensor, lengths: Tensor | None = None, *, chunk: int | None = CHUNK
 ) -> tuple[Tensor, Tensor]:
     """The recurrence as a log-space scan (Heinsen 2023), in chunks of ``chunk`` steps.
 
@@ -156,11 +156,11 @@ def mingru_layer(
     x: Tensor,
     h0: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor] = None,
+    bias: Tensor | None = None,
     *,
     mode: str = "sequential",
-    lengths: Optional[Tensor] = None,
-    scan: Optional[Scan] = None,
+    lengths: Tensor | None = None,
+    scan: Scan | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One layer: x (T, B, I), h0 (B, H), weight (2H, I) rows [z | h~] -> out (T, B, H), h_n (B, H).
 
@@ -178,11 +178,11 @@ def mingru_layer(
 def mingru(
     x: Tensor,
     h0: Tensor,
-    weights: Sequence[tuple[Tensor, Optional[Tensor]]],
+    weights: Sequence[tuple[Tensor, Tensor | None]],
     *,
     mode: str = "sequential",
-    lengths: Optional[Tensor] = None,
-    scan: Optional[Scan] = None,
+    lengths: Tensor | None = None,
+    scan: Scan | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The stack: layer k > 0 reads layer k - 1's output.
 

@@ -12,20 +12,18 @@ the eval formula is the training formula's expected value.
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
 import torch
 from torch import Tensor
 
 __all__ = ["zoneout", "zoneout_masks"]
 
 
-def zoneout(h: Tensor, h_new: Tensor, keep: Union[Tensor, float]) -> Tensor:
+def zoneout(h: Tensor, h_new: Tensor, keep: Tensor | float) -> Tensor:
     """Mix the previous state h and the cell's h_new with keep = m_t (training) or p (eval)."""
     return keep * h + (1 - keep) * h_new
 
 
-def zoneout_masks(p: float, shape: tuple[int, ...], like: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+def zoneout_masks(p: float, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """m ~ Bernoulli(p) of ``shape`` (..., T, B, H), in ``like``'s dtype and device: 1 keeps the old value.
     Drawn in float32, so a seed gives the same mask in every dtype."""
     u = torch.rand(shape, generator=generator, dtype=torch.float32, device=like.device)

@@ -20,7 +20,7 @@ import torch
 
 from . import _build, ops, scan
 
-__all__ = ["available", "supports", "gru_layer", "gru_cell", "DTYPES"]
+__all__ = ["DTYPES", "available", "gru_cell", "gru_layer", "supports"]
 
 DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 
@@ -43,10 +43,7 @@ def available() -> bool:
 
 def supports(*tensors) -> bool:
     """True if the native kernels can run on these tensors."""
-    for t in tensors:
-        if t is not None and (t.dtype not in DTYPES or t.device.type != "cpu"):
-            return False
-    return True
+    return all(t is None or (t.dtype in DTYPES and t.device.type == "cpu") for t in tensors)
 
 
 def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, **options):

@@ -100,7 +100,15 @@ def _flags() -> tuple[str, list[str]]:
     """
     cap = torch.backends.cpu.get_cpu_capability()  # "AVX512", "AVX2", "DEFAULT", ...
     if cap == "AVX512":
-        vec = ["-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"]
+        vec = [
+            "-DCPU_CAPABILITY=AVX512",
+            "-DCPU_CAPABILITY_AVX512",
+            "-mavx512f",
+            "-mavx512bw",
+            "-mavx512vl",
+            "-mavx512dq",
+            "-mfma",
+        ]
     elif cap == "AVX2":
         vec = ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma", "-mf16c"]
     else:
@@ -108,7 +116,7 @@ def _flags() -> tuple[str, list[str]]:
     return cap.lower(), ["-O3", *vec, *_openmp()]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _openmp() -> tuple[str, ...]:
     """-fopenmp where torch's own threads are OpenMP's.
 
@@ -205,7 +213,14 @@ def toolchain_problem() -> str | None:
 def _first_error(text: str, p: Plan | None = None) -> str:
     """The line of a failed build worth reading: the compiler's first error, source paths shortened."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    pick = next((ln for ln in lines if re.search(r"\berror\b", ln, re.I) and not ln.startswith(("collect2", "ninja", "Error building"))), None)
+    pick = next(
+        (
+            ln
+            for ln in lines
+            if re.search(r"\berror\b", ln, re.I) and not ln.startswith(("collect2", "ninja", "Error building"))
+        ),
+        None,
+    )
     pick = pick or next((ln for ln in lines if "undefined reference" in ln or "cannot find" in ln), None)
     pick = pick or (lines[0] if lines else "unknown error")
     if p is not None:
@@ -258,7 +273,9 @@ def _ensure(p: Plan, *, force: bool = False):
     p.directory.mkdir(parents=True, exist_ok=True)
     _stage(p)
     if p.lock.exists():
-        _say(f"grukit: waiting for another process building the native GRU kernel in {p.directory} (if none is, delete {p.lock}) ...")
+        _say(
+            f"grukit: waiting for another process building the native GRU kernel in {p.directory} (if none is, delete {p.lock}) ..."
+        )
     else:
         _say(f"grukit: building the native GRU kernel once (about 30 s; cached in {p.directory}) ...")
     try:

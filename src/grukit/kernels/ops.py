@@ -21,8 +21,6 @@ Shapes legend: T steps, B batch, I input, H hidden, D directions, L layers.
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
 import torch
 from torch import Tensor
 
@@ -36,7 +34,7 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _ws_width(H: int, norms: Optional[Tensor]) -> int:
+def _ws_width(H: int, norms: Tensor | None) -> int:
     """Workspace floats per row and step (driver.cpp, CellArgs::ws_width)."""
     return 10 * H + 2 if norms is not None else 4 * H
 
@@ -60,14 +58,38 @@ def register() -> None:
         return x.new_empty((T, B, D * H)), x.new_empty((D, B, H)), x.new_empty((D, T + 1, B, H)), ws
 
     @torch.library.register_fake(lib + "gru_layer_backward")
-    def _(dout, dh_n, x, hs, ws, w_ih, w_hh, lengths, norms, zoneout, h_mask, zoneout_p, reset_after, reverse, need_dx, need_bias):
+    def _(
+        dout,
+        dh_n,
+        x,
+        hs,
+        ws,
+        w_ih,
+        w_hh,
+        lengths,
+        norms,
+        zoneout,
+        h_mask,
+        zoneout_p,
+        reset_after,
+        reverse,
+        need_dx,
+        need_bias,
+    ):
         D, H = w_hh.shape[0], w_hh.shape[2]
         dx = x.new_empty(x.shape) if need_dx else x.new_empty((0,))
         db_shape = (D, 3 * H) if need_bias else (0,)
         dnorms = x.new_empty((D, 4, 3 * H)) if norms is not None else x.new_empty((0,))
         dh0 = x.new_empty((D, hs.shape[2], H))
-        return (dx, dh0, w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape), x.new_empty(db_shape),
-                x.new_empty(db_shape), dnorms)
+        return (
+            dx,
+            dh0,
+            w_ih.new_empty(w_ih.shape),
+            w_hh.new_empty(w_hh.shape),
+            x.new_empty(db_shape),
+            x.new_empty(db_shape),
+            dnorms,
+        )
 
     @torch.library.register_fake(lib + "gru_cell")
     def _(x, h, w_ih, w_hh, b_ih, b_hh, reset_after):
@@ -92,7 +114,7 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.flags = (zoneout_p, reset_after, reverse)
 
 
-def _backward(ctx, dout: Optional[Tensor], dh_n: Optional[Tensor], _dhs, _dws):
+def _backward(ctx, dout: Tensor | None, dh_n: Tensor | None, _dhs, _dws):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, zoneout, h_mask, hs, ws = ctx.saved_tensors
     zoneout_p, reset_after, reverse = ctx.flags
     need = ctx.needs_input_grad  # x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, ...
@@ -103,12 +125,42 @@ def _backward(ctx, dout: Optional[Tensor], dh_n: Optional[Tensor], _dhs, _dws):
         dh_n = x.new_zeros((D, B, H))
     none6 = (None,) * 5  # zoneout, h_mask, zoneout_p, reset_after, reverse
     if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
-        grads = _reference_grads((dout, dh_n), need, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, zoneout, h_mask,
-                                 zoneout_p, reset_after, reverse)
+        grads = _reference_grads(
+            (dout, dh_n),
+            need,
+            x,
+            h0,
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            lengths,
+            norms,
+            zoneout,
+            h_mask,
+            zoneout_p,
+            reset_after,
+            reverse,
+        )
         return (*grads, *none6)
     need_bias = b_ih is not None and (need[4] or need[5])
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dnorms = torch.ops.grukit.gru_layer_backward(
-        dout, dh_n, x, hs, ws, w_ih, w_hh, lengths, norms, zoneout, h_mask, zoneout_p, reset_after, reverse, need[0], need_bias
+        dout,
+        dh_n,
+        x,
+        hs,
+        ws,
+        w_ih,
+        w_hh,
+        lengths,
+        norms,
+        zoneout,
+        h_mask,
+        zoneout_p,
+        reset_after,
+        reverse,
+        need[0],
+        need_bias,
     )
     return (
         dx if need[0] else None,
@@ -130,8 +182,16 @@ def _reference(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, norms, zoneout, h_mask, z
         b = (None, None) if b_ih is None else (b_ih[d], b_hh[d])
         keep = zoneout[d] if zoneout is not None else (float(zoneout_p) if zoneout_p > 0 else None)
         out, h = functional.gru_layer(
-            x, h0[d], w_ih[d], w_hh[d], *b, reset_after=reset_after, reverse=reverse or d == 1, lengths=lengths,
-            norms=None if norms is None else tuple(norms[d].unbind(0)), zoneout_keep=keep,
+            x,
+            h0[d],
+            w_ih[d],
+            w_hh[d],
+            *b,
+            reset_after=reset_after,
+            reverse=reverse or d == 1,
+            lengths=lengths,
+            norms=None if norms is None else tuple(norms[d].unbind(0)),
+            zoneout_keep=keep,
             h_mask=None if h_mask is None else h_mask[d],
         )
         outs.append(out)
@@ -148,17 +208,17 @@ def _reference_grads(douts, need, *inputs):
     return tuple(next(grads) if n and t is not None else None for t, n in zip(tensors, need))
 
 
-def _needs_grad(*tensors: Optional[Tensor]) -> bool:
+def _needs_grad(*tensors: Tensor | None) -> bool:
     """Whether autograd will want gradients of any of these (so the op must keep its workspace)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _int64(lengths: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+def _int64(lengths: Tensor | None, x: Tensor) -> Tensor | None:
     """lengths as the kernel reads them: contiguous int64 on x's device, (B,)."""
     return None if lengths is None else lengths.to(device=x.device, dtype=torch.int64).contiguous()
 
 
-def _stack(ts: list[Optional[Tensor]]) -> Optional[Tensor]:
+def _stack(ts: list[Tensor | None]) -> Tensor | None:
     if ts[0] is None:
         return None
     return ts[0].unsqueeze(0) if len(ts) == 1 else torch.stack(ts)  # (D, ...)
@@ -179,15 +239,15 @@ def gru_layer(
     h0: Tensor,
     w_ih: Tensor,
     w_hh: Tensor,
-    b_ih: Optional[Tensor] = None,
-    b_hh: Optional[Tensor] = None,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
     *,
     reset_after: bool = True,
     reverse: bool = False,
-    lengths: Optional[Tensor] = None,
+    lengths: Tensor | None = None,
     norms=None,
-    zoneout_keep: Union[Tensor, float, None] = None,
-    h_mask: Optional[Tensor] = None,
+    zoneout_keep: Tensor | float | None = None,
+    h_mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Native twin of :func:`grukit.functional.gru_layer` (same arguments and results)."""
     one = [None if t is None else t.unsqueeze(0) for t in (h0, w_ih, w_hh, b_ih, b_hh, h_mask)]  # D = 1
@@ -197,8 +257,17 @@ def gru_layer(
     return out, h_n[0]
 
 
-def gru_directions(x: Tensor, h0: Tensor, weights, *, reset_after: bool = True, lengths: Optional[Tensor] = None,
-                   norms=None, zoneout_keep=None, h_mask=None) -> tuple[Tensor, Tensor]:
+def gru_directions(
+    x: Tensor,
+    h0: Tensor,
+    weights,
+    *,
+    reset_after: bool = True,
+    lengths: Tensor | None = None,
+    norms=None,
+    zoneout_keep=None,
+    h_mask=None,
+) -> tuple[Tensor, Tensor]:
     """Native twin of :func:`grukit.functional.gru_directions`: the D directions of one layer in one op.
 
     Both directions go to the kernel together (weights stacked to (D, ...)),
@@ -216,8 +285,8 @@ def gru_cell(
     h: Tensor,
     w_ih: Tensor,
     w_hh: Tensor,
-    b_ih: Optional[Tensor] = None,
-    b_hh: Optional[Tensor] = None,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
     *,
     reset_after: bool = True,
 ) -> Tensor:

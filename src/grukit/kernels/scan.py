@@ -16,14 +16,12 @@ Shapes legend: T steps, B batch, H hidden.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
 from .. import functional
 
-__all__ = ["register", "mingru_scan"]
+__all__ = ["mingru_scan", "register"]
 
 _registered = False
 
@@ -66,7 +64,7 @@ def _backward(ctx, dout: Tensor, dh_n: Tensor):
     return dproj, dh0, None
 
 
-def mingru_scan(proj: Tensor, h0: Tensor, lengths: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+def mingru_scan(proj: Tensor, h0: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Native twin of :func:`grukit.functional.mingru_sequential`: proj (T, B, 2H), h0 (B, H) -> (T, B, H), (B, H).
 
     bfloat16 (and float16) are scanned in float32 and rounded back, as the reference does.

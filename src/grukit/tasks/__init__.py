@@ -6,14 +6,25 @@ from .adding import AddingTask
 from .autoencoder import AutoencoderTask
 from .base import Task, TaskConfig, TaskState, option
 from .classify import ClassifyTask
-from .regress import RegressTask
 from .forecast import ForecastTask
 from .lm import LMTask
 from .music import MusicTask
+from .regress import RegressTask
 from .speech import SpeechTask
 
-TASKS: dict[str, Task] = {t.name: t for t in (AddingTask(), ClassifyTask(), RegressTask(), ForecastTask(), LMTask(), AutoencoderTask(),
-                                           MusicTask(), SpeechTask())}
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        AddingTask(),
+        ClassifyTask(),
+        RegressTask(),
+        ForecastTask(),
+        LMTask(),
+        AutoencoderTask(),
+        MusicTask(),
+        SpeechTask(),
+    )
+}
 
 
 def get_task(name: str) -> Task:

@@ -57,7 +57,13 @@ class SequenceModel(nn.Module):
         self.pooling, self.patch = pooling, patch
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0) if vocab_size else None
         gru_in = embed_dim if vocab_size else input_size * patch
-        self.gru = cell.layer(gru_in, hidden_size, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+        self.gru = cell.layer(
+            gru_in,
+            hidden_size,
+            num_layers=num_layers,
+            dropout=dropout if num_layers > 1 else 0.0,
+            bidirectional=bidirectional,
+        )
         D = directions(self.gru)
         pooled = D * hidden_size * len(pooling.split("+"))
         self.drop = nn.Dropout(dropout)
@@ -97,6 +103,7 @@ def pool(out: Tensor, h_n: Tensor, lengths: Tensor, how: str, directions: int) -
 
 
 # ---- batches ----------------------------------------------------------------
+
 
 def pad(series: list[np.ndarray]) -> tuple[Tensor, Tensor]:
     """List of (T_i, C) arrays (or (T_i,) id arrays) -> right-padded (N, T, C) and lengths (N,)."""
@@ -181,6 +188,7 @@ class LabelObjective:
 
 # ---- splits and scaling -----------------------------------------------------
 
+
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, held out): ``fraction`` of each class held out (at least one
     of every class with >= 2 members), reproducible from ``seed``."""
@@ -245,8 +253,10 @@ def series_to_predict(path: str, length: int):  # -> grukit.data.numeric.SeriesS
     if length and width == length + 1:
         return numeric.read_tsv(path)
     if length and width != length:
-        raise ValueError(f"{path}: rows of {width} values; this model was trained on series of {length} steps, so expected "
-                         f"{length} values per row (or a label then {length} values)")
+        raise ValueError(
+            f"{path}: rows of {width} values; this model was trained on series of {length} steps, so expected "
+            f"{length} values per row (or a label then {length} values)"
+        )
     if not length:
         return numeric.read_tsv(path)  # unequal training lengths: the UCR layout, a label first
     return items

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +57,7 @@ class Adder(nn.Module):
 
 
 # ---- data ------------------------------------------------------------------
+
 
 def split_of(a: Tensor, b: Tensor) -> Tensor:
     """0 train, 1 validation, 2 test: a fixed hash of the pair (a, b < 2**30)."""
@@ -134,7 +136,10 @@ class _Objective:
         x, y = self.val
         logits = model(x)
         exact = ((logits > 0).float() == y).all(dim=1).float().mean()
-        return {"val_loss": nn.functional.binary_cross_entropy_with_logits(logits, y).item(), "val_accuracy": exact.item()}
+        return {
+            "val_loss": nn.functional.binary_cross_entropy_with_logits(logits, y).item(),
+            "val_accuracy": exact.item(),
+        }
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,7 @@ class AddingTask(Task):
     summary = "binary addition: learn the carry on short numbers, add 64-bit numbers exactly"
     Config = AddingConfig
     State = AddingState
-    datasets = {"synthetic": "pairs of random integers, made on the fly (the only data set)"}
+    datasets: ClassVar[dict[str, str]] = {"synthetic": "pairs of random integers, made on the fly (the only data set)"}
     monitor_label = "validation accuracy (exact sums)"
 
     def load_data(self, cfg: AddingConfig) -> None:
@@ -168,19 +173,31 @@ class AddingTask(Task):
             a, b = sample_pairs(cfg.eval_pairs, cfg.max_bits, 2, torch.Generator().manual_seed(cfg.seed + 2))
             x, y = encode(a, b, cfg.max_bits)
             pred = (model(x) > 0).float()
-            return Scored({
-                "accuracy": (pred == y).all(dim=1).float().mean().item(),  # held-out pairs, training length
-                "bit_accuracy": (pred == y).float().mean().item(),
-                "accuracy_by_bits": {str(n): exact_accuracy(model, n, cfg.eval_pairs, cfg.seed) for n in TEST_BITS},
-                "test_pairs": cfg.eval_pairs,
-                "max_bits": cfg.max_bits,
-            })
+            return Scored(
+                {
+                    "accuracy": (pred == y).all(dim=1).float().mean().item(),  # held-out pairs, training length
+                    "bit_accuracy": (pred == y).float().mean().item(),
+                    "accuracy_by_bits": {str(n): exact_accuracy(model, n, cfg.eval_pairs, cfg.seed) for n in TEST_BITS},
+                    "test_pairs": cfg.eval_pairs,
+                    "max_bits": cfg.max_bits,
+                }
+            )
 
     def summarize(self, metrics: dict) -> Table:
-        rows = [(f"held-out pairs of <= {metrics['max_bits']} bits (the training length)", metrics["accuracy"], metrics["bit_accuracy"])]
+        rows = [
+            (
+                f"held-out pairs of <= {metrics['max_bits']} bits (the training length)",
+                metrics["accuracy"],
+                metrics["bit_accuracy"],
+            )
+        ]
         rows += [(f"random {n}-bit pairs", acc, None) for n, acc in metrics["accuracy_by_bits"].items()]
-        return Table(("test", "exact sums", "bits right"), tuple(rows), title=f"binary addition, {metrics['test_pairs']} pairs per test",
-                     notes=(f"trained in {metrics['train_seconds']} s",) if "train_seconds" in metrics else ())
+        return Table(
+            ("test", "exact sums", "bits right"),
+            tuple(rows),
+            title=f"binary addition, {metrics['test_pairs']} pairs per test",
+            notes=(f"trained in {metrics['train_seconds']} s",) if "train_seconds" in metrics else (),
+        )
 
     def evaluate_file(self, cfg, state, model, data: str) -> dict:
         raise ValueError("the adding task makes its own data; --data is not used")
@@ -193,7 +210,9 @@ class AddingTask(Task):
         try:
             a, b = (int(v) for v in args)
         except ValueError:
-            raise ValueError(f"predict for adding takes two non-negative integers, got {args[0]!r} {args[1]!r}") from None
+            raise ValueError(
+                f"predict for adding takes two non-negative integers, got {args[0]!r} {args[1]!r}"
+            ) from None
         if a < 0 or b < 0:
             raise ValueError(f"the numbers must be non-negative, got {a} and {b}")
         got = add(model, [(a, b)])[0]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -43,16 +42,16 @@ class AutoencoderState(TaskState):
     channels: int
     patch: int  # steps fed as one GRU step
     normalize: str = ""  # series: series | global | none (windows: always global)
-    norm_stats: Optional[dict] = None  # per-channel mean and std of the training part (global)
+    norm_stats: dict | None = None  # per-channel mean and std of the training part (global)
     length: int = 0  # series: the common length (0 when they differ)
-    classes: Optional[list] = None  # series: the label names, when every series has one
+    classes: list | None = None  # series: the label names, when every series has one
     clusters: int = 0  # series: k of k-means (0 = none: no labels and no --clusters)
     window: int = 0  # windows: points per window
     stride: int = 1  # windows: points between window starts
     train_points: int = 0  # windows: the training part's length
-    columns: Optional[list] = None  # windows: the CSV column(s) read
+    columns: list | None = None  # windows: the CSV column(s) read
     label_column: str = ""  # windows: the 0/1 column, '' when none
-    centroids: Optional[list] = None  # series: k-means centres of the codes of all series (set after training)
+    centroids: list | None = None  # series: k-means centres of the codes of all series (set after training)
     after_fit = ("centroids",)
 
 
@@ -61,7 +60,7 @@ class LongSeries:
     """One long series: values (N, C), optional 0/1 labels (N,), and how many leading points train."""
 
     values: np.ndarray
-    labels: Optional[np.ndarray]
+    labels: np.ndarray | None
     train_points: int
     columns: tuple[str, ...]
     label_column: str
@@ -77,13 +76,17 @@ def read_long(path: str | Path, column: str, label_column: str, train_points: in
     columns = tuple(c for c in parse_columns(column) if c != label_column) if column else ()
     s = read_csv_series(path, columns)
     if label_column and label_column in s.columns:
-        raise ValueError(f"{path}: the value column {label_column!r} is also --label-column; name the values with --column")
+        raise ValueError(
+            f"{path}: the value column {label_column!r} is also --label-column; name the values with --column"
+        )
     labels = None
     if label_column:
         raw = read_csv_series(path, (label_column,)).values[:, 0]
         if not np.isin(raw, (0, 1)).all():
             bad = raw[~np.isin(raw, (0, 1))][0]
-            raise ValueError(f"{path}: --label-column {label_column!r} must hold 0 (normal) or 1 (anomaly), found {bad:g}")
+            raise ValueError(
+                f"{path}: --label-column {label_column!r} must hold 0 (normal) or 1 (anomaly), found {bad:g}"
+            )
         labels = raw.astype(np.int64)
     return LongSeries(s.values, labels, train_points or len(s.values), s.columns, label_column, str(path))
 
@@ -94,9 +97,13 @@ def kdd_tsad_135() -> LongSeries:
     base = numeric.aeon_data_dir() / folder
     test, train = base / f"{stem}_TEST.csv", base / f"{stem}_TRAIN.csv"
     if not (test.is_file() and train.is_file()):
-        raise numeric.MissingExtraError(f"the installed aeon does not bundle {folder} (looked in {base}); pip install -U aeon")
+        raise numeric.MissingExtraError(
+            f"the installed aeon does not bundle {folder} (looked in {base}); pip install -U aeon"
+        )
     series = read_long(test, "value", "is_anomaly")
-    return dataclasses.replace(series, train_points=len(read_csv_series(train, ("value",)).values), source=f"dataset {KDD}")
+    return dataclasses.replace(
+        series, train_points=len(read_csv_series(train, ("value",)).values), source=f"dataset {KDD}"
+    )
 
 
 def load(cfg) -> numeric.SeriesSet | tuple | LongSeries:
@@ -158,35 +165,59 @@ def prepare_long(cfg, raw: LongSeries) -> tuple[AutoencoderState, dict]:
         raise ValueError(f"{raw.source}: the series is constant: there is nothing to learn or score")
     window = cfg.window or auto_window(train[:n_fit], n_train - n_fit)
     stats = {"mean": train[:n_fit].mean(0).tolist(), "std": np.where(sd > 1e-8, sd, 1.0).tolist()}
-    state = AutoencoderState("windows", values.shape[1], cfg.patch or seq.auto_patch(window), normalize="global",
-                             norm_stats=stats, window=window, stride=cfg.stride, train_points=n_train,
-                             columns=list(raw.columns), label_column=raw.label_column)
+    state = AutoencoderState(
+        "windows",
+        values.shape[1],
+        cfg.patch or seq.auto_patch(window),
+        normalize="global",
+        norm_stats=stats,
+        window=window,
+        stride=cfg.stride,
+        train_points=n_train,
+        columns=list(raw.columns),
+        label_column=raw.label_column,
+    )
     state = AutoencoderState.from_json(state.to_json(), "autoencoder")
     z = scale(values, state)
     fit, _ = windows(z[:n_fit], window, cfg.stride, f"{raw.source}: the training part ({n_fit} points)")
-    val, _ = windows(z[n_fit:n_train], window, cfg.stride, f"{raw.source}: the validation part ({n_train - n_fit} points, --val-fraction)")
+    val, _ = windows(
+        z[n_fit:n_train],
+        window,
+        cfg.stride,
+        f"{raw.source}: the validation part ({n_train - n_fit} points, --val-fraction)",
+    )
     full, starts = windows(z, window, cfg.stride, raw.source)
     lengths = lambda w: torch.full((len(w),), window, dtype=torch.int64)  # noqa: E731
-    return state, {"fit": (fit, lengths(fit)), "val": (val, lengths(val)), "score": (full, lengths(full)), "starts": starts,
-                   "values": values, "labels": raw.labels, "source": raw.source}
+    return state, {
+        "fit": (fit, lengths(fit)),
+        "val": (val, lengths(val)),
+        "score": (full, lengths(full)),
+        "starts": starts,
+        "values": values,
+        "labels": raw.labels,
+        "source": raw.source,
+    }
 
 
 def encode(items: numeric.SeriesSet, state: AutoencoderState) -> tuple[torch.Tensor, torch.Tensor]:
     if items.channels != state.channels:
-        raise ValueError(f"{items.source}: series with {items.channels} channel(s), the model was trained on {state.channels}")
+        raise ValueError(
+            f"{items.source}: series with {items.channels} channel(s), the model was trained on {state.channels}"
+        )
     series, _ = seq.normalize_series(items.series, state.normalize, state.norm_stats)
     return seq.pad(series)
 
 
-def labels_of(items: numeric.SeriesSet) -> Optional[list]:
+def labels_of(items: numeric.SeriesSet) -> list | None:
     """The labels when every series has one, else None (prepare_series also drops a single shared label)."""
     return list(items.targets) if all(items.targets) else None
 
 
 def prepare_series(cfg, raw: tuple, *, holdout: bool = True) -> tuple[AutoencoderState, dict]:
     train, test = raw
-    items = numeric.SeriesSet(train.series + (test.series if test else []), train.targets + (test.targets if test else []),
-                              train.source)
+    items = numeric.SeriesSet(
+        train.series + (test.series if test else []), train.targets + (test.targets if test else []), train.source
+    )
     if test is not None and test.channels != train.channels:
         raise ValueError(f"{test.source}: {test.channels} channel(s), the TRAIN file has {train.channels}")
     if all(np.ptp(s, axis=0).max() == 0 for s in items.series):
@@ -198,7 +229,9 @@ def prepare_series(cfg, raw: tuple, *, holdout: bool = True) -> tuple[Autoencode
     k = cfg.clusters or (len(classes) if classes else 0)  # 0: no labels and no --clusters, so no clustering
     if k > len(items):
         raise ValueError(f"--clusters {k} is more than the {len(items)} series")
-    keep, held = seq.random_split(len(items), cfg.test_fraction, cfg.seed + 101) if holdout else (np.arange(len(items)), None)
+    keep, held = (
+        seq.random_split(len(items), cfg.test_fraction, cfg.seed + 101) if holdout else (np.arange(len(items)), None)
+    )
     if len(keep) < 2:
         raise ValueError(f"{items.source}: need at least 2 training series, got {len(keep)}")
     f, v = seq.random_split(len(keep), cfg.val_fraction, cfg.seed + 202)
@@ -206,10 +239,25 @@ def prepare_series(cfg, raw: tuple, *, holdout: bool = True) -> tuple[Autoencode
     how = cfg.normalize if cfg.normalize != "auto" else ("series" if items.channels == 1 else "global")
     _, stats = seq.normalize_series(items.subset(fit_idx).series, how)
     ln = items.lengths
-    state = AutoencoderState("series", items.channels, cfg.patch or seq.auto_patch(int(ln.max())), normalize=how,
-                             norm_stats=stats or None, length=int(ln[0]) if (ln == ln[0]).all() else 0, classes=classes, clusters=k)
+    state = AutoencoderState(
+        "series",
+        items.channels,
+        cfg.patch or seq.auto_patch(int(ln.max())),
+        normalize=how,
+        norm_stats=stats or None,
+        length=int(ln[0]) if (ln == ln[0]).all() else 0,
+        classes=classes,
+        clusters=k,
+    )
     state = AutoencoderState.from_json(state.to_json(), "autoencoder")
     x, lengths = encode(items, state)
     part = lambda idx: None if idx is None else (x[torch.from_numpy(idx)], lengths[torch.from_numpy(idx)])  # noqa: E731
-    return state, {"fit": part(fit_idx), "val": part(val_idx), "test": part(held), "all": (x, lengths), "labels": labels,
-                   "test_index": held, "source": items.source}
+    return state, {
+        "fit": part(fit_idx),
+        "val": part(val_idx),
+        "test": part(held),
+        "all": (x, lengths),
+        "labels": labels,
+        "test_index": held,
+        "source": items.source,
+    }

@@ -19,6 +19,8 @@ The loss is the mean squared error over each series' valid steps (padding is mas
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -29,8 +31,17 @@ from .cells import Cell
 class SequenceAutoencoder(nn.Module):
     """GRU encoder-decoder over ``channels``-wide series fed ``patch`` steps at a time."""
 
-    def __init__(self, channels: int, *, hidden_size: int = 64, code_size: int = 16, num_layers: int = 1, patch: int = 1,
-                 teacher_forcing: bool = False, cell: Cell = Cell()) -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        hidden_size: int = 64,
+        code_size: int = 16,
+        num_layers: int = 1,
+        patch: int = 1,
+        teacher_forcing: bool = False,
+        cell: Cell = Cell(),
+    ) -> None:
         super().__init__()
         self.channels, self.patch, self.teacher_forcing, self.num_layers = channels, patch, teacher_forcing, num_layers
         width = channels * patch
@@ -106,7 +117,7 @@ class Objective:
     """Reconstruction MSE on the training series; the validation MSE (free-running decoder) picks the epoch."""
 
     monitor, mode = "val_loss", "min"
-    labels = {"val_loss": "validation reconstruction MSE"}
+    labels: ClassVar[dict[str, str]] = {"val_loss": "validation reconstruction MSE"}
 
     def __init__(self, fit: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], batch_size: int) -> None:
         self.fit, self.val, self.batch_size = fit, val, batch_size

@@ -42,31 +42,51 @@ def score_windows(model, cfg, state: AutoencoderState, data: dict, name: str) ->
     x, ln = data["score"]
     values, labels, starts = data["values"], data["labels"], data["starts"]
     scores, recon = point_scores(model, x, ln, starts, len(values))
-    metrics = {"data": name, "points": len(values), "train_points": state.train_points, "window": state.window,
-               "top_point": int(np.argmax(scores))}
+    metrics = {
+        "data": name,
+        "points": len(values),
+        "train_points": state.train_points,
+        "window": state.window,
+        "top_point": int(np.argmax(scores)),
+    }
     panels = {"autoencoder reconstruction error": scores}
     baseline = {}
     if len(values) >= 2 * state.window:
-        discord = anomaly.discord_scores((values - np.asarray(state.norm_stats["mean"])) / np.asarray(state.norm_stats["std"]),
-                                         state.window)
+        discord = anomaly.discord_scores(
+            (values - np.asarray(state.norm_stats["mean"])) / np.asarray(state.norm_stats["std"]), state.window
+        )
         panels["matrix-profile discord distance"] = discord
         baseline = {"top_point": int(np.argmax(discord))}
     if labels is not None and labels.any() and not labels.all():
         metrics.update(_round(anomaly.label_metrics(labels, scores, cfg.margin)))
         if baseline:
-            baseline.update(_round(anomaly.label_metrics(labels, panels["matrix-profile discord distance"], cfg.margin)))
+            baseline.update(
+                _round(anomaly.label_metrics(labels, panels["matrix-profile discord distance"], cfg.margin))
+            )
         where = np.nonzero(labels)[0]
         metrics["labelled_anomaly"] = [int(where[0]), int(where[-1])]
     if baseline:
         metrics["baselines"] = {"matrix_profile_discord": baseline}
     metrics["summary"] = _window_summary(metrics)
     nearest = lambda start: int(np.argmin(np.abs(starts - start)))  # noqa: E731  (the window starting nearest there)
-    picks = {nearest(state.train_points - state.window): "the last training window",
-             nearest(metrics["top_point"] - state.window // 2): "the window centred nearest the top point"}  # one entry if the same
-    draw_windows = functools.partial(anomaly.plot_reconstructions, [x[i].numpy() for i in picks], [recon[i].numpy() for i in picks],
-                                     [f"{what}: points {starts[i]}-{starts[i] + state.window - 1} (scaled)" for i, what in picks.items()])
-    draw_scores = functools.partial(anomaly.plot_anomaly, values[:, 0], panels, labels, state.train_points
-                                    if state.train_points < len(values) else 0, title=f"{name} (labelled anomaly shaded)")
+    picks = {
+        nearest(state.train_points - state.window): "the last training window",
+        nearest(metrics["top_point"] - state.window // 2): "the window centred nearest the top point",
+    }  # one entry if the same
+    draw_windows = functools.partial(
+        anomaly.plot_reconstructions,
+        [x[i].numpy() for i in picks],
+        [recon[i].numpy() for i in picks],
+        [f"{what}: points {starts[i]}-{starts[i] + state.window - 1} (scaled)" for i, what in picks.items()],
+    )
+    draw_scores = functools.partial(
+        anomaly.plot_anomaly,
+        values[:, 0],
+        panels,
+        labels,
+        state.train_points if state.train_points < len(values) else 0,
+        title=f"{name} (labelled anomaly shaded)",
+    )
     return Scored(metrics, {"anomaly.png": draw_scores, "reconstruction.png": draw_windows})
 
 
@@ -101,8 +121,10 @@ def reconstruction_baselines(data: dict, code_size: int) -> dict:
     if len(set(lf.tolist()) | set(lt.tolist())) != 1:
         return {}
     a, b = xf.reshape(len(xf), -1).double().numpy(), xt.reshape(len(xt), -1).double().numpy()
-    return {"mean_series": {"mse": round(float(((b - a.mean(0)) ** 2).mean()), 6)},
-            f"pca_{code_size}": {"mse": round(_pca_mse(a, b, min(code_size, len(a))), 6)}}
+    return {
+        "mean_series": {"mse": round(float(((b - a.mean(0)) ** 2).mean()), 6)},
+        f"pca_{code_size}": {"mse": round(_pca_mse(a, b, min(code_size, len(a))), 6)},
+    }
 
 
 def score_series(model, cfg, state: AutoencoderState, data: dict, name: str) -> Scored:
@@ -112,31 +134,53 @@ def score_series(model, cfg, state: AutoencoderState, data: dict, name: str) -> 
     plots = {}
     if data["test"] is not None:
         held = data["test_index"]
-        metrics.update(test_size=len(held), test_mse=round(float(mse[held].mean()), 6),
-                       baselines=reconstruction_baselines(data, codes.shape[1]))
+        metrics.update(
+            test_size=len(held),
+            test_mse=round(float(mse[held].mean()), 6),
+            baselines=reconstruction_baselines(data, codes.shape[1]),
+        )
         picks = held[:PLOTTED]
         plots["reconstruction.png"] = functools.partial(
-            anomaly.plot_reconstructions, [x[i, : ln[i]].numpy() for i in picks], [recon[i, : ln[i]].numpy() for i in picks],
-            [f"held-out series {i + 1}" + (f" (label {data['labels'][i]})" if data["labels"] else "") + f", MSE {mse[i]:.3f}"
-             for i in picks])
+            anomaly.plot_reconstructions,
+            [x[i, : ln[i]].numpy() for i in picks],
+            [recon[i, : ln[i]].numpy() for i in picks],
+            [
+                f"held-out series {i + 1}"
+                + (f" (label {data['labels'][i]})" if data["labels"] else "")
+                + f", MSE {mse[i]:.3f}"
+                for i in picks
+            ],
+        )
     labels = data["labels"]
     if not state.clusters:  # no labels and no --clusters
-        metrics["summary"] = "; ".join(p for p in (_series_summary(metrics), "no clustering (no labels: give --clusters K)") if p)
-        plots["embedding.png"] = functools.partial(clustering.plot_embedding, clustering.project_2d(codes), np.zeros(len(codes), int),
-                                                   None, title=f"{name} codes (PCA)")
+        metrics["summary"] = "; ".join(
+            p for p in (_series_summary(metrics), "no clustering (no labels: give --clusters K)") if p
+        )
+        plots["embedding.png"] = functools.partial(
+            clustering.plot_embedding,
+            clustering.project_2d(codes),
+            np.zeros(len(codes), int),
+            None,
+            title=f"{name} codes (PCA)",
+        )
         return Scored(metrics, plots)
     found, _ = clustering.kmeans(codes, state.clusters, seed=cfg.seed)
     if labels is not None:
         metrics["ari"] = round(clustering.adjusted_rand_index(labels, found), 6)
         if len(set(ln.tolist())) == 1:
             raw, _ = clustering.kmeans(x.reshape(len(x), -1).numpy(), state.clusters, seed=cfg.seed)
-            metrics.setdefault("baselines", {})["kmeans_euclidean"] = {"ari": round(clustering.adjusted_rand_index(labels, raw), 6)}
+            metrics.setdefault("baselines", {})["kmeans_euclidean"] = {
+                "ari": round(clustering.adjusted_rand_index(labels, raw), 6)
+            }
         if name in clustering.PUBLISHED_ARI:
             euclid, best = clustering.PUBLISHED_ARI[name]
-            metrics.setdefault("baselines", {}).update(kmeans_euclidean_published={"ari": euclid}, best_published={"ari": best})
+            metrics.setdefault("baselines", {}).update(
+                kmeans_euclidean_published={"ari": euclid}, best_published={"ari": best}
+            )
     metrics["summary"] = _series_summary(metrics)
-    plots["embedding.png"] = functools.partial(clustering.plot_embedding, clustering.project_2d(codes), found, labels,
-                                               title=f"{name} codes (PCA)")
+    plots["embedding.png"] = functools.partial(
+        clustering.plot_embedding, clustering.project_2d(codes), found, labels, title=f"{name} codes (PCA)"
+    )
     return Scored(metrics, plots)
 
 

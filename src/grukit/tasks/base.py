@@ -28,9 +28,10 @@ import dataclasses
 import functools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -58,14 +59,23 @@ class TaskState:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # as it will read back
 
     @classmethod
-    def from_json(cls, values: dict, where: str) -> "TaskState":
+    def from_json(cls, values: dict, where: str) -> TaskState:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields))
-        missing = [n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
-                   and f.default_factory is dataclasses.MISSING]
+        missing = [
+            n
+            for n, f in fields.items()
+            if n not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         if unknown or missing:
-            what = "; ".join(p for p in (f"unknown {', '.join(unknown)}" if unknown else "",
-                                         f"missing {', '.join(missing)}" if missing else "") if p)
+            what = "; ".join(
+                p
+                for p in (
+                    f"unknown {', '.join(unknown)}" if unknown else "",
+                    f"missing {', '.join(missing)}" if missing else "",
+                )
+                if p
+            )
             raise ValueError(f"{where}: 'state' does not fit a {cls.__name__} ({what})")
         return cls(**values)
 
@@ -146,7 +156,9 @@ class Task:
     def evaluate_file(self, cfg: TaskConfig, state: TaskState, model: nn.Module, data: str) -> dict:
         raise NotImplementedError(f"task {self.name!r} cannot be scored on another file")
 
-    def predictions(self, cfg: TaskConfig, state: TaskState, model: nn.Module, args: tuple[str, ...], data: str | None) -> Table:
+    def predictions(
+        self, cfg: TaskConfig, state: TaskState, model: nn.Module, args: tuple[str, ...], data: str | None
+    ) -> Table:
         raise NotImplementedError(f"task {self.name!r} has no predict; see `grukit tasks`")
 
     def generate(self, run: Path, prompt: str, length: int, temperature: float) -> str | Generated:
@@ -159,8 +171,16 @@ class Task:
 
     # ---- the template -------------------------------------------------------------
 
-    def fit(self, cfg: TaskConfig, raw: Any = None, *, out: Path | None = None, resume: bool = False,
-            runtime: Runtime = SINGLE, holdout: bool = True) -> Fitted:
+    def fit(
+        self,
+        cfg: TaskConfig,
+        raw: Any = None,
+        *,
+        out: Path | None = None,
+        resume: bool = False,
+        runtime: Runtime = SINGLE,
+        holdout: bool = True,
+    ) -> Fitted:
         """Prepare the data, build the model and train it (writing the run in ``out``, if given)."""
         cfg.validate()
         backend.prepare()  # the kernel build is never inside the clock
@@ -177,8 +197,16 @@ class Task:
                 save_run(out, self, cfg, state, runtime)
             start = time.perf_counter()
             title = f"{self.name}: {out}" if out is not None else self.name
-            history = fit(model, self.objective(cfg, state, data), cfg.loop(), out, resume=resume, runtime=runtime,
-                          title=title, monitor_label=self.monitor_label)
+            history = fit(
+                model,
+                self.objective(cfg, state, data),
+                cfg.loop(),
+                out,
+                resume=resume,
+                runtime=runtime,
+                title=title,
+                monitor_label=self.monitor_label,
+            )
             calibrated = self.calibrate(model, cfg, state, data)
             if calibrated != state and out is not None and runtime.writer:
                 save_run(out, self, cfg, calibrated, runtime)
@@ -227,5 +255,17 @@ class Task:
             return self.predictions(cfg, state, model, tuple(args), data)
 
 
-__all__ = ["Fitted", "Generated", "Scored", "Table", "Task", "TaskConfig", "TaskState", "load_run", "load_weights", "option", "run_task_name",
-           "save_run"]
+__all__ = [
+    "Fitted",
+    "Generated",
+    "Scored",
+    "Table",
+    "Task",
+    "TaskConfig",
+    "TaskState",
+    "load_run",
+    "load_weights",
+    "option",
+    "run_task_name",
+    "save_run",
+]

@@ -18,7 +18,6 @@ flags, since this module is where the tasks' flags meet the layers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
@@ -64,8 +63,14 @@ def recurrent(
 
     ``dropout`` is between layers (torch.nn.GRU's); callers pass 0 for one layer.
     """
-    options = dict(dropout=dropout, bidirectional=bidirectional, zoneout=zoneout, recurrent_dropout=recurrent_dropout,
-                   weight_dropout=weight_dropout, input_dropout=input_dropout)
+    options = dict(
+        dropout=dropout,
+        bidirectional=bidirectional,
+        zoneout=zoneout,
+        recurrent_dropout=recurrent_dropout,
+        weight_dropout=weight_dropout,
+        input_dropout=input_dropout,
+    )
     check(cell, **options)
     if cell == "mingru":
         return MinGRU(input_size, hidden_size, num_layers, batch_first=batch_first)
@@ -83,8 +88,15 @@ class Cell:
 
     def layer(self, input_size: int, hidden_size: int, **options) -> nn.Module:
         """:func:`recurrent` of this cell; ``options``: its structural ones (num_layers, dropout, ...)."""
-        return recurrent(self.name, input_size, hidden_size, zoneout=self.zoneout, recurrent_dropout=self.recurrent_dropout,
-                         weight_dropout=self.weight_dropout, **options)
+        return recurrent(
+            self.name,
+            input_size,
+            hidden_size,
+            zoneout=self.zoneout,
+            recurrent_dropout=self.recurrent_dropout,
+            weight_dropout=self.weight_dropout,
+            **options,
+        )
 
 
 def directions(layer: nn.Module) -> int:
@@ -92,7 +104,7 @@ def directions(layer: nn.Module) -> int:
     return 2 if getattr(layer, "bidirectional", False) else 1
 
 
-def set_compute_dtype(model: nn.Module, dtype: Optional[torch.dtype]) -> nn.Module:
+def set_compute_dtype(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
     """Make every recurrent layer in ``model`` compute in ``dtype`` (None: its parameters' dtype)."""
     for m in model.modules():
         if isinstance(m, (GRU, MinGRU)):  # both take compute_dtype (mixed precision, parameters keep their dtype)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -46,19 +45,34 @@ DATASET_SIZES = {"rotten_tomatoes": {"hidden_size": 32, "embed_dim": 32}}
 
 @dataclass(frozen=True)
 class ClassifyConfig(TaskConfig):
-    data: Optional[str] = option(None, "your data: a UCR .tsv/.ts TRAIN file or its folder, a text folder (LABEL/*.txt or train/ + test/), or a text CSV")
-    dataset: str = option("GunPoint", "built-in data set, used when --data is not given (GunPoint etc. need: pip install 'grukit[data]')", choices=list(DATASETS))
+    data: str | None = option(
+        None,
+        "your data: a UCR .tsv/.ts TRAIN file or its folder, a text folder (LABEL/*.txt or train/ + test/), or a text CSV",
+    )
+    dataset: str = option(
+        "GunPoint",
+        "built-in data set, used when --data is not given (GunPoint etc. need: pip install 'grukit[data]')",
+        choices=list(DATASETS),
+    )
     epochs: int = option(0, "passes over the training split (0 = auto: 100 for numeric series, 10 for text)")
     lr: float = option(3e-3, "Adam learning rate")
     weight_decay: float = option(1e-4, "AdamW weight decay")
-    hidden_size: int = option(0, "GRU hidden units per direction (0 = auto: 64; rotten_tomatoes 32, the IMDB exercise's)")
+    hidden_size: int = option(
+        0, "GRU hidden units per direction (0 = auto: 64; rotten_tomatoes 32, the IMDB exercise's)"
+    )
     num_layers: int = option(1, "stacked GRU layers")
     bidirectional: bool = option(True, "read each sequence in both directions")
     dropout: float = option(0.1, "dropout before the head (and between layers)")
     pooling: str = option("last+mean", "how the GRU outputs become one vector", choices=list(seq.POOLINGS))
     batch_size: int = option(0, "sequences per batch (0 = auto: 16 for numeric series, 64 for text)")
-    normalize: str = option("auto", "numeric inputs: series = z-normalise each series, global = training mean/std per channel, auto = series if one channel else global", choices=list(seq.NORMALIZE))
-    augment: float = option(0.1, "numeric inputs: random scaling, time shift and jitter of this strength while training (0 = off)")
+    normalize: str = option(
+        "auto",
+        "numeric inputs: series = z-normalise each series, global = training mean/std per channel, auto = series if one channel else global",
+        choices=list(seq.NORMALIZE),
+    )
+    augment: float = option(
+        0.1, "numeric inputs: random scaling, time shift and jitter of this strength while training (0 = off)"
+    )
     patch: int = option(0, "numeric inputs: consecutive steps fed as one GRU step (0 = auto: at most ~32 steps)")
     val_fraction: float = option(0.2, "share of the training split held out to pick the best epoch")
     test_fraction: float = option(0.2, "share held out for testing when the data has no test split")
@@ -70,7 +84,9 @@ class ClassifyConfig(TaskConfig):
 
     def validate(self) -> None:
         if self.epochs < 0 or self.batch_size < 0:
-            raise ValueError(f"--epochs and --batch-size must be >= 0 (0 = auto), got {self.epochs} and {self.batch_size}")
+            raise ValueError(
+                f"--epochs and --batch-size must be >= 0 (0 = auto), got {self.epochs} and {self.batch_size}"
+            )
         TaskConfig.validate(replace(self, epochs=self.epochs or 1))  # 0 = auto
         self.at_least(0, "hidden_size", "embed_dim")  # 0 = auto
         self.at_least(1, "num_layers", "maxlen")
@@ -137,8 +153,12 @@ class ClassifyTask(Task):
     def resolve(self, cfg: ClassifyConfig, state: ClassifyState) -> ClassifyConfig:
         text_kind = state.kind == "text"
         sizes = {**AUTO_SIZES, **(DATASET_SIZES.get(cfg.dataset, {}) if cfg.data is None else {})}
-        return replace(cfg, epochs=cfg.epochs or (10 if text_kind else 100), batch_size=cfg.batch_size or (64 if text_kind else 16),
-                       **{name: getattr(cfg, name) or size for name, size in sizes.items()})
+        return replace(
+            cfg,
+            epochs=cfg.epochs or (10 if text_kind else 100),
+            batch_size=cfg.batch_size or (64 if text_kind else 16),
+            **{name: getattr(cfg, name) or size for name, size in sizes.items()},
+        )
 
     def build(self, cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel:
         return build_model(cfg, state)
@@ -167,8 +187,12 @@ class ClassifyTask(Task):
         versus = ", ".join(f"{name} {b['accuracy']:.3f}" for name, b in baselines.items())
         metrics.update(
             summary=f"test accuracy {metrics['accuracy']:.3f} (baselines: {versus})",
-            baselines=baselines, confusion_matrix=cm.tolist(), classes=state.classes, test_size=int(len(y)),
-            data=cfg.data or cfg.dataset, train_size=int(len(y_train)),
+            baselines=baselines,
+            confusion_matrix=cm.tolist(),
+            classes=state.classes,
+            test_size=len(y),
+            data=cfg.data or cfg.dataset,
+            train_size=len(y_train),
         )
         return Scored(metrics, {"confusion.png": functools.partial(cls_eval.plot_confusion, cm, state.classes)})
 
@@ -177,7 +201,9 @@ class ClassifyTask(Task):
         models = [metrics] + list(metrics.get("baselines", {}).values())
         rows = tuple((m, *(b.get(m) for b in models)) for m in ("accuracy", "macro_f1"))
         size = f", {metrics['test_size']} test sequences" if "test_size" in metrics else ""
-        return Table(("test", *names), rows, title=f"classify {metrics.get('data', '')}{size}".strip(), notes=_seconds(metrics))
+        return Table(
+            ("test", *names), rows, title=f"classify {metrics.get('data', '')}{size}".strip(), notes=_seconds(metrics)
+        )
 
     def evaluate_file(self, cfg: ClassifyConfig, state: ClassifyState, model, data: str) -> dict:
         items = self._read(data, state, cfg)
@@ -185,8 +211,13 @@ class ClassifyTask(Task):
         x, ln = encode(items, state)
         pred = seq.predict(model, x, ln).argmax(1).numpy()
         k = len(state.classes)
-        return {**cls_eval.scores(y, pred, k), "confusion_matrix": cls_eval.confusion_matrix(y, pred, k).tolist(),
-                "classes": state.classes, "test_size": len(y), "data": data}
+        return {
+            **cls_eval.scores(y, pred, k),
+            "confusion_matrix": cls_eval.confusion_matrix(y, pred, k).tolist(),
+            "classes": state.classes,
+            "test_size": len(y),
+            "data": data,
+        }
 
     def _read(self, data: str, state: ClassifyState, cfg: ClassifyConfig):
         """A labelled set in the run's format: a folder's test part, else everything in the file/folder."""
@@ -201,7 +232,9 @@ class ClassifyTask(Task):
             path = test_file or train_file
         return numeric.read_series(path)
 
-    def predictions(self, cfg: ClassifyConfig, state: ClassifyState, model, args: tuple[str, ...], data: str | None) -> Table:
+    def predictions(
+        self, cfg: ClassifyConfig, state: ClassifyState, model, args: tuple[str, ...], data: str | None
+    ) -> Table:
         if args or data is None:
             raise ValueError("predict for classify reads sequences from a file: grukit predict DIR --data FILE")
         if state.kind == "text":
@@ -227,7 +260,11 @@ def sequence_example(state) -> tuple[tuple, list[str], dict]:
         x = torch.randint(1, len(state.vocab) + 2, (2, T))
     else:
         x = torch.randn(2, T, state.channels)
-    return (x, torch.tensor([T, max(1, T // 2)])), ["x", "lengths"], {"x": {0: "batch", 1: "steps"}, "lengths": {0: "batch"}}
+    return (
+        (x, torch.tensor([T, max(1, T // 2)])),
+        ["x", "lengths"],
+        {"x": {0: "batch", 1: "steps"}, "lengths": {0: "batch"}},
+    )
 
 
 def _seconds(metrics: dict) -> tuple[str, ...]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -18,19 +17,19 @@ from ..data import numeric, reviews, text
 from . import _sequence as seq
 from .base import TaskState
 
-Items = Union[numeric.SeriesSet, text.TextSet]
+Items = numeric.SeriesSet | text.TextSet
 
 
 @dataclass(frozen=True)
 class ClassifyState(TaskState):
     kind: str  # "numeric" or "text"
     classes: list  # the label names, in the order of the model's outputs
-    dtw_accuracy: Optional[float] = None  # the published 1-NN-DTW accuracy of a built-in set
-    vocab: Optional[list] = None  # text: the words, most frequent first
+    dtw_accuracy: float | None = None  # the published 1-NN-DTW accuracy of a built-in set
+    vocab: list | None = None  # text: the words, most frequent first
     maxlen: int = 0  # text: words kept per document
     channels: int = 0  # numeric: channels per step
     normalize: str = ""  # numeric: series | global | none
-    norm_stats: Optional[dict] = None  # numeric, global: per-channel mean and std of the training part
+    norm_stats: dict | None = None  # numeric, global: per-channel mean and std of the training part
     patch: int = 1  # numeric: steps fed as one GRU step
     length: int = 0  # numeric: the training series' common length (0 when they differ)
 
@@ -41,8 +40,8 @@ class Raw:
 
     kind: str
     train: Items
-    test: Optional[Items]
-    dtw_accuracy: Optional[float] = None
+    test: Items | None
+    dtw_accuracy: float | None = None
 
 
 def is_text(path: str | Path) -> bool:
@@ -66,9 +65,13 @@ def load_sets(cfg) -> Raw:
     if cfg.dataset == "rotten_tomatoes":
         return Raw("text", *reviews.rotten_tomatoes())
     if cfg.dataset not in numeric.UCR_DATASETS:
-        raise ValueError(f"unknown --dataset {cfg.dataset!r}; built-in: rotten_tomatoes, shakespeare, toy, {', '.join(numeric.UCR_DATASETS)}")
+        raise ValueError(
+            f"unknown --dataset {cfg.dataset!r}; built-in: rotten_tomatoes, shakespeare, toy, {', '.join(numeric.UCR_DATASETS)}"
+        )
     train_file, test_file = numeric.builtin_files(cfg.dataset)
-    return Raw("numeric", numeric.read_series(train_file), numeric.read_series(test_file), numeric.UCR_DATASETS[cfg.dataset][1])
+    return Raw(
+        "numeric", numeric.read_series(train_file), numeric.read_series(test_file), numeric.UCR_DATASETS[cfg.dataset][1]
+    )
 
 
 def labels_of(items: Items) -> list[str]:
@@ -90,7 +93,9 @@ def label_ids(labels: list[str], classes: list[str], source: str) -> np.ndarray:
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted(set(labels) - set(index))
     if unknown:
-        raise ValueError(f"{source}: label(s) {', '.join(map(repr, unknown[:5]))} not seen in training (known: {', '.join(classes[:20])})")
+        raise ValueError(
+            f"{source}: label(s) {', '.join(map(repr, unknown[:5]))} not seen in training (known: {', '.join(classes[:20])})"
+        )
     return np.array([index[v] for v in labels], dtype=np.int64)
 
 
@@ -104,7 +109,9 @@ def encode(items: Items, state: ClassifyState) -> tuple[torch.Tensor, torch.Tens
     if not isinstance(items, numeric.SeriesSet):
         raise ValueError(f"{items.source}: this model reads numeric series, got text")
     if items.channels != state.channels:
-        raise ValueError(f"{items.source}: series with {items.channels} channel(s), the model was trained on {state.channels}")
+        raise ValueError(
+            f"{items.source}: series with {items.channels} channel(s), the model was trained on {state.channels}"
+        )
     series, _ = seq.normalize_series(items.series, state.normalize, state.norm_stats)
     return seq.pad(series)
 
@@ -128,9 +135,16 @@ def prepare(cfg, raw: Raw, *, holdout: bool = True) -> tuple[ClassifyState, dict
         how = cfg.normalize if cfg.normalize != "auto" else ("series" if train.channels == 1 else "global")
         _, stats = seq.normalize_series(train.subset(fit_idx).series, how)
         lengths = train.lengths
-        state = ClassifyState(kind, classes, raw.dtw_accuracy, channels=train.channels, normalize=how, norm_stats=stats or None,
-                              patch=cfg.patch or seq.auto_patch(int(lengths.max())),
-                              length=int(lengths[0]) if (lengths == lengths[0]).all() else 0)
+        state = ClassifyState(
+            kind,
+            classes,
+            raw.dtw_accuracy,
+            channels=train.channels,
+            normalize=how,
+            norm_stats=stats or None,
+            patch=cfg.patch or seq.auto_patch(int(lengths.max())),
+            length=int(lengths[0]) if (lengths == lengths[0]).all() else 0,
+        )
     state = ClassifyState.from_json(state.to_json(), "classify")  # exactly as it reads back from config.json
     x, ln = encode(train, state)
     f, v, y = torch.from_numpy(fit_idx), torch.from_numpy(val_idx), torch.from_numpy(y_all)

@@ -38,14 +38,35 @@ class TaskConfig:
     patience: int = option(0, "early stop after this many epochs without improvement (0 = never)")
     seed: int = option(0, "random seed for initialisation, splits and shuffling")
     progress: bool = option(True, "show a progress bar")
-    threads: int = option(1, "CPU threads for torch while training and scoring (0 = torch's default; small GRUs rarely gain from more, and a busy second core can make 2 threads many times slower than 1)")
-    dtype: str = option("float32", "the recurrent layer's compute dtype: float32, or bfloat16 (mixed precision: float32 parameters and optimiser)")
-    cell: str = option("gru", f"recurrent cell: {', '.join(cells.CELLS)} (gru = torch.nn.GRU's, lngru = layer-normalised GRU, mingru = minGRU, gates from the input only)")
-    zoneout: float = option(0.0, "zoneout probability: in training each hidden unit keeps its previous value with this probability (gru, lngru)")
-    recurrent_dropout: float = option(0.0, "dropout on the hidden state where it enters the gates, one mask per sequence (gru, lngru)")
+    threads: int = option(
+        1,
+        "CPU threads for torch while training and scoring (0 = torch's default; small GRUs rarely gain from more, and a busy second core can make 2 threads many times slower than 1)",
+    )
+    dtype: str = option(
+        "float32",
+        "the recurrent layer's compute dtype: float32, or bfloat16 (mixed precision: float32 parameters and optimiser)",
+    )
+    cell: str = option(
+        "gru",
+        f"recurrent cell: {', '.join(cells.CELLS)} (gru = torch.nn.GRU's, lngru = layer-normalised GRU, mingru = minGRU, gates from the input only)",
+    )
+    zoneout: float = option(
+        0.0,
+        "zoneout probability: in training each hidden unit keeps its previous value with this probability (gru, lngru)",
+    )
+    recurrent_dropout: float = option(
+        0.0, "dropout on the hidden state where it enters the gates, one mask per sequence (gru, lngru)"
+    )
     weight_dropout: float = option(0.0, "DropConnect on the recurrent weights, one mask per batch (gru, lngru)")
-    deterministic: bool = option(False, "bit-identical results when the same command runs again with the same --threads (torch's deterministic algorithms on; see grukit.determinism)")
-    log: str = option("none", "per-epoch log besides history.jsonl: csv (DIR/log.csv) or tensorboard (DIR/tensorboard/, needs `pip install 'grukit[log]'`)", choices=logs.LOGS)
+    deterministic: bool = option(
+        False,
+        "bit-identical results when the same command runs again with the same --threads (torch's deterministic algorithms on; see grukit.determinism)",
+    )
+    log: str = option(
+        "none",
+        "per-epoch log besides history.jsonl: csv (DIR/log.csv) or tensorboard (DIR/tensorboard/, needs `pip install 'grukit[log]'`)",
+        choices=logs.LOGS,
+    )
 
     def loop(self) -> LoopConfig:
         return LoopConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)})
@@ -84,13 +105,23 @@ class TaskConfig:
         for name in ("zoneout", "recurrent_dropout", "weight_dropout"):
             if not 0 <= getattr(self, name) < 1:  # also rejects nan and inf
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
-        cells.check(self.cell, zoneout=self.zoneout, recurrent_dropout=self.recurrent_dropout, weight_dropout=self.weight_dropout)
+        cells.check(
+            self.cell,
+            zoneout=self.zoneout,
+            recurrent_dropout=self.recurrent_dropout,
+            weight_dropout=self.weight_dropout,
+        )
         logs.check(self.log)
         check_memory(self)
 
     def recurrent_cell(self) -> cells.Cell:
         """The cell --cell, --zoneout, --recurrent-dropout and --weight-dropout name."""
-        return cells.Cell(self.cell, zoneout=self.zoneout, recurrent_dropout=self.recurrent_dropout, weight_dropout=self.weight_dropout)
+        return cells.Cell(
+            self.cell,
+            zoneout=self.zoneout,
+            recurrent_dropout=self.recurrent_dropout,
+            weight_dropout=self.weight_dropout,
+        )
 
 
 COMPUTE_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}  # --dtype -> the layers' compute_dtype
@@ -151,5 +182,7 @@ def check_memory(cfg: Any) -> None:
     """Refuse sizes whose weights, gradients and optimiser state (4 float32 copies) cannot fit in memory."""
     need, have = 16 * recurrent_parameters(cfg), memory_bytes()
     if have and need > have // 2:
-        raise ValueError(f"--hidden-size {cfg.hidden_size} needs about {need / 2**30:.3g} GiB for the recurrent weights, "
-                         f"gradients and optimiser state; this machine has {have / 2**30:.3g} GiB: choose a smaller --hidden-size")
+        raise ValueError(
+            f"--hidden-size {cfg.hidden_size} needs about {need / 2**30:.3g} GiB for the recurrent weights, "
+            f"gradients and optimiser state; this machine has {have / 2**30:.3g} GiB: choose a smaller --hidden-size"
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -31,7 +31,9 @@ class ForecastState(TaskState):
     mase_scale: float  # MASE's denominator on the training part
     base: str  # naive | seasonal: the forecast the GRU corrects
     date_format: str = ""  # the time stamps' format, detected or --date-format ("" when they are not dates)
-    interval: Optional[dict] = None  # {level, lower, upper, origins}: offsets of the prediction interval, set after training
+    interval: dict | None = (
+        None  # {level, lower, upper, origins}: offsets of the prediction interval, set after training
+    )
 
     after_fit: ClassVar[tuple[str, ...]] = ("interval",)
 
@@ -39,7 +41,9 @@ class ForecastState(TaskState):
 class Forecaster(nn.Module):
     """Recurrent layer over the window + a linear head: (last state, base forecast) -> all horizon steps."""
 
-    def __init__(self, n_inputs: int, hidden_size: int, num_layers: int, horizon: int, dropout: float, cell: Cell = Cell()) -> None:
+    def __init__(
+        self, n_inputs: int, hidden_size: int, num_layers: int, horizon: int, dropout: float, cell: Cell = Cell()
+    ) -> None:
         super().__init__()
         self.gru = cell.layer(n_inputs, hidden_size, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)
@@ -62,9 +66,11 @@ def check_length(n: int, lookback: int, horizon: int, n_train: int, source: str)
     need = lookback + horizon
     if n_train < need:
         total = int(np.ceil(need * n / max(n_train, 1)))
-        raise ValueError(f"{source}: the series has {n} points, too short for --lookback {lookback} + --horizon {horizon} "
-                         f"(its training part has {n_train} points, needs at least {need}; about {total} points in all, "
-                         f"or lower --lookback/--horizon)")
+        raise ValueError(
+            f"{source}: the series has {n} points, too short for --lookback {lookback} + --horizon {horizon} "
+            f"(its training part has {n_train} points, needs at least {need}; about {total} points in all, "
+            f"or lower --lookback/--horizon)"
+        )
 
 
 def fit_scaling(values: np.ndarray, n_train: int) -> dict:
@@ -72,7 +78,11 @@ def fit_scaling(values: np.ndarray, n_train: int) -> dict:
     part = values[:n_train]
     std = part.std(axis=0)
     dstd = np.diff(part[:, 0]).std() if n_train > 1 else 0.0
-    return {"mean": part.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist(), "dstd": float(dstd) if dstd > 0 else 1.0}
+    return {
+        "mean": part.mean(axis=0).tolist(),
+        "std": np.where(std > 0, std, 1.0).tolist(),
+        "dstd": float(dstd) if dstd > 0 else 1.0,
+    }
 
 
 def features(s: Series, state: ForecastState) -> np.ndarray:
@@ -84,7 +94,9 @@ def features(s: Series, state: ForecastState) -> np.ndarray:
     if state.calendar:
         doy = day_of_year(s.dates)
         if doy is None:
-            raise ValueError(f"{s.source}: this run uses calendar inputs, so it needs the time stamps in column {state.date_column!r}")
+            raise ValueError(
+                f"{s.source}: this run uses calendar inputs, so it needs the time stamps in column {state.date_column!r}"
+            )
         cols += [np.sin(2 * np.pi * doy)[:, None], np.cos(2 * np.pi * doy)[:, None]]
     return np.concatenate(cols, axis=1).astype(np.float32)
 
@@ -127,12 +139,14 @@ def _inputs(x: np.ndarray, y: np.ndarray, at: np.ndarray, state: ForecastState) 
 
 
 @torch.no_grad()
-def forecast(model: Forecaster, x: np.ndarray, y: np.ndarray, at: np.ndarray, state: ForecastState, batch: int = 512) -> np.ndarray:
+def forecast(
+    model: Forecaster, x: np.ndarray, y: np.ndarray, at: np.ndarray, state: ForecastState, batch: int = 512
+) -> np.ndarray:
     """(K, h) forecasts in the target's units at the origins ``at``."""
     model.eval()
     outs = []
     for i in range(0, len(at), batch):
-        win, rel, base = _inputs(x, y, at[i:i + batch], state)
+        win, rel, base = _inputs(x, y, at[i : i + batch], state)
         outs.append(base + state.std[0] * model(win, rel).double().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, state.horizon))
 
@@ -162,5 +176,3 @@ class _Objective:
         truth = fc.targets(self.y, self.val_at, self.state.horizon)
         err = torch.from_numpy(((f - truth) / self.state.std[0]).astype(np.float32))
         return {"val_loss": self.loss_fn(err, torch.zeros_like(err)).item(), "val_mae": fc.mae(f, truth)}
-
-

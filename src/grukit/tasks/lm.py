@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -62,10 +63,14 @@ class LMConfig(TaskConfig):
 
 
 class CharLM(nn.Module):
-    def __init__(self, vocab: int, embedding_size: int, hidden_size: int, num_layers: int, dropout: float, cell: Cell = Cell()) -> None:
+    def __init__(
+        self, vocab: int, embedding_size: int, hidden_size: int, num_layers: int, dropout: float, cell: Cell = Cell()
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, embedding_size)
-        self.gru = cell.layer(embedding_size, hidden_size, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0)
+        self.gru = cell.layer(
+            embedding_size, hidden_size, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0
+        )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab)
 
@@ -75,6 +80,7 @@ class CharLM(nn.Module):
 
 
 # ---- data -------------------------------------------------------------------
+
 
 def load_text(cfg: LMConfig, data: str | None = None) -> tuple[str, str]:
     """(text, source) for a config, or for the file ``data``."""
@@ -91,8 +97,10 @@ def split_chunks(n: int, seq_len: int, source: str) -> list[tuple[int, int, int]
     while chunks > 10 and n // chunks < 4 * (seq_len + 1):
         chunks -= 10
     if n // chunks < seq_len + 1:
-        raise ValueError(f"{source}: {n} characters are too few for --seq-len {seq_len}: need at least {10 * (seq_len + 1)} "
-                         f"(ten chunks of seq-len + 1), or lower --seq-len")
+        raise ValueError(
+            f"{source}: {n} characters are too few for --seq-len {seq_len}: need at least {10 * (seq_len + 1)} "
+            f"(ten chunks of seq-len + 1), or lower --seq-len"
+        )
     edges = np.linspace(0, n, chunks + 1).round().astype(int)
     return [(int(edges[i]), int(edges[i + 1]), {8: 1, 9: 2}.get(i % 10, 0)) for i in range(chunks)]
 
@@ -160,11 +168,15 @@ class _Objective:
 
 
 @torch.no_grad()
-def sample(model: CharLM, vocab: str, prompt: str, length: int, temperature: float, generator: torch.Generator | None = None) -> str:
+def sample(
+    model: CharLM, vocab: str, prompt: str, length: int, temperature: float, generator: torch.Generator | None = None
+) -> str:
     """``prompt`` followed by ``length`` sampled characters (an empty prompt starts after a newline)."""
     missing = sorted(set(prompt) - set(vocab))
     if missing:
-        raise ValueError(f"--prompt has characters the model never saw: {''.join(missing)!r}; use only characters of its training text")
+        raise ValueError(
+            f"--prompt has characters the model never saw: {''.join(missing)!r}; use only characters of its training text"
+        )
     model.eval()
     start = prompt or ("\n" if "\n" in vocab else vocab[0])
     ids = torch.tensor([[vocab.index(c) for c in start]])  # (1, P)
@@ -191,7 +203,7 @@ class LMTask(Task):
     summary = "character-level language model: bits per character vs unigram/trigram baselines; `grukit generate` samples text"
     Config = LMConfig
     State = LMState
-    datasets = dict(CORPORA)
+    datasets: ClassVar[dict[str, str]] = dict(CORPORA)
     monitor_label = "validation bits per character"
 
     def load_data(self, cfg: LMConfig) -> tuple[str, str]:
@@ -206,7 +218,9 @@ class LMTask(Task):
         return state, {"ids": ids, "chunks": chunks}
 
     def build(self, cfg: LMConfig, state: LMState) -> CharLM:
-        return CharLM(len(state.vocab), cfg.embedding_size, cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.recurrent_cell())
+        return CharLM(
+            len(state.vocab), cfg.embedding_size, cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.recurrent_cell()
+        )
 
     def objective(self, cfg: LMConfig, state: LMState, data: dict) -> _Objective:
         return _Objective(cfg, data["ids"], data["chunks"])
@@ -223,9 +237,14 @@ class LMTask(Task):
         train = np.concatenate([ids[a:b] for a, b, part in chunks if part == 0])
         held = np.concatenate([ids[a:b] for a, b in test])
         v = len(vocab)
-        metrics = {"bpc": round(bpc, 4), "unigram_bpc": round(ngram_bpc(train, held, v, 1), 4),
-                   "trigram_bpc": round(ngram_bpc(train, held, v, 3), 4), "test_chars": count,
-                   "train_chars": len(train), "vocab_size": v}
+        metrics = {
+            "bpc": round(bpc, 4),
+            "unigram_bpc": round(ngram_bpc(train, held, v, 1), 4),
+            "trigram_bpc": round(ngram_bpc(train, held, v, 3), 4),
+            "test_chars": count,
+            "train_chars": len(train),
+            "vocab_size": v,
+        }
         if skipped:
             metrics["skipped_chars"] = skipped  # characters not in the vocabulary, left out
         return metrics
@@ -235,9 +254,12 @@ class LMTask(Task):
         notes = [f"trained in {metrics['train_seconds']} s"] if "train_seconds" in metrics else []
         if metrics.get("sample"):
             notes += ["", "a sample (temperature 0.8):", metrics["sample"]]
-        return Table(("test", "grukit", "unigram", "trigram"), (row,),
-                     title=f"character language model: {metrics['test_chars']} test characters, vocabulary {metrics['vocab_size']}",
-                     notes=tuple(notes))
+        return Table(
+            ("test", "grukit", "unigram", "trigram"),
+            (row,),
+            title=f"character language model: {metrics['test_chars']} test characters, vocabulary {metrics['vocab_size']}",
+            notes=tuple(notes),
+        )
 
     def evaluate_file(self, cfg: LMConfig, state: LMState, model: CharLM, data: str) -> dict:
         """bpc of the whole file ``data`` (the run's training chunks give the baselines)."""

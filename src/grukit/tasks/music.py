@@ -51,7 +51,11 @@ class MusicConfig(TaskConfig):
     patience: int = option(5, "early stop after this many epochs without a better validation NLL (0 = never)")
     data: str = option("", "a folder of MIDI files, or one MIDI file (overrides --dataset)")
     dataset: str = option("bach", "built-in data set, used when --data is not given", choices=tuple(DATASETS))
-    encoding: str = option("roll", "roll: 88-key piano roll, each key a Bernoulli; voices: soprano, alto, tenor and bass tokens (four-voice pieces only)", choices=("roll", "voices"))
+    encoding: str = option(
+        "roll",
+        "roll: 88-key piano roll, each key a Bernoulli; voices: soprano, alto, tenor and bass tokens (four-voice pieces only)",
+        choices=("roll", "voices"),
+    )
     step: float = option(0.5, "the time step in quarter notes (0.5 = an eighth note)")
     max_pieces: int = option(0, "use the first this many pieces (0 = all)")
     seq_len: int = option(128, "steps per training window")
@@ -107,7 +111,10 @@ def pitch_ranges(train: list[np.ndarray], encoding: str) -> list[list[int]]:
         keys = np.flatnonzero(np.concatenate(train).any(0))
         return [[int(keys.min()) + mm.LOW, int(keys.max()) + mm.LOW]] if len(keys) else [[60, 60]]
     tokens = np.concatenate(train)
-    return [[int(t.min()), int(t.max())] if len(t := tokens[tokens[:, v] < mm.REST, v]) else [60, 60] for v in range(mm.VOICES)]
+    return [
+        [int(t.min()), int(t.max())] if len(t := tokens[tokens[:, v] < mm.REST, v]) else [60, 60]
+        for v in range(mm.VOICES)
+    ]
 
 
 def repeat_probability(prev: np.ndarray, freq: np.ndarray, eps: float) -> np.ndarray:
@@ -125,8 +132,14 @@ def fit_eps(prev: np.ndarray, now: np.ndarray, freq: np.ndarray) -> float:
 
     def nll(eps: float) -> float:
         on_after_on, on_after_off = 1 - eps + eps * freq, eps * freq  # P(on | previous on / off), (88,)
-        return float(-(counts[1, 1] * np.log(on_after_on) + counts[1, 0] * np.log1p(-on_after_on)
-                       + counts[0, 1] * np.log(on_after_off) + counts[0, 0] * np.log1p(-on_after_off)).sum())
+        return float(
+            -(
+                counts[1, 1] * np.log(on_after_on)
+                + counts[1, 0] * np.log1p(-on_after_on)
+                + counts[0, 1] * np.log(on_after_off)
+                + counts[0, 0] * np.log1p(-on_after_off)
+            ).sum()
+        )
 
     grid = np.geomspace(1e-4, 1.0, 41)
     best = grid[int(np.argmin([nll(e) for e in grid]))]
@@ -205,22 +218,37 @@ class MusicTask(Task):
             return load_midi_folder(cfg.data, cfg.step, cfg.max_pieces)[0], cfg.data
         return load_chorales(cfg.step, cfg.max_pieces)[0], f"dataset {cfg.dataset}"
 
-    def prepare(self, cfg: MusicConfig, raw: tuple[list[np.ndarray], str], *, holdout: bool = True) -> tuple[MusicState, dict]:
+    def prepare(
+        self, cfg: MusicConfig, raw: tuple[list[np.ndarray], str], *, holdout: bool = True
+    ) -> tuple[MusicState, dict]:
         pieces, source = raw
         encoded, skipped = encode(pieces, cfg.encoding)
         if not encoded:
-            what = "no piece has exactly four voices (--encoding voices); try --encoding roll" if cfg.encoding == "voices" else "no piece has notes"
+            what = (
+                "no piece has exactly four voices (--encoding voices); try --encoding roll"
+                if cfg.encoding == "voices"
+                else "no piece has notes"
+            )
             raise ValueError(f"{source}: {what}")
         parts = split(len(encoded), source)
         if not holdout:
             parts = [0 if p == 2 else p for p in parts]
         data = {k: [e for e, p in zip(encoded, parts) if p == i] for i, k in enumerate(("train", "val", "test"))}
-        state = MusicState(cfg.encoding, cfg.step, source, parts, skipped, **baselines(data["train"], cfg.encoding),
-                           ranges=pitch_ranges(data["train"], cfg.encoding))
+        state = MusicState(
+            cfg.encoding,
+            cfg.step,
+            source,
+            parts,
+            skipped,
+            **baselines(data["train"], cfg.encoding),
+            ranges=pitch_ranges(data["train"], cfg.encoding),
+        )
         return state, data
 
     def build(self, cfg: MusicConfig, state: MusicState) -> mm.MusicNet:
-        return mm.MusicNet(state.encoding, cfg.hidden_size, cfg.num_layers, cfg.embedding_size, cfg.dropout, cfg.recurrent_cell())
+        return mm.MusicNet(
+            state.encoding, cfg.hidden_size, cfg.num_layers, cfg.embedding_size, cfg.dropout, cfg.recurrent_cell()
+        )
 
     def objective(self, cfg: MusicConfig, state: MusicState, data: dict) -> _Objective:
         return _Objective(cfg, data["train"], data["val"])
@@ -233,10 +261,20 @@ class MusicTask(Task):
     def _score(self, model: mm.MusicNet, state: MusicState, pieces: list[np.ndarray]) -> dict:
         total, base = mm.evaluate(model, pieces), baseline_nll(pieces, state)
         steps = total["steps"]
-        metrics = {"encoding": state.encoding, "nll": round(total["nll"] / steps, 4), "test_pieces": len(pieces), "test_steps": steps}
+        metrics = {
+            "encoding": state.encoding,
+            "nll": round(total["nll"] / steps, 4),
+            "test_pieces": len(pieces),
+            "test_steps": steps,
+        }
         if state.encoding == "roll":
-            metrics.update(frequency_nll=round(float(base["frequency"]) / steps, 4), repeat_nll=round(float(base["repeat"]) / steps, 4),
-                           repeat_eps=round(state.repeat_eps, 5), chung2014_jsb=CHUNG_2014, chung2014_note=CAVEAT)
+            metrics.update(
+                frequency_nll=round(float(base["frequency"]) / steps, 4),
+                repeat_nll=round(float(base["repeat"]) / steps, 4),
+                repeat_eps=round(state.repeat_eps, 5),
+                chung2014_jsb=CHUNG_2014,
+                chung2014_note=CAVEAT,
+            )
         else:
             metrics["unigram_nll"] = round(float(base["unigram"]) / steps, 4)
             for v, name in enumerate(mm.VOICE_NAMES):
@@ -251,11 +289,15 @@ class MusicTask(Task):
         title = f"music ({metrics['encoding']}): {metrics['test_pieces']} test pieces, {metrics['test_steps']} steps; NLL per step in nats"
         if metrics["encoding"] == "roll":
             rows = (("NLL per frame", metrics["nll"], metrics["frequency_nll"], metrics["repeat_nll"]),)
-            return Table(("test", "grukit", "key frequency", "repeat previous"), rows, title=title, notes=tuple([CAVEAT] + notes))
+            return Table(
+                ("test", "grukit", "key frequency", "repeat previous"), rows, title=title, notes=tuple([CAVEAT] + notes)
+            )
         rows = [("NLL per step (4 voices)", metrics["nll"], metrics["unigram_nll"])]
         for name in mm.VOICE_NAMES:
-            rows += [(f"{name} NLL", metrics[f"{name}_nll"], metrics[f"{name}_unigram_nll"]),
-                     (f"{name} accuracy", metrics[f"{name}_accuracy"], metrics[f"{name}_unigram_accuracy"])]
+            rows += [
+                (f"{name} NLL", metrics[f"{name}_nll"], metrics[f"{name}_unigram_nll"]),
+                (f"{name} accuracy", metrics[f"{name}_accuracy"], metrics[f"{name}_unigram_accuracy"]),
+            ]
         return Table(("test", "grukit", "unigram"), tuple(rows), title=title, notes=tuple(notes))
 
     def evaluate_file(self, cfg: MusicConfig, state: MusicState, model: mm.MusicNet, data: str) -> dict:
@@ -272,7 +314,9 @@ class MusicTask(Task):
             notes = read_midi(prompt, state.step)
             encoded, _ = encode([notes], state.encoding)
             if not encoded:
-                raise ValueError(f"--prompt {prompt}: this model writes four voices; the file has {int(notes[:, 0].max()) + 1}")
+                raise ValueError(
+                    f"--prompt {prompt}: this model writes four voices; the file has {int(notes[:, 0].max()) + 1}"
+                )
             start = encoded[0]
         steps = mm.sample(model, start, length, temperature, state.ranges)
         return music_out.generated(steps, state.encoding, state.step, 0 if start is None else len(start))

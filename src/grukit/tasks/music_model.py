@@ -92,13 +92,17 @@ def shifted(targets: np.ndarray, encoding: str) -> np.ndarray:
 class MusicNet(nn.Module):
     """Inputs of one encoding -> recurrent layer -> the next step's logits."""
 
-    def __init__(self, encoding: str, hidden_size: int, num_layers: int, embedding_size: int, dropout: float, cell: Cell = Cell()) -> None:
+    def __init__(
+        self, encoding: str, hidden_size: int, num_layers: int, embedding_size: int, dropout: float, cell: Cell = Cell()
+    ) -> None:
         super().__init__()
         self.encoding = encoding
         if encoding == "roll":
             width, outputs = KEYS + 1, KEYS
         else:
-            self.embed = nn.Embedding(START + 1, embedding_size)  # shared by the four voices (their order tells them apart)
+            self.embed = nn.Embedding(
+                START + 1, embedding_size
+            )  # shared by the four voices (their order tells them apart)
             width, outputs = VOICES * embedding_size, VOICES * CLASSES
         self.gru = cell.layer(width, hidden_size, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)
@@ -145,15 +149,23 @@ def evaluate(model: MusicNet, pieces: list[np.ndarray], batch: int = 32) -> dict
         total["nll"] += float((step_nll(logits, y, enc) * mask).sum())
         total["steps"] += int(mask.sum())
         if enc != "roll":
-            per = nn.functional.cross_entropy(logits.flatten(0, 2), y.flatten(), reduction="none").view(y.shape)  # (B, T, 4)
+            per = nn.functional.cross_entropy(logits.flatten(0, 2), y.flatten(), reduction="none").view(
+                y.shape
+            )  # (B, T, 4)
             total["voice_nll"] += (per * mask[..., None]).sum((0, 1)).numpy()
             total["voice_hits"] += ((logits.argmax(-1) == y) * mask[..., None]).sum((0, 1)).numpy()
     return total
 
 
 @torch.no_grad()
-def sample(model: MusicNet, prompt: np.ndarray | None, length: int, temperature: float, ranges: list[list[int]],
-           generator: torch.Generator | None = None) -> np.ndarray:
+def sample(
+    model: MusicNet,
+    prompt: np.ndarray | None,
+    length: int,
+    temperature: float,
+    ranges: list[list[int]],
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
     """The prompt's steps followed by ``length`` sampled ones (roll: (T, 88) frames; voices: (T, 4) tokens),
     each voice's new notes within its ``[lowest, highest]`` pitch of ``ranges`` (one range for a roll)."""
     model.eval()

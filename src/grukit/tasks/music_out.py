@@ -54,8 +54,10 @@ def generated(steps: np.ndarray, encoding: str, step: float, prompt: int) -> Gen
     seconds_per_step = step * 60 / BPM
     voices = 1 if encoding == "roll" else mm.VOICES
     pitches = f"pitches {notes[:, 1].min()}-{notes[:, 1].max()}" if len(notes) else "no notes (all rests)"
-    text = (f"{length} steps of {step} quarter notes ({prompt} from the prompt, {length - prompt} generated), "
-            f"{len(notes)} notes in {voices} voice(s), {pitches}, {length * seconds_per_step:.1f} s at {BPM} bpm")
+    text = (
+        f"{length} steps of {step} quarter notes ({prompt} from the prompt, {length - prompt} generated), "
+        f"{len(notes)} notes in {voices} voice(s), {pitches}, {length * seconds_per_step:.1f} s at {BPM} bpm"
+    )
 
     def write_midi(path: Path) -> str:
         atomic_write_bytes(path, midi)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -42,8 +41,14 @@ NYSE_DAY = {"nyse": False, "nyse_day": True}  # built-in NYSE sets -> weekday in
 
 @dataclass(frozen=True)
 class RegressConfig(TaskConfig):
-    data: Optional[str] = option(None, "your data: a .tsv (target first) or .ts (@targetLabel true) TRAIN file or its folder")
-    dataset: str = option("toy", "built-in data set, used when --data is not given (Covid3Month needs: pip install 'grukit[data]')", choices=list(DATASETS))
+    data: str | None = option(
+        None, "your data: a .tsv (target first) or .ts (@targetLabel true) TRAIN file or its folder"
+    )
+    dataset: str = option(
+        "toy",
+        "built-in data set, used when --data is not given (Covid3Month needs: pip install 'grukit[data]')",
+        choices=list(DATASETS),
+    )
     epochs: int = option(60, "passes over the training split")
     lr: float = option(3e-3, "Adam learning rate")
     weight_decay: float = option(1e-4, "AdamW weight decay")
@@ -51,9 +56,17 @@ class RegressConfig(TaskConfig):
     num_layers: int = option(1, "stacked GRU layers")
     bidirectional: bool = option(False, "read each sequence in both directions")
     dropout: float = option(0.0, "dropout before the head (and between layers)")
-    pooling: str = option("mean", "how the GRU outputs become one vector (mean suits targets that sum over steps)", choices=list(seq.POOLINGS))
+    pooling: str = option(
+        "mean",
+        "how the GRU outputs become one vector (mean suits targets that sum over steps)",
+        choices=list(seq.POOLINGS),
+    )
     batch_size: int = option(32, "sequences per batch")
-    normalize: str = option("global", "inputs: global = training mean/std per channel, series = z-normalise each series (drops its level)", choices=[n for n in seq.NORMALIZE if n != "auto"])
+    normalize: str = option(
+        "global",
+        "inputs: global = training mean/std per channel, series = z-normalise each series (drops its level)",
+        choices=[n for n in seq.NORMALIZE if n != "auto"],
+    )
     patch: int = option(0, "consecutive steps fed as one GRU step (0 = auto: at most ~32 steps)")
     val_fraction: float = option(0.2, "share of the training split held out to pick the best epoch")
     test_fraction: float = option(0.2, "share held out for testing when the data has no test split")
@@ -71,14 +84,14 @@ class RegressConfig(TaskConfig):
 class RegressState(TaskState):
     channels: int  # channels per step
     normalize: str  # series | global | none
-    norm_stats: Optional[dict]  # global: per-channel mean and std of the training part
+    norm_stats: dict | None  # global: per-channel mean and std of the training part
     patch: int  # steps fed as one GRU step
     target_mean: float  # the training targets' mean and std: the model predicts scaled targets
     target_std: float
     length: int = 0  # the training series' common length (0 when they differ)
 
 
-Sets = tuple[numeric.SeriesSet, Optional[numeric.SeriesSet]]  # training set, test set or None
+Sets = tuple[numeric.SeriesSet, numeric.SeriesSet | None]  # training set, test set or None
 
 
 def load_sets(cfg: RegressConfig) -> Sets:
@@ -96,7 +109,9 @@ def load_sets(cfg: RegressConfig) -> Sets:
 
 def encode(items: numeric.SeriesSet, state: RegressState) -> tuple[torch.Tensor, torch.Tensor]:
     if items.channels != state.channels:
-        raise ValueError(f"{items.source}: series with {items.channels} channel(s), the model was trained on {state.channels}")
+        raise ValueError(
+            f"{items.source}: series with {items.channels} channel(s), the model was trained on {state.channels}"
+        )
     series, _ = seq.normalize_series(items.series, state.normalize, state.norm_stats)
     return seq.pad(series)
 
@@ -115,14 +130,25 @@ def prepare(cfg: RegressConfig, raw: Sets, *, holdout: bool = True) -> tuple[Reg
     y_fit = y_all[fit_idx]
     _, stats = seq.normalize_series(train.subset(fit_idx).series, cfg.normalize)
     lengths = train.lengths
-    state = RegressState(train.channels, cfg.normalize, stats or None, cfg.patch or seq.auto_patch(int(lengths.max())),
-                         float(y_fit.mean()), float(y_fit.std()) if y_fit.std() > 0 else 1.0,
-                         int(lengths[0]) if (lengths == lengths[0]).all() else 0)
+    state = RegressState(
+        train.channels,
+        cfg.normalize,
+        stats or None,
+        cfg.patch or seq.auto_patch(int(lengths.max())),
+        float(y_fit.mean()),
+        float(y_fit.std()) if y_fit.std() > 0 else 1.0,
+        int(lengths[0]) if (lengths == lengths[0]).all() else 0,
+    )
     state = RegressState.from_json(state.to_json(), "regress")  # exactly as it reads back from config.json
     scale = lambda y: torch.from_numpy(((y - state.target_mean) / state.target_std).astype(np.float32))  # noqa: E731
     x, ln = encode(train, state)
     f, v = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
-    data = {"fit": (x[f], ln[f], scale(y_fit)), "val": (x[v], ln[v], scale(y_all[val_idx])), "test": None, "y_train": y_all}
+    data = {
+        "fit": (x[f], ln[f], scale(y_fit)),
+        "val": (x[v], ln[v], scale(y_all[val_idx])),
+        "test": None,
+        "y_train": y_all,
+    }
     if test is not None:
         xt, lnt = encode(test, state)
         data.update(test=(xt, lnt, scale(test.numeric_targets())), y_test=test.numeric_targets())
@@ -138,8 +164,15 @@ def nyse_baselines(name: str) -> dict:
 
 def build_model(cfg: RegressConfig, state: RegressState) -> seq.SequenceModel:
     return seq.SequenceModel(
-        state.channels, 1, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, bidirectional=cfg.bidirectional,
-        dropout=cfg.dropout, pooling=cfg.pooling, patch=state.patch, cell=cfg.recurrent_cell(),
+        state.channels,
+        1,
+        hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        bidirectional=cfg.bidirectional,
+        dropout=cfg.dropout,
+        pooling=cfg.pooling,
+        patch=state.patch,
+        cell=cfg.recurrent_cell(),
     )
 
 
@@ -196,14 +229,21 @@ class RegressTask(Task):
         xtr = torch.cat([data["fit"][0], data["val"][0]])
         lntr = torch.cat([data["fit"][1], data["val"][1]])
         if len(set(lntr.tolist()) | set(ln.tolist())) == 1 and xtr.shape[1:] == x.shape[1:]:
-            ytr = np.concatenate([data["fit"][2].numpy(), data["val"][2].numpy()]) * state.target_std + state.target_mean  # fit|val order, as xtr
+            ytr = (
+                np.concatenate([data["fit"][2].numpy(), data["val"][2].numpy()]) * state.target_std + state.target_mean
+            )  # fit|val order, as xtr
             baselines["ridge"] = reg_eval.ridge_baseline(xtr.numpy(), ytr, x.numpy(), y_test)
         if cfg.data is None and cfg.dataset in NYSE_DAY:
             baselines.update(nyse_baselines(cfg.dataset))
             metrics["published"] = stocks.ISLP_PUBLISHED
         versus = ", ".join(f"{name} {b['mae']:.4g} / {b['r2']:.3f}" for name, b in baselines.items())
-        metrics.update(summary=f"test MAE / R^2 {metrics['mae']:.4g} / {metrics['r2']:.3f} (baselines: {versus})",
-                       baselines=baselines, test_size=int(len(y_test)), data=cfg.data or cfg.dataset, train_size=int(len(y_train)))
+        metrics.update(
+            summary=f"test MAE / R^2 {metrics['mae']:.4g} / {metrics['r2']:.3f} (baselines: {versus})",
+            baselines=baselines,
+            test_size=len(y_test),
+            data=cfg.data or cfg.dataset,
+            train_size=len(y_train),
+        )
         return Scored(metrics)
 
     def summarize(self, metrics: dict) -> Table:
@@ -213,8 +253,13 @@ class RegressTask(Task):
         size = f", {metrics['test_size']} test sequences" if "test_size" in metrics else ""
         notes = (f"trained in {metrics['train_seconds']} s",) if "train_seconds" in metrics else ()
         if "published" in metrics:
-            notes += ("published test R^2 (ISLP lab 10.9.6): " + ", ".join(f"{k} {v}" for k, v in metrics["published"].items()),)
-        return Table(("test", "grukit", *baselines), rows, title=f"regress {metrics.get('data', '')}{size}".strip(), notes=notes)
+            notes += (
+                "published test R^2 (ISLP lab 10.9.6): "
+                + ", ".join(f"{k} {v}" for k, v in metrics["published"].items()),
+            )
+        return Table(
+            ("test", "grukit", *baselines), rows, title=f"regress {metrics.get('data', '')}{size}".strip(), notes=notes
+        )
 
     def evaluate_file(self, cfg: RegressConfig, state: RegressState, model, data: str) -> dict:
         path = Path(data)
@@ -226,12 +271,16 @@ class RegressTask(Task):
         x, ln = encode(items, state)
         return {**reg_eval.scores(y, predict_values(model, x, ln, state)), "test_size": len(y), "data": data}
 
-    def predictions(self, cfg: RegressConfig, state: RegressState, model, args: tuple[str, ...], data: str | None) -> Table:
+    def predictions(
+        self, cfg: RegressConfig, state: RegressState, model, args: tuple[str, ...], data: str | None
+    ) -> Table:
         if args or data is None:
             raise ValueError("predict for regress reads sequences from a file: grukit predict DIR --data FILE")
         items = seq.series_to_predict(data, state.length)
         x, ln = encode(items, state)
-        return Table(("id", "prediction"), tuple((i, float(v)) for i, v in enumerate(predict_values(model, x, ln, state), 1)))
+        return Table(
+            ("id", "prediction"), tuple((i, float(v)) for i, v in enumerate(predict_values(model, x, ln, state), 1))
+        )
 
     def export_example(self, cfg: RegressConfig, state: RegressState) -> tuple[tuple, list[str], dict]:
         from .classify import sequence_example

@@ -26,15 +26,27 @@ if TYPE_CHECKING:
 def save_run(out: Path, task: Task, cfg: TaskConfig, state: TaskState, runtime: Any = None) -> None:
     """config.json: the task, its config and state, and how it was trained (processes, backend)."""
     how = {"world_size": getattr(runtime, "world_size", 1), "backend": getattr(runtime, "backend", "") or "none"}
-    write_json(Path(out) / "config.json", {"task": task.name, "config": dataclasses.asdict(cfg), "state": state.to_json(),
-                                           "runtime": how, "grukit_version": __version__})
+    write_json(
+        Path(out) / "config.json",
+        {
+            "task": task.name,
+            "config": dataclasses.asdict(cfg),
+            "state": state.to_json(),
+            "runtime": how,
+            "grukit_version": __version__,
+        },
+    )
 
 
 def load_run(run: Path, task: Task) -> tuple[TaskConfig, TaskState]:
     """The config and state of a saved run of ``task``, validated like flags."""
     path = Path(run) / "config.json"
     meta = read_json(path)
-    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or not isinstance(meta.get("state", {}), dict):
+    if (
+        not isinstance(meta, dict)
+        or not isinstance(meta.get("config"), dict)
+        or not isinstance(meta.get("state", {}), dict)
+    ):
         raise ValueError(f"{path}: not a grukit run config (an object with a 'config' object)")
     if meta.get("task") != task.name:
         raise ValueError(f"{run} holds a {meta.get('task')!r} run, not {task.name!r}")
@@ -59,10 +71,12 @@ def check_resume(run: Path, task: Task, cfg: TaskConfig, state: TaskState, model
     new = state.to_json()
     for key, value in saved.to_json().items():
         if key not in type(state).after_fit and new.get(key) != value:
-            raise ValueError(f"cannot resume {run}: the data now gives a different {key!r} than the run was trained with "
-                             "(same --data and data options needed); nothing was changed")
+            raise ValueError(
+                f"cannot resume {run}: the data now gives a different {key!r} than the run was trained with "
+                "(same --data and data options needed); nothing was changed"
+            )
     tensors, _ = load_tensors(Path(run) / STATE_FILE)
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     fit_state_dict(model, weights, Path(run) / STATE_FILE, "cannot resume: ")
 
 
@@ -71,11 +85,17 @@ def fit_state_dict(model: nn.Module, weights: dict[str, torch.Tensor], path: Pat
     expected = model.state_dict()
     missing = [k for k in expected if k not in weights]
     extra = [k for k in weights if k not in expected]
-    shapes = [f"{k} {tuple(weights[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-              if k in weights and weights[k].shape != v.shape]
+    shapes = [
+        f"{k} {tuple(weights[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
     if missing or extra or shapes:
-        parts = [f"missing {', '.join(missing[:5])}" if missing else "", f"unexpected {', '.join(extra[:5])}" if extra else "",
-                 f"wrong shape {', '.join(shapes[:3])}" if shapes else ""]
+        parts = [
+            f"missing {', '.join(missing[:5])}" if missing else "",
+            f"unexpected {', '.join(extra[:5])}" if extra else "",
+            f"wrong shape {', '.join(shapes[:3])}" if shapes else "",
+        ]
         raise ValueError(f"{prefix}{path} does not fit this run's model: {'; '.join(p for p in parts if p)}")
     model.load_state_dict(weights)
 
@@ -86,8 +106,10 @@ def load_weights(run: Path, model: nn.Module) -> nn.Module:
     weights, _ = load_tensors(path)
     bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise ValueError(f"{path}: the weights {', '.join(bad[:3])} hold NaN or inf (the run diverged); "
-                         "train again with a lower --lr or with --grad-clip")
+        raise ValueError(
+            f"{path}: the weights {', '.join(bad[:3])} hold NaN or inf (the run diverged); "
+            "train again with a lower --lr or with --grad-clip"
+        )
     fit_state_dict(model, weights, path)
     return model.eval()
 
@@ -116,5 +138,3 @@ def run_task_name(run: Path) -> str:
     if not isinstance(name, str):
         raise ValueError(f"{run / 'config.json'} names no task")
     return name
-
-

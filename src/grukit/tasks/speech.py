@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from typing import Optional
 
 import numpy as np
 import torch
 
-from ..data import audio_features as af, speech_sets, spoken_digits
+from ..data import audio_features as af
+from ..data import speech_sets, spoken_digits
 from ..evaluation import classification as cls_eval
 from ..evaluation.speech import wer
 from . import _sequence as seq
@@ -32,20 +32,36 @@ from .base import Scored, Task, TaskConfig, TaskState, option
 from .results import Table
 
 SYNTHETIC = "SYNTHESISED speech (espeak-ng + flite), not recorded voices"
-DATASETS = {"digits": f"spoken digits 0-9, {SYNTHETIC}, with noise; --ctc: strings of 2-5 digits; "
-                      f"tested on held-out voices of both engines; needs `{spoken_digits.INSTALL}`"}
+DATASETS = {
+    "digits": f"spoken digits 0-9, {SYNTHETIC}, with noise; --ctc: strings of 2-5 digits; "
+    f"tested on held-out voices of both engines; needs `{spoken_digits.INSTALL}`"
+}
 
 
 @dataclass(frozen=True)
 class SpeechConfig(TaskConfig):
-    data: Optional[str] = option(None, "your recordings: a folder of LABEL/*.wav (Speech Commands layout); with --ctc a folder of X.wav + X.txt transcripts, or a CSV of file,transcript")
-    dataset: str = option("digits", "built-in data, used when --data is not given (synthesised with espeak-ng and flite)", choices=list(DATASETS))
-    ctc: bool = option(False, "transcribe digit strings with a bidirectional GRU and CTC (scored by word error rate) instead of classifying words")
+    data: str | None = option(
+        None,
+        "your recordings: a folder of LABEL/*.wav (Speech Commands layout); with --ctc a folder of X.wav + X.txt transcripts, or a CSV of file,transcript",
+    )
+    dataset: str = option(
+        "digits",
+        "built-in data, used when --data is not given (synthesised with espeak-ng and flite)",
+        choices=list(DATASETS),
+    )
+    ctc: bool = option(
+        False,
+        "transcribe digit strings with a bidirectional GRU and CTC (scored by word error rate) instead of classifying words",
+    )
     features: str = option("mfcc", "frame features: mfcc or logmel", choices=list(af.FEATURES))
     n_mfcc: int = option(13, "MFCCs kept per frame (--features mfcc)")
     n_mels: int = option(40, "mel filters")
-    train_count: int = option(0, "built-in set: training utterances per engine (0 = auto: 600 words, 400 strings with --ctc)")
-    test_count: int = option(0, "built-in set: test utterances per engine, of held-out voices (0 = auto: 200 words, 100 strings with --ctc)")
+    train_count: int = option(
+        0, "built-in set: training utterances per engine (0 = auto: 600 words, 400 strings with --ctc)"
+    )
+    test_count: int = option(
+        0, "built-in set: test utterances per engine, of held-out voices (0 = auto: 200 words, 100 strings with --ctc)"
+    )
     epochs: int = option(0, "passes over the training split (0 = auto: 15)")
     lr: float = option(3e-3, "Adam learning rate")
     hidden_size: int = option(64, "GRU hidden units per direction")
@@ -81,7 +97,9 @@ class SpeechState(TaskState):
 def _split(items: list[speech_sets.Utterance], cfg: SpeechConfig, ctc: bool) -> tuple[list[int], list[int]]:
     """Indices (train, test): the data's own split where it has one, else a seeded hold-out."""
     if any(u.split for u in items):
-        return [i for i, u in enumerate(items) if u.split != "test"], [i for i, u in enumerate(items) if u.split == "test"]
+        return [i for i, u in enumerate(items) if u.split != "test"], [
+            i for i, u in enumerate(items) if u.split == "test"
+        ]
     return _hold_out(items, cfg.test_fraction, cfg.seed, ctc)
 
 
@@ -104,8 +122,12 @@ class SpeechTask(Task):
     def load_data(self, cfg: SpeechConfig) -> list[speech_sets.Utterance]:
         if cfg.data is not None:
             return speech_sets.read_transcripts(cfg.data) if cfg.ctc else speech_sets.read_label_folders(cfg.data)
-        spec = spoken_digits.DigitSpec(strings=cfg.ctc, train_per_engine=cfg.train_count or (400 if cfg.ctc else 600),
-                                       test_per_engine=cfg.test_count or (100 if cfg.ctc else 200), seed=cfg.seed)
+        spec = spoken_digits.DigitSpec(
+            strings=cfg.ctc,
+            train_per_engine=cfg.train_count or (400 if cfg.ctc else 600),
+            test_per_engine=cfg.test_count or (100 if cfg.ctc else 200),
+            seed=cfg.seed,
+        )
         return spoken_digits.utterances(spoken_digits.build(spec, progress=cfg.progress))
 
     def prepare(self, cfg: SpeechConfig, raw: list[speech_sets.Utterance], *, holdout: bool = True):
@@ -122,8 +144,11 @@ class SpeechTask(Task):
         fit_idx, val_idx = _hold_out(train, cfg.val_fraction, cfg.seed + 1, cfg.ctc)
         feats = sm.utterance_features(raw, cfg.features, cfg.n_mfcc, cfg.n_mels, cfg.progress)
         state = SpeechState("ctc" if cfg.ctc else "words", classes, int(feats[0].shape[1]), synthetic=cfg.data is None)
-        data = {name: self._encode([train_idx[i] for i in idx] if name != "test" else idx, raw, feats, state)
-                for name, idx in (("fit", fit_idx), ("val", val_idx), ("test", test_idx)) if idx}
+        data = {
+            name: self._encode([train_idx[i] for i in idx] if name != "test" else idx, raw, feats, state)
+            for name, idx in (("fit", fit_idx), ("val", val_idx), ("test", test_idx))
+            if idx
+        }
         data["test_items"] = [raw[i] for i in test_idx]
         return state, data
 
@@ -139,11 +164,26 @@ class SpeechTask(Task):
 
     def build(self, cfg: SpeechConfig, state: SpeechState):
         if state.mode == "ctc":
-            return sm.CTCModel(state.channels, len(state.classes), hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-                               dropout=cfg.dropout, patch=cfg.patch, cell=cfg.recurrent_cell())
-        return seq.SequenceModel(state.channels, len(state.classes), hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-                                 bidirectional=cfg.bidirectional, dropout=cfg.dropout, pooling=cfg.pooling, patch=cfg.patch,
-                                 cell=cfg.recurrent_cell())
+            return sm.CTCModel(
+                state.channels,
+                len(state.classes),
+                hidden_size=cfg.hidden_size,
+                num_layers=cfg.num_layers,
+                dropout=cfg.dropout,
+                patch=cfg.patch,
+                cell=cfg.recurrent_cell(),
+            )
+        return seq.SequenceModel(
+            state.channels,
+            len(state.classes),
+            hidden_size=cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            bidirectional=cfg.bidirectional,
+            dropout=cfg.dropout,
+            pooling=cfg.pooling,
+            patch=cfg.patch,
+            cell=cfg.recurrent_cell(),
+        )
 
     def objective(self, cfg: SpeechConfig, state: SpeechState, data: dict):
         if "val" not in data:
@@ -156,7 +196,12 @@ class SpeechTask(Task):
         items = data["test_items"]
         groups = sorted({u.group for u in items if u.group})
         source = f"built-in {cfg.dataset}, {SYNTHETIC}" if state.synthetic else cfg.data
-        common = {"data": source, "synthetic": state.synthetic, "test_size": len(items), "train_size": int(len(data["fit"][1]) + len(data["val"][1]))}
+        common = {
+            "data": source,
+            "synthetic": state.synthetic,
+            "test_size": len(items),
+            "train_size": int(len(data["fit"][1]) + len(data["val"][1])),
+        }
         x, ln, y = data["test"]
         if state.mode == "ctc":
             hyps, refs = sm.transcribe(model, x, ln), [u.target for u in items]
@@ -164,7 +209,10 @@ class SpeechTask(Task):
             for g in groups:
                 pick = [i for i, u in enumerate(items) if u.group == g]
                 metrics[f"wer_{g}"] = wer([refs[i] for i in pick], [hyps[i] for i in pick])
-            metrics.update(common, summary=f"test WER {metrics['wer']:.3f} on {len(items)} digit strings" + self._voices(state, groups))
+            metrics.update(
+                common,
+                summary=f"test WER {metrics['wer']:.3f} on {len(items)} digit strings" + self._voices(state, groups),
+            )
             return Scored(metrics)
         pred, k, yv = seq.predict(model, x, ln).argmax(1).numpy(), len(state.classes), y.numpy()
         metrics = cls_eval.scores(yv, pred, k)
@@ -174,9 +222,14 @@ class SpeechTask(Task):
         y_train = torch.cat([data["fit"][2], data["val"][2]]).numpy()
         baselines = {"majority_class": cls_eval.majority_baseline(y_train, yv, k)}
         cm = cls_eval.confusion_matrix(yv, pred, k)
-        metrics.update(common, baselines=baselines, confusion_matrix=cm.tolist(), classes=state.classes,
-                       summary=f"test accuracy {metrics['accuracy']:.3f} (majority class {baselines['majority_class']['accuracy']:.3f})"
-                       + self._voices(state, groups))
+        metrics.update(
+            common,
+            baselines=baselines,
+            confusion_matrix=cm.tolist(),
+            classes=state.classes,
+            summary=f"test accuracy {metrics['accuracy']:.3f} (majority class {baselines['majority_class']['accuracy']:.3f})"
+            + self._voices(state, groups),
+        )
         return Scored(metrics, {"confusion.png": functools.partial(cls_eval.plot_confusion, cm, state.classes)})
 
     @staticmethod
@@ -190,7 +243,12 @@ class SpeechTask(Task):
         notes = [metrics["summary"]] if "summary" in metrics else []
         if "train_seconds" in metrics:
             notes.append(f"trained in {metrics['train_seconds']} s")
-        return Table(("test", "grukit", "majority_class")[: 3 if base else 2], rows, title=f"speech {metrics.get('data', '')}, {metrics.get('test_size', '?')} test utterances", notes=tuple(notes))
+        return Table(
+            ("test", "grukit", "majority_class")[: 3 if base else 2],
+            rows,
+            title=f"speech {metrics.get('data', '')}, {metrics.get('test_size', '?')} test utterances",
+            notes=tuple(notes),
+        )
 
     def evaluate_file(self, cfg: SpeechConfig, state: SpeechState, model, data: str) -> dict:
         items = speech_sets.read_transcripts(data) if state.mode == "ctc" else speech_sets.read_label_folders(data)
@@ -200,7 +258,9 @@ class SpeechTask(Task):
         fake = {"fit": encoded, "val": encoded, "test": encoded, "test_items": items}
         return self.score(model, replace(cfg, data=data), replace(state, synthetic=False), fake).metrics
 
-    def predictions(self, cfg: SpeechConfig, state: SpeechState, model, args: tuple[str, ...], data: str | None) -> Table:
+    def predictions(
+        self, cfg: SpeechConfig, state: SpeechState, model, args: tuple[str, ...], data: str | None
+    ) -> Table:
         if not args:
             raise ValueError("predict for speech reads WAV files: grukit predict DIR FILE.wav [MORE.wav ...]")
         items = [speech_sets.Utterance(a, "") for a in args]
@@ -209,7 +269,10 @@ class SpeechTask(Task):
             return Table(("file", "transcript"), tuple(zip(args, sm.transcribe(model, x, ln))))
         prob = torch.softmax(seq.predict(model, x, ln).float(), dim=1)
         best, idx = prob.max(1)
-        return Table(("file", "label", "probability"), tuple((a, state.classes[i], round(p, 6)) for a, i, p in zip(args, idx.tolist(), best.tolist())))
+        return Table(
+            ("file", "label", "probability"),
+            tuple((a, state.classes[i], round(p, 6)) for a, i, p in zip(args, idx.tolist(), best.tolist())),
+        )
 
 
 def cls_eval_ids(targets: list[str], classes: list, paths: list[str]) -> list[int]:

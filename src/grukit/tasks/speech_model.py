@@ -13,14 +13,17 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..data import audio, audio_features as af
+from ..data import audio
+from ..data import audio_features as af
 from ..data.speech_sets import DIGITS, Utterance
 from ..evaluation.speech import greedy_decode
 from . import _sequence as seq
 from .cells import Cell
 
 
-def utterance_features(items: list[Utterance], kind: str, n_mfcc: int, n_mels: int, progress: bool = False) -> list[Tensor]:
+def utterance_features(
+    items: list[Utterance], kind: str, n_mfcc: int, n_mels: int, progress: bool = False
+) -> list[Tensor]:
     """(T_i, C) normalised features of every utterance, read and resampled to 16 kHz."""
     bar = tqdm(items, desc="audio features", disable=None if progress else True, leave=False)
     return [af.features(audio.load_audio(u.path, af.RATE), kind, n_mfcc, n_mels) for u in bar]
@@ -45,10 +48,26 @@ def encode_tokens(targets: list[str]) -> Tensor:
 class CTCModel(nn.Module):
     """Patched frames -> bidirectional recurrent layer -> per-step log-probabilities (blank + digits)."""
 
-    def __init__(self, input_size: int, n_tokens: int, *, hidden_size: int, num_layers: int, dropout: float, patch: int, cell: Cell) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        n_tokens: int,
+        *,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        patch: int,
+        cell: Cell,
+    ) -> None:
         super().__init__()
         self.patch = patch
-        self.gru = cell.layer(input_size * patch, hidden_size, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0, bidirectional=True)
+        self.gru = cell.layer(
+            input_size * patch,
+            hidden_size,
+            num_layers=num_layers,
+            dropout=dropout if num_layers > 1 else 0.0,
+            bidirectional=True,
+        )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(2 * hidden_size, n_tokens + 1)
 

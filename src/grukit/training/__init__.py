@@ -4,4 +4,4 @@ from . import logs
 from .checkpoint import load_tensors, read_json, save_tensors, write_json
 from .loop import LoopConfig, Objective, fit
 
-__all__ = ["LoopConfig", "Objective", "fit", "logs", "load_tensors", "read_json", "save_tensors", "write_json"]
+__all__ = ["LoopConfig", "Objective", "fit", "load_tensors", "logs", "read_json", "save_tensors", "write_json"]

@@ -53,7 +53,9 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path}: nested too deeply to be a grukit file") from None
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
     """Write tensors as safetensors, atomically (tensors are made contiguous CPU copies)."""
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     atomic_write_bytes(path, st_save(flat, metadata=metadata))
@@ -81,7 +83,9 @@ def _check_header(path: Path) -> None:
         raise ValueError(f"{path}: not a valid safetensors file (its header is not an object)")
     ends = [v.get("data_offsets", [0, 0])[1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
     if any(not isinstance(e, int) for e in ends) or 8 + n + max(ends, default=0) != size:
-        raise ValueError(f"{path}: truncated or corrupted ({size} bytes; its header describes {8 + n + max((e for e in ends if isinstance(e, int)), default=0)})")
+        raise ValueError(
+            f"{path}: truncated or corrupted ({size} bytes; its header describes {8 + n + max((e for e in ends if isinstance(e, int)), default=0)})"
+        )
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -104,7 +108,9 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files a write killed midway left in ``folder`` (``.NAME.XXXX.tmp``,
     ``.NAME.tmp.png``): the targets themselves are whole, since they are only ever renamed into place."""
     folder = Path(folder)
-    stale = [p for p in folder.glob(".*.tmp*") if p.is_file() and (p.name.endswith(".tmp") or p.name.endswith(".tmp.png"))]
+    stale = [
+        p for p in folder.glob(".*.tmp*") if p.is_file() and (p.name.endswith(".tmp") or p.name.endswith(".tmp.png"))
+    ]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
@@ -121,7 +127,11 @@ def save_training_state(path, model: torch.nn.Module, optimizer: torch.optim.Opt
                 tensors[f"optim.{pid}.{name}"] = value
             else:
                 per_param.setdefault(str(pid), {})[name] = value
-    meta = {"state": json.dumps(state), "param_groups": json.dumps(opt["param_groups"]), "scalars": json.dumps(per_param)}
+    meta = {
+        "state": json.dumps(state),
+        "param_groups": json.dumps(opt["param_groups"]),
+        "scalars": json.dumps(per_param),
+    }
     save_tensors(path, tensors, meta)
 
 

@@ -82,12 +82,18 @@ class CsvLogger:
             writer.writerows(before)
         atomic_write_bytes(path, text.getvalue().encode())
         self.file = path.open("a", newline="", encoding="utf-8")
-        self.writer = csv.DictWriter(self.file, self.columns, extrasaction="ignore", restval="", lineterminator="\n") if self.columns else None
+        self.writer = (
+            csv.DictWriter(self.file, self.columns, extrasaction="ignore", restval="", lineterminator="\n")
+            if self.columns
+            else None
+        )
 
     def log(self, row: dict) -> None:
         if self.writer is None:  # the first row names the columns
             self.columns = _columns(row)
-            self.writer = csv.DictWriter(self.file, self.columns, extrasaction="ignore", restval="", lineterminator="\n")
+            self.writer = csv.DictWriter(
+                self.file, self.columns, extrasaction="ignore", restval="", lineterminator="\n"
+            )
             self.writer.writeheader()
         self.writer.writerow(row)
         self.file.flush()

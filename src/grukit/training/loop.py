@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -79,8 +80,17 @@ def _better(value: float, best: float | None, mode: str) -> bool:
     return value < best if mode == "min" else value > best
 
 
-def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: str | Path | None = None, *, resume: bool = False,
-        runtime: Runtime = SINGLE, title: str = "", monitor_label: str = "") -> list[dict]:
+def fit(
+    model: torch.nn.Module,
+    objective: Objective,
+    cfg: LoopConfig,
+    run_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    runtime: Runtime = SINGLE,
+    title: str = "",
+    monitor_label: str = "",
+) -> list[dict]:
     """Train ``model`` in place; returns the history, one dict per epoch.
 
     At the end the model holds the best weights (by the objective's monitor).
@@ -133,9 +143,18 @@ def fit(model: torch.nn.Module, objective: Objective, cfg: LoopConfig, run_dir: 
     finally:  # the loss plot once, at the end or on interrupt (every epoch cost GunPoint 3-4x its training time)
         logger.close()
         if write and history:
-            labels = {**(getattr(objective, "labels", None) or {}), **({objective.monitor: monitor_label} if monitor_label else {})}
-            plot_history(history, run_dir / "loss.png", objective.monitor, title=title or run_title(run_dir), labels=labels or None,
-                         kept=state.get("best_epoch"))
+            labels = {
+                **(getattr(objective, "labels", None) or {}),
+                **({objective.monitor: monitor_label} if monitor_label else {}),
+            }
+            plot_history(
+                history,
+                run_dir / "loss.png",
+                objective.monitor,
+                title=title or run_title(run_dir),
+                labels=labels or None,
+                kept=state.get("best_epoch"),
+            )
     if write:
         best, _ = checkpoint.load_tensors(run_dir / MODEL_FILE)
         model.load_state_dict(best)
@@ -151,18 +170,29 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
 def _check_weights(model: torch.nn.Module, epoch: int) -> None:
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
-        raise FloatingPointError(f"the weights became NaN or inf in epoch {epoch + 1} ({', '.join(bad[:3])}); training stopped, "
-                                 "the last good epoch is kept: lower --lr or set --grad-clip > 0")
+        raise FloatingPointError(
+            f"the weights became NaN or inf in epoch {epoch + 1} ({', '.join(bad[:3])}); training stopped, "
+            "the last good epoch is kept: lower --lr or set --grad-clip > 0"
+        )
 
 
-def _run_epoch(model, objective: Objective, optimizer, cfg: LoopConfig, epoch: int, runtime: Runtime = SINGLE, trained=None) -> dict:
+def _run_epoch(
+    model, objective: Objective, optimizer, cfg: LoopConfig, epoch: int, runtime: Runtime = SINGLE, trained=None
+) -> dict:
     model.train()
     gen = epoch_generator(cfg.seed, epoch)
     torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))  # dropout et al.
     batches = objective.batches(epoch, gen)  # the same in every process: each trains on its slice
     trained = model if trained is None else trained
     total = len(batches) if hasattr(batches, "__len__") else None
-    bar = tqdm(batches, total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if cfg.progress and runtime.writer else True, leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        batches,
+        total=total,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        disable=None if cfg.progress and runtime.writer else True,
+        leave=False,
+        dynamic_ncols=True,
+    )
     start, loss_sum, count = time.perf_counter(), 0.0, 0
     for batch in bar:
         optimizer.zero_grad(set_to_none=True)
@@ -182,7 +212,11 @@ def _run_epoch(model, objective: Objective, optimizer, cfg: LoopConfig, epoch: i
     model.eval()
     with torch.no_grad():
         metrics = objective.validate(model)
-    row = {"epoch": epoch, "train_loss": runtime.mean(loss_sum / count), "seconds": round(time.perf_counter() - start, 3)}
+    row = {
+        "epoch": epoch,
+        "train_loss": runtime.mean(loss_sum / count),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
     row.update({k: float(v) for k, v in metrics.items()})
     if cfg.progress and runtime.writer:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",))

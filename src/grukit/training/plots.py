@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # What a history key means, for axis labels and legends; a task may add its own
 # through ``labels`` (an objective's ``labels`` attribute, in fit).
@@ -53,7 +53,14 @@ def save_figure(fig, path: str | Path) -> None:
     tmp.replace(path)
 
 
-def history_figure(history: list[dict], monitor: str, *, title: str | None = None, labels: dict[str, str] | None = None, kept: int | None = None) -> Figure:
+def history_figure(
+    history: list[dict],
+    monitor: str,
+    *,
+    title: str | None = None,
+    labels: dict[str, str] | None = None,
+    kept: int | None = None,
+) -> Figure:
     """The figure :func:`plot_history` saves (returned open, so tests can inspect it).
 
     Losses on the left axis, the monitored metric (when it is not the validation
@@ -63,9 +70,23 @@ def history_figure(history: list[dict], monitor: str, *, title: str | None = Non
     epochs = [r["epoch"] + 1 for r in history]
     style = {"marker": "o" if len(history) <= MARKERS_UP_TO else None, "markersize": 4}
     fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
-    ax.plot(epochs, [r["train_loss"] for r in history], "-", color="tab:blue", label=metric_label("train_loss", labels), **style)
+    ax.plot(
+        epochs,
+        [r["train_loss"] for r in history],
+        "-",
+        color="tab:blue",
+        label=metric_label("train_loss", labels),
+        **style,
+    )
     if all("val_loss" in r for r in history):
-        ax.plot(epochs, [r["val_loss"] for r in history], "-", color="tab:orange", label=metric_label("val_loss", labels), **style)
+        ax.plot(
+            epochs,
+            [r["val_loss"] for r in history],
+            "-",
+            color="tab:orange",
+            label=metric_label("val_loss", labels),
+            **style,
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel(labels.get("loss", "loss") if labels else "loss")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -73,7 +94,9 @@ def history_figure(history: list[dict], monitor: str, *, title: str | None = Non
     handles, names = ax.get_legend_handles_labels()
     if monitor != "val_loss" and all(monitor in r for r in history):
         ax2 = ax.twinx()
-        ax2.plot(epochs, [r[monitor] for r in history], "--", color="tab:green", label=metric_label(monitor, labels), **style)
+        ax2.plot(
+            epochs, [r[monitor] for r in history], "--", color="tab:green", label=metric_label(monitor, labels), **style
+        )
         ax2.set_ylabel(metric_label(monitor, labels))
         more = ax2.get_legend_handles_labels()
         handles, names = handles + more[0], names + more[1]
@@ -81,13 +104,33 @@ def history_figure(history: list[dict], monitor: str, *, title: str | None = Non
         x = kept + 1
         ax.axvline(x, color="0.35", linestyle=":", linewidth=1.2, gid="kept")
         right = x > (epochs[0] + epochs[-1]) / 2  # text on the side with room
-        ax.annotate(f"kept: epoch {x}", xy=(x, 1), xycoords=("data", "axes fraction"), xytext=(-4 if right else 4, -4),
-                    textcoords="offset points", ha="right" if right else "left", va="top", fontsize=8, color="0.25", gid="kept-label")
+        ax.annotate(
+            f"kept: epoch {x}",
+            xy=(x, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(-4 if right else 4, -4),
+            textcoords="offset points",
+            ha="right" if right else "left",
+            va="top",
+            fontsize=8,
+            color="0.25",
+            gid="kept-label",
+        )
     ax.set_title(title or "training history")
-    fig.legend(handles, names, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=8)  # below the axes: no curve crosses it
+    fig.legend(
+        handles, names, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=8
+    )  # below the axes: no curve crosses it
     return fig
 
 
-def plot_history(history: list[dict], path: str | Path, monitor: str, *, title: str | None = None, labels: dict[str, str] | None = None, kept: int | None = None) -> None:
+def plot_history(
+    history: list[dict],
+    path: str | Path,
+    monitor: str,
+    *,
+    title: str | None = None,
+    labels: dict[str, str] | None = None,
+    kept: int | None = None,
+) -> None:
     """Draw :func:`history_figure` to ``path`` (a PNG), atomically."""
     save_figure(history_figure(history, monitor, title=title, labels=labels, kept=kept), path)

@@ -12,8 +12,9 @@ file.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -83,7 +84,7 @@ class Runtime:
         return float(t.item()) / self.world_size
 
     @classmethod
-    def from_env(cls) -> "Runtime":
+    def from_env(cls) -> Runtime:
         """The runtime ``torchrun`` describes (WORLD_SIZE, RANK, LOCAL_RANK), joining its process group
         (gloo on the CPU, nccl where CUDA is present); one plain process otherwise."""
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
@@ -94,7 +95,9 @@ class Runtime:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if not dist.is_initialized():
             dist.init_process_group(backend)
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if backend == "nccl" else torch.device("cpu")
+        device = (
+            torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if backend == "nccl" else torch.device("cpu")
+        )
         return cls(dist.get_rank(), dist.get_world_size(), device, backend)
 
 
