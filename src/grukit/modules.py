@@ -262,6 +262,10 @@ class GRU(nn.Module):
     def forward(
         self, input: Tensor | PackedSequence, hx: Tensor | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor | PackedSequence, Tensor]:  # lengths may be positional: torch.onnx.export passes every default so
+        if lengths is None and not torch.is_grad_enabled():
+            fast = self._no_grad_forward(input, hx)
+            if fast is not None:
+                return fast
         w0 = self.weight_ih_l0
         packed = isinstance(input, PackedSequence)
         if packed:
@@ -298,6 +302,47 @@ class GRU(nn.Module):
         if self.batch_first:
             out = out.transpose(0, 1)
         return out, h_n
+
+    def _no_grad_forward(self, input: Tensor, hx: Tensor | None) -> tuple[Tensor, Tensor] | None:
+        """The plain GRU under torch.no_grad in one native call, or None where this path does not
+        apply (the caller then takes the checked path, which also names anything wrong).
+
+        Per call it costs what a small layer's arithmetic costs: no per-layer Python, no
+        dispatcher, no autograd. It never runs under tracing, compiling, exporting or torch.func
+        transforms, for tensor subclasses, with a cell option, mixed precision or lengths."""
+        if (
+            type(input) is not Tensor
+            or (hx is not None and type(hx) is not Tensor)
+            or self.layer_norm
+            or self.zoneout
+            or self.recurrent_dropout
+            or self.input_dropout
+            or self.weight_dropout
+            or (self.dropout and self.training and self.num_layers > 1)
+            or self.compute_dtype not in (None, input.dtype)
+            or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()
+            or backend.transforms_active()
+        ):
+            return None
+        stack = backend.stack_fn(input)
+        batched = input.dim() == 3
+        if stack is None or not (batched or input.dim() == 2) or input.numel() == 0 or self.hidden_size == 0:
+            return None
+        params = [self._parameters.get(n) for n in self._flat_weights_names]
+        if any(type(p) not in _PLAIN for p in params):
+            return None
+        x = input if batched else input.unsqueeze(1)  # (T, B, I)
+        if batched and self.batch_first:
+            x = x.transpose(0, 1)
+        h0 = hx if hx is None or batched else hx.unsqueeze(1)  # (L*D, B, H)
+        try:
+            out, h_n = stack(x, h0, params, self.num_layers, self.bidirectional, self.bias, self.reset_after)
+        except RuntimeError:  # a wrong shape, dtype or device: the checked path says which, in torch's words
+            return None
+        if not batched:
+            return out.squeeze(1), h_n.squeeze(1)
+        return (out.transpose(0, 1) if self.batch_first else out), h_n
 
     def _run(self, x: Tensor, h0: Tensor, weights, lengths: Tensor | None, norms=None) -> tuple[Tensor, Tensor]:
         """The stack on checked tensors: x (T, B, I), h0 (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""
@@ -350,6 +395,9 @@ class GRU(nn.Module):
         from .interchange import gru_keras_weights
 
         return gru_keras_weights(self)
+
+
+_PLAIN = (Tensor, nn.Parameter)  # not a tensor subclass (ExpandedWeight, fake or functional tensors)
 
 
 def _repack(out: Tensor, like: PackedSequence) -> PackedSequence:

@@ -37,8 +37,10 @@
 
 #include <ATen/cpu/vec/functional.h>
 
+#include <atomic>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -181,8 +183,15 @@ static void check_args(const Tensor& x, const Tensor& h0, const Tensor& w_ih, co
 }
 
 static Tensor bias_or_zeros(const OptTensor& b, int64_t n, const at::TensorOptions& acc) {
-  if (given(b)) return b->to(acc).contiguous();  // (3H,)
+  if (given(b) && b->scalar_type() == acc.dtype() && b->is_contiguous()) return *b;  // (3H,) as given: no call
+  if (given(b)) return b->to(acc).contiguous();
   return at::zeros({n}, acc);
+}
+
+// Rows [b0, b0 + n) of t along dim; t itself when that is all of it (a view
+// costs a dispatch, and a single piece of work takes every row).
+static Tensor block(const Tensor& t, int64_t dim, int64_t b0, int64_t n) {
+  return b0 == 0 && n == t.size(dim) ? t : t.narrow(dim, b0, n);
 }
 
 static const int64_t* lengths_ptr(const OptTensor& lengths) {
@@ -193,13 +202,35 @@ static const int64_t* lengths_ptr(const OptTensor& lengths) {
 // than threads (batch 1, one direction): each thread runs f(j0, j1, true) for
 // its slice of the hidden units, in whole 16-unit blocks, and the slices meet
 // at team_barrier() inside f. Only with OpenMP (torch's own threads here).
+//
+// The team meets at its own barrier rather than OpenMP's: a thread that
+// arrives first spins only briefly (kSpins pauses, a few microseconds, longer
+// than a step's wait on a quiet machine) and then yields its core at every
+// check. With another process busy on the other core, the thread it waits
+// for may not be running at all; spinning on would hold the one core that
+// thread could run on (measured before: a 20x slower step on a loaded machine).
+struct TeamBarrier {
+  std::atomic<int64_t> arrived{0};
+  std::atomic<int64_t> phase{0};
+  int64_t size = 1;
+};
+constexpr int kSpins = 2000;
+thread_local TeamBarrier* team_now = nullptr;  // the team this thread is in, while it runs
+thread_local int64_t team_phase = 0;           // the phase this thread waits to see passed
+
 template <typename F>
 static void run_team(int64_t threads, int64_t H, const F& f) {
 #ifdef _OPENMP
+  TeamBarrier barrier;
 #pragma omp parallel num_threads(static_cast<int>(threads))
   {
     const int64_t n = omp_get_num_threads(), i = omp_get_thread_num(), blocks = (H + 15) / 16;
+#pragma omp single
+    barrier.size = n;  // (single ends with OpenMP's barrier: every thread sees the size)
+    team_now = &barrier;
+    team_phase = 0;
     f(std::min(H, blocks * i / n * 16), std::min(H, blocks * (i + 1) / n * 16), n > 1);
+    team_now = nullptr;
   }
 #else
   f(0, H, false);
@@ -215,10 +246,25 @@ inline int64_t team_rank() {
 #endif
 }
 
+// Every thread of the team waits here until all have arrived (see TeamBarrier).
 inline void team_barrier() {
-#ifdef _OPENMP
-#pragma omp barrier
+  TeamBarrier* b = team_now;
+  if (b == nullptr || b->size < 2) return;
+  const int64_t next = ++team_phase;
+  if (b->arrived.fetch_add(1, std::memory_order_acq_rel) == b->size - 1) {  // the last to arrive opens it
+    b->arrived.store(0, std::memory_order_relaxed);
+    b->phase.store(next, std::memory_order_release);
+    return;
+  }
+  for (int spin = 0; b->phase.load(std::memory_order_acquire) < next; ++spin) {
+    if (spin < kSpins) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
 #endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 // A team pays a barrier per step (about a microsecond): worth it when a step
@@ -323,9 +369,12 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
         st.out = out.data_ptr<scalar_t>() + t * out.stride(0);
         st.ws = ws.data_ptr<A>() + (train ? t : 0) * ws_t;
         st.zone = zone.defined() ? zone.const_data_ptr<scalar_t>() + t * zone.stride(0) : nullptr;
-        if (all) {
+        if (all && ut.defined()) {  // (B, 3H) = h_in @ U^T: the one recurrent product, on raw pointers
+          const scalar_t* hp = mask.defined() ? base.hin : hs.const_data_ptr<scalar_t>() + slot(prev) * hs_t;
+          step_mm<scalar_t, A>(hp, mask.defined() ? H : hs.stride(1), B, H, ut, 0, gates * H, gh_out, gh.stride(0));
+        } else if (all) {  // a single step: U is used once, unpacked
           const Tensor h_in = mask.defined() ? hin : hs.select(0, slot(prev));  // (B, H)
-          recurrent<scalar_t, A>(gh, h_in, u, ut);  // (B, 3H) = h_in @ U^T: the one recurrent product
+          recurrent<scalar_t, A>(gh, h_in, u, ut);
         } else {  // this slice's columns of r, z (and n); raw pointers: no tensors shared between the team
           const scalar_t* hp = mask.defined() ? base.hin : hs.const_data_ptr<scalar_t>() + slot(prev) * hs_t;
           const int64_t ld = mask.defined() ? H : hs.stride(1);
@@ -408,7 +457,7 @@ static OptTensor pick(const OptTensor& t, int64_t d) {
 // D directions of one layer. Weights are stacked per direction: w_ih (D, 3H, I),
 
 static Tensor rows_of(const OptTensor& t, int64_t d, int64_t dim, int64_t b0, int64_t n) {
-  return given(t) ? t->select(0, d).narrow(dim, b0, n) : Tensor();
+  return given(t) ? block(t->select(0, d), dim, b0, n) : Tensor();
 }
 
 // D directions of one layer. Weights are stacked per direction: w_ih (D, 3H, I),
@@ -421,6 +470,9 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward(const Tensor& x_
                                                                  const Tensor& w_hh, const OptTensor& b_ih,
                                                                  const OptTensor& b_hh, const OptTensor& lengths,
                                                                  const CellArgs& c, bool reverse, bool train) {
+  // Nothing inside differentiates or is returned as a view: the many views and
+  // temporaries below skip autograd's view tracking (a microsecond each).
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
   check_args(x_, h0, w_ih, w_hh, b_ih, b_hh, lengths, c);
   const int64_t D = w_ih.size(0);
   TORCH_CHECK(D == 1 || !reverse, "grukit: reverse needs one direction");
@@ -443,19 +495,19 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward(const Tensor& x_
   const auto ps = pieces(D, B);
   const int64_t team = team_size(ps.size(), T, B, H);
   run_pieces(ps, [&](const Piece& p) {
-    forward_direction(gi.select(0, p.d).narrow(1, p.b0, p.n), h0.select(0, p.d).narrow(0, p.b0, p.n),
+    forward_direction(block(gi.select(0, p.d), 1, p.b0, p.n), block(h0.select(0, p.d), 0, p.b0, p.n),
                       w_hh.select(0, p.d), pick(b_ih, p.d), pick(b_hh, p.d), len ? len + p.b0 : nullptr, c,
                       norms.defined() ? norms.select(0, p.d) : Tensor(), rows_of(c.zone, p.d, 1, p.b0, p.n),
                       rows_of(c.mask, p.d, 0, p.b0, p.n), reverse || p.d == 1, train, team,
-                      hs.select(0, p.d).narrow(1, p.b0, p.n), ws.select(0, p.d).narrow(1, p.b0, p.n),
-                      out.narrow(2, p.d * H, H).narrow(1, p.b0, p.n));
+                      block(hs.select(0, p.d), 1, p.b0, p.n), block(ws.select(0, p.d), 1, p.b0, p.n),
+                      block(D == 1 ? out : out.narrow(2, p.d * H, H), 1, p.b0, p.n));
   });
   Tensor h_n = at::empty({D, B, H}, x.options());                      // (D, B, H)
   for (int64_t d = 0; d < D; ++d) {
     const int64_t last = reverse || d == 1 ? 0 : T;  // the index of the final state
     h_n.select(0, d).copy_(hs.select(0, d).select(0, train ? last : last % 2));
   }
-  if (!train) ws = at::empty({0}, acc);
+  if (!train) ws = Tensor();  // nothing reads it (gru_layer returns out and h_n only)
   return {out, h_n, hs, ws};
 }
 
@@ -605,6 +657,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_bac
     const Tensor& dout_, const Tensor& dh_n, const Tensor& x_, const Tensor& hs, const Tensor& ws, const Tensor& w_ih,
     const Tensor& w_hh, const OptTensor& lengths, const OptTensor& norms_, const OptTensor& zoneout,
     const OptTensor& h_mask, double zoneout_p, bool reset_after, bool reverse, bool need_dx, bool need_bias) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in layer_forward
   const CellArgs c{reset_after, norms_, zoneout, zoneout_p, h_mask};
   check_args(x_, hs.select(1, 0), w_ih, w_hh, std::nullopt, std::nullopt, lengths, c);
   const int64_t D = w_ih.size(0);
@@ -662,11 +715,46 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_bac
   return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dnorms};
 }
 
+// A whole stack without autograd and without the dispatcher: grukit.GRU's
+// forward under torch.no_grad calls this directly (a torch.ops call per layer
+// costs microseconds of dispatch, more than the arithmetic of a small layer).
+// params: torch.nn.GRU's flat parameter list (per layer and direction: w_ih,
+// w_hh, and b_ih, b_hh with bias); x (T, B, I); h0 (L*D, B, H) or none (zeros).
+// Every layer goes through gru_layer and its checks.
+std::tuple<Tensor, Tensor> gru_stack(const Tensor& x, const OptTensor& h0, const std::vector<Tensor>& params,
+                                     int64_t num_layers, bool bidirectional, bool bias, bool reset_after) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const int64_t D = bidirectional ? 2 : 1, per = bias ? 4 : 2;
+  TORCH_CHECK(num_layers >= 1 && static_cast<int64_t>(params.size()) == num_layers * D * per,
+              "grukit: expected ", num_layers * D * per, " parameters, got ", params.size());
+  TORCH_CHECK(x.dim() == 3, "grukit: x must be (T, B, I), got ", x.sizes());
+  TORCH_CHECK(params[1].dim() == 2, "grukit: weight_hh must be (3H, H), got ", params[1].sizes());
+  const int64_t B = x.size(1), H = params[1].size(1);
+  const Tensor h = given(h0) ? *h0 : at::zeros({num_layers * D, B, H}, x.options());  // (L*D, B, H)
+  TORCH_CHECK(h.dim() == 3 && h.size(0) == num_layers * D, "grukit: h0 must be (L*D, B, H), got ", h.sizes());
+  const auto stacked = [&](int64_t layer, int64_t k) {  // parameter k of both directions: (D, ...)
+    const Tensor& p = params[layer * D * per + k];
+    return D == 1 ? p.unsqueeze(0) : at::stack({p, params[(layer * D + 1) * per + k]});
+  };
+  Tensor in = x;
+  std::vector<Tensor> h_n;
+  for (int64_t layer = 0; layer < num_layers; ++layer) {
+    auto [out, hl] = gru_layer(in, h.narrow(0, layer * D, D), stacked(layer, 0), stacked(layer, 1),
+                               bias ? OptTensor(stacked(layer, 2)) : std::nullopt,
+                               bias ? OptTensor(stacked(layer, 3)) : std::nullopt, std::nullopt, std::nullopt,
+                               std::nullopt, std::nullopt, 0.0, reset_after, false);
+    in = out;  // (T, B, D*H)
+    h_n.push_back(hl);  // (D, B, H)
+  }
+  return {in, num_layers == 1 ? h_n[0] : at::cat(h_n)};
+}
+
 // One step without autograd (GRUCell inference): x (B, I), h (B, H) -> h' (B, H).
 // Small batches run the matrix-vector products and the gates in one call with
 // no intermediate tensors; larger ones take the layer path with T = 1.
 Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
                 const OptTensor& b_hh, bool reset_after) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in layer_forward
   const bool bias = b_ih.has_value() && b_ih->defined();
   const bool small = x.dim() == 2 && x.size(0) <= 4 && x.is_contiguous() && h.is_contiguous() && w_ih.is_contiguous() &&
                      w_hh.is_contiguous() && (!bias || (b_ih->is_contiguous() && b_hh->is_contiguous()));

@@ -309,3 +309,17 @@ def cell_op():
     if _cell is None:
         _cell = _build.module().gru_cell
     return _cell
+
+
+_stack_op = None
+
+
+def stack_op():
+    """The no-grad stack, ``(x, h0 or None, flat parameters, num_layers, bidirectional, bias,
+    reset_after) -> (out, h_n)`` (positional): every layer through the gru_layer op's code,
+    called as one plain function (no dispatcher, no autograd, no tracing) for grukit.GRU's
+    forward under torch.no_grad."""
+    global _stack_op
+    if _stack_op is None:
+        _stack_op = _build.module().gru_stack
+    return _stack_op

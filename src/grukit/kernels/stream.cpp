@@ -1,14 +1,21 @@
-// The no-grad step as a plain Python function. A stream of single steps
-// (GRUCell under torch.no_grad) calls it directly: through the dispatcher, a
-// torch.ops call costs about 2.5 us, as much as the whole step at H = 128.
-// The code is the gru_cell op's (driver.cpp); only the way in differs.
+// The no-grad paths as plain Python functions. A stream of single steps
+// (GRUCell under torch.no_grad) and grukit.GRU's no-grad forward call them
+// directly: through the dispatcher, a torch.ops call costs about 2.5 us, as
+// much as the whole step at H = 128. The code is the ops' own (driver.cpp:
+// gru_cell, and gru_layer once per layer); only the way in differs.
 #include <torch/extension.h>
 
 namespace grukit {
 at::Tensor gru_cell(const at::Tensor& x, const at::Tensor& h, const at::Tensor& w_ih, const at::Tensor& w_hh,
                     const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh, bool reset_after);
+std::tuple<at::Tensor, at::Tensor> gru_stack(const at::Tensor& x, const std::optional<at::Tensor>& h0,
+                                             const std::vector<at::Tensor>& params, int64_t num_layers,
+                                             bool bidirectional, bool bias, bool reset_after);
 }  // namespace grukit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_cell", &grukit::gru_cell, "x (B, I), h (B, H), w_ih, w_hh, b_ih, b_hh, reset_after -> h' (B, H); no autograd");
+  m.def("gru_stack", &grukit::gru_stack,
+        "x (T, B, I), h0 (L*D, B, H) or None, torch.nn.GRU's flat parameters, num_layers, bidirectional, bias, "
+        "reset_after -> (out (T, B, D*H), h_n (L*D, B, H)); no autograd");
 }

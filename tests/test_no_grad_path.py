@@ -1,0 +1,204 @@
+"""grukit.GRU's no-grad forward: one native call for the whole stack (modules.GRU._no_grad_forward).
+
+It must give what the checked path and the reference give, be taken exactly where
+it applies, and leave every error to the checked path's named messages."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+
+import pytest
+import torch
+from conftest import assert_close
+
+import grukit
+from grukit import backend, kernels
+from grukit.kernels import _build
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _native():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ok = kernels.available()
+    if not ok and os.environ.get("GRUKIT_REQUIRE_NATIVE"):
+        pytest.fail(f"native kernel unavailable: {_build.error()}")
+    if not ok:
+        pytest.skip(f"native kernel unavailable: {_build.error()}")
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """How many times the one-call stack ran."""
+    count = [0]
+    real = backend.stack_fn
+
+    def counting(x):
+        stack = real(x)
+        if stack is None:
+            return None
+
+        def run(*args):
+            count[0] += 1
+            return stack(*args)
+
+        return run
+
+    monkeypatch.setattr(backend, "stack_fn", counting)
+    return count
+
+
+def _reference(model, x, hx):
+    backend.set_backend("reference")
+    try:
+        with torch.no_grad():
+            return model(x, hx)
+    finally:
+        backend.set_backend(None)
+
+
+GRID = list(
+    itertools.product(
+        [1, 2],  # layers
+        [False, True],  # bidirectional
+        [True, False],  # bias
+        [False, True],  # batch_first
+        [True, False],  # batched
+        [False, True],  # hx given
+        [True, False],  # reset_after
+    )
+)
+
+
+@pytest.mark.parametrize("layers, bidirectional, bias, batch_first, batched, with_hx, reset_after", GRID)
+def test_no_grad_stack_matches_reference(
+    calls, layers, bidirectional, bias, batch_first, batched, with_hx, reset_after
+):
+    D = 2 if bidirectional else 1
+    model = grukit.GRU(
+        5,
+        7,
+        layers,
+        bias=bias,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        reset_after=reset_after,
+        dtype=torch.float64,
+    )
+    T, B = 6, 3
+    if batched:
+        x = torch.randn(B, T, 5, dtype=torch.float64) if batch_first else torch.randn(T, B, 5, dtype=torch.float64)
+        hx = torch.randn(layers * D, B, 7, dtype=torch.float64) if with_hx else None
+    else:
+        x = torch.randn(T, 5, dtype=torch.float64)
+        hx = torch.randn(layers * D, 7, dtype=torch.float64) if with_hx else None
+    with torch.no_grad():
+        out, h_n = model(x, hx)
+    assert calls[0] == 1
+    ref_out, ref_h = _reference(model, x, hx)
+    assert out.shape == ref_out.shape and h_n.shape == ref_h.shape
+    assert_close(out, ref_out, torch.float64, "output")
+    assert_close(h_n, ref_h, torch.float64, "h_n")
+    out_grad, h_grad = model(x, hx)  # autograd on: the checked path, the same numbers
+    assert_close(out, out_grad.detach(), torch.float64, "output with grad")
+    assert_close(h_n, h_grad.detach(), torch.float64, "h_n with grad")
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+def test_no_grad_stack_in_lower_precision(calls, dtype, tol):
+    model = grukit.GRU(8, 16, 2, bidirectional=True)
+    x = torch.randn(9, 4, 8)
+    with torch.no_grad():
+        expected, _ = _reference(model.double(), x.double(), None)
+        out, h_n = model.to(dtype)(x.to(dtype))
+    assert calls[0] == 1 and out.dtype == dtype and h_n.dtype == dtype
+    err = (out.double() - expected).abs().max() / expected.abs().max().clamp(min=1.0)
+    assert err < tol, f"relative error {err:.3g}"
+
+
+@pytest.mark.parametrize(
+    "make, call",
+    [
+        (lambda: grukit.GRU(4, 6, layer_norm=True), None),
+        (lambda: grukit.GRU(4, 6, zoneout=0.3).eval(), None),
+        (lambda: grukit.GRU(4, 6, compute_dtype=torch.bfloat16), None),
+        (lambda: grukit.GRU(4, 6, 2, dropout=0.5).train(), None),
+        (lambda: grukit.GRU(4, 6), "lengths"),
+        (lambda: grukit.GRU(4, 6), "packed"),
+    ],
+)
+def test_other_cases_take_the_checked_path(calls, make, call):
+    model = make()
+    x = torch.randn(5, 3, 4)
+    with torch.no_grad():
+        if call == "lengths":
+            model(x, lengths=torch.tensor([5, 2, 4]))
+        elif call == "packed":
+            model(torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([5, 4, 2])))
+        else:
+            model(x)
+    assert calls[0] == 0
+
+
+def test_dropout_between_layers_in_eval_takes_the_stack(calls):
+    model = grukit.GRU(4, 6, 2, dropout=0.5).eval()
+    with torch.no_grad():
+        model(torch.randn(5, 3, 4))
+    assert calls[0] == 1
+
+
+def test_transforms_and_subclasses_take_the_checked_path(calls):
+    model = grukit.GRU(4, 6)
+    x = torch.randn(3, 5, 4)  # (N, T, I) for vmap over N
+    with torch.no_grad():
+        batched = torch.func.vmap(lambda s: model(s)[0])(x)  # each sample (T, I), unbatched
+        looped = torch.stack([model(s)[0] for s in x])
+    assert_close(batched, looped, torch.float32)
+    assert calls[0] == 3  # the three looped calls only, not the vmapped one
+
+
+def test_torch_compile_under_no_grad_has_no_graph_break(calls):
+    model = grukit.GRU(3, 4, 2, bidirectional=True).eval()
+    x = torch.randn(5, 2, 3)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        out, h_n = compiled(x)
+        traced = calls[0]
+        ref_out, ref_h = model(x)
+    assert traced == 0  # the compiled graph holds the dispatcher's op, not the direct call
+    assert_close(out, ref_out, torch.float32)
+    assert_close(h_n, ref_h, torch.float32)
+
+
+@pytest.mark.parametrize(
+    "name, value, match",
+    [
+        ("bias_hh_l0", torch.zeros(1), r"bias_hh_l0 must have shape \(24,\), got \(1,\)"),
+        ("weight_hh_l0", torch.zeros(24, 9), r"weight_hh_l0 must have shape \(24, 8\)"),
+        ("weight_ih_l1", torch.zeros(24, 7), r"weight_ih_l1 must have shape \(24, 8\)"),
+        ("bias_ih_l1", torch.zeros(24, dtype=torch.float64), "bias_ih_l1 has dtype torch.float64"),
+    ],
+)
+def test_no_grad_errors_name_the_parameter(name, value, match):
+    g = grukit.GRU(5, 8, 2)
+    setattr(g, name, torch.nn.Parameter(value))
+    with torch.no_grad(), pytest.raises((ValueError, TypeError), match=match):
+        g(torch.randn(3, 2, 5))
+
+
+def test_no_grad_input_errors_match_the_checked_path():
+    g = grukit.GRU(5, 8)
+    cases = [
+        (torch.randn(3, 2, 6), None),  # input size
+        (torch.randn(3, 2, 5), torch.randn(1, 3, 8)),  # hx batch
+        (torch.randn(3, 2, 5), torch.randn(1, 2, 8, dtype=torch.float64)),  # hx dtype
+        (torch.randn(3, 2, 5, dtype=torch.float64), None),  # input dtype
+    ]
+    for x, hx in cases:
+        with pytest.raises(Exception) as with_grad:
+            g(x, hx)
+        with torch.no_grad(), pytest.raises(Exception) as without:
+            g(x, hx)
+        assert type(without.value) is type(with_grad.value) and str(without.value) == str(with_grad.value)
