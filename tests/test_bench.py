@@ -126,3 +126,40 @@ def test_bench_cli_cells_quick(tmp_path, one_thread):
     assert "(a) LayerNorm-GRU" in result.output and "fp32 matmul peak" not in result.output  # only the cells section
     data = json.loads(out.read_text())
     assert set(data) == {"cells"} and {"machine", "layer_norm", "baseline", "options"} <= set(data["cells"])
+
+
+# The contention benchmark (grukit.bench_contention): tiny shapes, no timing claims.
+
+
+def test_busy_process_spins_and_stops():
+    from grukit import bench_contention
+
+    with bench_contention.busy_process() as proc:
+        assert proc.poll() is None  # running beside the benchmark
+    assert proc.poll() is not None  # and gone after it
+
+
+def test_bench_contention_tiny_grid(tmp_path):
+    from grukit import bench_contention
+
+    before = torch.get_num_threads()
+    res = bench_contention.run((bench.Config(3, 2, 2, 4),), steps=((2, 4),), min_time=0.0, busy=False)
+    assert torch.get_num_threads() == before  # the 1- and 2-thread rounds set threads back
+    assert [r["config"] for r in res["rows"]] == ["T3 B2 I2 H4", "cell step B1 I2 H4"]
+    cases = [r[m] for r in res["rows"] for m in ("infer", "train") if m in r]
+    assert len(cases) == 3 and all(c["slowdown"] > 0 and c["vs_torch"] > 0 for c in cases)
+    assert res["summary"]["worst_slowdown"] == max(c["slowdown"] for c in cases)
+    table = bench_contention.format_table(res)
+    assert "T3 B2 I2 H4" in table and "no busy process" in table
+    bench_contention.plot(res, str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_bench_cli_contention_quick(tmp_path):
+    out = tmp_path / "c.json"
+    result = CliRunner().invoke(main, ["bench", "--contention", "--quick", "--min-time", "0.001", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "with one busy process beside" in result.output
+    assert json.loads(out.read_text())["machine"]["busy_process"] is True
+    bad = CliRunner().invoke(main, ["bench", "--contention", "--peers"])
+    assert bad.exit_code == 2 and "choose one" in bad.output

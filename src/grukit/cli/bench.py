@@ -37,6 +37,11 @@ from .main import main
     is_flag=True,
     help="grukit against torch.nn.GRU, ONNX Runtime, OpenVINO, JAX and Keras, at 1 and 2 threads (or --threads)",
 )
+@click.option(
+    "--contention",
+    is_flag=True,
+    help="grukit at 2 threads against its own 1 thread (and torch) with another process busy beside",
+)
 def bench_cmd(
     quick: bool,
     json_path: str | None,
@@ -45,12 +50,26 @@ def bench_cmd(
     threads: int | None,
     cells: bool,
     peers: bool,
+    contention: bool,
 ) -> None:
-    """Medians and torch/grukit ratios: inference, training, batch-1 step, bf16 (--cells: the cell options; --peers: other engines)."""
+    """Medians and torch/grukit ratios: inference, training, batch-1 step, bf16 (--cells: the cell options; --peers: other engines; --contention: threads beside a busy process)."""
     from .. import bench
 
-    if cells and peers:
-        raise click.UsageError("--cells and --peers are two separate benchmarks: choose one")
+    if cells + peers + contention > 1:
+        raise click.UsageError("--cells, --peers and --contention are separate benchmarks: choose one")
+    if contention:
+        if threads is not None:
+            raise click.UsageError("--contention compares 1 and 2 threads itself: drop --threads")
+        from .. import bench_contention
+
+        res = bench_contention.run(
+            bench_contention.QUICK_CONTENTION if quick else bench_contention.CONTENTION_GRID,
+            steps=((8, 16),) if quick else bench_contention.STEP_SHAPES,
+            min_time=min(min_time, 0.05) if quick else min_time,
+            progress=_say,
+        )
+        _report(res, bench_contention.format_table, bench_contention.plot, res, json_path, plot_path)
+        return
     if peers:
         from .. import bench_peers
 
