@@ -215,7 +215,7 @@ class GRU(nn.Module):
         if not self.layer_norm:
             return None
         flat = [getattr(self, n) for n in self._norm_names]
-        return [tuple(flat[i : i + 4]) for i in range(0, len(flat), 4)]  # type: ignore[misc]
+        return [tuple(flat[i : i + 4]) for i in range(0, len(flat), 4)]
 
     def _check_parameters(self, dtype: torch.dtype, device: torch.device) -> None:
         """Every parameter's shape, dtype and device, named, before a kernel reads it."""

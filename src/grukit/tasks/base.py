@@ -130,7 +130,7 @@ class Task(Generic[C, S, M]):
                 backend.prepare()
                 return train(self, *args, **kw)
 
-            train_after_build._kernel_first = True  # type: ignore[attr-defined]
+            train_after_build._kernel_first = True
             cls.train = train_after_build
 
     # ---- the parts a task supplies ---------------------------------------------
