@@ -71,10 +71,12 @@ test-isa: setup
 	ATEN_CPU_CAPABILITY=avx2 GRUKIT_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q $(NATIVE_TESTS)
 	ATEN_CPU_CAPABILITY=default GRUKIT_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q $(NATIVE_TESTS)
 
-# Lint and format check (ruff, configured in pyproject.toml); `ruff format` applies the format.
+# Lint and format check (ruff), then the type check (mypy on src/grukit), all configured in
+# pyproject.toml; `ruff format` applies the format.
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/grukit bench

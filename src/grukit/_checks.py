@@ -36,7 +36,8 @@ def check_constructor(input_size, hidden_size, num_layers=1, dropout=0.0, *, cel
         raise OptionTypeError(
             f"{torch_words}; dropout must be a float in [0, 1], got {type(dropout).__name__} ({dropout!r})"
         )
-    if math.isnan(dropout) or not 0.0 <= dropout <= 1.0:
+    # typeshed's numbers.Real declares no comparison with a float (python/mypy#3186)
+    if math.isnan(dropout) or not 0.0 <= dropout <= 1.0:  # type: ignore[operator]
         raise ValueError(f"{torch_words}; dropout must be in [0, 1], got {dropout}")
 
 

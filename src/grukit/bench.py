@@ -134,9 +134,11 @@ def matmul_peak(
     for n in sizes:
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         out = torch.empty(n, n, dtype=dtype)
-        t = min(
-            rounds([lambda a=a, b=b, out=out: torch.mm(a, b, out=out)], min_time=min_time)[0]
-        )  # the ceiling: best repeat
+
+        def mm(a: torch.Tensor = a, b: torch.Tensor = b, out: torch.Tensor = out) -> torch.Tensor:
+            return torch.mm(a, b, out=out)
+
+        t = min(rounds([mm], min_time=min_time)[0])  # the ceiling: best repeat
         best = max(best, 2.0 * n**3 / t)
     return best
 

@@ -213,7 +213,7 @@ def time_baseline(cfg: Config, target: float, *, min_time: float = 0.5) -> dict:
 def time_options(cfg: Config, values: tuple[tuple[str, float], ...], *, min_time: float = 0.5) -> list[dict]:
     """(c) each option alone vs the plain GRU, same weights, training mode, forward + backward: option / plain."""
     plain = _plain(cfg)
-    models = [_plain(cfg, **{name: p}) for name, p in values]  # same seed: same weights
+    models = [_plain(cfg, 0, **{name: p}) for name, p in values]  # same seed: same weights
     x, g = _data(cfg)
     times = rounds([_train(m, x, g) for m in (plain, *models)], min_time=min_time)
     rows = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -63,8 +64,9 @@ class GRUCell(nn.Module):
             and not torch.compiler.is_compiling()
             and not backend.transforms_active()
         )
-        if streaming:  # a no-grad stream of steps on the CPU: skip the checks already passed for these inputs
-            p = self._parameters  # (not self.weight_ih: nn.Module's attribute lookup costs more than the check)
+        if streaming and hx is not None:  # a no-grad stream of steps on the CPU: skip the checks already passed
+            # for these inputs (streaming implies hx is not None: that test only narrows hx's type)
+            p: dict[str, Any] = self._parameters  # (not self.weight_ih: nn.Module's lookup costs more than the check)
             w = p["weight_ih"]
             key = (input.shape, hx.shape, input.dtype, hx.dtype, w.dtype, w.is_cpu, backend.forced())
             if key == self._streaming_key:
@@ -80,7 +82,7 @@ class GRUCell(nn.Module):
     # choice once, not at every step. (GRUKIT_BACKEND is read when the stream
     # starts, not at every step.)
     _streaming_key: tuple | None = None
-    _streaming_step = None
+    _streaming_step: Any = None  # the step function chosen with _streaming_key
 
     def __getstate__(self) -> dict:
         """Pickle, deepcopy and torch.save without the stream's step function (a handle into the

@@ -12,6 +12,7 @@ backward layer's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -154,9 +155,11 @@ def gru_keras_weights(gru) -> list[np.ndarray]:
     """Arrays for Keras ``set_weights`` (one layer; Bidirectional if D = 2)."""
     if gru.num_layers != 1:
         raise ValueError(f"a Keras GRU layer has one layer; this GRU has num_layers={gru.num_layers}")
-    out = []
+    out: list[np.ndarray] = []
     for suffix in ("_l0", "_l0_reverse")[: gru.num_directions]:
-        p = {n: getattr(gru, n + suffix, None) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        p: dict[str, Any] = {
+            n: getattr(gru, n + suffix, None) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        }
         arrays = [_swap_rz(p["weight_ih"].detach(), 0).T, _swap_rz(p["weight_hh"].detach(), 0).T]
         if gru.bias:
             b_ih, b_hh = _swap_rz(p["bias_ih"].detach(), 0), _swap_rz(p["bias_hh"].detach(), 0)

@@ -72,6 +72,8 @@ class MinGRU(nn.Module):
     the faster one.
     """
 
+    weight_l0: Tensor  # registered in __init__ (the other parameters are read through their names)
+
     def __init__(
         self,
         input_size: int,

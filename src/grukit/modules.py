@@ -89,6 +89,8 @@ class GRU(nn.Module):
         Departures: the ``lengths`` keyword and ``reset_after``; no ``proj_size``.
     """
 
+    weight_ih_l0: Tensor  # registered in __init__ (the other parameters are read through their names)
+
     def __init__(
         self,
         input_size: int,
@@ -206,14 +208,14 @@ class GRU(nn.Module):
         return [flat[i : i + per] for i in range(0, len(flat), per)]
 
     def _layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
-        return [tuple(w) if self.bias else (w[0], w[1], None, None) for w in self.all_weights]
+        return [(w[0], w[1], w[2], w[3]) if self.bias else (w[0], w[1], None, None) for w in self.all_weights]
 
     def _norms(self) -> list[tuple[Tensor, Tensor, Tensor, Tensor]] | None:
         """(gain_ih, bias_ih, gain_hh, bias_hh) per layer and direction, or None without layer_norm."""
         if not self.layer_norm:
             return None
         flat = [getattr(self, n) for n in self._norm_names]
-        return [tuple(flat[i : i + 4]) for i in range(0, len(flat), 4)]  # type: ignore[misc]
+        return [tuple(flat[i : i + 4]) for i in range(0, len(flat), 4)]
 
     def _check_parameters(self, dtype: torch.dtype, device: torch.device) -> None:
         """Every parameter's shape, dtype and device, named, before a kernel reads it."""
@@ -267,8 +269,7 @@ class GRU(nn.Module):
             if fast is not None:
                 return fast
         w0 = self.weight_ih_l0
-        packed = isinstance(input, PackedSequence)
-        if packed:
+        if isinstance(input, PackedSequence):
             if lengths is not None:
                 raise ValueError("lengths must not be given with a PackedSequence input: it carries its own lengths")
             _checks.check_input(input.data, self.input_size, w0, 3, "PackedSequence data (N, I)")
@@ -289,13 +290,21 @@ class GRU(nn.Module):
         weights, norms = self._layer_weights(), self._norms()
         low = self.compute_dtype
         if low is not None and low != x.dtype:  # mixed precision: compute in `low`, return in x's dtype
-            weights = [tuple(None if p is None else p.to(low) for p in w) for w in weights]
-            norms = None if norms is None else [tuple(p.to(low) for p in n) for n in norms]
+            weights = [
+                (
+                    w_ih.to(low),
+                    w_hh.to(low),
+                    None if b_ih is None else b_ih.to(low),
+                    None if b_hh is None else b_hh.to(low),
+                )
+                for w_ih, w_hh, b_ih, b_hh in weights
+            ]
+            norms = None if norms is None else [(a.to(low), b.to(low), c.to(low), d.to(low)) for a, b, c, d in norms]
             out, h_n = self._run(x.to(low), h0.to(low), weights, lengths, norms)
             out, h_n = out.to(x.dtype), h_n.to(x.dtype)
         else:
             out, h_n = self._run(x, h0, weights, lengths, norms)  # (T, B, D*H), (L*D, B, H)
-        if packed:
+        if isinstance(input, PackedSequence):
             return _repack(out, input), h_n
         if not batched:
             return out.squeeze(1), h_n.squeeze(1)

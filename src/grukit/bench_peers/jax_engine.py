@@ -74,7 +74,8 @@ class JaxWorker:
                 self.proc.kill()
                 self.proc.wait()
         for f in (self.proc.stdin, self.proc.stdout):
-            f.close()
+            if f is not None:  # (both are pipes)
+                f.close()
 
 
 KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")

@@ -145,6 +145,7 @@ def serve(conn: Pipe) -> None:
                 served = _Served(*msg[1:])
                 conn.send(("ok", served.check()))
             elif msg[0] == "time":
+                assert served is not None, "time before setup"
                 conn.send(("ok", served.time(msg[1])))
             else:
                 return

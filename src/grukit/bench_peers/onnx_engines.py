@@ -30,7 +30,12 @@ def export_onnx(case: Case) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            case.ref, (case.x, _h0(case)), f, dynamo=False, input_names=["x", "h0"], output_names=["y", "h_n"]
+            case.ref,
+            (case.x, _h0(case)),
+            f,  # type: ignore[arg-type]  # torch annotates f as a path; the TorchScript exporter writes to a file too
+            dynamo=False,
+            input_names=["x", "h0"],
+            output_names=["y", "h_n"],
         )
     return f.getvalue()
 

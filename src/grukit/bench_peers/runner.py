@@ -51,7 +51,7 @@ def check(engine: E.Engine, ref_out: tuple, ref_grads: dict | None, cfg: Config)
         grads = engine.grads()
         errs["grads"] = max(rel_err(grads[n], r) if n in grads else float("inf") for n, r in ref_grads.items())
     tol = RTOL[engine.precision]
-    worst = max(errs, key=errs.get)
+    worst = max(errs, key=errs.__getitem__)
     if not errs[worst] <= tol:
         raise PeerMismatch(
             f"{engine.name} does not compute torch.nn.GRU at {cfg.name}: max relative |difference| in {worst} is {errs[worst]:.2e} (tolerance {tol:.0e})"
@@ -106,7 +106,8 @@ def run(
     names, grid, threads, load_before = list(engines), list(grid), list(threads), _loadavg()
     skipped: dict[str, str] = {}
     info: dict[str, dict] = {}
-    rows, peaks, peaks_seen = [], {}, {}
+    rows: list[dict] = []
+    peaks, peaks_seen = {}, {}
     saved = torch.get_num_threads()
     try:
         for n in threads:
@@ -148,6 +149,7 @@ def run(
 def _time_case(case: E.Case, names, jax, skipped, info, min_time: float) -> list[dict]:
     built = build(case, names, jax, skipped)
     ref, cfg = built[0], case.cfg
+    assert ref.grads is not None  # torch's engine trains
     ref_out, ref_grads = ref.outputs(), ref.grads()
     errs = {e.name: check(e, ref_out, ref_grads, cfg) for e in built[1:]}  # every engine, before any timing
     for e in built:
@@ -155,7 +157,9 @@ def _time_case(case: E.Case, names, jax, skipped, info, min_time: float) -> list
     rows = []
     for mode in MODES:
         engines = [e for e in built if mode == "infer" or e.train is not None]
-        times = rounds([e.infer if mode == "infer" else e.train for e in engines], min_time=min_time)
+        # every engine kept for training has a train step
+        steps = [e.train if mode == "train" and e.train is not None else e.infer for e in engines]
+        times = rounds(steps, min_time=min_time)
         medians, paired = _summary(times)
         flops = cfg.flops(
             mode == "train"

@@ -213,7 +213,8 @@ def next_dates(dates, n: int) -> list[str] | None:
     kind, k = step(parsed[-2], parsed[-1])
     if k <= 0:
         return None
-    out, last = [], parsed[-1]
+    out: list[str] = []
+    last = parsed[-1]
     if _weekdays_only(dates):
         while len(out) < n:
             last += timedelta(days=1)

@@ -61,7 +61,8 @@ def read_midi(path: str | Path, step: float) -> np.ndarray:
     tpb = mid.ticks_per_beat
     raw = []  # (part, pitch, start tick, end tick); a part is a (track, channel) pair
     for t, track in enumerate(mid.tracks):
-        tick, sounding = 0, {}
+        tick = 0
+        sounding: dict[tuple[int, int, int], int] = {}  # (track, channel, pitch) -> the tick it started
         for msg in track:
             tick += msg.time
             if msg.type not in ("note_on", "note_off") or msg.channel == DRUM_CHANNEL:

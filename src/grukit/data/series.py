@@ -298,6 +298,7 @@ def _dates(cells: list[str], lines: list[int], what: str, date_format: str, deci
     missing, calendar, first = D.gaps(times)
     if not missing:
         return Dates(stripped, fmt), ""
+    assert first is not None  # dates are missing: the row before the first gap
     return Dates(stripped, fmt), (
         f"{missing} dates missing from the {calendar} calendar (the first after {stripped[first]}, "
         f"line {lines[first]}): no rows inserted, the series is read as consecutive steps"

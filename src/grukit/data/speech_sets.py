@@ -67,7 +67,7 @@ def read_label_folders(root: str | Path) -> list[Utterance]:
 def digit_tokens(text: str, where: str) -> str:
     """A transcript as space-separated digit tokens; ValueError naming ``where`` and the first bad character."""
     words = text.lower().replace(",", " ").replace("-", " ").split()
-    tokens = []
+    tokens: list[str] = []
     for word in words:
         if word.isdigit() and word.isascii():
             tokens.extend(word)

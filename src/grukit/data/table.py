@@ -42,7 +42,8 @@ def separator(header_line: str, sep: str, path) -> str:
 def rows(text: str, delimiter: str, path) -> tuple[list[list[str]], list[int]]:
     """The non-blank rows and the line each starts on; ValueError naming the line for a broken one."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    out, lines = [], []
+    out: list[list[str]] = []
+    lines: list[int] = []
     while True:
         start = reader.line_num + 1
         try:

@@ -14,13 +14,13 @@ import dataclasses
 import numbers
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
-from ..tasks.base import Task, TaskConfig, TaskState, run_task_name, save_run
+from ..tasks.base import S, Task, TaskConfig, run_task_name, save_run
 from ..training import read_json, write_json
 from ..training.checkpoint import save_tensors
 from ..training.loop import HISTORY_FILE, MODEL_FILE, STATE_FILE
@@ -39,14 +39,16 @@ def seed_of(random_state: Any) -> int:
     """random_state -> the config's seed: an int is the seed itself (as --seed); None draws one
     from NumPy's global generator (a different model each fit), a RandomState draws from it."""
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if not 0 <= random_state < 2**32:
+        seed = int(random_state)  # exact for an Integral
+        if not 0 <= seed < 2**32:
             raise ValueError(f"random_state must be in [0, 2**32), got {random_state}")
-        return int(random_state)
+        return seed
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
-class GRUEstimator(BaseEstimator):
-    """Base of the estimators: a task, the config fields the parameters fill, and the run format."""
+class GRUEstimator(BaseEstimator, Generic[S]):
+    """Base of the estimators: a task, the config fields the parameters fill, and the run format.
+    Generic over the task's State (``state_``)."""
 
     _task: ClassVar[Task]
     _fixed: ClassVar[dict] = {}  # config values every fit uses, whatever the parameters
@@ -102,7 +104,7 @@ class GRUEstimator(BaseEstimator):
         self.history_ = fitted.history
         self._set_fitted(fitted.cfg, fitted.state, fitted.model.eval(), {})
 
-    def _set_fitted(self, cfg: TaskConfig, state: TaskState, model, meta: dict) -> None:
+    def _set_fitted(self, cfg: TaskConfig, state: S, model, meta: dict) -> None:
         """Set the fitted attributes from a config, state, model and estimator.json's extras."""
         self.config_, self.state_, self.model_ = cfg, state, model
 
@@ -170,7 +172,7 @@ class GRUEstimator(BaseEstimator):
         return est
 
     @classmethod
-    def _check_run(cls, state: TaskState, run: Path) -> None:
+    def _check_run(cls, state: S, run: Path) -> None:
         """Refuse a run of the right task that this class cannot use (text vs series)."""
 
     def __sklearn_is_fitted__(self) -> bool:

@@ -25,7 +25,7 @@ from . import _inputs
 from ._base import NO_FILE, GRUEstimator
 
 
-class _LabelClassifier(ClassifierMixin, GRUEstimator):
+class _LabelClassifier(ClassifierMixin, GRUEstimator[ClassifyState]):
     """What both classifiers share: labels <-> the task's classes, predict and predict_proba."""
 
     _task = ClassifyTask()

@@ -10,12 +10,12 @@ from sklearn.utils.validation import check_is_fitted
 from ..data.series import Series
 from ..tasks.config import torch_threads
 from ..tasks.forecast import ForecastTask
-from ..tasks.forecast_model import features, forecast
+from ..tasks.forecast_model import ForecastState, features, forecast
 from . import _inputs
 from ._base import NO_FILE, GRUEstimator
 
 
-class GRUForecaster(GRUEstimator):
+class GRUForecaster(GRUEstimator[ForecastState]):
     """A GRU forecaster: ``fit(y)`` on one series, ``predict(horizon)`` for the values that follow.
 
     y: a 1-D series, or a 2-D (time, columns) array whose first column is the

@@ -9,13 +9,13 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..tasks.config import torch_threads
-from ..tasks.regress import RegressTask, encode, predict_values
+from ..tasks.regress import RegressState, RegressTask, encode, predict_values
 from . import _inputs
 from ._base import NO_FILE, GRUEstimator
 from .classifier import _items_of, _set_length
 
 
-class GRURegressor(RegressorMixin, GRUEstimator):
+class GRURegressor(RegressorMixin, GRUEstimator[RegressState]):
     """A GRU sequence regressor with scikit-learn's interface (the ``regress`` task).
 
     X as GRUClassifier's: (n, channels, time), (n, time) or a list of series

@@ -46,7 +46,7 @@ def kmeans(
     if not 1 <= k <= len(x):
         raise ValueError(f"k-means with {k} clusters needs at least {k} points, got {len(x)}")
     rng = np.random.default_rng(seed)
-    best = None
+    best: tuple[float, np.ndarray, np.ndarray] | None = None  # (inertia, assignments, centres)
     for _ in range(n_init):
         centres = _plus_plus(x, k, rng)
         for _ in range(max_iter):
@@ -65,6 +65,7 @@ def kmeans(
         inertia = d2.min(1).sum()
         if best is None or inertia < best[0]:
             best = (inertia, d2.argmin(1), centres)
+    assert best is not None  # n_init >= 1 runs
     return best[1], best[2]
 
 

@@ -20,6 +20,7 @@ its coverage on the test part (interval_score).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import matplotlib.dates as mdates
 import numpy as np
@@ -186,7 +187,7 @@ def plot_forecast(
     fig, ax = plt.subplots(figsize=(9.0, 4.2))
     ax.plot(x[start:split], y[start:split], color="0.35", lw=1.2, label="history")
     ax.plot(x[split - 1 : end], y[split - 1 : end], color="black", lw=1.4, label="truth")
-    styles = {
+    styles: dict[str, dict[str, Any]] = {
         "gru": dict(color="tab:red", lw=1.8),
         "naive": dict(color="tab:blue", lw=0.9, ls="--"),
         "seasonal_naive": dict(color="tab:green", lw=0.9, ls=":"),

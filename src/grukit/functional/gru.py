@@ -32,7 +32,7 @@ from torch import Tensor
 __all__ = ["gru_cell", "gru_step"]
 
 
-def split3(t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def split3(t: Tensor) -> tuple[Tensor, ...]:
     """Split the last dimension of a gate-stacked tensor into r, z, n."""
     return t.chunk(3, dim=-1)
 

@@ -179,7 +179,7 @@ def gru(
     h_n: list[Tensor] = []
     layer_input = x  # (T, B, I) then (T, B, D*H)
     for layer in range(num_layers):
-        per = [tuple(w) for w in weights[layer * D : (layer + 1) * D]]
+        per = [(w_ih, w_hh, b_ih, b_hh) for w_ih, w_hh, b_ih, b_hh in weights[layer * D : (layer + 1) * D]]
         if training and input_dropout > 0:
             layer_input = layer_input * dropout_mask(input_dropout, (B, layer_input.shape[-1]), layer_input, generator)
         if training and weight_dropout > 0:  # DropConnect: U masked once for this forward

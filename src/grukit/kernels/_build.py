@@ -237,6 +237,7 @@ def _say(msg: str) -> None:
 def _import(p: Plan):
     """Import the built library (it registers torch.ops.grukit as it loads)."""
     spec = importlib.util.spec_from_file_location(p.name, p.library)
+    assert spec is not None and spec.loader is not None  # a library file has both
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -331,7 +332,7 @@ def load() -> bool:
                     RuntimeWarning,
                     stacklevel=3,
                 )
-    return _state["loaded"]
+    return bool(_state["loaded"])  # True or False by now: build() set it
 
 
 def error() -> Exception | None:

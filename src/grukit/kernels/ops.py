@@ -21,6 +21,8 @@ Shapes legend: T steps, B batch, I input, H hidden, D directions, L layers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -218,7 +220,8 @@ def _int64(lengths: Tensor | None, x: Tensor) -> Tensor | None:
     return None if lengths is None else lengths.to(device=x.device, dtype=torch.int64).contiguous()
 
 
-def _stack(ts: list[Tensor | None]) -> Tensor | None:
+def _stack(ts: list[Any]) -> Tensor | None:
+    """The directions' tensors stacked (D, ...), or None when they are None (all are, or none)."""
     if ts[0] is None:
         return None
     return ts[0].unsqueeze(0) if len(ts) == 1 else torch.stack(ts)  # (D, ...)
@@ -253,7 +256,8 @@ def gru_layer(
     one = [None if t is None else t.unsqueeze(0) for t in (h0, w_ih, w_hh, b_ih, b_hh, h_mask)]  # D = 1
     norms = None if norms is None else torch.stack(tuple(norms)).unsqueeze(0)  # (1, 4, 3H)
     keep = zoneout_keep.unsqueeze(0) if isinstance(zoneout_keep, Tensor) else zoneout_keep
-    out, h_n = _run(x, *one[:5], lengths, norms, keep, one[5], reset_after, reverse)  # (T, B, H), (1, B, H)
+    h, wi, wh, bi, bh, mask = one
+    out, h_n = _run(x, h, wi, wh, bi, bh, lengths, norms, keep, mask, reset_after, reverse)  # (T, B, H), (1, B, H)
     return out, h_n[0]
 
 

@@ -168,7 +168,7 @@ class LabelObjective:
 
     monitor, mode = "val_score", "max"
 
-    def __init__(self, batch_size: int, fit: tuple, val: tuple) -> None:
+    def __init__(self, batch_size: int, fit: tuple[Tensor, Tensor, Tensor], val: tuple) -> None:
         self.batch_size, self.fit, self.val = batch_size, fit, val
 
     def batches(self, epoch: int, gen: torch.Generator) -> list:
@@ -193,7 +193,8 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     """Indices (kept, held out): ``fraction`` of each class held out (at least one
     of every class with >= 2 members), reproducible from ``seed``."""
     rng = np.random.default_rng(seed)
-    keep, held = [], []
+    keep: list[np.integer] = []
+    held: list[np.integer] = []
     for c in np.unique(labels):
         idx = rng.permutation(np.nonzero(labels == c)[0])
         k = min(len(idx) - 1, max(1, int(round(fraction * len(idx))))) if fraction > 0 else 0

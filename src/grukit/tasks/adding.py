@@ -147,7 +147,7 @@ class AddingState(TaskState):
     """Nothing is learned from data besides the weights: the pairs are made from the seed."""
 
 
-class AddingTask(Task):
+class AddingTask(Task[AddingConfig, AddingState, Adder]):
     name = "adding"
     summary = "binary addition: learn the carry on short numbers, add 64-bit numbers exactly"
     Config = AddingConfig

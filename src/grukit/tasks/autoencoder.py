@@ -120,7 +120,7 @@ class AutoencoderConfig(TaskConfig):
         self.within(0, 1, "val_fraction", "test_fraction")
 
 
-class AutoencoderTask(Task):
+class AutoencoderTask(Task[AutoencoderConfig, ad.AutoencoderState, SequenceAutoencoder]):
     name = "autoencoder"
     summary = "GRU sequence autoencoder (unsupervised): anomaly scores vs a matrix-profile discord, code clustering ARI vs k-means"
     Config = AutoencoderConfig
@@ -198,9 +198,10 @@ class AutoencoderTask(Task):
             raise ValueError("predict for autoencoder reads series from a file: grukit predict DIR --data FILE")
         if state.kind == "windows":
             w = self._windows(cfg, state, data)
-            scores, _ = point_scores(model, *w["score"], w["starts"], len(w["values"]))
+            x, ln = w["score"]
+            scores, _ = point_scores(model, x, ln, w["starts"], len(w["values"]))
             labels = w["labels"] if w["labels"] is not None else [None] * len(scores)
-            rows = tuple(
+            rows: tuple[tuple, ...] = tuple(
                 (i, float(v), round(float(s), 6), None if y is None else int(y))
                 for i, (v, s, y) in enumerate(zip(w["values"][:, 0], scores, labels))
             )
@@ -218,6 +219,7 @@ class AutoencoderTask(Task):
     def _windows(self, cfg: AutoencoderConfig, state: ad.AutoencoderState, path: str) -> dict:
         """A long series from a CSV, read with the run's columns and scaling, as windows."""
         label = state.label_column if state.label_column and _has_column(path, state.label_column) else ""
+        assert state.columns is not None  # windows: the columns read
         raw = ad.read_long(path, ",".join(state.columns), label)
         if raw.values.shape[1] != state.channels:
             raise ValueError(f"{path}: {raw.values.shape[1]} column(s), the model was trained on {state.channels}")

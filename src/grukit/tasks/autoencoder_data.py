@@ -150,6 +150,7 @@ def windows(z: np.ndarray, window: int, stride: int, where: str) -> tuple[torch.
 
 
 def scale(values: np.ndarray, state: AutoencoderState) -> np.ndarray:
+    assert state.norm_stats is not None  # windows: always global scaling
     mu, sd = np.asarray(state.norm_stats["mean"]), np.asarray(state.norm_stats["std"])
     return (values - mu) / sd
 

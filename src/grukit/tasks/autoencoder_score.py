@@ -42,7 +42,7 @@ def score_windows(model, cfg, state: AutoencoderState, data: dict, name: str) ->
     x, ln = data["score"]
     values, labels, starts = data["values"], data["labels"], data["starts"]
     scores, recon = point_scores(model, x, ln, starts, len(values))
-    metrics = {
+    metrics: dict = {
         "data": name,
         "points": len(values),
         "train_points": state.train_points,
@@ -52,6 +52,7 @@ def score_windows(model, cfg, state: AutoencoderState, data: dict, name: str) ->
     panels = {"autoencoder reconstruction error": scores}
     baseline = {}
     if len(values) >= 2 * state.window:
+        assert state.norm_stats is not None  # windows: always global scaling
         discord = anomaly.discord_scores(
             (values - np.asarray(state.norm_stats["mean"])) / np.asarray(state.norm_stats["std"]), state.window
         )

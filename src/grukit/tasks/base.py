@@ -28,10 +28,10 @@ import dataclasses
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
@@ -59,7 +59,7 @@ class TaskState:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # as it will read back
 
     @classmethod
-    def from_json(cls, values: dict, where: str) -> TaskState:
+    def from_json(cls: type[S], values: dict, where: str) -> S:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields))
         missing = [
@@ -85,28 +85,36 @@ class Scored:
     """What ``score`` returns: the metrics, and the plots the template draws into the run."""
 
     metrics: dict
-    plots: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # file name -> draw(path)
+    plots: Mapping[str, Callable[[Path], None]] = field(default_factory=dict)  # file name -> draw(path)
+
+
+C = TypeVar("C", bound=TaskConfig)  # a task's Config
+S = TypeVar("S", bound=TaskState)  # a task's State
+M = TypeVar("M", bound=nn.Module)  # the model a task's build makes
 
 
 @dataclass
-class Fitted:
+class Fitted(Generic[C, S, M]):
     """A trained model with everything that made it (the result of :meth:`Task.fit`)."""
 
-    cfg: TaskConfig
-    state: TaskState
+    cfg: C
+    state: S
     data: Any
-    model: nn.Module
+    model: M
     history: list[dict]
     seconds: float
 
 
-class Task:
-    """Base class. Subclasses set ``name``, ``summary``, ``Config``, ``State``, ``datasets`` and the parts."""
+class Task(Generic[C, S, M]):
+    """Base class. Subclasses set ``name``, ``summary``, ``Config``, ``State``, ``datasets`` and the parts.
+
+    Generic over the task's Config, State and model classes (``class AddingTask(Task[AddingConfig,
+    AddingState, Adder])``), so each part takes and returns the task's own types."""
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""  # one line for `grukit tasks` and the train command's help
-    Config: ClassVar[type[TaskConfig]] = TaskConfig
-    State: ClassVar[type[TaskState]] = TaskState
+    Config: type[C]  # set by each task (a ClassVar cannot name a type variable)
+    State: type[S]
     datasets: ClassVar[dict[str, str]] = {}  # built-in data set name -> description
     monitor_label: ClassVar[str] = ""  # how loss.png names the monitored metric
 
@@ -122,50 +130,48 @@ class Task:
                 backend.prepare()
                 return train(self, *args, **kw)
 
-            train_after_build._kernel_first = True  # type: ignore[attr-defined]
+            train_after_build._kernel_first = True
             cls.train = train_after_build
 
     # ---- the parts a task supplies ---------------------------------------------
 
-    def load_data(self, cfg: TaskConfig) -> Any:
+    def load_data(self, cfg: C) -> Any:
         raise NotImplementedError
 
-    def prepare(self, cfg: TaskConfig, raw: Any, *, holdout: bool = True) -> tuple[TaskState, Any]:
+    def prepare(self, cfg: C, raw: Any, *, holdout: bool = True) -> tuple[S, Any]:
         """Split and encode ``raw``; without ``holdout`` no test part is kept (an estimator's fit)."""
         raise NotImplementedError
 
-    def resolve(self, cfg: TaskConfig, state: TaskState) -> TaskConfig:
+    def resolve(self, cfg: C, state: S) -> C:
         return cfg
 
-    def build(self, cfg: TaskConfig, state: TaskState) -> nn.Module:
+    def build(self, cfg: C, state: S) -> M:
         raise NotImplementedError
 
-    def objective(self, cfg: TaskConfig, state: TaskState, data: Any):
+    def objective(self, cfg: C, state: S, data: Any):
         raise NotImplementedError
 
-    def calibrate(self, model: nn.Module, cfg: TaskConfig, state: TaskState, data: Any) -> TaskState:
+    def calibrate(self, model: M, cfg: C, state: S, data: Any) -> S:
         """The state with what the trained model adds to it (e.g. a prediction interval); by default unchanged."""
         return state
 
-    def score(self, model: nn.Module, cfg: TaskConfig, state: TaskState, data: Any) -> Scored:
+    def score(self, model: M, cfg: C, state: S, data: Any) -> Scored:
         raise NotImplementedError
 
     def summarize(self, metrics: dict) -> Table:
         return Table(("metric", "value"), tuple((k, v) for k, v in metrics.items() if isinstance(v, (int, float))))
 
-    def evaluate_file(self, cfg: TaskConfig, state: TaskState, model: nn.Module, data: str) -> dict:
+    def evaluate_file(self, cfg: C, state: S, model: M, data: str) -> dict:
         raise NotImplementedError(f"task {self.name!r} cannot be scored on another file")
 
-    def predictions(
-        self, cfg: TaskConfig, state: TaskState, model: nn.Module, args: tuple[str, ...], data: str | None
-    ) -> Table:
+    def predictions(self, cfg: C, state: S, model: M, args: tuple[str, ...], data: str | None) -> Table:
         raise NotImplementedError(f"task {self.name!r} has no predict; see `grukit tasks`")
 
     def generate(self, run: Path, prompt: str, length: int, temperature: float) -> str | Generated:
         """Text for the CLI to print, or a :class:`Generated` whose files the CLI writes."""
         raise NotImplementedError(f"task {self.name!r} has no generate; see `grukit tasks`")
 
-    def export_example(self, cfg: TaskConfig, state: TaskState) -> tuple[tuple, list[str], dict]:
+    def export_example(self, cfg: C, state: S) -> tuple[tuple, list[str], dict]:
         """Example inputs of the model's forward, their names, and which axes vary (for ONNX export)."""
         raise NotImplementedError(f"task {self.name!r} has no export yet")
 
@@ -173,14 +179,14 @@ class Task:
 
     def fit(
         self,
-        cfg: TaskConfig,
+        cfg: C,
         raw: Any = None,
         *,
         out: Path | None = None,
         resume: bool = False,
         runtime: Runtime = SINGLE,
         holdout: bool = True,
-    ) -> Fitted:
+    ) -> Fitted[C, S, M]:
         """Prepare the data, build the model and train it (writing the run in ``out``, if given)."""
         cfg.validate()
         backend.prepare()  # the kernel build is never inside the clock
@@ -212,7 +218,7 @@ class Task:
                 save_run(out, self, cfg, calibrated, runtime)
             return Fitted(cfg, calibrated, data, model, history, time.perf_counter() - start)
 
-    def train(self, cfg: TaskConfig, out: Path, *, resume: bool = False, runtime: Runtime = SINGLE) -> dict:
+    def train(self, cfg: C, out: Path, *, resume: bool = False, runtime: Runtime = SINGLE) -> dict:
         """The CLI's `train`: fit, score on the test part, write metrics.json and the plots; returns the metrics."""
         fitted = self.fit(cfg, out=Path(out), resume=resume, runtime=runtime)
         with torch_threads(fitted.cfg.threads), deterministic(fitted.cfg.deterministic):
@@ -227,11 +233,11 @@ class Task:
 
     train._kernel_first = True  # type: ignore[attr-defined]
 
-    def new_model(self, cfg: TaskConfig, state: TaskState) -> nn.Module:
+    def new_model(self, cfg: C, state: S) -> M:
         """``build``'s model with the recurrent layers computing in ``cfg.dtype``."""
         return with_dtype(self.build(cfg, state), cfg)
 
-    def load(self, run: Path) -> tuple[TaskConfig, TaskState, nn.Module]:
+    def load(self, run: Path) -> tuple[C, S, M]:
         """The config, state and trained model of a saved run (model in eval mode)."""
         cfg, state = load_run(run, self)
         return cfg, state, load_weights(run, self.new_model(cfg, state))

@@ -18,12 +18,15 @@ flags, since this module is where the tasks' flags meet the layers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from ..mingru import MinGRU
 from ..modules import GRU
+
+M = TypeVar("M", bound=nn.Module)
 
 CELLS = ("gru", "lngru", "mingru")  # --cell choices; the first is the default
 
@@ -63,7 +66,7 @@ def recurrent(
 
     ``dropout`` is between layers (torch.nn.GRU's); callers pass 0 for one layer.
     """
-    options = dict(
+    options: dict[str, Any] = dict(  # floats and a bool, passed on by name
         dropout=dropout,
         bidirectional=bidirectional,
         zoneout=zoneout,
@@ -104,7 +107,7 @@ def directions(layer: nn.Module) -> int:
     return 2 if getattr(layer, "bidirectional", False) else 1
 
 
-def set_compute_dtype(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
+def set_compute_dtype(model: M, dtype: torch.dtype | None) -> M:
     """Make every recurrent layer in ``model`` compute in ``dtype`` (None: its parameters' dtype)."""
     for m in model.modules():
         if isinstance(m, (GRU, MinGRU)):  # both take compute_dtype (mixed precision, parameters keep their dtype)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -110,7 +111,7 @@ def build_model(cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel:
         bidirectional=cfg.bidirectional,
         dropout=cfg.dropout,
         pooling=cfg.pooling,
-        vocab_size=len(state.vocab) + 2 if text_kind else 0,
+        vocab_size=len(state.vocab) + 2 if text_kind and state.vocab is not None else 0,  # (a text state has one)
         embed_dim=cfg.embed_dim,
         patch=1 if text_kind else state.patch,
         cell=cfg.recurrent_cell(),
@@ -136,7 +137,7 @@ def probabilities(model, x: torch.Tensor, ln: torch.Tensor) -> torch.Tensor:
     return torch.softmax(seq.predict(model, x, ln).float(), dim=1)
 
 
-class ClassifyTask(Task):
+class ClassifyTask(Task[ClassifyConfig, ClassifyState, seq.SequenceModel]):
     name = "classify"
     summary = "sequence classification: UCR/UEA series (.tsv/.ts), text folders or CSV; accuracy vs 1-NN baselines"
     Config = ClassifyConfig
@@ -153,11 +154,12 @@ class ClassifyTask(Task):
     def resolve(self, cfg: ClassifyConfig, state: ClassifyState) -> ClassifyConfig:
         text_kind = state.kind == "text"
         sizes = {**AUTO_SIZES, **(DATASET_SIZES.get(cfg.dataset, {}) if cfg.data is None else {})}
+        filled: dict[str, Any] = {name: getattr(cfg, name) or size for name, size in sizes.items()}  # int fields
         return replace(
             cfg,
             epochs=cfg.epochs or (10 if text_kind else 100),
             batch_size=cfg.batch_size or (64 if text_kind else 16),
-            **{name: getattr(cfg, name) or size for name, size in sizes.items()},
+            **filled,
         )
 
     def build(self, cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel:

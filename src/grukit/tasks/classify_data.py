@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,6 +105,7 @@ def encode(items: Items, state: ClassifyState) -> tuple[torch.Tensor, torch.Tens
     if state.kind == "text":
         if not isinstance(items, text.TextSet):
             raise ValueError(f"{items.source}: this model reads text, got numeric series")
+        assert state.vocab is not None  # a text run's state holds its vocabulary
         vocab = text.Vocabulary(state.vocab)
         return seq.pad([vocab.encode(t, state.maxlen) for t in items.texts])
     if not isinstance(items, numeric.SeriesSet):
@@ -129,9 +131,11 @@ def prepare(cfg, raw: Raw, *, holdout: bool = True) -> tuple[ClassifyState, dict
         train, test, y_all = train.subset(keep), train.subset(held), y_all[keep]
     fit_idx, val_idx = seq.stratified_split(y_all, cfg.val_fraction, cfg.seed + 202)
     if kind == "text":
+        assert isinstance(train, text.TextSet)  # Raw's kind names its sets' type
         words = text.Vocabulary.build(train.subset(fit_idx).texts, cfg.max_features).words
         state = ClassifyState(kind, classes, raw.dtw_accuracy, vocab=list(words), maxlen=cfg.maxlen)
     else:
+        assert isinstance(train, numeric.SeriesSet)
         how = cfg.normalize if cfg.normalize != "auto" else ("series" if train.channels == 1 else "global")
         _, stats = seq.normalize_series(train.subset(fit_idx).series, how)
         lengths = train.lengths
@@ -148,12 +152,19 @@ def prepare(cfg, raw: Raw, *, holdout: bool = True) -> tuple[ClassifyState, dict
     state = ClassifyState.from_json(state.to_json(), "classify")  # exactly as it reads back from config.json
     x, ln = encode(train, state)
     f, v, y = torch.from_numpy(fit_idx), torch.from_numpy(val_idx), torch.from_numpy(y_all)
-    data = {"fit": (x[f], ln[f], y[f]), "val": (x[v], ln[v], y[v]), "test": None, "source": train.source}
+    data: dict[str, Any] = {
+        "fit": (x[f], ln[f], y[f]),
+        "val": (x[v], ln[v], y[v]),
+        "test": None,
+        "source": train.source,
+    }
     if kind == "text":  # the whole texts, for the bag-of-words baseline
+        assert isinstance(train, text.TextSet)
         data["texts"] = {"fit": train.subset(fit_idx).texts, "val": train.subset(val_idx).texts, "test": None}
     if test is not None:
         xt, lnt = encode(test, state)
         data["test"] = (xt, lnt, torch.from_numpy(label_ids(labels_of(test), classes, test.source)))
         if kind == "text":
+            assert isinstance(test, text.TextSet)
             data["texts"]["test"] = test.texts
     return state, data

@@ -14,7 +14,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -124,10 +124,12 @@ class TaskConfig:
         )
 
 
+M = TypeVar("M", bound=torch.nn.Module)
+
 COMPUTE_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}  # --dtype -> the layers' compute_dtype
 
 
-def with_dtype(model: torch.nn.Module, cfg: TaskConfig) -> torch.nn.Module:
+def with_dtype(model: M, cfg: TaskConfig) -> M:
     """Set every recurrent layer in ``model``, whatever its cell, to compute in ``cfg.dtype`` (parameters stay float32)."""
     return cells.set_compute_dtype(model, COMPUTE_DTYPES[cfg.dtype])
 

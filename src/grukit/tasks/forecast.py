@@ -157,7 +157,7 @@ def resolve(cfg: ForecastConfig, s: Series) -> dict:
     return {"lookback": lookback, "horizon": horizon, "season": season}
 
 
-class ForecastTask(Task):
+class ForecastTask(Task[ForecastConfig, ForecastState, Forecaster]):
     name = "forecast"
     summary = (
         "time-series forecasting: GRU vs naive, seasonal-naive, drift and mean (MAE, RMSE, sMAPE, MASE), forecast.png"
@@ -249,7 +249,7 @@ class ForecastTask(Task):
         metrics["gru_beats"] = {b: metrics["gru"]["mae"] < metrics[b]["mae"] for b in BASELINES}
         metrics["gru_mae_by_step"] = [round(float(v), 6) for v in np.abs(preds["gru"] - truth).mean(axis=0)]
         band = fc.interval_bounds(preds["gru"], state.interval) if state.interval else None  # older runs have none
-        if band is not None:
+        if band is not None and state.interval:  # (band is None without an interval)
             metrics["gru_interval"] = fc.interval_score(*band, truth, state.interval["level"])
         metrics.update(
             target=state.columns[0],

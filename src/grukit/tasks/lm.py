@@ -198,7 +198,7 @@ class LMState(TaskState):
     chars: int  # its length
 
 
-class LMTask(Task):
+class LMTask(Task[LMConfig, LMState, CharLM]):
     name = "lm"
     summary = "character-level language model: bits per character vs unigram/trigram baselines; `grukit generate` samples text"
     Config = LMConfig

@@ -205,7 +205,7 @@ class _Objective:
         return {"val_loss": nll, "val_nll": nll}
 
 
-class MusicTask(Task):
+class MusicTask(Task[MusicConfig, MusicState, mm.MusicNet]):
     name = "music"
     summary = "music on Bach chorales or MIDI files: NLL per step vs frequency/repeat baselines; `grukit generate` writes MIDI, PNG and WAV"
     Config = MusicConfig
@@ -288,9 +288,12 @@ class MusicTask(Task):
         notes = [f"trained in {metrics['train_seconds']} s"] if "train_seconds" in metrics else []
         title = f"music ({metrics['encoding']}): {metrics['test_pieces']} test pieces, {metrics['test_steps']} steps; NLL per step in nats"
         if metrics["encoding"] == "roll":
-            rows = (("NLL per frame", metrics["nll"], metrics["frequency_nll"], metrics["repeat_nll"]),)
+            frame_rows = (("NLL per frame", metrics["nll"], metrics["frequency_nll"], metrics["repeat_nll"]),)
             return Table(
-                ("test", "grukit", "key frequency", "repeat previous"), rows, title=title, notes=tuple([CAVEAT] + notes)
+                ("test", "grukit", "key frequency", "repeat previous"),
+                frame_rows,
+                title=title,
+                notes=tuple([CAVEAT] + notes),
             )
         rows = [("NLL per step (4 voices)", metrics["nll"], metrics["unigram_nll"])]
         for name in mm.VOICE_NAMES:

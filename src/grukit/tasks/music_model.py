@@ -19,6 +19,8 @@ first step is predicted from the start alone.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -139,7 +141,7 @@ def evaluate(model: MusicNet, pieces: list[np.ndarray], batch: int = 32) -> dict
     """Whole pieces, state carried from the start: summed NLL, steps, and for voices each voice's NLL and hits."""
     model.eval()
     enc = model.encoding
-    total = {"nll": 0.0, "steps": 0, "voice_nll": np.zeros(VOICES), "voice_hits": np.zeros(VOICES)}
+    total: dict[str, Any] = {"nll": 0.0, "steps": 0, "voice_nll": np.zeros(VOICES), "voice_hits": np.zeros(VOICES)}
     order = sorted(pieces, key=len)
     for i in range(0, len(order), batch):
         group = order[i : i + batch]

@@ -104,7 +104,8 @@ def load_sets(cfg: RegressConfig) -> Sets:
         return stocks.nyse_sets(stocks.load_nyse(f"--dataset {cfg.dataset}"), day=NYSE_DAY[cfg.dataset])
     if cfg.dataset not in numeric.TSER_DATASETS:
         raise ValueError(f"unknown --dataset {cfg.dataset!r}; built-in: {', '.join(DATASETS)}")
-    return tuple(numeric.read_series(p) for p in numeric.builtin_files(cfg.dataset))
+    train_file, test_file = numeric.builtin_files(cfg.dataset)
+    return numeric.read_series(train_file), numeric.read_series(test_file)
 
 
 def encode(items: numeric.SeriesSet, state: RegressState) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,6 +185,7 @@ def predict_values(model, x: torch.Tensor, ln: torch.Tensor, state: RegressState
 
 class _Objective:
     monitor, mode = "val_loss", "min"
+    fit: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (x, lengths, y)
 
     def __init__(self, cfg: RegressConfig, data: dict) -> None:
         self.cfg, self.fit, self.val = cfg, data["fit"], data["val"]
@@ -201,7 +203,7 @@ class _Objective:
         return {"val_loss": nn.functional.mse_loss(pred, y).item(), "val_mae_scaled": (pred - y).abs().mean().item()}
 
 
-class RegressTask(Task):
+class RegressTask(Task[RegressConfig, RegressState, seq.SequenceModel]):
     name = "regress"
     summary = "sequence regression: one number per series (.tsv/.ts, toy, Covid3Month, NYSE); MAE, RMSE, R^2 vs predict-the-mean"
     Config = RegressConfig
@@ -251,7 +253,7 @@ class RegressTask(Task):
         models = [metrics] + list(baselines.values())
         rows = tuple((m, *(b.get(m) for b in models)) for m in ("mae", "rmse", "r2"))
         size = f", {metrics['test_size']} test sequences" if "test_size" in metrics else ""
-        notes = (f"trained in {metrics['train_seconds']} s",) if "train_seconds" in metrics else ()
+        notes: tuple[str, ...] = (f"trained in {metrics['train_seconds']} s",) if "train_seconds" in metrics else ()
         if "published" in metrics:
             notes += (
                 "published test R^2 (ISLP lab 10.9.6): "

@@ -20,7 +20,7 @@ from ..training import load_tensors, read_json, write_json
 from ..training.loop import MODEL_FILE, STATE_FILE
 
 if TYPE_CHECKING:
-    from .base import Task, TaskConfig, TaskState
+    from .base import C, M, S, Task, TaskConfig, TaskState
 
 
 def save_run(out: Path, task: Task, cfg: TaskConfig, state: TaskState, runtime: Any = None) -> None:
@@ -38,7 +38,7 @@ def save_run(out: Path, task: Task, cfg: TaskConfig, state: TaskState, runtime: 
     )
 
 
-def load_run(run: Path, task: Task) -> tuple[TaskConfig, TaskState]:
+def load_run(run: Path, task: Task[C, S, Any]) -> tuple[C, S]:
     """The config and state of a saved run of ``task``, validated like flags."""
     path = Path(run) / "config.json"
     meta = read_json(path)
@@ -100,7 +100,7 @@ def fit_state_dict(model: nn.Module, weights: dict[str, torch.Tensor], path: Pat
     model.load_state_dict(weights)
 
 
-def load_weights(run: Path, model: nn.Module) -> nn.Module:
+def load_weights(run: Path, model: M) -> M:
     """The run's kept weights in ``model``; refuses weights that are not finite."""
     path = Path(run) / MODEL_FILE
     weights, _ = load_tensors(path)

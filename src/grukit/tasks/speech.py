@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..data import audio_features as af
 from ..data import speech_sets, spoken_digits
@@ -111,7 +112,7 @@ def _hold_out(items, fraction: float, seed: int, ctc: bool) -> tuple[list[int], 
     return keep.tolist(), held.tolist()
 
 
-class SpeechTask(Task):
+class SpeechTask(Task[SpeechConfig, SpeechState, nn.Module]):
     name = "speech"
     summary = "speech: spoken words from WAV folders (Speech Commands layout) or digit strings with --ctc; built-in digits are synthesised"
     Config = SpeechConfig
@@ -205,7 +206,10 @@ class SpeechTask(Task):
         x, ln, y = data["test"]
         if state.mode == "ctc":
             hyps, refs = sm.transcribe(model, x, ln), [u.target for u in items]
-            metrics = {"wer": wer(refs, hyps), "string_accuracy": float(np.mean([h == r for h, r in zip(hyps, refs)]))}
+            metrics: dict = {
+                "wer": wer(refs, hyps),
+                "string_accuracy": float(np.mean([h == r for h, r in zip(hyps, refs)])),
+            }
             for g in groups:
                 pick = [i for i, u in enumerate(items) if u.group == g]
                 metrics[f"wer_{g}"] = wer([refs[i] for i in pick], [hyps[i] for i in pick])
@@ -217,8 +221,8 @@ class SpeechTask(Task):
         pred, k, yv = seq.predict(model, x, ln).argmax(1).numpy(), len(state.classes), y.numpy()
         metrics = cls_eval.scores(yv, pred, k)
         for g in groups:
-            pick = np.array([u.group == g for u in items])
-            metrics[f"accuracy_{g}"] = cls_eval.accuracy(yv[pick], pred[pick])
+            in_group = np.array([u.group == g for u in items])
+            metrics[f"accuracy_{g}"] = cls_eval.accuracy(yv[in_group], pred[in_group])
         y_train = torch.cat([data["fit"][2], data["val"][2]]).numpy()
         baselines = {"majority_class": cls_eval.majority_baseline(y_train, yv, k)}
         cm = cls_eval.confusion_matrix(yv, pred, k)

@@ -105,6 +105,7 @@ class CTCObjective:
     """CTC loss on digit strings; best epoch by the lowest validation WER (ties: lower loss)."""
 
     monitor, mode = "val_score", "min"
+    fit: tuple[Tensor, Tensor, Tensor]  # (x, lengths, encode_tokens rows)
 
     def __init__(self, batch_size: int, data: dict) -> None:
         self.batch_size, self.fit, self.val = batch_size, data["fit"], data["val"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -45,7 +46,7 @@ def check(kind: str) -> None:
             raise ValueError(f"--log tensorboard needs the tensorboard package: {INSTALL_HINT}") from None
 
 
-def open_logger(kind: str, run_dir: str | Path, before: list[dict] = ()) -> Logger:
+def open_logger(kind: str, run_dir: str | Path, before: Sequence[dict] = ()) -> Logger:
     """The logger ``kind`` names, writing into ``run_dir``; ``before``: the history of the epochs
     already run (on resume), which the log is made to hold and nothing after."""
     check(kind)

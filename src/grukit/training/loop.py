@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,22 +105,23 @@ def fit(
     if objective.mode not in ("min", "max"):
         raise ValueError(f"objective.mode must be 'min' or 'max', got {objective.mode!r}")
     run_dir = Path(run_dir) if run_dir is not None else None
-    write = run_dir is not None and runtime.writer
+    out = run_dir if runtime.writer else None  # the run directory this process writes, if any
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = {"epoch": 0, "best": None, "best_epoch": -1, "stale": 0}
+    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": -1, "stale": 0}
+    history: list[dict] = []
     if resume:
         if run_dir is None:
             raise ValueError("resume needs the run directory to continue")
         state = checkpoint.load_training_state(run_dir / STATE_FILE, model, optimizer)
-    history = _read_history(run_dir / HISTORY_FILE, state["epoch"]) if resume else []
+        history = _read_history(run_dir / HISTORY_FILE, state["epoch"])
     best_weights = None  # in memory, where this process writes no run directory
     trained = runtime.wrap(model)  # DistributedDataParallel across processes
     logger: logs.Logger = logs.NoLogger()
-    if write:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.remove_stale_temporaries(run_dir)  # left by a run killed during a write
-        _write_history(run_dir, history)
-        logger = logs.open_logger(cfg.log, run_dir, history)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_stale_temporaries(out)  # left by a run killed during a write
+        _write_history(out, history)
+        logger = logs.open_logger(cfg.log, out, history)
     try:
         for epoch in range(state["epoch"], cfg.epochs):
             if cfg.patience and state["stale"] >= cfg.patience:
@@ -129,34 +130,34 @@ def fit(
             history.append(row)
             if _better(row[objective.monitor], state["best"], objective.mode):
                 state.update(best=row[objective.monitor], best_epoch=epoch, stale=0)
-                if write:
-                    checkpoint.save_tensors(run_dir / MODEL_FILE, model.state_dict())
+                if out is not None:
+                    checkpoint.save_tensors(out / MODEL_FILE, model.state_dict())
                 else:
                     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 state["stale"] += 1
             state["epoch"] = epoch + 1
-            if write:  # the history first: a kill between the two leaves a row the resumed run recomputes
-                _write_history(run_dir, history)
-                checkpoint.save_training_state(run_dir / STATE_FILE, model, optimizer, state)
+            if out is not None:  # the history first: a kill between the two leaves a row the resumed run recomputes
+                _write_history(out, history)
+                checkpoint.save_training_state(out / STATE_FILE, model, optimizer, state)
             logger.log(row)
     finally:  # the loss plot once, at the end or on interrupt (every epoch cost GunPoint 3-4x its training time)
         logger.close()
-        if write and history:
+        if out is not None and history:
             labels = {
                 **(getattr(objective, "labels", None) or {}),
                 **({objective.monitor: monitor_label} if monitor_label else {}),
             }
             plot_history(
                 history,
-                run_dir / "loss.png",
+                out / "loss.png",
                 objective.monitor,
-                title=title or run_title(run_dir),
+                title=title or run_title(out),
                 labels=labels or None,
                 kept=state.get("best_epoch"),
             )
-    if write:
-        best, _ = checkpoint.load_tensors(run_dir / MODEL_FILE)
+    if out is not None:
+        best, _ = checkpoint.load_tensors(out / MODEL_FILE)
         model.load_state_dict(best)
     elif best_weights is not None:
         model.load_state_dict(best_weights)
@@ -184,7 +185,7 @@ def _run_epoch(
     torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))  # dropout et al.
     batches = objective.batches(epoch, gen)  # the same in every process: each trains on its slice
     trained = model if trained is None else trained
-    total = len(batches) if hasattr(batches, "__len__") else None
+    total = len(batches) if isinstance(batches, Sized) else None
     bar = tqdm(
         batches,
         total=total,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -68,7 +69,7 @@ def history_figure(
     marked with a vertical line. The x axis counts epochs from 1, like the progress bar.
     """
     epochs = [r["epoch"] + 1 for r in history]
-    style = {"marker": "o" if len(history) <= MARKERS_UP_TO else None, "markersize": 4}
+    style: dict[str, Any] = {"marker": "o" if len(history) <= MARKERS_UP_TO else None, "markersize": 4}
     fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
     ax.plot(
         epochs,
