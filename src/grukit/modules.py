@@ -312,7 +312,7 @@ class GRU(nn.Module):
             out = out.transpose(0, 1)
         return out, h_n
 
-    def _no_grad_forward(self, input: Tensor, hx: Tensor | None) -> tuple[Tensor, Tensor] | None:
+    def _no_grad_forward(self, input: Tensor | PackedSequence, hx: Tensor | None) -> tuple[Tensor, Tensor] | None:
         """The plain GRU under torch.no_grad in one native call, or None where this path does not
         apply (the caller then takes the checked path, which also names anything wrong).
 
