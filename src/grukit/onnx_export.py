@@ -25,8 +25,8 @@ In both:
 
 The reordering is traced as Slice/Concat on the parameters, which the
 exporters' constant folding turns into initializers. Options the ONNX
-operator cannot express (layer norm, zoneout, recurrent or weight dropout,
-a bfloat16 compute dtype) raise :class:`UnexportableError` (a ValueError)
+operator cannot express (layer norm, zoneout, recurrent, input or weight
+dropout, a bfloat16 compute dtype) raise :class:`UnexportableError` (a ValueError)
 naming the option; the dropout between layers is inactive in eval mode, the
 mode exported. grukit.MinGRU has no ONNX operator and refuses both exporters.
 :func:`export` uses the default exporter, or the TorchScript one with
@@ -132,8 +132,11 @@ def _symbolic_layer(
     x: Tensor, h0: Tensor, w: Tensor, r: Tensor, b: Tensor | None, seq_lens: Tensor | None, H: int, reset_after: bool
 ) -> tuple[Tensor, Tensor]:
     """One layer, all directions, as an ONNX GRU node in the graph the default exporter captures."""
-    ops = getattr(torch.onnx, "ops", None)
-    if ops is None or not hasattr(ops, "symbolic_multi_out"):
+    try:
+        from torch.onnx import ops
+    except ImportError:
+        ops = None
+    if not hasattr(ops, "symbolic_multi_out"):
         raise UnexportableError(
             f"torch {torch.__version__} has no torch.onnx.ops (torch 2.8 added it), which grukit's export with "
             "the default exporter needs: upgrade torch, or pass dynamo=False"
@@ -286,7 +289,7 @@ def default_exporter_available() -> bool:
     """Whether torch's default (dynamo) exporter can run here: torch.onnx.ops (torch 2.8+) and onnxscript."""
     import importlib.util
 
-    return hasattr(torch.onnx, "ops") and importlib.util.find_spec("onnxscript") is not None
+    return importlib.util.find_spec("torch.onnx.ops") is not None and importlib.util.find_spec("onnxscript") is not None
 
 
 def export_run(
