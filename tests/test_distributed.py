@@ -1,13 +1,16 @@
 """Training under torchrun with DistributedDataParallel (gloo on this CPU): two processes follow
-one process's loss curve with the same global batch, only rank 0 writes, and --resume works."""
+one process's loss curve with the same global batch, only rank 0 writes, and --resume works;
+a process killed mid-run ends the job with one line and leaves the last checkpoint whole."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,22 +24,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def grukit(*args, procs: int = 1, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def command(*args, procs: int = 1) -> list[str]:
     if procs == 1:
-        cmd = [sys.executable, "-m", "grukit", *args]
-    else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            f"--nproc_per_node={procs}",
-            f"--master_port={free_port()}",
-            "-m",
-            "grukit",
-            *args,
-        ]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        return [sys.executable, "-m", "grukit", *args]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={procs}",
+        f"--master_port={free_port()}",
+    ]
+    return [*torchrun, "-m", "grukit", *args]
+
+
+def grukit(*args, procs: int = 1, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(command(*args, procs=procs), cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
 
 
 def history(run: Path) -> list[dict]:
@@ -64,3 +69,64 @@ def test_two_processes_follow_one_and_resume(tmp_path):
     resumed = grukit("train", "adding", "--resume", "half", "--epochs", "2", procs=2, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [r["val_loss"] for r in history(tmp_path / "half")] == pytest.approx([r["val_loss"] for r in h2], rel=1e-6)
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of pid (Linux /proc)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+
+
+def rank_of(pid: int) -> int | None:
+    """The RANK torchrun gave a worker process, from its environment."""
+    for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        if entry.startswith(b"RANK="):
+            return int(entry[5:])
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds torchrun's workers in Linux's /proc")
+def test_a_killed_process_ends_the_job_with_one_line_and_the_checkpoint_resumes(tmp_path):
+    from grukit.training import checkpoint
+
+    run = tmp_path / "run"
+    epochs = ["--epochs", "200", "--steps", "10"]  # far more than the job lives
+    args = ["train", "adding", "--out", "run", *epochs, *ADDING[4:]]
+    job = subprocess.Popen(
+        command(*args, procs=2), cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120  # three Python processes import torch on a busy machine
+        while not (run / "checkpoint.safetensors").exists():  # rank 0 has finished an epoch
+            assert job.poll() is None, "torchrun ended before the first checkpoint: " + job.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.05)
+        workers = {rank_of(pid): pid for pid in children(job.pid)}
+        assert set(workers) == {0, 1}, workers
+        os.kill(workers[1], signal.SIGKILL)
+        killed = time.monotonic()
+        out, err = job.communicate(timeout=60)  # torchrun stops rank 0 and ends: no process waits forever
+        took = time.monotonic() - killed
+    finally:
+        if job.poll() is None:
+            for pid in children(job.pid):
+                os.kill(pid, signal.SIGKILL)
+            job.kill()
+            job.wait()
+    assert job.returncode != 0
+    assert took < 30, f"the job took {took:.1f} s to end after a process died"
+    lines = [line for line in (out + err).splitlines() if line.startswith("Error: ")]
+    assert len(lines) == 1, out + err  # the surviving process: one line, not a traceback
+    assert lines[0].startswith("Error: rank 0 of 2: ") and f"continue with --resume {Path('run')}" in lines[0], lines[0]
+    assert "/grukit/" not in out + err, err[-3000:]  # no traceback through grukit's code
+    assert "SIGKILL" in err  # torchrun's own report names the process that died
+
+    tensors, meta = checkpoint.load_tensors(run / "checkpoint.safetensors")  # whole: size and header agree
+    saved = json.loads(meta["state"])["epoch"]
+    assert saved >= 1 and tensors
+    before = history(run)[:saved]
+    resumed = grukit("train", "adding", "--resume", "run", "--epochs", str(saved + 2), cwd=tmp_path)  # one process
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = history(run)
+    assert len(after) == saved + 2 and after[:saved] == before  # continued from the checkpoint, not from scratch

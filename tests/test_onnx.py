@@ -1,5 +1,6 @@
-"""ONNX export: one ONNX GRU node per layer, with linear_before_reset set from reset_after,
-and the same outputs as grukit in ONNX Runtime over a grid of shapes, conventions and lengths."""
+"""ONNX export with torch's default (dynamo) exporter and its TorchScript one: one ONNX GRU node per
+layer, with linear_before_reset set from reset_after, and the same outputs as grukit in ONNX Runtime
+over a grid of shapes, conventions and lengths."""
 
 from __future__ import annotations
 
@@ -8,10 +9,20 @@ import pytest
 import torch
 
 import grukit
-from grukit.onnx_export import export
+from grukit.onnx_export import UnexportableError, default_exporter_available, export
 
 onnx = pytest.importorskip("onnx", reason="ONNX export tests need the onnx extra: pip install 'grukit[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="ONNX export tests need the onnx extra: pip install 'grukit[onnx]'")
+
+# dynamo=True: torch's default exporter (needs onnxscript); dynamo=False: the TorchScript one
+DYNAMO = pytest.param(
+    True,
+    id="dynamo",
+    marks=pytest.mark.skipif(
+        not default_exporter_available(), reason="torch's default exporter needs onnxscript and torch >= 2.8"
+    ),
+)
+EXPORTERS = [DYNAMO, pytest.param(False, id="torchscript")]
 
 
 class WithLengths(torch.nn.Module):
@@ -43,8 +54,9 @@ CASES = [  # (reset_after, layers, bidirectional, with_lengths, T, B, I, H): eve
 ]
 
 
+@pytest.mark.parametrize("dynamo", EXPORTERS)
 @pytest.mark.parametrize("reset_after, layers, bidirectional, with_lengths, T, B, I, H", CASES)
-def test_onnx_runtime_matches_grukit(tmp_path, reset_after, layers, bidirectional, with_lengths, T, B, I, H):
+def test_onnx_runtime_matches_grukit(tmp_path, dynamo, reset_after, layers, bidirectional, with_lengths, T, B, I, H):
     torch.manual_seed(T * 100 + B)
     gru = grukit.GRU(
         I,
@@ -64,6 +76,7 @@ def test_onnx_runtime_matches_grukit(tmp_path, reset_after, layers, bidirectiona
         input_names=["x", "h0", "lengths"],
         output_names=["y", "h_n"],
         dynamic_axes={"x": {0: "T", 1: "B"}, "h0": {1: "B"}, "lengths": {0: "B"}},
+        dynamo=dynamo,
     )
     nodes, attrs = gru_nodes(path)
     assert len(nodes) == layers  # a real GRU operator per layer, not an unrolled loop
@@ -77,13 +90,27 @@ def test_onnx_runtime_matches_grukit(tmp_path, reset_after, layers, bidirectiona
     np.testing.assert_allclose(h_n, want_h.numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
-def test_plain_export_of_a_gru_and_other_sizes_at_run_time(tmp_path):
-    gru = grukit.GRU(7, 13, batch_first=True, bias=False)
+def plain_export(gru, x, path, dynamo: bool) -> None:
+    """torch.onnx.export itself, as a user calls it: the default exporter, or dynamo=False."""
+    if dynamo:
+        torch.onnx.export(gru, (x,), str(path), input_names=["x"], dynamic_shapes=({0: "B", 1: "T"},), verbose=False)
+    else:
+        torch.onnx.export(gru, (x,), str(path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "B", 1: "T"}})
+
+
+# the default exporter notes a deprecation inside torch (FutureWarning) and that it skips torchvision's ops
+@pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning", "ignore::FutureWarning", "ignore::UserWarning"
+)
+@pytest.mark.parametrize("dynamo", EXPORTERS)
+def test_plain_export_of_a_gru_and_other_sizes_at_run_time(tmp_path, dynamo):
+    gru = grukit.GRU(7, 13, batch_first=True, bias=False).eval()
     x = torch.randn(2, 5, 7)
     path = tmp_path / "plain.onnx"
-    torch.onnx.export(gru, (x,), str(path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "B", 1: "T"}})
-    assert len(gru_nodes(path)[0]) == 1
+    plain_export(gru, x, path, dynamo)
+    nodes, attrs = gru_nodes(path)
+    assert len(nodes) == 1 and attrs["linear_before_reset"] == 1
+    assert nodes[0].input[3] == ""  # no bias: ONNX's B omitted (zeros)
     longer = torch.randn(3, 11, 7)  # other batch and length than the example
     y, h_n = ort.InferenceSession(str(path)).run(None, {"x": longer.numpy()})
     with torch.no_grad():
@@ -92,11 +119,37 @@ def test_plain_export_of_a_gru_and_other_sizes_at_run_time(tmp_path):
     np.testing.assert_allclose(h_n, want_h.numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dynamo", EXPORTERS)
 @pytest.mark.parametrize("option, value", [("layer_norm", True), ("zoneout", 0.1), ("recurrent_dropout", 0.2)])
-def test_options_onnx_cannot_express_are_named(tmp_path, option, value):
+def test_options_onnx_cannot_express_are_named(tmp_path, dynamo, option, value):
     gru = grukit.GRU(3, 4, **{option: value})
-    with pytest.raises(ValueError, match=f"ONNX's GRU operator cannot express {option}="):
-        export(gru, (torch.randn(2, 1, 3),), tmp_path / "x.onnx")
+    with pytest.raises(UnexportableError, match=f"ONNX's GRU operator cannot express {option}="):
+        export(gru, (torch.randn(2, 1, 3),), tmp_path / "x.onnx", dynamo=dynamo)
+
+
+@pytest.mark.parametrize("dynamo", EXPORTERS)
+def test_mingru_is_refused_by_both_exporters(tmp_path, dynamo):
+    class Model(torch.nn.Module):  # the TorchScript exporter passes every default positionally: lengths is keyword only
+        def __init__(self):
+            super().__init__()
+            self.rnn = grukit.MinGRU(3, 4)
+
+        def forward(self, x):
+            return self.rnn(x)
+
+    with pytest.raises(UnexportableError, match="ONNX has no minGRU operator"):
+        export(Model(), (torch.randn(2, 1, 3),), tmp_path / "x.onnx", dynamo=dynamo)
+
+
+@pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning", "ignore::FutureWarning", "ignore::UserWarning"
+)
+@pytest.mark.parametrize("dynamo", EXPORTERS)
+def test_plain_export_names_the_option_too(tmp_path, dynamo):
+    """torch.onnx.export itself: the exporter's error (the default one wraps grukit's) names the option."""
+    gru = grukit.GRU(3, 4, zoneout=0.1).eval()
+    with pytest.raises(Exception, match=r"ONNX's GRU operator cannot express zoneout=0\.1"):
+        plain_export(gru, torch.randn(2, 1, 3), tmp_path / "x.onnx", dynamo)
 
 
 @pytest.mark.parametrize(
@@ -135,8 +188,14 @@ def test_export_a_trained_run(tmp_path, task, args):
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["export", str(out), "--format", "onnx"])
     assert r.exit_code == 0, r.output
-    assert "ONNX Runtime matches PyTorch within" in r.output and (out / "model.onnx").is_file()
+    assert r.output.count("\n") == 1  # one line: not the exporter's progress notes
+    used = "dynamo" if default_exporter_available() else "torchscript"  # auto: the default exporter where it runs
+    assert f"({used} exporter); ONNX Runtime matches PyTorch within" in r.output and (out / "model.onnx").is_file()
     assert len(gru_nodes(out / "model.onnx")[0]) >= 1
+    old = tmp_path / "old.onnx"
+    r = CliRunner().invoke(main, ["export", str(out), "--exporter", "torchscript", "--to", str(old)])
+    assert r.exit_code == 0 and "(torchscript exporter)" in r.output, r.output
+    assert len(gru_nodes(old)[0]) == len(gru_nodes(out / "model.onnx")[0])
 
 
 @pytest.mark.parametrize(

@@ -141,11 +141,14 @@ class MinGRU(nn.Module):
     def forward(
         self, input: Tensor, h0: Tensor | None = None, *, lengths: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        if torch.jit.is_tracing() and torch.onnx.is_in_onnx_export():  # is_tracing first: 0.1 us, not 1.1
-            raise ValueError(
-                "ONNX has no minGRU operator, and a traced scan would fix the sequence length: "
-                "grukit exports --cell gru (ONNX's GRU operator) only"
-            )
+        if _checks.is_exporting() or torch.jit.is_tracing():  # the cheap checks first: 0.04 and 0.15 us
+            from . import onnx_export
+
+            if onnx_export.exporting():
+                raise onnx_export.UnexportableError(
+                    "ONNX has no minGRU operator, and a traced scan would fix the sequence length: "
+                    "grukit exports --cell gru (ONNX's GRU operator) only"
+                )
         w0 = self.weight_l0
         x, batched = _checks.time_major(input, self.input_size, w0, self.batch_first, "MinGRU")  # (T, B, I)
         T, B = x.shape[0], x.shape[1]

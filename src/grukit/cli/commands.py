@@ -15,7 +15,7 @@ import click
 from ..tasks import TASKS, get_task
 from ..tasks.base import load_run, run_task_name
 from ..training.loop import STATE_FILE
-from ..training.runtime import Runtime
+from ..training.runtime import Runtime, stop_on_sigterm
 from . import bench, build, export, report  # noqa: F401
 from .main import main
 
@@ -112,7 +112,8 @@ def _train_command(task):
         if fresh and runtime.writer:
             aside = _claim_out(Path(out), overwrite)
         try:
-            metrics = task.train(cfg, Path(out), resume=not fresh, runtime=runtime)
+            with stop_on_sigterm(runtime):  # torchrun's SIGTERM after a peer died: the one line below, not silence
+                metrics = task.train(cfg, Path(out), resume=not fresh, runtime=runtime)
         except KeyboardInterrupt:
             if not runtime.writer:
                 sys.exit(130)

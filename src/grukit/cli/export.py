@@ -11,9 +11,18 @@ from .main import main
 @click.argument("run", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True, help="the file format")
 @click.option("--to", type=click.Path(dir_okay=False), default=None, help="write here instead of RUN/model.onnx")
-def export_cmd(run: str, fmt: str, to: str | None) -> None:
+@click.option(
+    "--exporter",
+    type=click.Choice(["auto", "dynamo", "torchscript"]),
+    default="auto",
+    show_default=True,
+    help="torch's default exporter (dynamo, needs onnxscript) or its TorchScript one; auto: dynamo where installed",
+)
+def export_cmd(run: str, fmt: str, to: str | None, exporter: str) -> None:
     """Export a run's model (each GRU layer as ONNX's GRU operator) and check its outputs in ONNX Runtime."""
     from ..onnx_export import export_run
 
-    path, worst = export_run(run, to)
-    click.echo(f"exported to {path}; ONNX Runtime matches PyTorch within {worst:.2g} on example inputs")
+    path, worst, used = export_run(run, to, exporter=exporter)
+    click.echo(
+        f"exported to {path} ({used} exporter); ONNX Runtime matches PyTorch within {worst:.2g} on example inputs"
+    )

@@ -7,12 +7,23 @@ through DistributedDataParallel (``wrap``), which averages the gradients, so
 N processes follow the loss curve of one process with the same global batch.
 Only rank 0 writes the run directory (``writer``), so peers never race on a
 file.
+
+When one process dies, torchrun sends the others SIGTERM; under
+:func:`stop_on_sigterm` that signal raises :class:`Stopped` in the process, so
+it ends through its error handling (one line, the checkpoint of the last
+finished epoch kept: checkpoints are only ever renamed into place) instead of
+vanishing without a word. A process that is not signalled sees its peer's
+death as a RuntimeError from its next collective (gloo: "Connection reset by
+peer").
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -102,3 +113,29 @@ class Runtime:
 
 
 SINGLE = Runtime()
+
+
+class Stopped(RuntimeError):
+    """torchrun stopped this process (SIGTERM): another process failed, or the job was cancelled."""
+
+
+@contextmanager
+def stop_on_sigterm(runtime: Runtime) -> Iterator[None]:
+    """While the block runs in one of several processes, the first SIGTERM raises :class:`Stopped` (in the
+    main thread, where Python runs signal handlers), and once the block has raised, SIGTERM is ignored while
+    the process reports and ends; a single process keeps the default (end at once)."""
+    if runtime.world_size == 1 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # once: a second SIGTERM ends the process at once
+        raise Stopped("stopped by torchrun (SIGTERM): another process failed or the job was cancelled")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except BaseException:  # the process is ending: let it say why without a SIGTERM cutting it short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (torchrun sends SIGKILL 30 s after its SIGTERM)
+        raise
+    signal.signal(signal.SIGTERM, previous)
