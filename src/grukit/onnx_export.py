@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from . import functional
+from .functional.layer import Weights
 
 OPSET = 17  # the TorchScript exporter's opset: every current ONNX Runtime reads it; GRU is unchanged since opset 14
 # the default exporter writes its own opset (18 or later in torch 2.8+), which ONNX Runtime 1.17+ reads
@@ -99,9 +100,13 @@ class _ONNXGRULayer(torch.autograd.Function):
         reset_after: bool,
     ) -> tuple[Tensor, Tensor]:
         H = hidden_size
-        weights = [
-            (_onnx_gates(w[d]), _onnx_gates(r[d]))
-            + ((None, None) if b is None else (_onnx_gates(b[d, : 3 * H]), _onnx_gates(b[d, 3 * H :])))
+        weights: list[Weights] = [
+            (
+                _onnx_gates(w[d]),
+                _onnx_gates(r[d]),
+                None if b is None else _onnx_gates(b[d, : 3 * H]),
+                None if b is None else _onnx_gates(b[d, 3 * H :]),
+            )
             for d in range(w.shape[0])
         ]
         lengths = None if seq_lens is None else seq_lens.long()
@@ -135,7 +140,7 @@ def _symbolic_layer(
     try:
         from torch.onnx import ops
     except ImportError:
-        ops = None
+        ops = None  # type: ignore[assignment]  # a torch before 2.8: said below
     if not hasattr(ops, "symbolic_multi_out"):
         raise UnexportableError(
             f"torch {torch.__version__} has no torch.onnx.ops (torch 2.8 added it), which grukit's export with "
@@ -271,9 +276,10 @@ def _axes(axes, name: str) -> dict | None:
     return dict(axes) if isinstance(axes, dict) else {int(a): f"{name}_{a}" for a in axes}
 
 
-def _unexportable(e: BaseException) -> UnexportableError | None:
+def _unexportable(error: BaseException) -> UnexportableError | None:
     """The UnexportableError behind an exporter's error, if one is."""
     seen = set()
+    e: BaseException | None = error
     while e is not None and id(e) not in seen:
         if isinstance(e, UnexportableError):
             return e
