@@ -104,6 +104,7 @@ def test_options_onnx_cannot_express_are_named(tmp_path, option, value):
     [
         ("adding", ["--epochs", "1", "--steps", "5", "--eval-pairs", "20", "--hidden-size", "4"]),
         ("classify", ["--dataset", "toy", "--epochs", "1", "--hidden-size", "4", "--batch-size", "64"]),
+        ("regress", ["--epochs", "1", "--hidden-size", "4", "--skip", "linear", "--ensemble", "2"]),
         (
             "lm",
             [
