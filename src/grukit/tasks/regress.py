@@ -216,7 +216,7 @@ class _Objective:
 
     def loss(self, model, batch) -> torch.Tensor:
         x, ln, y = batch
-        out = model.each(x, ln) if isinstance(model, seq.Ensemble) else model(x, ln)[None]  # (members, B, 1)
+        out = seq.member_outputs(model, x, ln)  # (members, B, 1)
         return nn.functional.mse_loss(out[..., 0], y.expand(len(out), -1))  # the mean of the members' losses
 
     def validate(self, model) -> dict[str, float]:
