@@ -295,3 +295,50 @@ def test_bfloat16_training_and_eval(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert json.loads((out / "config.json").read_text())["config"]["dtype"] == "bfloat16"
     assert json.loads(run("eval", "--json", out).output)["accuracy"] == pytest.approx(metrics["accuracy"])
+
+
+def test_word_dropout_zeroes_whole_words_while_training_only():
+    torch = pytest.importorskip("torch")
+    from grukit.tasks import _sequence as seq
+
+    model = seq.SequenceModel(0, 2, hidden_size=4, vocab_size=30, embed_dim=6, word_dropout=0.5)
+    seen = []
+    model.gru.register_forward_pre_hook(lambda module, args, kwargs: seen.append(args[0]), with_kwargs=True)
+    ids = torch.randint(2, 30, (8, 20))
+    model.train()(ids, torch.full((8,), 20))
+    zero = (seen[-1] == 0).all(-1)  # (B, T): words whose whole vector was dropped
+    assert 0.3 < zero.float().mean() < 0.7
+    kept = seen[-1][~zero]
+    assert torch.allclose(kept, 2 * model.embedding(ids)[~zero])  # the rest scaled by 1 / (1 - p)
+    model.eval()(ids, torch.full((8,), 20))
+    assert torch.equal(seen[-1], model.embedding(ids))
+
+
+def test_text_ensemble_with_word_dropout_trains_evaluates_and_predicts(tmp_path):
+    root = write_texts(tmp_path / "reviews")
+    out = tmp_path / "run"
+    args = ("--max-features", "50", "--maxlen", "8", "--embed-dim", "4", "--ensemble", "3", "--word-dropout", "0.2")
+    run("train", "classify", "--data", root, "--out", out, *TINY, *args)
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["ensemble"], config["word_dropout"]) == (3, 0.2)
+    assert json.loads(run("eval", "--json", out).output)["accuracy"] == pytest.approx(metrics["accuracy"])
+    (tmp_path / "new.txt").write_text("great wonderful movie\nawful boring movie\n")
+    assert len(run("predict", out, "--data", tmp_path / "new.txt").output.strip().splitlines()) == 2
+    bad = run("train", "classify", "--data", root, "--out", tmp_path / "x", *TINY, "--word-dropout", "1", ok=False)
+    assert bad.exit_code == 1 and "--word-dropout must be in [0, 1)" in bad.output
+    bad = run("train", "classify", "--data", root, "--out", tmp_path / "y", *TINY, "--ensemble", "0", ok=False)
+    assert bad.exit_code == 1 and "--ensemble must be >= 1" in bad.output
+
+
+def test_an_ensemble_trains_each_member_on_its_own_cross_entropy():
+    torch = pytest.importorskip("torch")
+    from grukit.tasks import _sequence as seq
+
+    members = [seq.SequenceModel(2, 3, hidden_size=4) for _ in range(2)]
+    x, ln, y = torch.randn(5, 4, 2), torch.tensor([4, 4, 3, 2, 1]), torch.tensor([0, 1, 2, 1, 0])
+    objective = seq.LabelObjective(8, None, None)
+    with torch.no_grad():
+        want = sum(torch.nn.functional.cross_entropy(m.eval()(x, ln), y) for m in members) / 2
+        got = objective.loss(seq.Ensemble(members).eval(), (x, ln, y))
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)

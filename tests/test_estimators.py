@@ -187,10 +187,10 @@ def test_save_load_and_cli_predict_on_the_saved_run(classifier, tmp_path):
 
 def test_save_load_regressor_text_and_forecaster(tmp_path):
     X, y = learnable(n=60)
-    reg = GRURegressor(hidden_size=np.int64(8), epochs=3).fit(X, y)  # a NumPy int, as a parameter search gives
+    reg = GRURegressor(hidden_size=np.int64(8), epochs=3, skip="linear", ensemble=2).fit(X, y)  # a NumPy int
     back = GRURegressor.load(reg.save(tmp_path / "reg"))
     np.testing.assert_array_equal(back.predict(X), reg.predict(X))
-    assert back.hidden_size == 8 and back.n_features_in_ == 12
+    assert back.hidden_size == 8 and back.n_features_in_ == 12 and (back.skip, back.ensemble) == ("linear", 2)
     docs, labels = ["good fine", "bad dull", "fine good film", "dull bad film"] * 5, [1, 0, 1, 0] * 5
     txt = GRUTextClassifier(hidden_size=8, embed_dim=8, epochs=2).fit(docs, labels)
     back = GRUTextClassifier.load(txt.save(tmp_path / "txt"))

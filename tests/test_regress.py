@@ -127,3 +127,64 @@ def test_metrics_and_baselines():
     assert re_eval.ridge_baseline(x, y, x, y, alpha=1e-6)["r2"] == pytest.approx(1.0)
     with pytest.raises(ValueError):
         re_eval.scores(np.array([1.0]), np.array([1.0, 2.0]))
+
+
+def test_linear_skip_adds_a_linear_map_of_the_flattened_series():
+    torch = pytest.importorskip("torch")
+    from grukit.tasks import _sequence as seq
+
+    model = seq.SequenceModel(3, 1, hidden_size=4, pooling="mean", linear_skip=5 * 3).eval()
+    x, ln = torch.randn(6, 5, 3), torch.full((6,), 5)
+    with torch.no_grad():
+        full = model(x, ln)
+        model.head[2].weight.zero_()
+        model.head[2].bias.zero_()  # the recurrent path now adds nothing
+        assert torch.allclose(model(x, ln), x.reshape(6, 15) @ model.skip.weight.T + model.skip.bias)
+    assert not torch.allclose(full, model(x, ln))
+    assert seq.SequenceModel(3, 1, hidden_size=4).skip is None  # off by default
+
+
+def test_an_ensemble_averages_its_members_and_trains_each_on_its_own_loss():
+    torch = pytest.importorskip("torch")
+    from grukit.tasks import _sequence as seq
+    from grukit.tasks import regress
+
+    members = [seq.SequenceModel(2, 1, hidden_size=3, pooling="mean") for _ in range(3)]
+    ensemble = seq.Ensemble(members).eval()
+    x, ln, y = torch.randn(4, 6, 2), torch.tensor([6, 5, 3, 1]), torch.randn(4)
+    with torch.no_grad():
+        outs = [m(x, ln) for m in members]
+        assert torch.allclose(ensemble(x, ln), sum(outs) / 3, atol=1e-6)
+        objective = regress._Objective(regress.RegressConfig(), {"fit": None, "val": None})
+        want = sum(torch.nn.functional.mse_loss(o[:, 0], y) for o in outs) / 3
+        assert objective.loss(ensemble, (x, ln, y)).item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_skip_and_ensemble_train_eval_and_predict(tmp_path):
+    data = write_tsv(tmp_path / "R")
+    out = tmp_path / "run"
+    run("train", "regress", "--data", data, "--out", out, "--skip", "linear", "--ensemble", "2", *TINY)
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["skip"] == "linear" and config["ensemble"] == 2
+    assert json.loads(run("eval", "--json", out).output)["mae"] == pytest.approx(metrics["mae"])
+    lines = run("predict", out, "--data", data / "R_TEST.tsv").output.strip().splitlines()
+    assert len(lines) == 30 and all(np.isfinite(float(line.split("\t")[1])) for line in lines)
+    assert (
+        "--skip" in run("train", "regress", "--help").output
+        and "--ensemble" in run("train", "regress", "--help").output
+    )
+
+
+def test_skip_needs_equal_lengths_and_ensemble_at_least_one(tmp_path):
+    rng = np.random.default_rng(3)
+    lines = ["@problemName r", "@univariate true", "@equalLength false", "@targetLabel true", "@data"]
+    lines += [",".join(f"{v:.3f}" for v in rng.standard_normal(4 + i % 3)) + ":1.0" for i in range(12)]
+    (tmp_path / "r.ts").write_text("\n".join(lines) + "\n")
+    result = run(
+        "train", "regress", "--data", tmp_path / "r.ts", "--out", tmp_path / "a", "--skip", "linear", *TINY, ok=False
+    )
+    assert result.exit_code == 1 and "--skip linear needs training series of one length" in result.output
+    assert not (tmp_path / "a").exists()
+    result = run("train", "regress", "--out", tmp_path / "b", "--ensemble", "0", *TINY, ok=False)
+    assert result.exit_code == 1 and "--ensemble must be >= 1" in result.output

@@ -113,6 +113,7 @@ class GRUClassifier(_LabelClassifier):
         batch_size=16,
         dropout=0.1,
         pooling="last+mean",
+        ensemble=1,
         normalize="auto",
         augment=0.1,
         patch=0,
@@ -131,6 +132,7 @@ class GRUClassifier(_LabelClassifier):
         self.hidden_size, self.num_layers, self.bidirectional, self.cell = hidden_size, num_layers, bidirectional, cell
         self.epochs, self.lr, self.batch_size, self.dropout = epochs, lr, batch_size, dropout
         self.pooling, self.normalize, self.augment, self.patch = pooling, normalize, augment, patch
+        self.ensemble = ensemble
         self.val_fraction, self.weight_decay, self.grad_clip, self.patience = (
             val_fraction,
             weight_decay,
@@ -160,6 +162,8 @@ class GRUTextClassifier(_LabelClassifier):
     training part; each document keeps its last ``maxlen`` words.
 
     Defaults: an embedding of 32, hidden_size 32, 10 epochs of batches of 32.
+    ``word_dropout`` zeroes that share of whole word vectors while training;
+    ``ensemble=N`` averages N models (as the CLI's ``--word-dropout``, ``--ensemble``).
     Other parameters, ``random_state`` and ``verbose`` as GRUClassifier's.
     Fitted attributes as GRUClassifier's (the vocabulary is ``state_.vocab``).
     """
@@ -180,6 +184,8 @@ class GRUTextClassifier(_LabelClassifier):
         batch_size=32,
         dropout=0.1,
         pooling="last+mean",
+        ensemble=1,
+        word_dropout=0.0,
         val_fraction=0.2,
         weight_decay=1e-4,
         grad_clip=1.0,
@@ -195,6 +201,7 @@ class GRUTextClassifier(_LabelClassifier):
         self.max_features, self.maxlen, self.embed_dim = max_features, maxlen, embed_dim
         self.hidden_size, self.num_layers, self.bidirectional, self.cell = hidden_size, num_layers, bidirectional, cell
         self.epochs, self.lr, self.batch_size, self.dropout, self.pooling = epochs, lr, batch_size, dropout, pooling
+        self.ensemble, self.word_dropout = ensemble, word_dropout
         self.val_fraction, self.weight_decay, self.grad_clip, self.patience = (
             val_fraction,
             weight_decay,

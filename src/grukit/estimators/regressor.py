@@ -26,6 +26,8 @@ class GRURegressor(RegressorMixin, GRUEstimator[RegressState]):
     defaults as the CLI's except hidden_size 32 and 50 epochs (seconds on a few
     hundred short series). ``normalize``: global (default; keeps each series'
     level, per-channel training mean/std) or series (z-normalise each series).
+    ``skip="linear"`` adds a linear map of the flattened series (equal lengths)
+    and ``ensemble=N`` averages N models, as the CLI's ``--skip`` and ``--ensemble``.
     ``random_state`` and ``verbose`` as GRUClassifier's. Fitted attributes:
     ``n_features_in_``, ``model_``, ``config_``, ``state_``, ``history_``, ``seed_``.
     """
@@ -44,6 +46,8 @@ class GRURegressor(RegressorMixin, GRUEstimator[RegressState]):
         batch_size=32,
         dropout=0.0,
         pooling="mean",
+        skip="none",
+        ensemble=1,
         normalize="global",
         patch=0,
         val_fraction=0.2,
@@ -61,6 +65,7 @@ class GRURegressor(RegressorMixin, GRUEstimator[RegressState]):
         self.hidden_size, self.num_layers, self.bidirectional, self.cell = hidden_size, num_layers, bidirectional, cell
         self.epochs, self.lr, self.batch_size, self.dropout = epochs, lr, batch_size, dropout
         self.pooling, self.normalize, self.patch, self.val_fraction = pooling, normalize, patch, val_fraction
+        self.skip, self.ensemble = skip, ensemble
         self.weight_decay, self.grad_clip, self.patience = weight_decay, grad_clip, patience
         self.zoneout, self.recurrent_dropout, self.weight_dropout = zoneout, recurrent_dropout, weight_dropout
         self.dtype, self.threads, self.random_state, self.verbose = dtype, threads, random_state, verbose

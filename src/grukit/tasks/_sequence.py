@@ -31,9 +31,15 @@ class SequenceModel(nn.Module):
         hidden_size, num_layers, bidirectional, dropout: the recurrent layer's.
         pooling: one of POOLINGS; "last" is each direction's final state.
         vocab_size / embed_dim: token ids in, an embedding first (0 = padding).
+        word_dropout: with token ids, the share of words whose whole vector is
+            zeroed in training (the rest scaled up; Gal & Ghahramani 2016).
         patch: consecutive steps fed as one step (T -> ceil(T / patch)), which
             shortens long series; 1 = off.
         cell: the recurrent layer's cell and its options (default: grukit.GRU).
+        linear_skip: T * I, the flattened width of equal-length float inputs;
+            > 0 adds a linear map of the whole input to the output, so the
+            model holds a linear autoregression and the recurrent path learns
+            what it leaves (0 = off).
     """
 
     def __init__(
@@ -50,11 +56,13 @@ class SequenceModel(nn.Module):
         embed_dim: int = 0,
         patch: int = 1,
         cell: Cell = Cell(),
+        linear_skip: int = 0,
+        word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"--pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        self.pooling, self.patch = pooling, patch
+        self.pooling, self.patch, self.word_dropout = pooling, patch, word_dropout
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0) if vocab_size else None
         gru_in = embed_dim if vocab_size else input_size * patch
         self.gru = cell.layer(
@@ -68,14 +76,41 @@ class SequenceModel(nn.Module):
         pooled = D * hidden_size * len(pooling.split("+"))
         self.drop = nn.Dropout(dropout)
         self.head = nn.Sequential(nn.Linear(pooled, hidden_size), nn.ReLU(), nn.Linear(hidden_size, out_size))
+        self.skip = nn.Linear(linear_skip, out_size) if linear_skip else None
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:  # (B, T, I) float or (B, T) ids -> (B, out)
+        skip = self.skip(x.reshape(len(x), -1)) if self.skip is not None else 0.0
         if self.embedding is not None:
             x = self.embedding(x)  # (B, T, E)
+            if self.training and self.word_dropout > 0:
+                x = x * nn.functional.dropout(x.new_ones(x.shape[:2] + (1,)), self.word_dropout)  # whole words
         elif self.patch > 1:
             x, lengths = patch_steps(x, lengths, self.patch)  # (B, T/p, p*I)
         out, h_n = self.gru(x, lengths=lengths)  # (B, T, D*H), (L*D, B, H)
-        return self.head(self.drop(pool(out, h_n, lengths, self.pooling, directions(self.gru))))
+        return self.head(self.drop(pool(out, h_n, lengths, self.pooling, directions(self.gru)))) + skip
+
+
+class Ensemble(nn.Module):
+    """Several models trained side by side from different initialisations; the output is their mean.
+
+    Training minimises the mean of the members' own losses (see :meth:`each`), so each member
+    learns as it would alone (on the same batches) and averaging their predictions lowers the
+    variance that comes from the initialisation."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def each(self, *inputs: Tensor) -> Tensor:  # -> (members, B, out)
+        return torch.stack([m(*inputs) for m in self.members])
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.each(*inputs).mean(0)
+
+
+def member_outputs(model: nn.Module, *inputs: Tensor) -> Tensor:
+    """(members, B, out): each member's outputs of an :class:`Ensemble`, or (1, B, out) of one model."""
+    return model.each(*inputs) if isinstance(model, Ensemble) else model(*inputs)[None]
 
 
 def patch_steps(x: Tensor, lengths: Tensor, patch: int) -> tuple[Tensor, Tensor]:
@@ -176,7 +211,8 @@ class LabelObjective:
 
     def loss(self, model: nn.Module, batch) -> Tensor:
         x, ln, y = batch
-        return nn.functional.cross_entropy(model(x, ln), y)
+        out = member_outputs(model, x, ln)  # (members, B, classes): an ensemble trains each member on its own loss
+        return nn.functional.cross_entropy(out.flatten(0, 1), y.repeat(len(out)))
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         x, ln, y = self.val

@@ -82,6 +82,13 @@ class ClassifyConfig(TaskConfig):
     max_features: int = option(10000, "text: vocabulary size (most frequent training words)")
     maxlen: int = option(100, "text: words kept per document (the last ones)")
     embed_dim: int = option(0, "text: word embedding size (0 = auto: 64; rotten_tomatoes 32)")
+    ensemble: int = option(
+        1,
+        "train this many models from different initialisations side by side and average their outputs (logits)",
+    )
+    word_dropout: float = option(
+        0.0, "text: share of the words whose whole embedding vector is zeroed while training (0 = off)"
+    )
 
     def validate(self) -> None:
         if self.epochs < 0 or self.batch_size < 0:
@@ -90,7 +97,7 @@ class ClassifyConfig(TaskConfig):
             )
         TaskConfig.validate(replace(self, epochs=self.epochs or 1))  # 0 = auto
         self.at_least(0, "hidden_size", "embed_dim")  # 0 = auto
-        self.at_least(1, "num_layers", "maxlen")
+        self.at_least(1, "num_layers", "maxlen", "ensemble")
         if self.augment < 0:
             raise ValueError(f"--augment must be >= 0, got {self.augment}")
         if self.patch < 0:
@@ -98,10 +105,15 @@ class ClassifyConfig(TaskConfig):
         if self.max_features < 3:
             raise ValueError(f"--max-features must be >= 3, got {self.max_features}")
         self.within(0, 1, "val_fraction", "test_fraction")
-        self.within(0, 1, "dropout", closed_low=True)
+        self.within(0, 1, "dropout", "word_dropout", closed_low=True)
 
 
-def build_model(cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel:
+def build_model(cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel | seq.Ensemble:
+    members = [build_member(cfg, state) for _ in range(cfg.ensemble)]
+    return seq.Ensemble(members) if len(members) > 1 else members[0]
+
+
+def build_member(cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel:
     text_kind = state.kind == "text"
     return seq.SequenceModel(
         0 if text_kind else state.channels,
@@ -115,6 +127,7 @@ def build_model(cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel:
         embed_dim=cfg.embed_dim,
         patch=1 if text_kind else state.patch,
         cell=cfg.recurrent_cell(),
+        word_dropout=cfg.word_dropout if text_kind else 0.0,
     )
 
 
@@ -162,7 +175,7 @@ class ClassifyTask(Task[ClassifyConfig, ClassifyState, seq.SequenceModel]):
             **filled,
         )
 
-    def build(self, cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel:
+    def build(self, cfg: ClassifyConfig, state: ClassifyState) -> seq.SequenceModel | seq.Ensemble:
         return build_model(cfg, state)
 
     def objective(self, cfg: ClassifyConfig, state: ClassifyState, data: dict) -> _Objective:

@@ -173,11 +173,11 @@ def memory_bytes() -> int:
 
 def recurrent_parameters(cfg: Any) -> int:
     """About how many parameters the recurrent layers of ``cfg`` hold: 3H(I+H) per layer and
-    direction, with the input taken as wide as the hidden state (an estimate, for the memory check)."""
+    direction (and ensemble member), with the input taken as wide as the hidden state (an estimate, for the memory check)."""
     hidden = getattr(cfg, "hidden_size", 0)
     width = max(hidden, getattr(cfg, "embedding_size", 0), getattr(cfg, "embed_dim", 0))
     layers = getattr(cfg, "num_layers", 1) * (2 if getattr(cfg, "bidirectional", False) else 1)
-    return 3 * hidden * (width + hidden) * layers
+    return 3 * hidden * (width + hidden) * layers * getattr(cfg, "ensemble", 1)
 
 
 def check_memory(cfg: Any) -> None:

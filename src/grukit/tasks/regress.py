@@ -13,6 +13,12 @@ Targets are standardised with the mean and std of the training part only
 scoring. Scores: MAE, RMSE and R^2 on the test split, beside the
 predict-the-training-mean baseline and, for equal-length series, ridge
 regression on the flattened series.
+
+``--skip linear`` adds a linear map of the whole flattened series to the
+model's output (equal-length series), so the model contains a linear
+autoregression and the GRU learns what it leaves. ``--ensemble N`` trains N
+models from different initialisations side by side (each on its own loss,
+the same batches) and predicts their mean.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ DATASETS = {
     "nyse_day": "nyse plus the predicted day's weekday one-hot on every step (5 x 8)",
 }
 NYSE_DAY = {"nyse": False, "nyse_day": True}  # built-in NYSE sets -> weekday inputs
+SKIPS = ("none", "linear")
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,14 @@ class RegressConfig(TaskConfig):
         "how the GRU outputs become one vector (mean suits targets that sum over steps)",
         choices=list(seq.POOLINGS),
     )
+    skip: str = option(
+        "none",
+        "linear = add a linear map of the whole flattened series (e.g. the lags) to the output: the model holds a linear autoregression and the GRU learns what it leaves (equal-length series)",
+        choices=list(SKIPS),
+    )
+    ensemble: int = option(
+        1, "train this many models from different initialisations side by side and average their predictions"
+    )
     batch_size: int = option(32, "sequences per batch")
     normalize: str = option(
         "global",
@@ -73,7 +88,7 @@ class RegressConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        self.at_least(1, "hidden_size", "num_layers", "batch_size")
+        self.at_least(1, "hidden_size", "num_layers", "batch_size", "ensemble")
         if self.patch < 0:
             raise ValueError(f"--patch must be >= 0, got {self.patch}")
         self.within(0, 1, "val_fraction", "test_fraction")
@@ -163,7 +178,14 @@ def nyse_baselines(name: str) -> dict:
     return {key: reg_eval.least_squares_baseline(a[t], y[t], a[~t], y[~t]) for key, (a, y, t) in fits.items()}
 
 
-def build_model(cfg: RegressConfig, state: RegressState) -> seq.SequenceModel:
+def build_model(cfg: RegressConfig, state: RegressState) -> seq.SequenceModel | seq.Ensemble:
+    if cfg.skip == "linear" and not state.length:
+        raise ValueError("--skip linear needs training series of one length; these differ")
+    members = [build_member(cfg, state) for _ in range(cfg.ensemble)]
+    return seq.Ensemble(members) if len(members) > 1 else members[0]
+
+
+def build_member(cfg: RegressConfig, state: RegressState) -> seq.SequenceModel:
     return seq.SequenceModel(
         state.channels,
         1,
@@ -174,6 +196,7 @@ def build_model(cfg: RegressConfig, state: RegressState) -> seq.SequenceModel:
         pooling=cfg.pooling,
         patch=state.patch,
         cell=cfg.recurrent_cell(),
+        linear_skip=state.length * state.channels if cfg.skip == "linear" else 0,
     )
 
 
@@ -195,7 +218,8 @@ class _Objective:
 
     def loss(self, model, batch) -> torch.Tensor:
         x, ln, y = batch
-        return nn.functional.mse_loss(model(x, ln)[:, 0], y)
+        out = seq.member_outputs(model, x, ln)  # (members, B, 1)
+        return nn.functional.mse_loss(out[..., 0], y.expand(len(out), -1))  # the mean of the members' losses
 
     def validate(self, model) -> dict[str, float]:
         x, ln, y = self.val
@@ -217,7 +241,7 @@ class RegressTask(Task[RegressConfig, RegressState, seq.SequenceModel]):
     def prepare(self, cfg: RegressConfig, raw: Sets, *, holdout: bool = True):
         return prepare(cfg, raw, holdout=holdout)
 
-    def build(self, cfg: RegressConfig, state: RegressState) -> seq.SequenceModel:
+    def build(self, cfg: RegressConfig, state: RegressState) -> seq.SequenceModel | seq.Ensemble:
         return build_model(cfg, state)
 
     def objective(self, cfg: RegressConfig, state: RegressState, data: dict) -> _Objective:
