@@ -11,6 +11,7 @@ each sequence's valid steps and maps the pooled vector to ``out_size`` numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,7 @@ class Ensemble(nn.Module):
     learns as it would alone (on the same batches) and averaging their predictions lowers the
     variance that comes from the initialisation."""
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    def __init__(self, members: Sequence[nn.Module]) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
 

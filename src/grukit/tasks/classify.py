@@ -150,7 +150,7 @@ def probabilities(model, x: torch.Tensor, ln: torch.Tensor) -> torch.Tensor:
     return torch.softmax(seq.predict(model, x, ln).float(), dim=1)
 
 
-class ClassifyTask(Task[ClassifyConfig, ClassifyState, seq.SequenceModel]):
+class ClassifyTask(Task[ClassifyConfig, ClassifyState, "seq.SequenceModel | seq.Ensemble"]):
     name = "classify"
     summary = "sequence classification: UCR/UEA series (.tsv/.ts), text folders or CSV; accuracy vs 1-NN baselines"
     Config = ClassifyConfig

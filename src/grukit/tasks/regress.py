@@ -227,7 +227,7 @@ class _Objective:
         return {"val_loss": nn.functional.mse_loss(pred, y).item(), "val_mae_scaled": (pred - y).abs().mean().item()}
 
 
-class RegressTask(Task[RegressConfig, RegressState, seq.SequenceModel]):
+class RegressTask(Task[RegressConfig, RegressState, "seq.SequenceModel | seq.Ensemble"]):
     name = "regress"
     summary = "sequence regression: one number per series (.tsv/.ts, toy, Covid3Month, NYSE); MAE, RMSE, R^2 vs predict-the-mean"
     Config = RegressConfig
