@@ -38,6 +38,14 @@ def _native():
         pytest.skip(f"native kernel unavailable: {_build.error()}")
 
 
+@pytest.fixture
+def always_team():
+    """Batch-1 loops split their units between threads whenever the sizes allow (not by measurement)."""
+    kernels.ops.set_team_policy("team")
+    yield
+    kernels.ops.set_team_policy("measured")
+
+
 def _layer_inputs(T, B, I, H, dtype, bias=True):
     x = torch.randn(T, B, I, dtype=dtype)  # (T, B, I)
     h0 = torch.randn(B, H, dtype=dtype)  # (B, H)
@@ -217,7 +225,7 @@ def test_tiled_step_products_match_reference(dtype, B, H, reset_after):
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("B, I, H", [(2, 70, 37), (1, 64, 256), (1, 50, 300)])
-def test_cell_step_matches_reference(reset_after, dtype, B, I, H):
+def test_cell_step_matches_reference(reset_after, dtype, B, I, H, always_team):
     # (2, 70, 37): rows 3H = 111, blocks of four plus three left over; I = 70,
     # two full vectors and a tail. Batch 1 with 3H (I + H) >= 160k multiply-adds
     # runs on a team of two threads, each with a slice of the hidden units
@@ -405,7 +413,7 @@ def test_inference_keeps_two_states_and_matches_training_forward(T, reset_after)
 @pytest.mark.parametrize("H", [128, 150])
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_batch1_team_of_threads_matches_reference(dtype, H, reset_after, reverse):
+def test_batch1_team_of_threads_matches_reference(dtype, H, reset_after, reverse, always_team):
     # batch 1, one direction, two threads: each step's hidden units are split
     # between the threads (H = 150: slices of 80 and 70 units), meeting at a
     # barrier after every step; forward with and without autograd, and backward
@@ -475,3 +483,31 @@ def test_compute_dtype_is_mixed_precision(bidir):
     for g, r in zip(grads, ref_grads):
         assert g.dtype == torch.float32
         assert (g - r).abs().max() / r.abs().max().clamp(min=1.0) < BF16_TOL
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_team_and_one_thread_give_identical_bits(reset_after):
+    # A batch-1 loop big enough for a team runs as one, or on one thread, by measurement
+    # (driver.cpp, TeamChoice): both must give the same bits, whichever the load picks.
+    torch.manual_seed(9)
+    layer = [t.detach() for t in _layer_inputs(12, 1, 40, 160, torch.float32)]
+    cell = grukit.GRUCell(64, 256, reset_after=reset_after)
+    x, h = torch.randn(1, 64), torch.randn(1, 256)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    runs = {}
+    try:
+        with torch.no_grad():
+            for policy in ("team", "alone", "measured"):
+                kernels.ops.set_team_policy(policy)
+                runs[policy] = [(kernels.gru_layer(*layer, reset_after=reset_after)[0], cell(x, h)) for _ in range(40)]
+    finally:
+        kernels.ops.set_team_policy("measured")
+        torch.set_num_threads(before)
+    first_out, first_step = runs["team"][0]
+    for policy, results in runs.items():
+        for out, step in results:
+            assert torch.equal(out, first_out), policy
+            assert torch.equal(step, first_step), policy
+    with pytest.raises(ValueError, match="team policy must be one of"):
+        kernels.ops.set_team_policy("sometimes")

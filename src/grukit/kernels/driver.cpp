@@ -37,7 +37,9 @@
 
 #include <ATen/cpu/vec/functional.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -289,6 +291,66 @@ static int64_t team_size(size_t pieces, int64_t T, int64_t B, int64_t H) {
 // multiply-adds at least (I = 64, H = 256 qualifies; H = 128 does not).
 constexpr int64_t kCellTeamWork = 160 * 1024;
 
+// Whether a team that the sizes allow actually wins is measured, not assumed:
+// with another process busy, the second core may not be free, and a team then
+// waits for its partner at every step (measured: a batch-1 GRUCell step 3x
+// slower at 2 threads than at 1 with one busy process beside). Each calling
+// thread keeps, per kind of loop, the recent time per multiply-add of both
+// ways (exponential averages) and takes the faster; every kExplore calls or
+// more (see prefer_team) it runs the other way to see whether the load has
+// changed. Both ways compute every hidden unit with the same arithmetic, so
+// results are bit-identical
+// whichever runs (except LayerNorm-GRU's statistics, which always use the
+// team when the sizes allow it).
+struct TeamChoice {
+  double team = 0.0, solo = 0.0;  // seconds per multiply-add; 0: not measured yet
+  int64_t calls = 0, next = 0;    // calls so far; the call that next tries the other way
+};
+constexpr int64_t kExplore = 32;
+thread_local TeamChoice layer_choice, cell_choice;
+// 0: the measured choice; 1: always the team; 2: never (tests and benchmarks set it, set_team_policy)
+std::atomic<int> team_policy{0};
+
+void set_team_policy(int64_t policy) {
+  TORCH_CHECK(policy >= 0 && policy <= 2, "grukit: team policy is 0 (measured), 1 (team) or 2 (alone), got ", policy);
+  team_policy.store(static_cast<int>(policy), std::memory_order_relaxed);
+}
+
+static bool prefer_team(TeamChoice& c) {
+  const int policy = team_policy.load(std::memory_order_relaxed);
+  if (policy != 0) return policy == 1;
+  if (c.team == 0.0) return true;   // measure the team first,
+  if (c.solo == 0.0) return false;  // then the thread alone,
+  const bool team_wins = c.team <= c.solo;
+  if (++c.calls < c.next) return team_wins;  // then the faster,
+  // and now and then the other: the slower it was, the rarer, so that trying it
+  // costs a few percent at most (a team whose partner waits for a busy core can
+  // take milliseconds for a step of microseconds)
+  const double ratio = team_wins ? c.solo / c.team : c.team / c.solo;
+  c.next = c.calls + static_cast<int64_t>(kExplore * std::min(ratio, 1024.0));
+  return !team_wins;
+}
+
+static void record_choice(TeamChoice& c, bool team, double seconds, double work) {
+  double& avg = team ? c.team : c.solo;
+  const double per = seconds / std::max(work, 1.0);
+  avg = avg == 0.0 ? per : 0.75 * avg + 0.25 * per;
+}
+
+// Runs f as a team of `threads` (run_team) or alone, whichever prefer_team() says
+// wins here now, timing it for the next choice.
+template <typename F>
+static void run_chosen(TeamChoice& choice, int64_t threads, int64_t H, double work, const F& f) {
+  const bool team = prefer_team(choice);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (team) {
+    run_team(threads, H, f);
+  } else {
+    f(0, H, false);
+  }
+  record_choice(choice, team, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), work);
+}
+
 // One direction of one layer for a block of B batch rows, forward: the time
 // loop, given gi (T, B, 3H), the input projection W x of every step (without
 // b_i; normalised here in place for LayerNorm-GRU). Fills hs (T+1, B, H), ws
@@ -413,8 +475,10 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
         if (in_team) team_barrier();
       }
     };
-    if (team > 1) {
+    if (team > 1 && ln) {  // (the team's statistics round differently from one thread's: no switching)
       run_team(team, H, loop);
+    } else if (team > 1) {
+      run_chosen(layer_choice, team, H, double(T) * B * 3 * H * H, loop);
     } else {
       loop(0, H, false);
     }
@@ -825,7 +889,7 @@ Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tens
     };
     const int64_t team = B == 1 ? free_threads() : 1;
     if (team > 1 && 3 * H * (I + H) >= kCellTeamWork) {
-      run_team(team, H, slice);
+      run_chosen(cell_choice, team, H, double(B) * 3 * H * (I + H), slice);
     } else {
       slice(0, H, false);
     }

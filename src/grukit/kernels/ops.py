@@ -327,3 +327,17 @@ def stack_op():
     if _stack_op is None:
         _stack_op = _build.module().gru_stack
     return _stack_op
+
+
+TEAM_POLICIES = ("measured", "team", "alone")
+
+
+def set_team_policy(policy: str) -> None:
+    """How a batch-1 time loop (or GRUCell step) big enough to split its hidden units between
+    threads decides to: ``"measured"`` (the default: whichever of the team and one thread
+    alone has been faster lately on this thread; see driver.cpp, TeamChoice), ``"team"``
+    (always, as on a quiet machine) or ``"alone"`` (never). Both ways give bit-identical
+    results; tests and benchmarks pin one."""
+    if policy not in TEAM_POLICIES:
+        raise ValueError(f"team policy must be one of {TEAM_POLICIES}, got {policy!r}")
+    _build.module().set_team_policy(TEAM_POLICIES.index(policy))
