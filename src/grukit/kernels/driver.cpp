@@ -305,6 +305,7 @@ constexpr int64_t kCellTeamWork = 160 * 1024;
 struct TeamChoice {
   double team = 0.0, solo = 0.0;  // seconds per multiply-add; 0: not measured yet
   int64_t calls = 0, next = 0;    // calls so far; the call that next tries the other way
+  bool warm = false;              // the team's first call (which may start the thread pool) is not counted
 };
 constexpr int64_t kExplore = 32;
 thread_local TeamChoice layer_choice, cell_choice;
@@ -332,6 +333,10 @@ static bool prefer_team(TeamChoice& c) {
 }
 
 static void record_choice(TeamChoice& c, bool team, double seconds, double work) {
+  if (team && !c.warm) {
+    c.warm = true;
+    return;
+  }
   double& avg = team ? c.team : c.solo;
   const double per = seconds / std::max(work, 1.0);
   avg = avg == 0.0 ? per : 0.75 * avg + 0.25 * per;

@@ -340,4 +340,6 @@ def set_team_policy(policy: str) -> None:
     results; tests and benchmarks pin one."""
     if policy not in TEAM_POLICIES:
         raise ValueError(f"team policy must be one of {TEAM_POLICIES}, got {policy!r}")
+    if not _build.load():  # builds on first use, like every native call
+        raise RuntimeError(f"the native kernel is not available: {_build.error()}")
     _build.module().set_team_policy(TEAM_POLICIES.index(policy))
