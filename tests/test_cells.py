@@ -8,17 +8,13 @@ bfloat16 against the float32 reference within BF16_TOL.
 
 from __future__ import annotations
 
-import os
-import warnings
-
 import pytest
 import torch
-from conftest import assert_close
+from conftest import assert_close, require_native
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import grukit
 from grukit import backend, functional, kernels
-from grukit.kernels import _build
 
 BF16_TOL = 3e-2  # max |native bf16 - fp32 reference| / max(1, max |reference|)
 BF16_TOL_ALL = 5e-2  # every option at once, two layers: measured 0.011-0.037 over mask seeds
@@ -36,13 +32,7 @@ OPTIONS = {
 
 @pytest.fixture(scope="module", autouse=True)
 def _native():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ok = kernels.available()
-    if not ok and os.environ.get("GRUKIT_REQUIRE_NATIVE"):
-        pytest.fail(f"native kernel unavailable: {_build.error()}")
-    if not ok:
-        pytest.skip(f"native kernel unavailable: {_build.error()}")
+    require_native()
     yield
     backend.set_backend(None)
 

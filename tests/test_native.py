@@ -10,12 +10,10 @@ per step; gates are accumulated in float32).
 from __future__ import annotations
 
 import itertools
-import os
-import warnings
 
 import pytest
 import torch
-from conftest import assert_close
+from conftest import assert_close, require_native
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -29,13 +27,7 @@ BF16_TOL = 3e-2  # max |native bf16 - fp32 reference| / max(1, max |reference|)
 
 @pytest.fixture(scope="module", autouse=True)
 def _native():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ok = kernels.available()
-    if not ok and os.environ.get("GRUKIT_REQUIRE_NATIVE"):  # CI: a kernel that fails to build is a failure
-        pytest.fail(f"native kernel unavailable: {_build.error()}")
-    if not ok:
-        pytest.skip(f"native kernel unavailable: {_build.error()}")
+    require_native()
 
 
 @pytest.fixture

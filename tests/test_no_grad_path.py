@@ -6,27 +6,18 @@ it applies, and leave every error to the checked path's named messages."""
 from __future__ import annotations
 
 import itertools
-import os
-import warnings
 
 import pytest
 import torch
-from conftest import assert_close
+from conftest import assert_close, require_native
 
 import grukit
-from grukit import backend, kernels
-from grukit.kernels import _build
+from grukit import backend
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _native():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ok = kernels.available()
-    if not ok and os.environ.get("GRUKIT_REQUIRE_NATIVE"):
-        pytest.fail(f"native kernel unavailable: {_build.error()}")
-    if not ok:
-        pytest.skip(f"native kernel unavailable: {_build.error()}")
+    require_native()
 
 
 @pytest.fixture

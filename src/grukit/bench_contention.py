@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
-from .bench import GRID, QUICK, Config, _infer, _loadavg, _models, _train, machine, rounds
+from .bench import GRID, QUICK, Config, _infer, _loadavg, _models, _train, machine, rounds, stream
 from .cell import GRUCell
 
 CONTENTION_GRID = (Config(20, 1, 32, 64), Config(200, 8, 40, 64), *GRID)
@@ -89,18 +89,8 @@ def time_step(I: int, H: int, *, min_time: float, steps: int = 100) -> dict:
     ref, ours = torch.nn.GRUCell(I, H), GRUCell(I, H)
     ours.load_state_dict(ref.state_dict())
     x, h = torch.randn(1, I), torch.randn(1, H)
-
-    def loop(cell):
-        def run():
-            with torch.no_grad():
-                s = h
-                for _ in range(steps):
-                    s = cell(x, s)
-            return s
-
-        return run
-
-    times = rounds([_at(1, loop(ours)), _at(2, loop(ours)), _at(2, loop(ref))], min_time=min_time)
+    ours_steps, ref_steps = stream(ours, x, h, steps), stream(ref, x, h, steps)
+    times = rounds([_at(1, ours_steps), _at(2, ours_steps), _at(2, ref_steps)], min_time=min_time)
     return {"config": f"cell step B1 I{I} H{H}", "infer": _ratios([[t / steps for t in ts] for ts in times])}
 
 
