@@ -186,4 +186,4 @@ def test_cli_peers_quick(monkeypatch, tmp_path):
 
 def test_cli_peers_and_cells_together_is_a_usage_error():
     result = CliRunner().invoke(main, ["bench", "--peers", "--cells"])
-    assert result.exit_code == 2 and "--cells and --peers are two separate benchmarks" in result.output
+    assert result.exit_code == 2 and "--cells, --peers and --contention are separate benchmarks" in result.output

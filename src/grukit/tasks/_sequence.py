@@ -80,7 +80,7 @@ class SequenceModel(nn.Module):
         self.skip = nn.Linear(linear_skip, out_size) if linear_skip else None
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:  # (B, T, I) float or (B, T) ids -> (B, out)
-        skip = self.skip(x.reshape(len(x), -1)) if self.skip is not None else 0.0
+        skip = self.skip(x.flatten(1)) if self.skip is not None else 0.0
         if self.embedding is not None:
             x = self.embedding(x)  # (B, T, E)
             if self.training and self.word_dropout > 0:
@@ -102,16 +102,18 @@ class Ensemble(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(members)
 
-    def each(self, *inputs: Tensor) -> Tensor:  # -> (members, B, out)
-        return torch.stack([m(*inputs) for m in self.members])
+    def each(self, x: Tensor, lengths: Tensor) -> Tensor:  # -> (members, B, out)
+        return torch.stack([m(x, lengths) for m in self.members])
 
-    def forward(self, *inputs: Tensor) -> Tensor:
-        return self.each(*inputs).mean(0)
+    # the members' own signature, not *inputs: torch.export (ONNX's default exporter) matches its
+    # dynamic shapes to the parameters, one per argument
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        return self.each(x, lengths).mean(0)
 
 
-def member_outputs(model: nn.Module, *inputs: Tensor) -> Tensor:
+def member_outputs(model: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:
     """(members, B, out): each member's outputs of an :class:`Ensemble`, or (1, B, out) of one model."""
-    return model.each(*inputs) if isinstance(model, Ensemble) else model(*inputs)[None]
+    return model.each(x, lengths) if isinstance(model, Ensemble) else model(x, lengths)[None]
 
 
 def patch_steps(x: Tensor, lengths: Tensor, patch: int) -> tuple[Tensor, Tensor]:

@@ -311,4 +311,8 @@ class RegressTask(Task[RegressConfig, RegressState, "seq.SequenceModel | seq.Ens
     def export_example(self, cfg: RegressConfig, state: RegressState) -> tuple[tuple, list[str], dict]:
         from .classify import sequence_example
 
-        return sequence_example(state)
+        args, names, axes = sequence_example(state)
+        if cfg.skip == "linear":  # the skip's width fixes the series' length: only the batch may vary
+            x = torch.randn(2, state.length, state.channels)
+            args, axes = (x, torch.tensor([state.length, max(1, state.length // 2)])), {**axes, "x": {0: "batch"}}
+        return args, names, axes
