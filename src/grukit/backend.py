@@ -156,8 +156,7 @@ def stack_fn(x: torch.Tensor) -> Callable | None:
     """The native no-grad stack (``kernels.ops.stack_op()``) if the native backend would run
     for a plain CPU tensor ``x``, else None. A lean form of :func:`layer_fn`'s choice for
     grukit.GRU's no-grad forward: the caller has ruled out transforms and tensor subclasses."""
-    name = _forced or os.environ.get("GRUKIT_BACKEND", "auto")
-    if name == "reference" or x.dtype not in kernels.DTYPES or x.device.type != "cpu" or not _native_ready():
+    if requested() == "reference" or x.dtype not in kernels.DTYPES or x.device.type != "cpu" or not _native_ready():
         return None
     return kernels.ops.stack_op()
 
