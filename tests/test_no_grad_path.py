@@ -109,11 +109,79 @@ def test_no_grad_stack_in_lower_precision(calls, dtype, tol):
     assert err < tol, f"relative error {err:.3g}"
 
 
+CELL_OPTIONS = {
+    "layer_norm": dict(layer_norm=True),
+    "zoneout": dict(zoneout=0.3),
+    "dropouts": dict(recurrent_dropout=0.3, input_dropout=0.2, weight_dropout=0.4),
+    "all": dict(layer_norm=True, zoneout=0.2, recurrent_dropout=0.3, weight_dropout=0.1),
+}
+
+
+@pytest.mark.parametrize("option", list(CELL_OPTIONS))
+@pytest.mark.parametrize(
+    "layers, bidirectional, batch_first, with_hx",
+    list(itertools.product([1, 2], [False, True], [False, True], [False, True])),
+)
+def test_no_grad_stack_runs_the_cells_without_masks(calls, option, layers, bidirectional, batch_first, with_hx):
+    """layer_norm in any mode, zoneout and the dropouts in eval: one call, the reference's numbers."""
+    torch.manual_seed(0)
+    model = grukit.GRU(
+        5, 7, layers, batch_first=batch_first, bidirectional=bidirectional, dtype=torch.float64, **CELL_OPTIONS[option]
+    )
+    with torch.no_grad():  # the norms' gains and biases away from 1 and 0, so that a misplaced one shows
+        for name in model._norm_names:
+            getattr(model, name).add_(0.3 * torch.randn(21, dtype=torch.float64))
+    model.eval()
+    D = 2 if bidirectional else 1
+    x = torch.randn(3, 6, 5, dtype=torch.float64) if batch_first else torch.randn(6, 3, 5, dtype=torch.float64)
+    hx = torch.randn(layers * D, 3, 7, dtype=torch.float64) if with_hx else None
+    with torch.no_grad():
+        out, h_n = model(x, hx)
+    assert calls[0] == 1
+    ref_out, ref_h = _reference(model, x, hx)
+    assert_close(out, ref_out, torch.float64, "output")
+    assert_close(h_n, ref_h, torch.float64, "h_n")
+    plain = grukit.GRU(5, 7, layers, batch_first=batch_first, bidirectional=bidirectional, dtype=torch.float64)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if k in plain.state_dict()})
+    with torch.no_grad():
+        differs = (plain.eval()(x, hx)[0] - out).abs().max()
+    if option == "dropouts":  # off in eval: the plain GRU's numbers
+        assert differs < 1e-12
+    else:  # the option changed the numbers: it was not dropped on the way
+        assert differs > 1e-3
+
+
+def test_layer_norm_in_training_mode_takes_the_stack(calls):
+    model = grukit.GRU(4, 6, 2, layer_norm=True).train()  # no masks, no dropout between layers: deterministic
+    x = torch.randn(5, 3, 4)
+    with torch.no_grad():
+        out, _ = model(x)
+    assert calls[0] == 1
+    assert_close(out, model(x)[0].detach(), torch.float32, "output with grad")
+
+
+@pytest.mark.parametrize(
+    "name, value, match",
+    [
+        ("ln_gain_ih_l0", torch.zeros(5), r"must have shape \(18,\), got \(5,\)"),
+        ("ln_bias_hh_l0", torch.zeros(18, dtype=torch.float64), "has dtype torch.float64"),
+    ],
+)
+def test_no_grad_layer_norm_errors_name_the_parameter(name, value, match):
+    g = grukit.GRU(4, 6, layer_norm=True)
+    assert name in g._norm_names
+    setattr(g, name, torch.nn.Parameter(value))
+    with torch.no_grad(), pytest.raises((ValueError, TypeError), match=match):
+        g(torch.randn(3, 2, 4))
+
+
 @pytest.mark.parametrize(
     "make, call",
     [
-        (lambda: grukit.GRU(4, 6, layer_norm=True), None),
-        (lambda: grukit.GRU(4, 6, zoneout=0.3).eval(), None),
+        (lambda: grukit.GRU(4, 6, zoneout=0.3).train(), None),
+        (lambda: grukit.GRU(4, 6, recurrent_dropout=0.3).train(), None),
+        (lambda: grukit.GRU(4, 6, input_dropout=0.3).train(), None),
+        (lambda: grukit.GRU(4, 6, weight_dropout=0.3).train(), None),
         (lambda: grukit.GRU(4, 6, compute_dtype=torch.bfloat16), None),
         (lambda: grukit.GRU(4, 6, 2, dropout=0.5).train(), None),
         (lambda: grukit.GRU(4, 6), "lengths"),

@@ -313,21 +313,19 @@ class GRU(nn.Module):
         return out, h_n
 
     def _no_grad_forward(self, input: Tensor | PackedSequence, hx: Tensor | None) -> tuple[Tensor, Tensor] | None:
-        """The plain GRU under torch.no_grad in one native call, or None where this path does not
+        """The GRU under torch.no_grad in one native call, or None where this path does not
         apply (the caller then takes the checked path, which also names anything wrong).
 
         Per call it costs what a small layer's arithmetic costs: no per-layer Python, no
-        dispatcher, no autograd. It never runs under tracing, compiling, exporting or torch.func
-        transforms, for tensor subclasses, with a cell option, mixed precision or lengths."""
+        dispatcher, no autograd. It runs the plain GRU and the cells that draw no random masks
+        (layer_norm; zoneout and the dropouts in eval, where zoneout is its expectation and the
+        dropouts are off). It never runs under tracing, compiling, exporting or torch.func
+        transforms, for tensor subclasses, with masks to draw, mixed precision or lengths."""
+        masks = self.zoneout or self.recurrent_dropout or self.input_dropout or self.weight_dropout
         if (
             type(input) is not Tensor
             or (hx is not None and type(hx) is not Tensor)
-            or self.layer_norm
-            or self.zoneout
-            or self.recurrent_dropout
-            or self.input_dropout
-            or self.weight_dropout
-            or (self.dropout and self.training and self.num_layers > 1)
+            or (self.training and (masks or (self.dropout and self.num_layers > 1)))
             or self.compute_dtype not in (None, input.dtype)
             or torch.jit.is_tracing()
             or torch.compiler.is_compiling()
@@ -339,14 +337,18 @@ class GRU(nn.Module):
         if stack is None or not (batched or input.dim() == 2) or input.numel() == 0 or self.hidden_size == 0:
             return None
         params = [self._parameters.get(n) for n in self._flat_weights_names]
-        if any(type(p) not in _PLAIN for p in params):
+        norms = [self._parameters.get(n) for n in self._norm_names]  # empty without layer_norm
+        if any(type(p) not in _PLAIN for p in params + norms):
             return None
         x = input if batched else input.unsqueeze(1)  # (T, B, I)
         if batched and self.batch_first:
             x = x.transpose(0, 1)
         h0 = hx if hx is None or batched else hx.unsqueeze(1)  # (L*D, B, H)
         try:
-            out, h_n = stack(x, h0, params, self.num_layers, self.bidirectional, self.bias, self.reset_after)
+            zoneout = 0.0 if self.training else self.zoneout
+            out, h_n = stack(
+                x, h0, params, self.num_layers, self.bidirectional, self.bias, self.reset_after, norms, zoneout
+            )
         except RuntimeError:  # a wrong shape, dtype or device: the checked path says which, in torch's words
             return None
         if not batched:

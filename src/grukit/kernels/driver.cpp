@@ -789,13 +789,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_bac
 // costs microseconds of dispatch, more than the arithmetic of a small layer).
 // params: torch.nn.GRU's flat parameter list (per layer and direction: w_ih,
 // w_hh, and b_ih, b_hh with bias); x (T, B, I); h0 (L*D, B, H) or none (zeros).
+// The cells that need no random masks come too: norms, empty or the
+// LayerNorm-GRU's (gain_ih, bias_ih, gain_hh, bias_hh) per layer and direction
+// (each (3H,)), and zoneout_p, zoneout in eval (the expectation; 0 = off).
 // Every layer goes through gru_layer and its checks.
 std::tuple<Tensor, Tensor> gru_stack(const Tensor& x, const OptTensor& h0, const std::vector<Tensor>& params,
-                                     int64_t num_layers, bool bidirectional, bool bias, bool reset_after) {
+                                     int64_t num_layers, bool bidirectional, bool bias, bool reset_after,
+                                     const std::vector<Tensor>& norms, double zoneout_p) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t D = bidirectional ? 2 : 1, per = bias ? 4 : 2;
   TORCH_CHECK(num_layers >= 1 && static_cast<int64_t>(params.size()) == num_layers * D * per,
               "grukit: expected ", num_layers * D * per, " parameters, got ", params.size());
+  TORCH_CHECK(norms.empty() || static_cast<int64_t>(norms.size()) == num_layers * D * 4, "grukit: expected ",
+              num_layers * D * 4, " layer-norm parameters, got ", norms.size());
   TORCH_CHECK(x.dim() == 3, "grukit: x must be (T, B, I), got ", x.sizes());
   TORCH_CHECK(params[1].dim() == 2, "grukit: weight_hh must be (3H, H), got ", params[1].sizes());
   const int64_t B = x.size(1), H = params[1].size(1);
@@ -805,13 +811,22 @@ std::tuple<Tensor, Tensor> gru_stack(const Tensor& x, const OptTensor& h0, const
     const Tensor& p = params[layer * D * per + k];
     return D == 1 ? p.unsqueeze(0) : at::stack({p, params[(layer * D + 1) * per + k]});
   };
+  const auto layer_norms = [&](int64_t layer) -> OptTensor {  // (D, 4, 3H), as the op takes them
+    if (norms.empty()) return std::nullopt;
+    const std::vector<Tensor> own(norms.begin() + layer * D * 4, norms.begin() + (layer + 1) * D * 4);
+    for (const Tensor& t : own) {  // stacking would promote a stray dtype instead of refusing it
+      TORCH_CHECK(t.scalar_type() == x.scalar_type(), "grukit: a layer-norm parameter has dtype ", t.scalar_type(),
+                  " but x has ", x.scalar_type());
+    }
+    return at::stack(own).view({D, 4, -1});
+  };
   Tensor in = x;
   std::vector<Tensor> h_n;
   for (int64_t layer = 0; layer < num_layers; ++layer) {
     auto [out, hl] = gru_layer(in, h.narrow(0, layer * D, D), stacked(layer, 0), stacked(layer, 1),
                                bias ? OptTensor(stacked(layer, 2)) : std::nullopt,
-                               bias ? OptTensor(stacked(layer, 3)) : std::nullopt, std::nullopt, std::nullopt,
-                               std::nullopt, std::nullopt, 0.0, reset_after, false);
+                               bias ? OptTensor(stacked(layer, 3)) : std::nullopt, std::nullopt, layer_norms(layer),
+                               std::nullopt, std::nullopt, zoneout_p, reset_after, false);
     in = out;  // (T, B, D*H)
     h_n.push_back(hl);  // (D, B, H)
   }

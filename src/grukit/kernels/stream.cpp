@@ -10,7 +10,8 @@ at::Tensor gru_cell(const at::Tensor& x, const at::Tensor& h, const at::Tensor& 
                     const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh, bool reset_after);
 std::tuple<at::Tensor, at::Tensor> gru_stack(const at::Tensor& x, const std::optional<at::Tensor>& h0,
                                              const std::vector<at::Tensor>& params, int64_t num_layers,
-                                             bool bidirectional, bool bias, bool reset_after);
+                                             bool bidirectional, bool bias, bool reset_after,
+                                             const std::vector<at::Tensor>& norms, double zoneout_p);
 void set_team_policy(int64_t policy);
 }  // namespace grukit
 
@@ -18,7 +19,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_cell", &grukit::gru_cell, "x (B, I), h (B, H), w_ih, w_hh, b_ih, b_hh, reset_after -> h' (B, H); no autograd");
   m.def("gru_stack", &grukit::gru_stack,
         "x (T, B, I), h0 (L*D, B, H) or None, torch.nn.GRU's flat parameters, num_layers, bidirectional, bias, "
-        "reset_after -> (out (T, B, D*H), h_n (L*D, B, H)); no autograd");
+        "reset_after, layer-norm parameters (4 per layer and direction, or none), eval zoneout p "
+        "-> (out (T, B, D*H), h_n (L*D, B, H)); no autograd");
   m.def("set_team_policy", &grukit::set_team_policy,
         "how a batch-1 loop that may split its hidden units between threads chooses: 0 measured, 1 team, 2 alone");
 }
