@@ -269,6 +269,40 @@ def test_masks_are_drawn_per_sequence_and_per_step_as_documented():
     assert seen["zoneout"].shape == (2, 7, 3, 8) and set(seen["zoneout"].unique().tolist()) == {0.0, 1.0}
 
 
+@pytest.mark.parametrize("seed", [0, 1, -5, 2**62 + 12345, -(2**63)])
+def test_zoneout_mask_native_fill_gives_the_reference_hash_bits(seed):
+    require_native()
+    fill = kernels.loaded_function("bernoulli_mask_")
+    for p in (0.0, 0.1, 0.5, 0.999):
+        threshold = round(p * 2**32)
+        for dtype in kernels.DTYPES:
+            out = torch.empty(3, 1001, 7, dtype=dtype)  # not a multiple of any vector width
+            fill(out, seed, threshold)
+            expected = (functional.zoneout.hash_uniform32(seed, out.numel()) < threshold).to(dtype).view(out.shape)
+            assert torch.equal(out, expected), (seed, p, dtype)
+
+
+def test_zoneout_masks_have_rate_p_and_no_pattern():
+    """The hash's masks as Bernoulli(p) draws: the rate, and no correlation between neighbouring
+    units or steps (binomial standard error at n = 10^6 is below 5e-4)."""
+    like = torch.zeros(())
+    for p in (0.05, 0.1, 0.5, 0.9):
+        torch.manual_seed(3)
+        m = functional.zoneout.zoneout_masks(p, (1, 100, 100, 100), like)  # (D, T, B, H)
+        assert abs(m.mean().item() - p) < 3e-3, p
+        c = m - p
+        var = p * (1 - p)
+        for a, b in ((c[..., 1:], c[..., :-1]), (c[:, 1:], c[:, :-1])):  # unit j and j+1; step t and t+1
+            assert abs((a * b).mean().item() / var) < 5e-3, p
+    torch.manual_seed(3)
+    first = functional.zoneout.zoneout_masks(0.3, (1, 5, 4, 6), like)
+    second = functional.zoneout.zoneout_masks(0.3, (1, 5, 4, 6), like)
+    torch.manual_seed(3)
+    assert not torch.equal(first, second) and torch.equal(
+        first, functional.zoneout.zoneout_masks(0.3, (1, 5, 4, 6), like)
+    )
+
+
 def test_layer_norm_parameters_are_named_and_initialised():
     g = grukit.GRU(4, 6, bidirectional=True, layer_norm=True)
     names = [n for n, _ in g.named_parameters()]

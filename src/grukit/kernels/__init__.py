@@ -2,6 +2,7 @@
 
 Public surface:
     available() -> bool      build/load the kernels once; False (one warning) if impossible
+    loaded_function(name)    one of stream.cpp's plain functions if the kernels are loaded, else None
     supports(*tensors)       whether the kernels handle these tensors (CPU; float32/64, bfloat16)
     gru_layer, gru_cell      drop-in twins of grukit.functional.gru_layer / gru_cell
     ops.gru_directions       the native layer_fn of grukit.functional.gru
@@ -10,7 +11,8 @@ The C++ lives in driver.cpp (the time loops, GEMMs and op registration,
 written once for every cell), cells/ (each cell's fused passes, with the
 equations and derivatives written out: gru.h, layernorm.h), common.h (vector
 helpers), matvec.h (the hand-tiled products inside the time loop) and
-stream.cpp (the no-grad step as a plain Python function, for GRUCell streams);
+stream.cpp (the no-grad step as a plain Python function, for GRUCell streams),
+masks.cpp (zoneout's masks from a counter-based hash);
 scan.cpp is minGRU's scan over time (its Python side: scan.py).
 """
 
@@ -39,6 +41,12 @@ def available() -> bool:
     scan.register()
     _ready = True
     return True
+
+
+def loaded_function(name: str):
+    """A plain function of the loaded native module (stream.cpp's bindings), or None if the
+    kernels are not loaded yet: never builds."""
+    return getattr(_build.module(), name) if _ready else None
 
 
 def supports(*tensors) -> bool:

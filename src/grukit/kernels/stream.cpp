@@ -13,6 +13,7 @@ std::tuple<at::Tensor, at::Tensor> gru_stack(const at::Tensor& x, const std::opt
                                              bool bidirectional, bool bias, bool reset_after,
                                              const std::vector<at::Tensor>& norms, double zoneout_p);
 void set_team_policy(int64_t policy);
+void bernoulli_mask_(const at::Tensor& out, int64_t seed, int64_t threshold);
 }  // namespace grukit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -21,6 +22,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "x (T, B, I), h0 (L*D, B, H) or None, torch.nn.GRU's flat parameters, num_layers, bidirectional, bias, "
         "reset_after, layer-norm parameters (4 per layer and direction, or none), eval zoneout p "
         "-> (out (T, B, D*H), h_n (L*D, B, H)); no autograd");
+  m.def("bernoulli_mask_", &grukit::bernoulli_mask_,
+        "out, seed, threshold (round(p * 2^32)): fills out with a 0/1 mask, 1 with probability p (masks.cpp)");
   m.def("set_team_policy", &grukit::set_team_policy,
         "how a batch-1 loop that may split its hidden units between threads chooses: 0 measured, 1 team, 2 alone");
 }
