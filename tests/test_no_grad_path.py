@@ -1,4 +1,4 @@
-"""grukit.GRU's no-grad forward: one native call for the whole stack (modules.GRU._no_grad_forward).
+"""grukit.GRU's no-grad forward: one native call for the whole stack (modules.GRU._direct_forward).
 
 It must give what the checked path and the reference give, be taken exactly where
 it applies, and leave every error to the checked path's named messages."""
@@ -26,8 +26,8 @@ def calls(monkeypatch):
     count = [0]
     real = backend.stack_fn
 
-    def counting(x):
-        stack = real(x)
+    def counting(x, train=False):
+        stack = real(x, train)
         if stack is None:
             return None
 

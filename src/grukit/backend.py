@@ -152,13 +152,14 @@ def stream_fn(*tensors) -> Callable:
     return step
 
 
-def stack_fn(x: torch.Tensor) -> Callable | None:
-    """The native no-grad stack (``kernels.ops.stack_op()``) if the native backend would run
-    for a plain CPU tensor ``x``, else None. A lean form of :func:`layer_fn`'s choice for
-    grukit.GRU's no-grad forward: the caller has ruled out transforms and tensor subclasses."""
+def stack_fn(x: torch.Tensor, train: bool = False) -> Callable | None:
+    """The native one-call stack if the native backend would run for a plain CPU tensor ``x``,
+    else None: without autograd ``kernels.ops.stack_op()``, with it (``train``)
+    ``kernels.ops.train_stack``. A lean form of :func:`layer_fn`'s choice for grukit.GRU's
+    forward: the caller has ruled out transforms and tensor subclasses."""
     if requested() == "reference" or x.dtype not in kernels.DTYPES or x.device.type != "cpu" or not _native_ready():
         return None
-    return kernels.ops.stack_op()
+    return kernels.ops.train_stack if train else kernels.ops.stack_op()
 
 
 def mingru_scan_fn(*tensors):

@@ -264,8 +264,8 @@ class GRU(nn.Module):
     def forward(
         self, input: Tensor | PackedSequence, hx: Tensor | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor | PackedSequence, Tensor]:  # lengths may be positional: torch.onnx.export passes every default so
-        if lengths is None and not torch.is_grad_enabled():
-            fast = self._no_grad_forward(input, hx)
+        if lengths is None:
+            fast = self._direct_forward(input, hx)
             if fast is not None:
                 return fast
         w0 = self.weight_ih_l0
@@ -312,14 +312,15 @@ class GRU(nn.Module):
             out = out.transpose(0, 1)
         return out, h_n
 
-    def _no_grad_forward(self, input: Tensor | PackedSequence, hx: Tensor | None) -> tuple[Tensor, Tensor] | None:
-        """The GRU under torch.no_grad in one native call, or None where this path does not
-        apply (the caller then takes the checked path, which also names anything wrong).
+    def _direct_forward(self, input: Tensor | PackedSequence, hx: Tensor | None) -> tuple[Tensor, Tensor] | None:
+        """The whole stack in one native call (and, when autograd records, one more for backward),
+        or None where this path does not apply (the caller then takes the checked path, which
+        also names anything wrong).
 
         Per call it costs what a small layer's arithmetic costs: no per-layer Python, no
-        dispatcher, no autograd. It runs the plain GRU and the cells that draw no random masks
-        (layer_norm; zoneout and the dropouts in eval, where zoneout is its expectation and the
-        dropouts are off). It never runs under tracing, compiling, exporting or torch.func
+        dispatcher, no per-layer autograd. It runs the plain GRU and the cells that draw no random
+        masks (layer_norm; zoneout and the dropouts in eval, where zoneout is its expectation and
+        the dropouts are off). It never runs under tracing, compiling, exporting or torch.func
         transforms, for tensor subclasses, with masks to draw, mixed precision or lengths."""
         masks = self.zoneout or self.recurrent_dropout or self.input_dropout or self.weight_dropout
         if (
@@ -330,15 +331,19 @@ class GRU(nn.Module):
             or torch.jit.is_tracing()
             or torch.compiler.is_compiling()
             or backend.transforms_active()
+            or _checks.is_exporting()
         ):
             return None
-        stack = backend.stack_fn(input)
         batched = input.dim() == 3
-        if stack is None or not (batched or input.dim() == 2) or input.numel() == 0 or self.hidden_size == 0:
+        if not (batched or input.dim() == 2) or input.numel() == 0 or self.hidden_size == 0:
             return None
         params = [self._parameters.get(n) for n in self._flat_weights_names]
         norms = [self._parameters.get(n) for n in self._norm_names]  # empty without layer_norm
         if any(type(p) not in _PLAIN for p in params + norms):
+            return None
+        train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, hx, *params, *norms))
+        stack = backend.stack_fn(input, train)
+        if stack is None:
             return None
         x = input if batched else input.unsqueeze(1)  # (T, B, I)
         if batched and self.batch_first:

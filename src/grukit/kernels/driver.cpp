@@ -784,6 +784,45 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_bac
   return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dnorms};
 }
 
+// What the three stack functions share: the arguments checked, h0 (zeros if
+// absent), and each layer's parameters stacked per direction as the ops take them.
+struct StackArgs {
+  int64_t D, per, H;
+  const std::vector<Tensor>& params;
+  const std::vector<Tensor>& norms;
+  bool has_bias;
+  Tensor h;  // (L*D, B, H)
+  at::ScalarType type;
+  StackArgs(const Tensor& x, const OptTensor& h0, const std::vector<Tensor>& params_, int64_t num_layers,
+            bool bidirectional, bool bias_, const std::vector<Tensor>& norms_)
+      : D(bidirectional ? 2 : 1), per(bias_ ? 4 : 2), H(0), params(params_), norms(norms_), has_bias(bias_),
+        type(x.scalar_type()) {
+    TORCH_CHECK(num_layers >= 1 && static_cast<int64_t>(params.size()) == num_layers * D * per,
+                "grukit: expected ", num_layers * D * per, " parameters, got ", params.size());
+    TORCH_CHECK(norms.empty() || static_cast<int64_t>(norms.size()) == num_layers * D * 4, "grukit: expected ",
+                num_layers * D * 4, " layer-norm parameters, got ", norms.size());
+    TORCH_CHECK(x.dim() == 3, "grukit: x must be (T, B, I), got ", x.sizes());
+    TORCH_CHECK(params[1].dim() == 2, "grukit: weight_hh must be (3H, H), got ", params[1].sizes());
+    H = params[1].size(1);
+    h = given(h0) ? *h0 : at::zeros({num_layers * D, x.size(1), H}, x.options());
+    TORCH_CHECK(h.dim() == 3 && h.size(0) == num_layers * D, "grukit: h0 must be (L*D, B, H), got ", h.sizes());
+  }
+  Tensor stacked(int64_t layer, int64_t k) const {  // parameter k of both directions: (D, ...)
+    const Tensor& p = params[layer * D * per + k];
+    return D == 1 ? p.unsqueeze(0) : at::stack({p, params[(layer * D + 1) * per + k]});
+  }
+  OptTensor bias(int64_t layer, int64_t k) const { return has_bias ? OptTensor(stacked(layer, k)) : std::nullopt; }
+  OptTensor layer_norms(int64_t layer) const {  // (D, 4, 3H), as the op takes them
+    if (norms.empty()) return std::nullopt;
+    const std::vector<Tensor> own(norms.begin() + layer * D * 4, norms.begin() + (layer + 1) * D * 4);
+    for (const Tensor& t : own) {  // stacking would promote a stray dtype instead of refusing it
+      TORCH_CHECK(t.scalar_type() == type, "grukit: a layer-norm parameter has dtype ", t.scalar_type(), " but x has ",
+                  type);
+    }
+    return at::stack(own).view({D, 4, -1});
+  }
+};
+
 // A whole stack without autograd and without the dispatcher: grukit.GRU's
 // forward under torch.no_grad calls this directly (a torch.ops call per layer
 // costs microseconds of dispatch, more than the arithmetic of a small layer).
@@ -797,40 +836,90 @@ std::tuple<Tensor, Tensor> gru_stack(const Tensor& x, const OptTensor& h0, const
                                      int64_t num_layers, bool bidirectional, bool bias, bool reset_after,
                                      const std::vector<Tensor>& norms, double zoneout_p) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
-  const int64_t D = bidirectional ? 2 : 1, per = bias ? 4 : 2;
-  TORCH_CHECK(num_layers >= 1 && static_cast<int64_t>(params.size()) == num_layers * D * per,
-              "grukit: expected ", num_layers * D * per, " parameters, got ", params.size());
-  TORCH_CHECK(norms.empty() || static_cast<int64_t>(norms.size()) == num_layers * D * 4, "grukit: expected ",
-              num_layers * D * 4, " layer-norm parameters, got ", norms.size());
-  TORCH_CHECK(x.dim() == 3, "grukit: x must be (T, B, I), got ", x.sizes());
-  TORCH_CHECK(params[1].dim() == 2, "grukit: weight_hh must be (3H, H), got ", params[1].sizes());
-  const int64_t B = x.size(1), H = params[1].size(1);
-  const Tensor h = given(h0) ? *h0 : at::zeros({num_layers * D, B, H}, x.options());  // (L*D, B, H)
-  TORCH_CHECK(h.dim() == 3 && h.size(0) == num_layers * D, "grukit: h0 must be (L*D, B, H), got ", h.sizes());
-  const auto stacked = [&](int64_t layer, int64_t k) {  // parameter k of both directions: (D, ...)
-    const Tensor& p = params[layer * D * per + k];
-    return D == 1 ? p.unsqueeze(0) : at::stack({p, params[(layer * D + 1) * per + k]});
-  };
-  const auto layer_norms = [&](int64_t layer) -> OptTensor {  // (D, 4, 3H), as the op takes them
-    if (norms.empty()) return std::nullopt;
-    const std::vector<Tensor> own(norms.begin() + layer * D * 4, norms.begin() + (layer + 1) * D * 4);
-    for (const Tensor& t : own) {  // stacking would promote a stray dtype instead of refusing it
-      TORCH_CHECK(t.scalar_type() == x.scalar_type(), "grukit: a layer-norm parameter has dtype ", t.scalar_type(),
-                  " but x has ", x.scalar_type());
-    }
-    return at::stack(own).view({D, 4, -1});
-  };
+  const StackArgs a(x, h0, params, num_layers, bidirectional, bias, norms);
   Tensor in = x;
   std::vector<Tensor> h_n;
   for (int64_t layer = 0; layer < num_layers; ++layer) {
-    auto [out, hl] = gru_layer(in, h.narrow(0, layer * D, D), stacked(layer, 0), stacked(layer, 1),
-                               bias ? OptTensor(stacked(layer, 2)) : std::nullopt,
-                               bias ? OptTensor(stacked(layer, 3)) : std::nullopt, std::nullopt, layer_norms(layer),
-                               std::nullopt, std::nullopt, zoneout_p, reset_after, false);
+    auto [out, hl] = gru_layer(in, a.h.narrow(0, layer * a.D, a.D), a.stacked(layer, 0), a.stacked(layer, 1),
+                               a.bias(layer, 2), a.bias(layer, 3), std::nullopt, a.layer_norms(layer), std::nullopt,
+                               std::nullopt, zoneout_p, reset_after, false);
     in = out;  // (T, B, D*H)
     h_n.push_back(hl);  // (D, B, H)
   }
   return {in, num_layers == 1 ? h_n[0] : at::cat(h_n)};
+}
+
+// The same stack with autograd: grukit.GRU's forward, when autograd records,
+// calls gru_stack_train once and its backward calls gru_stack_backward once
+// (modules._TrainStack), so a small model's step pays for one Python function
+// and two native calls instead of a dispatcher op, a Python autograd wrapper
+// and several views per layer. Arguments as gru_stack. Returns out, h_n and
+// what backward reads, per layer: its input (layers >= 1: the previous
+// layer's output), hs and ws (see layer_forward).
+std::tuple<Tensor, Tensor, std::vector<Tensor>> gru_stack_train(const Tensor& x, const OptTensor& h0,
+                                                                const std::vector<Tensor>& params, int64_t num_layers,
+                                                                bool bidirectional, bool bias, bool reset_after,
+                                                                const std::vector<Tensor>& norms, double zoneout_p) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const StackArgs a(x, h0, params, num_layers, bidirectional, bias, norms);
+  Tensor in = x;
+  std::vector<Tensor> h_n, saved;
+  for (int64_t layer = 0; layer < num_layers; ++layer) {
+    auto [out, hl, hs, ws] =
+        gru_layer_train(in, a.h.narrow(0, layer * a.D, a.D), a.stacked(layer, 0), a.stacked(layer, 1), a.bias(layer, 2),
+                        a.bias(layer, 3), std::nullopt, a.layer_norms(layer), std::nullopt, std::nullopt, zoneout_p,
+                        reset_after, false);
+    if (layer > 0) saved.push_back(in);
+    saved.push_back(hs);
+    saved.push_back(ws);
+    in = out;
+    h_n.push_back(hl);
+  }
+  return {in, num_layers == 1 ? h_n[0] : at::cat(h_n), saved};
+}
+
+// Backward of gru_stack_train, the last layer first. dout (T, B, D*H) and
+// dh_n (L*D, B, H) may be absent (zero). Returns dx (undefined unless
+// need_dx), dh0 (L*D, B, H), then the gradients of params and of norms in
+// their order (biases undefined unless need_bias).
+std::vector<Tensor> gru_stack_backward(const OptTensor& dout, const OptTensor& dh_n, const Tensor& x,
+                                       const OptTensor& h0, const std::vector<Tensor>& params,
+                                       const std::vector<Tensor>& norms, const std::vector<Tensor>& saved,
+                                       int64_t num_layers, bool bidirectional, bool bias, bool reset_after,
+                                       double zoneout_p, bool need_dx, bool need_bias) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const StackArgs a(x, h0, params, num_layers, bidirectional, bias, norms);
+  const int64_t D = a.D, L = num_layers, T = x.size(0), B = x.size(1), H = a.H;
+  TORCH_CHECK(static_cast<int64_t>(saved.size()) == 3 * L - 1, "grukit: backward needs what gru_stack_train saved");
+  Tensor g_out = given(dout) ? *dout : at::zeros({T, B, D * H}, x.options());  // (T, B, D*H)
+  const Tensor g_hn = given(dh_n) ? *dh_n : at::zeros({L * D, B, H}, x.options());  // (L*D, B, H)
+  std::vector<Tensor> grads(2 + params.size() + norms.size()), dh0(L);
+  const int64_t per = bias ? 4 : 2;
+  for (int64_t layer = L - 1; layer >= 0; --layer) {
+    const Tensor& in = layer == 0 ? x : saved[3 * layer - 1];
+    const Tensor &hs = saved[layer == 0 ? 0 : 3 * layer], &ws = saved[layer == 0 ? 1 : 3 * layer + 1];
+    auto [dx, dh, dw_ih, dw_hh, db_ih, db_hh, dn] = gru_layer_backward(
+        g_out, g_hn.narrow(0, layer * D, D), in, hs, ws, a.stacked(layer, 0), a.stacked(layer, 1), std::nullopt,
+        a.layer_norms(layer), std::nullopt, std::nullopt, zoneout_p, reset_after, false, layer > 0 || need_dx,
+        bias && need_bias);
+    for (int64_t d = 0; d < D; ++d) {
+      const size_t at = 2 + (layer * D + d) * per;
+      grads[at] = dw_ih.select(0, d);
+      grads[at + 1] = dw_hh.select(0, d);
+      if (bias && need_bias) {
+        grads[at + 2] = db_ih.select(0, d);
+        grads[at + 3] = db_hh.select(0, d);
+      }
+      if (!norms.empty()) {
+        for (int64_t k = 0; k < 4; ++k) grads[2 + params.size() + (layer * D + d) * 4 + k] = dn.select(0, d).select(0, k);
+      }
+    }
+    dh0[layer] = dh;
+    g_out = dx;
+  }
+  if (need_dx) grads[0] = g_out;
+  grads[1] = L == 1 ? dh0[0] : at::cat(dh0);
+  return grads;
 }
 
 // One step without autograd (GRUCell inference): x (B, I), h (B, H) -> h' (B, H).

@@ -330,6 +330,102 @@ def stack_op():
     return _stack_op
 
 
+class _TrainStack(torch.autograd.Function):
+    """A whole stack with autograd in two native calls: ``gru_stack_train`` forward, and
+    ``gru_stack_backward`` (every layer's hand-written BPTT, the last layer first). The per-layer
+    op path computes the same numbers; this one skips its dispatcher calls, the torch.library
+    autograd wrapper and the views per layer, which at T20 B1 H64 cost more than the arithmetic.
+
+    Inputs: x (T, B, I), h0 (L*D, B, H) or None, spec (num_layers, bidirectional, bias,
+    reset_after, zoneout_p, number of weights), then the flat weights and the layer-norm parameters.
+    Double backward recomputes the stack through the per-layer ops (whose own double backward
+    differentiates the reference), so higher derivatives stay exact."""
+
+    @staticmethod
+    def forward(ctx, x, h0, spec, *params):
+        layers, bidirectional, bias, reset_after, zoneout_p, n = spec
+        weights, norms = list(params[:n]), list(params[n:])
+        out, h_n, saved = _build.module().gru_stack_train(
+            x, h0, weights, layers, bidirectional, bias, reset_after, norms, zoneout_p
+        )
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, h0, *params, *saved)
+        ctx.spec = spec
+        return out, h_n
+
+    @staticmethod
+    def backward(ctx, dout, dh_n):
+        layers, bidirectional, bias, reset_after, zoneout_p, n = ctx.spec
+        x, h0, *rest = ctx.saved_tensors
+        m = len(rest) - (3 * layers - 1)  # weights and norms
+        params, saved = rest[:m], rest[m:]
+        need = ctx.needs_input_grad  # x, h0, spec, params...
+        if torch.is_grad_enabled():  # create_graph=True: the per-layer ops, which autograd differentiates
+            dx, dh0, *dparams = _stack_grads_by_ops(ctx.spec, (dout, dh_n), need, x, h0, params)
+            return (dx, dh0, None, *dparams)
+        need_bias = bias and any(need[3 + i] for i in range(n) if i % 4 >= 2)
+        grads = _build.module().gru_stack_backward(
+            dout,
+            dh_n,
+            x,
+            h0,
+            list(params[:n]),
+            list(params[n:]),
+            list(saved),
+            layers,
+            bidirectional,
+            bias,
+            reset_after,
+            zoneout_p,
+            need[0],
+            need_bias,
+        )
+        dx, dh0, dparams = grads[0], grads[1], grads[2:]
+        return (
+            dx if need[0] else None,
+            dh0 if need[1] else None,
+            None,
+            *(g if w else None for g, w in zip(dparams, need[3:])),
+        )
+
+
+def _stack_grads_by_ops(spec, douts, need, x, h0, params) -> list:
+    """The gradients of x, h0 and every parameter (None where not needed) by the differentiable per-layer ops."""
+    layers, bidirectional, bias, reset_after, zoneout_p, n = spec
+    D, per = (2 if bidirectional else 1), (4 if bias else 2)
+    weights = [tuple(params[i : i + per]) + ((None, None) if not bias else ()) for i in range(0, n, per)]
+    norm_list = params[n:]
+    norms = [tuple(norm_list[i : i + 4]) for i in range(0, len(norm_list), 4)] or None
+    inputs = [x, h0, *params]
+    wanted = [t for t, w in zip(inputs, (need[0], need[1], *need[3:])) if w and t is not None]
+    with torch.enable_grad():
+        h = h0 if h0 is not None else x.new_zeros((layers * D, x.shape[1], params[1].shape[1]))
+        outs = functional.gru(
+            x,
+            h,
+            weights,
+            num_layers=layers,
+            bidirectional=bidirectional,
+            reset_after=reset_after,
+            norms=norms,
+            zoneout=zoneout_p,
+            layer_fn=gru_directions,
+        )
+        pairs = [(o, g) for o, g in zip(outs, douts) if g is not None]
+        grads = iter(
+            torch.autograd.grad(
+                [o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True, allow_unused=True
+            )
+        )
+    return [next(grads) if w and t is not None else None for t, w in zip(inputs, (need[0], need[1], *need[3:]))]
+
+
+def train_stack(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p):
+    """The stack with autograd, same positional arguments as :func:`stack_op`'s function -> (out, h_n)."""
+    spec = (num_layers, bidirectional, bias, reset_after, zoneout_p, len(params))
+    return _TrainStack.apply(x, h0, spec, *params, *norms)
+
+
 TEAM_POLICIES = ("measured", "team", "alone")
 
 

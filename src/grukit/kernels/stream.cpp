@@ -1,8 +1,10 @@
-// The no-grad paths as plain Python functions. A stream of single steps
-// (GRUCell under torch.no_grad) and grukit.GRU's no-grad forward call them
-// directly: through the dispatcher, a torch.ops call costs about 2.5 us, as
-// much as the whole step at H = 128. The code is the ops' own (driver.cpp:
-// gru_cell, and gru_layer once per layer); only the way in differs.
+// The direct paths as plain Python functions. A stream of single steps
+// (GRUCell under torch.no_grad) and grukit.GRU's forward (no-grad, and the
+// two halves of its training autograd function) call them directly: through
+// the dispatcher, a torch.ops call costs about 2.5 us, as much as the whole
+// step at H = 128. The code is the ops' own (driver.cpp: gru_cell, and
+// gru_layer, gru_layer_train and gru_layer_backward once per layer); only the
+// way in differs. Also zoneout's mask filler (masks.cpp).
 #include <torch/extension.h>
 
 namespace grukit {
@@ -12,6 +14,16 @@ std::tuple<at::Tensor, at::Tensor> gru_stack(const at::Tensor& x, const std::opt
                                              const std::vector<at::Tensor>& params, int64_t num_layers,
                                              bool bidirectional, bool bias, bool reset_after,
                                              const std::vector<at::Tensor>& norms, double zoneout_p);
+std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> gru_stack_train(
+    const at::Tensor& x, const std::optional<at::Tensor>& h0, const std::vector<at::Tensor>& params,
+    int64_t num_layers, bool bidirectional, bool bias, bool reset_after, const std::vector<at::Tensor>& norms,
+    double zoneout_p);
+std::vector<at::Tensor> gru_stack_backward(const std::optional<at::Tensor>& dout, const std::optional<at::Tensor>& dh_n,
+                                           const at::Tensor& x, const std::optional<at::Tensor>& h0,
+                                           const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& norms,
+                                           const std::vector<at::Tensor>& saved, int64_t num_layers,
+                                           bool bidirectional, bool bias, bool reset_after, double zoneout_p,
+                                           bool need_dx, bool need_bias);
 void set_team_policy(int64_t policy);
 void bernoulli_mask_(const at::Tensor& out, int64_t seed, int64_t threshold);
 }  // namespace grukit
@@ -24,6 +36,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "-> (out (T, B, D*H), h_n (L*D, B, H)); no autograd");
   m.def("bernoulli_mask_", &grukit::bernoulli_mask_,
         "out, seed, threshold (round(p * 2^32)): fills out with a 0/1 mask, 1 with probability p (masks.cpp)");
+  m.def("gru_stack_train", &grukit::gru_stack_train,
+        "gru_stack's arguments -> (out, h_n, what gru_stack_backward reads); the forward of an autograd function");
+  m.def("gru_stack_backward", &grukit::gru_stack_backward,
+        "dout or None, dh_n or None, x, h0 or None, params, norms, saved, num_layers, bidirectional, bias, "
+        "reset_after, zoneout_p, need_dx, need_bias -> [dx, dh0, gradients of params, of norms]");
   m.def("set_team_policy", &grukit::set_team_policy,
         "how a batch-1 loop that may split its hidden units between threads chooses: 0 measured, 1 team, 2 alone");
 }

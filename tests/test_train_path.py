@@ -1,0 +1,205 @@
+"""grukit.GRU's forward with autograd on: the whole stack in one native call forward and one
+backward (kernels.ops._TrainStack, taken by modules.GRU._direct_forward).
+
+It must give the reference's outputs and every gradient, be taken exactly where it applies,
+leave the gradients of frozen inputs None, keep double backward exact, and work with the
+autograd features users combine it with (checkpointing, retain_graph, version checks)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from conftest import assert_close, require_native
+
+import grukit
+from grukit import backend
+from grukit.kernels import ops
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _native():
+    require_native()
+
+
+@pytest.fixture
+def taken(monkeypatch):
+    """How many forwards went through the training stack."""
+    count = [0]
+    real = ops._TrainStack.forward
+
+    def counting(ctx, *args):
+        count[0] += 1
+        return real(ctx, *args)
+
+    monkeypatch.setattr(ops._TrainStack, "forward", staticmethod(counting))
+    return count
+
+
+def _grads(model, x, hx, reference: bool):
+    """Outputs and the gradients of x, hx and every parameter under a loss that weighs every output."""
+    if reference:
+        backend.set_backend("reference")
+    try:
+        for p in model.parameters():
+            p.grad = None
+        xs = x.detach().requires_grad_(x.requires_grad)
+        hs = None if hx is None else hx.detach().requires_grad_(hx.requires_grad)
+        out, h_n = model(xs, hs)
+        weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view(out.shape)
+        ((out * weights).sum() + h_n.pow(2).sum()).backward()
+        grads = [xs.grad, None if hs is None else hs.grad] + [p.grad for p in model.parameters()]
+        return out.detach(), h_n.detach(), grads
+    finally:
+        backend.set_backend(None)
+
+
+GRID = list(
+    itertools.product(
+        [1, 2],  # layers
+        [False, True],  # bidirectional
+        [True, False],  # bias
+        [True, False],  # reset_after
+        [False, True],  # batch_first
+        [True, False],  # batched
+        ["none", "given", "requires_grad"],  # hx
+    )
+)
+
+
+@pytest.mark.parametrize("layers, bidirectional, bias, reset_after, batch_first, batched, hx", GRID)
+def test_train_stack_matches_reference(taken, layers, bidirectional, bias, reset_after, batch_first, batched, hx):
+    torch.manual_seed(0)
+    model = grukit.GRU(
+        5, 7, layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional, reset_after=reset_after
+    ).double()
+    D, T, B = (2 if bidirectional else 1), 6, 3
+    shape = ((B, T, 5) if batch_first else (T, B, 5)) if batched else (T, 5)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    h = None
+    if hx != "none":
+        h = torch.randn((layers * D, B, 7) if batched else (layers * D, 7), dtype=torch.float64)
+        h.requires_grad_(hx == "requires_grad")
+    out, h_n, grads = _grads(model, x, h, reference=False)
+    assert taken[0] == 1
+    ref_out, ref_h, ref_grads = _grads(model, x, h, reference=True)
+    assert taken[0] == 1
+    assert_close(out, ref_out, torch.float64, "output")
+    assert_close(h_n, ref_h, torch.float64, "h_n")
+    names = ["x", "hx"] + [n for n, _ in model.named_parameters()]
+    for name, g, r in zip(names, grads, ref_grads):
+        assert (g is None) == (r is None), name
+        if g is not None:
+            assert_close(g, r, torch.float64, f"d{name}")
+
+
+@pytest.mark.parametrize(
+    "options, mode",
+    [
+        (dict(layer_norm=True), "train"),
+        (dict(layer_norm=True, zoneout=0.3), "eval"),
+        (dict(zoneout=0.3, recurrent_dropout=0.2, weight_dropout=0.2), "eval"),
+        (dict(dropout=0.5), "eval"),
+    ],
+)
+def test_train_stack_runs_the_cells_without_masks(taken, options, mode):
+    torch.manual_seed(1)
+    model = grukit.GRU(4, 6, 2, bidirectional=True, dtype=torch.float64, **options)
+    with torch.no_grad():  # the norms' parameters away from 1 and 0, so that a misplaced gradient shows
+        for name in model._norm_names:
+            getattr(model, name).add_(0.3 * torch.randn(18, dtype=torch.float64))
+    model.train(mode == "train")
+    x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    out, h_n, grads = _grads(model, x, None, reference=False)
+    assert taken[0] == 1
+    ref_out, ref_h, ref_grads = _grads(model, x, None, reference=True)
+    assert_close(out, ref_out, torch.float64, "output")
+    assert_close(h_n, ref_h, torch.float64, "h_n")
+    names = ["x", "hx"] + [n for n, _ in model.named_parameters()]
+    for name, g, r in zip(names, grads, ref_grads):
+        assert (g is None) == (r is None), name
+        if g is not None:
+            assert_close(g, r, torch.float64, f"d{name}")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: grukit.GRU(4, 6, zoneout=0.3).train(),
+        lambda: grukit.GRU(4, 6, recurrent_dropout=0.3).train(),
+        lambda: grukit.GRU(4, 6, 2, dropout=0.5).train(),
+        lambda: grukit.GRU(4, 6, compute_dtype=torch.bfloat16),
+    ],
+)
+def test_masks_and_mixed_precision_take_the_per_layer_path(taken, make):
+    model = make()
+    model(torch.randn(5, 3, 4))[0].sum().backward()
+    assert taken[0] == 0
+    model(torch.randn(5, 3, 4), lengths=torch.tensor([5, 2, 4]))[0].sum().backward()
+    assert taken[0] == 0
+
+
+def test_frozen_parameters_get_no_gradient_and_nothing_requiring_grad_takes_no_graph(taken):
+    model = grukit.GRU(4, 6, 2)
+    model.weight_hh_l1.requires_grad_(False)
+    model.bias_ih_l0.requires_grad_(False)
+    model.bias_hh_l0.requires_grad_(False)
+    model(torch.randn(5, 3, 4))[0].sum().backward()
+    assert taken[0] == 1
+    assert model.weight_hh_l1.grad is None and model.bias_ih_l0.grad is None and model.bias_hh_l0.grad is None
+    assert model.weight_ih_l0.grad is not None and model.bias_hh_l1.grad is not None
+    model.requires_grad_(False)
+    out, _ = model(torch.randn(5, 3, 4))
+    assert taken[0] == 1 and out.grad_fn is None and not out.requires_grad
+
+
+def test_double_backward_is_exact():
+    torch.manual_seed(2)
+    model = grukit.GRU(3, 4, 2, bidirectional=True).double()
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(4, 2, 4, dtype=torch.float64, requires_grad=True)
+    params = tuple(model.parameters())
+
+    def f(x, h, *ps):
+        out, h_n = torch.func.functional_call(model, dict(zip([n for n, _ in model.named_parameters()], ps)), (x, h))
+        return out.tanh().sum() + h_n.sum()
+
+    assert torch.autograd.gradcheck(f, (x, h, *params))
+    assert torch.autograd.gradgradcheck(f, (x, h, *params))
+
+
+def test_checkpointing_retain_graph_and_version_checks():
+    torch.manual_seed(3)
+    model = grukit.GRU(4, 6, 2)
+    x = torch.randn(5, 3, 4, requires_grad=True)
+    plain = torch.autograd.grad(model(x)[0].sum(), (x, *model.parameters()))
+    ckpt = torch.utils.checkpoint.checkpoint(lambda t: model(t)[0], x, use_reentrant=False)
+    for a, b in zip(plain, torch.autograd.grad(ckpt.sum(), (x, *model.parameters()))):
+        assert torch.equal(a, b)
+    out = model(x)[0].sum()
+    first = torch.autograd.grad(out, x, retain_graph=True)[0]
+    assert torch.equal(first, torch.autograd.grad(out, x)[0])  # the saved states survive the first backward
+    out = model(x)[0].sum()
+    with torch.no_grad():
+        model.weight_hh_l0.mul_(2)  # modified in place after the forward saved it
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward()
+
+
+def test_training_converges_like_the_per_layer_path():
+    """A few Adam steps through the stack and through the per-layer ops give the same weights."""
+    torch.manual_seed(4)
+    x, y = torch.randn(8, 4, 3), torch.randn(4, 5)
+    models = [grukit.GRU(3, 5, 2) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    for i, model in enumerate(models):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(5):
+            opt.zero_grad()
+            x_in = x.clone().requires_grad_(i == 1)  # i == 1: same path, x needing a gradient too
+            _, h_n = model(x_in, lengths=None if i == 0 else torch.full((4,), 8))  # lengths: the per-layer ops
+            torch.nn.functional.mse_loss(h_n[-1], y).backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
