@@ -66,7 +66,7 @@ speech-tools:
 
 # The native kernel built for the other vector widths torch dispatches to
 # (AVX2, and none), checked against the reference like the default build.
-NATIVE_TESTS = tests/test_native.py tests/test_cells.py tests/test_streaming.py tests/test_parity.py
+NATIVE_TESTS = tests/test_native.py tests/test_cells.py tests/test_streaming.py tests/test_parity.py tests/test_no_grad_path.py tests/test_train_path.py
 test-isa: setup
 	ATEN_CPU_CAPABILITY=avx2 GRUKIT_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q $(NATIVE_TESTS)
 	ATEN_CPU_CAPABILITY=default GRUKIT_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q $(NATIVE_TESTS)

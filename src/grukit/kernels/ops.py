@@ -12,6 +12,10 @@ torch.export trace them without running them) and an autograd formula, and
 :func:`gru_directions`, :func:`gru_layer` and :func:`gru_cell` wrap them with
 the signatures of :mod:`grukit.functional`.
 
+grukit.GRU itself reaches the same C++ without the dispatcher where it can:
+:func:`stack_op` (no autograd) and :func:`train_stack` (one autograd function
+for the whole stack, whose backward runs every layer's BPTT in one call).
+
 Double backward (``create_graph=True``) is not hand-written: the backward then
 recomputes the layer with the differentiable reference and lets autograd
 differentiate that, so higher derivatives stay exact.
