@@ -128,7 +128,8 @@ def fit(
 ) -> list[dict]:
     """Train ``model`` in place; returns the history, one dict per epoch.
 
-    At the end the model holds the best weights (by the objective's monitor).
+    At the end the model holds the best weights (by the objective's monitor; an
+    :class:`Ensemble`, each member's own best).
     Raises FloatingPointError, keeping the last good files, if the loss or the
     weights stop being finite. ``title`` heads loss.png (default: "TASK: DIR"
     from DIR/config.json); ``monitor_label`` names the monitored metric there,
