@@ -331,14 +331,17 @@ def test_text_ensemble_with_word_dropout_trains_evaluates_and_predicts(tmp_path)
     assert bad.exit_code == 1 and "--ensemble must be >= 1" in bad.output
 
 
-def test_an_ensemble_trains_each_member_on_its_own_cross_entropy():
-    torch = pytest.importorskip("torch")
-    from grukit.tasks import _sequence as seq
-
-    members = [seq.SequenceModel(2, 3, hidden_size=4) for _ in range(2)]
-    x, ln, y = torch.randn(5, 4, 2), torch.tensor([4, 4, 3, 2, 1]), torch.tensor([0, 1, 2, 1, 0])
-    objective = seq.LabelObjective(8, None, None)
-    with torch.no_grad():
-        want = sum(torch.nn.functional.cross_entropy(m.eval()(x, ln), y) for m in members) / 2
-        got = objective.loss(seq.Ensemble(members).eval(), (x, ln, y))
-    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+def test_an_ensemble_of_numeric_classifiers_resumes_exactly_and_reports_validation(tmp_path):
+    """Members augment their own batches (from their own streams): a resumed run still ends on the
+    uninterrupted run's weights, bit for bit."""
+    data = write_ucr(tmp_path / "d")
+    args = ["--data", data, "--ensemble", "2", *TINY[2:]]
+    run("train", "classify", "--out", tmp_path / "whole", *args, "--epochs", "3")
+    run("train", "classify", "--out", tmp_path / "cut", *args, "--epochs", "1")
+    run("train", "classify", "--resume", tmp_path / "cut", "--epochs", "3")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert (cut / "model.safetensors").read_bytes() == (whole / "model.safetensors").read_bytes()
+    history = [json.loads(line) for line in (cut / "history.jsonl").read_text().splitlines()]
+    assert {"val_score", "member0_val_score", "member1_val_score"} <= set(history[-1]) and len(history) == 3
+    metrics = json.loads((cut / "metrics.json").read_text())
+    assert set(metrics["validation"]) == {"accuracy", "macro_f1"} and 0 <= metrics["validation"]["accuracy"] <= 1

@@ -71,6 +71,20 @@ def test_two_processes_follow_one_and_resume(tmp_path):
     assert [r["val_loss"] for r in history(tmp_path / "half")] == pytest.approx([r["val_loss"] for r in h2], rel=1e-6)
 
 
+@pytest.mark.slow
+def test_an_ensemble_under_two_processes_follows_one(tmp_path):
+    """Each member is wrapped in its own DistributedDataParallel, so the members train one after
+    the other in both processes, each on half of its own batches."""
+    args = ["train", "regress", "--epochs", "2", "--hidden-size", "4", "--ensemble", "2", "--batch-size", "64"]
+    two = grukit(*args, "--out", "two", "--no-progress", procs=2, cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = grukit(*args, "--out", "one", "--no-progress", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    for a, b in zip(history(tmp_path / "one"), history(tmp_path / "two"), strict=True):
+        for key in ("member0_val_loss", "member1_val_loss", "val_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4)
+
+
 def children(pid: int) -> list[int]:
     """The child processes of pid (Linux /proc)."""
     tasks = Path(f"/proc/{pid}/task")

@@ -191,6 +191,7 @@ def test_save_load_regressor_text_and_forecaster(tmp_path):
     back = GRURegressor.load(reg.save(tmp_path / "reg"))
     np.testing.assert_array_equal(back.predict(X), reg.predict(X))
     assert back.hidden_size == 8 and back.n_features_in_ == 12 and (back.skip, back.ensemble) == ("linear", 2)
+    assert {"member0_val_loss", "member1_val_loss"} <= set(reg.history_[0])  # each member validated on its own
     docs, labels = ["good fine", "bad dull", "fine good film", "dull bad film"] * 5, [1, 0, 1, 0] * 5
     txt = GRUTextClassifier(hidden_size=8, embed_dim=8, epochs=2).fit(docs, labels)
     back = GRUTextClassifier.load(txt.save(tmp_path / "txt"))

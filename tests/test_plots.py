@@ -51,6 +51,12 @@ def test_figure_names_run_axes_and_kept_epoch(n, kept):
     ]
 
 
+def test_an_ensembles_kept_epochs_are_each_marked():
+    fig = history_figure(history(8), "val_score", kept=[5, 2, 5, -1])  # a member never improved: no mark
+    assert sorted(line.get_xdata()[0] for line in kept_lines(fig)) == [3, 6]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["kept: epochs 3, 6"]
+
+
 def test_no_kept_epoch_and_loss_monitor_draw_one_axis():
     fig = history_figure(history(4, "val_loss"), "val_loss")
     assert len(fig.axes) == 1 and not kept_lines(fig) and fig.axes[0].get_title() == "training history"

@@ -51,6 +51,9 @@ def test_tsv_train_eval_predict_resume(tmp_path):
     assert json.loads(run("eval", "--json", out, "--data", data).output)["mae"] == pytest.approx(metrics["mae"])
     lines = run("predict", out, "--data", data / "R_TEST.tsv").output.strip().splitlines()
     assert len(lines) == 30 and all(np.isfinite(float(line.split("\t")[1])) for line in lines)
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    best = min(history, key=lambda r: r["val_loss"])  # the kept epoch, scored again on the validation part
+    assert metrics["validation"]["mae"] == pytest.approx(best["val_mae_scaled"] * state["target_std"], rel=1e-5)
     run("train", "regress", "--resume", out, "--epochs", "3")
     assert len((out / "history.jsonl").read_text().splitlines()) == 3
 
@@ -144,20 +147,15 @@ def test_linear_skip_adds_a_linear_map_of_the_flattened_series():
     assert seq.SequenceModel(3, 1, hidden_size=4).skip is None  # off by default
 
 
-def test_an_ensemble_averages_its_members_and_trains_each_on_its_own_loss():
+def test_an_ensemble_averages_its_members():
     torch = pytest.importorskip("torch")
     from grukit.tasks import _sequence as seq
-    from grukit.tasks import regress
 
     members = [seq.SequenceModel(2, 1, hidden_size=3, pooling="mean") for _ in range(3)]
     ensemble = seq.Ensemble(members).eval()
-    x, ln, y = torch.randn(4, 6, 2), torch.tensor([6, 5, 3, 1]), torch.randn(4)
+    x, ln = torch.randn(4, 6, 2), torch.tensor([6, 5, 3, 1])
     with torch.no_grad():
-        outs = [m(x, ln) for m in members]
-        assert torch.allclose(ensemble(x, ln), sum(outs) / 3, atol=1e-6)
-        objective = regress._Objective(regress.RegressConfig(), {"fit": None, "val": None})
-        want = sum(torch.nn.functional.mse_loss(o[:, 0], y) for o in outs) / 3
-        assert objective.loss(ensemble, (x, ln, y)).item() == pytest.approx(want.item(), rel=1e-5)
+        assert torch.allclose(ensemble(x, ln), sum(m(x, ln) for m in members) / 3, atol=1e-6)
 
 
 def test_skip_and_ensemble_train_eval_and_predict(tmp_path):
@@ -167,6 +165,9 @@ def test_skip_and_ensemble_train_eval_and_predict(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["skip"] == "linear" and config["ensemble"] == 2
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert {"val_loss", "member0_val_loss", "member1_val_loss", "member1_train_loss"} <= set(history[-1])
+    assert set(metrics["validation"]) == {"mae", "rmse", "r2"}  # the kept ensemble's, on the validation part
     assert json.loads(run("eval", "--json", out).output)["mae"] == pytest.approx(metrics["mae"])
     lines = run("predict", out, "--data", data / "R_TEST.tsv").output.strip().splitlines()
     assert len(lines) == 30 and all(np.isfinite(float(line.split("\t")[1])) for line in lines)
@@ -188,3 +189,45 @@ def test_skip_needs_equal_lengths_and_ensemble_at_least_one(tmp_path):
     assert not (tmp_path / "a").exists()
     result = run("train", "regress", "--out", tmp_path / "b", "--ensemble", "0", *TINY, ok=False)
     assert result.exit_code == 1 and "--ensemble must be >= 1" in result.output
+
+
+def test_an_ensemble_resumes_to_the_uninterrupted_runs_weights_bit_for_bit(tmp_path):
+    from grukit.training import load_tensors
+
+    data = write_tsv(tmp_path / "R")
+    args = ["--data", data, "--ensemble", "3", "--recurrent-dropout", "0.2", *TINY[2:]]
+    run("train", "regress", "--out", tmp_path / "whole", *args, "--epochs", "4")
+    run("train", "regress", "--out", tmp_path / "cut", *args, "--epochs", "2")
+    run("train", "regress", "--resume", tmp_path / "cut", "--epochs", "4")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert (cut / "model.safetensors").read_bytes() == (whole / "model.safetensors").read_bytes()
+    (a, a_meta), (b, b_meta) = (
+        load_tensors(cut / "checkpoint.safetensors"),
+        load_tensors(whole / "checkpoint.safetensors"),
+    )
+    assert a_meta == b_meta and a.keys() == b.keys() and all(a[k].equal(b[k]) for k in b)
+    assert len(json.loads(b_meta["state"])["best_epoch"]) == 3  # one kept epoch per member
+    strip = lambda d: [  # noqa: E731
+        {k: v for k, v in json.loads(line).items() if k != "seconds"}
+        for line in (d / "history.jsonl").read_text().splitlines()
+    ]
+    assert strip(cut) == strip(whole) and len(strip(cut)) == 4
+    assert (
+        json.loads((cut / "metrics.json").read_text())["mae"] == json.loads((whole / "metrics.json").read_text())["mae"]
+    )
+
+
+def test_resuming_an_ensemble_whose_members_shared_their_best_epoch_is_one_line_and_changes_nothing(tmp_path):
+    from grukit.training import load_tensors, save_tensors
+
+    data = write_tsv(tmp_path / "R")
+    out = tmp_path / "run"
+    run("train", "regress", "--data", data, "--out", out, "--ensemble", "2", *TINY)
+    tensors, meta = load_tensors(out / "checkpoint.safetensors")
+    meta["state"] = json.dumps({"epoch": 2, "best": 0.5, "best_epoch": 1, "stale": 0})  # as an earlier grukit wrote
+    save_tensors(out / "checkpoint.safetensors", tensors, meta)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = run("train", "regress", "--resume", out, "--epochs", "3", ok=False)
+    assert result.exit_code == 1 and "members shared their batches and best epoch" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

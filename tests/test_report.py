@@ -178,3 +178,19 @@ def test_every_image_loads_in_a_headless_browser(adding_run, tmp_path):
     assert widths["loss.png"] > 0 and widths["broken.png"] == 0 and widths["broken-control"] == 0
     assert set(widths) == {"loss.png", "broken.png", "broken-control"}
     assert 'id="metrics"' in dom and "accuracy" in dom
+
+
+def test_an_ensembles_kept_epochs_are_each_highlighted(tmp_path):
+    import torch
+
+    from grukit.training import save_tensors
+
+    (tmp_path / "config.json").write_text(json.dumps({"task": "regress", "config": {}}))
+    rows = [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0, "member0_val_loss": 1.0, "seconds": 0.1} for e in range(5)]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    state = {"epoch": 5, "best": [0.1, 0.2, 0.3], "best_epoch": [3, 1, 3], "stale": [1, 3, 1]}  # one per member
+    save_tensors(tmp_path / "checkpoint.safetensors", {"w": torch.zeros(1)}, {"state": json.dumps(state)})
+    text = build_report(tmp_path)
+    marked = re.findall(r'<tr( class="kept"[^>]*)?><td class="num">(\d+)</td>', text)
+    assert [int(epoch) for mark, epoch in marked if mark] == [1, 3] and len(marked) == 5
+    assert "the highlighted rows (epochs 1, 3) hold the ensemble members&#x27; kept weights" in text

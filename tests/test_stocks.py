@@ -244,6 +244,11 @@ def test_nyse_regress_reports_ar_baselines_and_published_numbers(tmp_path, monke
     assert m["train_size"] == 235 and m["test_size"] == 160  # 400 - 5 lags, ISLP's flag: the first 240 days
     assert {"ar", "ar_day", "predict_mean"} <= set(m["baselines"])
     assert "published test R^2 (ISLP lab 10.9.6): islp_ar 0.413" in result.output
+    fit, val = regress.seq.random_split(235, 0.2, 0 + 202)  # the run's validation days (seed 0)
+    a, y, t = stocks.nyse_design(stocks.load_nyse(), day=True)
+    want = reg_eval.least_squares_baseline(a[t][fit], y[t][fit], a[t][val], y[t][val])
+    assert m["validation_baselines"]["ar_day"] == pytest.approx(want)  # fitted without the validation days
+    assert set(m["validation"]) == {"mae", "rmse", "r2"}
 
 
 def test_real_nyse_reproduces_islp_ar():

@@ -57,7 +57,7 @@ def build_report(run: Path) -> str:
     if metrics is not None and not isinstance(metrics, dict):
         raise ValueError(f"{metrics_path}: not a grukit metrics file (a JSON object)")
     history = _read_history(run / HISTORY_FILE)
-    kept = _kept_epoch(run / STATE_FILE)
+    kept = _kept_epochs(run / STATE_FILE)
     title = f"{task}: {run}"
     parts = [
         f"<h1>{_e(title)}</h1>",
@@ -98,16 +98,18 @@ def _read_history(path: Path) -> list[dict]:
     return rows
 
 
-def _kept_epoch(path: Path) -> int | None:
-    """The epoch whose weights model.safetensors holds, from the training state's header (None if unknown)."""
+def _kept_epochs(path: Path) -> list[int]:
+    """The epochs whose weights model.safetensors holds, from the training state's header: one, or an
+    ensemble's one per member (none if unknown)."""
     try:
         with path.open("rb") as f:
             size = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(size)) if 0 < size < 10_000_000 else {}
         best = json.loads(header.get("__metadata__", {}).get("state", "{}")).get("best_epoch")
     except (OSError, ValueError, AttributeError):
-        return None
-    return best if isinstance(best, int) and best >= 0 else None
+        return []
+    epochs = best if isinstance(best, list) else [best]
+    return sorted({e for e in epochs if isinstance(e, int) and not isinstance(e, bool) and e >= 0})
 
 
 def _scalar(value) -> bool:
@@ -178,24 +180,21 @@ def _metrics_html(metrics: dict) -> str:
     return "\n".join(parts)
 
 
-def _history_html(history: list[dict], kept: int | None) -> str:
+def _history_html(history: list[dict], kept: list[int]) -> str:
     if not history:
         return '<p class="note">no history.jsonl: no epoch finished.</p>'
     columns = list(dict.fromkeys(k for r in history for k in r))
     head = "<tr>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr>"
     rows = []
     for r in history:
-        mark = (
-            ' class="kept" title="the weights kept in model.safetensors"'
-            if kept is not None and r.get("epoch") == kept
-            else ""
-        )
+        mark = ' class="kept" title="the weights kept in model.safetensors"' if r.get("epoch") in kept else ""
         rows.append(f"<tr{mark}>" + "".join(_cell(r.get(c)) for c in columns) + "</tr>")
-    note = (
-        f'<p class="note">epochs count from 0, as in history.jsonl; the highlighted row (epoch {kept}) holds the kept weights.</p>'
-        if kept is not None
-        else ""
-    )
+    note = ""
+    if len(kept) == 1:
+        note = f"the highlighted row (epoch {kept[0]}) holds the kept weights"
+    elif kept:
+        note = f"the highlighted rows (epochs {', '.join(map(str, kept))}) hold the ensemble members' kept weights"
+    note = f'<p class="note">epochs count from 0, as in history.jsonl; {_e(note)}.</p>' if note else ""
     return f'{note}<table id="history">{head}{"".join(rows)}</table>'
 
 

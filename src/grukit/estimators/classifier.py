@@ -163,7 +163,8 @@ class GRUTextClassifier(_LabelClassifier):
 
     Defaults: an embedding of 32, hidden_size 32, 10 epochs of batches of 32.
     ``word_dropout`` zeroes that share of whole word vectors while training;
-    ``ensemble=N`` averages N models (as the CLI's ``--word-dropout``, ``--ensemble``).
+    ``ensemble=N`` averages N models trained independently, each with its own batch order
+    and best epoch (as the CLI's ``--word-dropout``, ``--ensemble``).
     Other parameters, ``random_state`` and ``verbose`` as GRUClassifier's.
     Fitted attributes as GRUClassifier's (the vocabulary is ``state_.vocab``).
     """

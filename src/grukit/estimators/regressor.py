@@ -27,7 +27,8 @@ class GRURegressor(RegressorMixin, GRUEstimator[RegressState]):
     hundred short series). ``normalize``: global (default; keeps each series'
     level, per-channel training mean/std) or series (z-normalise each series).
     ``skip="linear"`` adds a linear map of the flattened series (equal lengths)
-    and ``ensemble=N`` averages N models, as the CLI's ``--skip`` and ``--ensemble``.
+    and ``ensemble=N`` averages N models trained independently (each its own
+    batch order and best epoch), as the CLI's ``--skip`` and ``--ensemble``.
     ``random_state`` and ``verbose`` as GRUClassifier's. Fitted attributes:
     ``n_features_in_``, ``model_``, ``config_``, ``state_``, ``history_``, ``seed_``.
     """

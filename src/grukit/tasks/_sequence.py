@@ -11,13 +11,13 @@ each sequence's valid steps and maps the pooled vector to ``out_size`` numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..training import ensemble as training
 from .cells import Cell, directions
 
 POOLINGS = ("last", "mean", "max", "last+mean", "last+mean+max")
@@ -91,29 +91,14 @@ class SequenceModel(nn.Module):
         return self.head(self.drop(pool(out, h_n, lengths, self.pooling, directions(self.gru)))) + skip
 
 
-class Ensemble(nn.Module):
-    """Several models trained side by side from different initialisations; the output is their mean.
-
-    Training minimises the mean of the members' own losses (see :meth:`each`), so each member
-    learns as it would alone (on the same batches) and averaging their predictions lowers the
-    variance that comes from the initialisation."""
-
-    def __init__(self, members: Sequence[nn.Module]) -> None:
-        super().__init__()
-        self.members = nn.ModuleList(members)
-
-    def each(self, x: Tensor, lengths: Tensor) -> Tensor:  # -> (members, B, out)
-        return torch.stack([m(x, lengths) for m in self.members])
+class Ensemble(training.Ensemble):
+    """SequenceModels trained independently in one run (grukit.training.fit: each member its own
+    batch order and its own best epoch); the output is their mean."""
 
     # the members' own signature, not *inputs: torch.export (ONNX's default exporter) matches its
     # dynamic shapes to the parameters, one per argument
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        return self.each(x, lengths).mean(0)
-
-
-def member_outputs(model: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:
-    """(members, B, out): each member's outputs of an :class:`Ensemble`, or (1, B, out) of one model."""
-    return model.each(x, lengths) if isinstance(model, Ensemble) else model(x, lengths)[None]
+        return self.mean(x, lengths)
 
 
 def patch_steps(x: Tensor, lengths: Tensor, patch: int) -> tuple[Tensor, Tensor]:
@@ -214,8 +199,7 @@ class LabelObjective:
 
     def loss(self, model: nn.Module, batch) -> Tensor:
         x, ln, y = batch
-        out = member_outputs(model, x, ln)  # (members, B, classes): an ensemble trains each member on its own loss
-        return nn.functional.cross_entropy(out.flatten(0, 1), y.repeat(len(out)))
+        return nn.functional.cross_entropy(model(x, ln), y)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         x, ln, y = self.val

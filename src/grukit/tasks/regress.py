@@ -17,8 +17,12 @@ regression on the flattened series.
 ``--skip linear`` adds a linear map of the whole flattened series to the
 model's output (equal-length series), so the model contains a linear
 autoregression and the GRU learns what it leaves. ``--ensemble N`` trains N
-models from different initialisations side by side (each on its own loss,
-the same batches) and predicts their mean.
+models independently in one run (each from its own initialisation, with its
+own batch order and its own best epoch on the validation part; see
+grukit.training.fit) and predicts their mean.
+
+metrics.json also holds ``validation``: the kept model's MAE, RMSE and R^2 on
+the validation part (in the targets' units), the numbers to choose settings by.
 """
 
 from __future__ import annotations
@@ -74,7 +78,8 @@ class RegressConfig(TaskConfig):
         choices=list(SKIPS),
     )
     ensemble: int = option(
-        1, "train this many models from different initialisations side by side and average their predictions"
+        1,
+        "train this many models independently (each its own initialisation, batch order and best epoch on the validation part) and average their predictions",
     )
     batch_size: int = option(32, "sequences per batch")
     normalize: str = option(
@@ -164,6 +169,8 @@ def prepare(cfg: RegressConfig, raw: Sets, *, holdout: bool = True) -> tuple[Reg
         "val": (x[v], ln[v], scale(y_all[val_idx])),
         "test": None,
         "y_train": y_all,
+        "y_val": y_all[val_idx],
+        "split": (fit_idx, val_idx),  # of the training series
     }
     if test is not None:
         xt, lnt = encode(test, state)
@@ -171,10 +178,18 @@ def prepare(cfg: RegressConfig, raw: Sets, *, holdout: bool = True) -> tuple[Reg
     return state, data
 
 
-def nyse_baselines(name: str) -> dict:
-    """ISLP's linear AR models fitted on the same days: the 15 lags, and the lags + weekday one-hot."""
+def nyse_baselines(name: str, split: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """ISLP's linear AR models fitted on the same days: the 15 lags, and the lags + weekday one-hot.
+    Fitted on the training days and scored on the test days; with ``split`` (indices of the training
+    days: the fitting part, the validation part), fitted on the fitting part and scored on the
+    validation part, beside the model's validation scores."""
     nyse = stocks.load_nyse(f"--dataset {name}")
     fits = {"ar": stocks.nyse_design(nyse), "ar_day": stocks.nyse_design(nyse, day=True)}
+    if split is not None:
+        f, v = split
+        return {
+            key: reg_eval.least_squares_baseline(a[t][f], y[t][f], a[t][v], y[t][v]) for key, (a, y, t) in fits.items()
+        }
     return {key: reg_eval.least_squares_baseline(a[t], y[t], a[~t], y[~t]) for key, (a, y, t) in fits.items()}
 
 
@@ -218,8 +233,7 @@ class _Objective:
 
     def loss(self, model, batch) -> torch.Tensor:
         x, ln, y = batch
-        out = seq.member_outputs(model, x, ln)  # (members, B, 1)
-        return nn.functional.mse_loss(out[..., 0], y.expand(len(out), -1))  # the mean of the members' losses
+        return nn.functional.mse_loss(model(x, ln)[:, 0], y)
 
     def validate(self, model) -> dict[str, float]:
         x, ln, y = self.val
@@ -251,6 +265,8 @@ class RegressTask(Task[RegressConfig, RegressState, "seq.SequenceModel | seq.Ens
         x, ln, _ = data["test"]
         y_train, y_test = data["y_train"], data["y_test"]
         metrics = reg_eval.scores(y_test, predict_values(model, x, ln, state))
+        xv, lnv, _ = data["val"]
+        validation = reg_eval.scores(data["y_val"], predict_values(model, xv, lnv, state))
         baselines = {"predict_mean": reg_eval.mean_baseline(y_train, y_test)}
         xtr = torch.cat([data["fit"][0], data["val"][0]])
         lntr = torch.cat([data["fit"][1], data["val"][1]])
@@ -262,10 +278,12 @@ class RegressTask(Task[RegressConfig, RegressState, "seq.SequenceModel | seq.Ens
         if cfg.data is None and cfg.dataset in NYSE_DAY:
             baselines.update(nyse_baselines(cfg.dataset))
             metrics["published"] = stocks.ISLP_PUBLISHED
+            metrics["validation_baselines"] = nyse_baselines(cfg.dataset, data["split"])
         versus = ", ".join(f"{name} {b['mae']:.4g} / {b['r2']:.3f}" for name, b in baselines.items())
         metrics.update(
             summary=f"test MAE / R^2 {metrics['mae']:.4g} / {metrics['r2']:.3f} (baselines: {versus})",
             baselines=baselines,
+            validation={k: v for k, v in validation.items() if np.isfinite(v)},  # R^2 needs 2 distinct targets
             test_size=len(y_test),
             data=cfg.data or cfg.dataset,
             train_size=len(y_train),

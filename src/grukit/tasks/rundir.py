@@ -8,6 +8,7 @@ misshapen or not finite are each one clear error naming the file.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from torch import nn
 
 from .. import __version__
 from ..training import load_tensors, read_json, write_json
-from ..training.loop import MODEL_FILE, STATE_FILE
+from ..training.loop import MODEL_FILE, STATE_FILE, check_state_fits
 
 if TYPE_CHECKING:
     from .base import C, M, S, Task, TaskConfig, TaskState
@@ -75,9 +76,15 @@ def check_resume(run: Path, task: Task, cfg: TaskConfig, state: TaskState, model
                 f"cannot resume {run}: the data now gives a different {key!r} than the run was trained with "
                 "(same --data and data options needed); nothing was changed"
             )
-    tensors, _ = load_tensors(Path(run) / STATE_FILE)
+    tensors, meta = load_tensors(Path(run) / STATE_FILE)
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     fit_state_dict(model, weights, Path(run) / STATE_FILE, "cannot resume: ")
+    try:
+        progress = json.loads(meta["state"])
+    except (KeyError, ValueError):
+        return  # no readable training state: the loop's load says so
+    if isinstance(progress, dict):
+        check_state_fits(progress, model, Path(run) / STATE_FILE)
 
 
 def fit_state_dict(model: nn.Module, weights: dict[str, torch.Tensor], path: Path, prefix: str = "") -> None:

@@ -16,6 +16,16 @@ takes its share of every epoch's batches and only rank 0 writes.
 
 Every epoch draws its randomness from a generator seeded with (seed, epoch),
 so a run resumed after epoch k continues exactly as the uninterrupted run.
+
+An :class:`~grukit.training.ensemble.Ensemble` trains as its members would
+alone, one after the other in every epoch: member k draws its batches and
+dropout from its own stream (``member_generator``; member 0's is the single
+model's), clips its own gradients and stops on its own ``patience``; each is
+validated on its own, and the kept ensemble (model.safetensors) holds every
+member's weights from its own best epoch. The history row is the ensemble's
+(its validation metrics at that epoch's weights, the members' mean training
+loss) plus ``memberK_train_loss`` and ``memberK_<monitor>`` for every member
+that trained.
 """
 
 from __future__ import annotations
@@ -28,10 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint, logs
+from .ensemble import Ensemble
 from .plots import plot_history, run_title
 from .runtime import SINGLE, Runtime
 
@@ -67,6 +79,29 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def member_generator(seed: int, epoch: int, member: int) -> torch.Generator:
+    """The stream of an ensemble member's epoch: member 0 draws the single model's; member k > 0 one
+    seeded with 32 bits that NumPy's SeedSequence hashes from (seed, epoch, k). (torch's CPU generator
+    keeps only the low 32 bits of its seed, so an offset above them would repeat member 0's stream.)"""
+    if member == 0:
+        return epoch_generator(seed, epoch)
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, member]).generate_state(1)[0]))
+
+
+def check_state_fits(state: dict[str, Any], model: torch.nn.Module, path: Path) -> None:
+    """Raise ValueError unless a training state (the checkpoint's JSON part) can continue ``model``: an
+    ensemble's holds one best epoch per member. (Before the members were independent, an ensemble shared
+    its batches and its best epoch, and its checkpoint cannot continue that way.)"""
+    if isinstance(model, Ensemble):
+        best = state.get("best_epoch")
+        if not (isinstance(best, list) and len(best) == len(model.members)):
+            raise ValueError(
+                f"{path}: the training state of an ensemble whose members shared their batches and best epoch "
+                f"(an earlier grukit), not of {len(model.members)} independent members; it cannot be resumed: "
+                "train the run again"
+            )
+
+
 def _read_history(path: Path, upto: int) -> list[dict]:
     if not path.is_file():
         return []
@@ -93,7 +128,8 @@ def fit(
 ) -> list[dict]:
     """Train ``model`` in place; returns the history, one dict per epoch.
 
-    At the end the model holds the best weights (by the objective's monitor).
+    At the end the model holds the best weights (by the objective's monitor; an
+    :class:`Ensemble`, each member's own best).
     Raises FloatingPointError, keeping the last good files, if the loss or the
     weights stop being finite. ``title`` heads loss.png (default: "TASK: DIR"
     from DIR/config.json); ``monitor_label`` names the monitored metric there,
@@ -107,15 +143,27 @@ def fit(
     run_dir = Path(run_dir) if run_dir is not None else None
     out = run_dir if runtime.writer else None  # the run directory this process writes, if any
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # An ensemble's members share this optimiser: AdamW updates each parameter from its own state and
+    # skips those without a gradient, so a member's steps are those its own optimiser would take.
+    members = list(model.members) if isinstance(model, Ensemble) else []
+    n = len(members)
     state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": -1, "stale": 0}
+    if members:
+        state = {"epoch": 0, "best": [None] * n, "best_epoch": [-1] * n, "stale": [0] * n}
     history: list[dict] = []
     if resume:
         if run_dir is None:
             raise ValueError("resume needs the run directory to continue")
         state = checkpoint.load_training_state(run_dir / STATE_FILE, model, optimizer)
+        check_state_fits(state, model, run_dir / STATE_FILE)
         history = _read_history(run_dir / HISTORY_FILE, state["epoch"])
     best_weights = None  # in memory, where this process writes no run directory
-    trained = runtime.wrap(model)  # DistributedDataParallel across processes
+    kept: dict[str, torch.Tensor] = {}  # an ensemble's: each member's state from its best epoch so far
+    if members:
+        kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if resume and run_dir is not None and (run_dir / MODEL_FILE).is_file():
+            kept, _ = checkpoint.load_tensors(run_dir / MODEL_FILE)
+    trained = [runtime.wrap(m) for m in members] if members else runtime.wrap(model)  # DistributedDataParallel
     logger: logs.Logger = logs.NoLogger()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -124,18 +172,35 @@ def fit(
         logger = logs.open_logger(cfg.log, out, history)
     try:
         for epoch in range(state["epoch"], cfg.epochs):
-            if cfg.patience and state["stale"] >= cfg.patience:
-                break
-            row = _run_epoch(model, objective, optimizer, cfg, epoch, runtime, trained)
-            history.append(row)
-            if _better(row[objective.monitor], state["best"], objective.mode):
-                state.update(best=row[objective.monitor], best_epoch=epoch, stale=0)
-                if out is not None:
-                    checkpoint.save_tensors(out / MODEL_FILE, model.state_dict())
-                else:
-                    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if members:
+                training = [k for k in range(n) if not (cfg.patience and state["stale"][k] >= cfg.patience)]
+                if not training:
+                    break
+                row, scores = _run_members(model, members, objective, optimizer, cfg, epoch, runtime, trained, training)
+                history.append(row)
+                for k in training:
+                    if _better(scores[k], state["best"][k], objective.mode):
+                        state["best"][k], state["best_epoch"][k], state["stale"][k] = scores[k], epoch, 0
+                        kept.update(
+                            {f"members.{k}.{name}": v.detach().clone() for name, v in members[k].state_dict().items()}
+                        )
+                    else:
+                        state["stale"][k] += 1
+                if out is not None and epoch in state["best_epoch"]:  # a member improved
+                    checkpoint.save_tensors(out / MODEL_FILE, kept)
             else:
-                state["stale"] += 1
+                if cfg.patience and state["stale"] >= cfg.patience:
+                    break
+                row = _run_epoch(model, objective, optimizer, cfg, epoch, runtime, trained)
+                history.append(row)
+                if _better(row[objective.monitor], state["best"], objective.mode):
+                    state.update(best=row[objective.monitor], best_epoch=epoch, stale=0)
+                    if out is not None:
+                        checkpoint.save_tensors(out / MODEL_FILE, model.state_dict())
+                    else:
+                        best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    state["stale"] += 1
             state["epoch"] = epoch + 1
             if out is not None:  # the history first: a kill between the two leaves a row the resumed run recomputes
                 _write_history(out, history)
@@ -159,6 +224,8 @@ def fit(
     if out is not None:
         best, _ = checkpoint.load_tensors(out / MODEL_FILE)
         model.load_state_dict(best)
+    elif members:
+        model.load_state_dict(kept)
     elif best_weights is not None:
         model.load_state_dict(best_weights)
     return history
@@ -180,8 +247,65 @@ def _check_weights(model: torch.nn.Module, epoch: int) -> None:
 def _run_epoch(
     model, objective: Objective, optimizer, cfg: LoopConfig, epoch: int, runtime: Runtime = SINGLE, trained=None
 ) -> dict:
+    start = time.perf_counter()
+    train_loss = _train_epoch(
+        model, objective, optimizer, cfg, epoch, runtime, trained, epoch_generator(cfg.seed, epoch)
+    )
+    model.eval()
+    with torch.no_grad():
+        metrics = objective.validate(model)
+    row = {"epoch": epoch, "train_loss": train_loss, "seconds": round(time.perf_counter() - start, 3)}
+    row.update({k: float(v) for k, v in metrics.items()})
+    _show(row, cfg, runtime)
+    return row
+
+
+def _run_members(
+    model,
+    members: list,
+    objective: Objective,
+    optimizer,
+    cfg: LoopConfig,
+    epoch: int,
+    runtime: Runtime,
+    trained,
+    training,
+) -> tuple[dict, dict[int, float]]:
+    """One epoch of each of the ensemble's ``members`` listed in ``training`` (indices), each on its own
+    batches, then validated on its own; returns the ensemble's history row and each trained member's
+    monitored metric."""
+    start, losses, scores, columns = time.perf_counter(), {}, {}, {}
+    for k in training:
+        member, what = members[k], f" member {k + 1}/{len(members)}"
+        gen = member_generator(cfg.seed, epoch, k)
+        losses[k] = _train_epoch(member, objective, optimizer, cfg, epoch, runtime, trained[k], gen, what)
+        member.eval()
+        with torch.no_grad():
+            scores[k] = float(objective.validate(member)[objective.monitor])
+        columns.update({f"member{k}_train_loss": losses[k], f"member{k}_{objective.monitor}": scores[k]})
+    model.eval()
+    with torch.no_grad():
+        metrics = objective.validate(model)  # the ensemble of this epoch's weights
+    row = {"epoch": epoch, "train_loss": sum(losses.values()) / len(losses)}
+    row.update({k: float(v) for k, v in metrics.items()})
+    row["seconds"] = round(time.perf_counter() - start, 3)
+    _show(row, cfg, runtime)
+    return {**row, **columns}, scores
+
+
+def _train_epoch(
+    model,
+    objective: Objective,
+    optimizer,
+    cfg: LoopConfig,
+    epoch: int,
+    runtime: Runtime,
+    trained,
+    gen: torch.Generator,
+    what: str = "",
+) -> float:
+    """One pass over ``objective.batches(epoch, gen)``, dropout seeded from ``gen``: the mean training loss."""
     model.train()
-    gen = epoch_generator(cfg.seed, epoch)
     torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))  # dropout et al.
     batches = objective.batches(epoch, gen)  # the same in every process: each trains on its slice
     trained = model if trained is None else trained
@@ -189,14 +313,14 @@ def _run_epoch(
     bar = tqdm(
         batches,
         total=total,
-        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        desc=f"epoch {epoch + 1}/{cfg.epochs}{what}",
         disable=None if cfg.progress and runtime.writer else True,
         leave=False,
         dynamic_ncols=True,
     )
-    start, loss_sum, count = time.perf_counter(), 0.0, 0
+    loss_sum, count = 0.0, 0
     for batch in bar:
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)  # every member's: a step updates only the one trained here
         loss = objective.loss(trained, runtime.split(batch))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr or check the data")
@@ -210,16 +334,11 @@ def _run_epoch(
     if count == 0:
         raise ValueError("the training split produced no batches; it is empty or smaller than one batch")
     _check_weights(model, epoch)
-    model.eval()
-    with torch.no_grad():
-        metrics = objective.validate(model)
-    row = {
-        "epoch": epoch,
-        "train_loss": runtime.mean(loss_sum / count),
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    row.update({k: float(v) for k, v in metrics.items()})
+    return runtime.mean(loss_sum / count)
+
+
+def _show(row: dict, cfg: LoopConfig, runtime: Runtime) -> None:
+    """The epoch's line under the progress bar."""
     if cfg.progress and runtime.writer:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",))
-        tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: {shown}")
-    return row
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+        tqdm.write(f"epoch {row['epoch'] + 1}/{cfg.epochs}: {shown}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,14 @@ def history_figure(
     *,
     title: str | None = None,
     labels: dict[str, str] | None = None,
-    kept: int | None = None,
+    kept: int | Sequence[int] | None = None,
 ) -> Figure:
     """The figure :func:`plot_history` saves (returned open, so tests can inspect it).
 
     Losses on the left axis, the monitored metric (when it is not the validation
-    loss) on the right; ``kept`` is the history's ``epoch`` whose weights were kept,
-    marked with a vertical line. The x axis counts epochs from 1, like the progress bar.
+    loss) on the right; ``kept`` is the history's ``epoch`` whose weights were kept
+    (an ensemble's: one per member), each marked with a vertical line. The x axis
+    counts epochs from 1, like the progress bar.
     """
     epochs = [r["epoch"] + 1 for r in history]
     style: dict[str, Any] = {"marker": "o" if len(history) <= MARKERS_UP_TO else None, "markersize": 4}
@@ -101,12 +103,14 @@ def history_figure(
         ax2.set_ylabel(metric_label(monitor, labels))
         more = ax2.get_legend_handles_labels()
         handles, names = handles + more[0], names + more[1]
-    if kept is not None and kept >= 0:
-        x = kept + 1
-        ax.axvline(x, color="0.35", linestyle=":", linewidth=1.2, gid="kept")
+    marks = sorted({e + 1 for e in ([kept] if isinstance(kept, int) else kept or []) if e >= 0})
+    if marks:
+        for x in marks:
+            ax.axvline(x, color="0.35", linestyle=":", linewidth=1.2, gid="kept")
+        x = marks[-1]
         right = x > (epochs[0] + epochs[-1]) / 2  # text on the side with room
         ax.annotate(
-            f"kept: epoch {x}",
+            f"kept: epoch{'s' if len(marks) > 1 else ''} {', '.join(map(str, marks))}",
             xy=(x, 1),
             xycoords=("data", "axes fraction"),
             xytext=(-4 if right else 4, -4),
@@ -131,7 +135,7 @@ def plot_history(
     *,
     title: str | None = None,
     labels: dict[str, str] | None = None,
-    kept: int | None = None,
+    kept: int | Sequence[int] | None = None,
 ) -> None:
     """Draw :func:`history_figure` to ``path`` (a PNG), atomically."""
     save_figure(history_figure(history, monitor, title=title, labels=labels, kept=kept), path)
