@@ -65,8 +65,7 @@ using OptTensor = std::optional<Tensor>;
 // call, per thread and per dtype (so that float32 and bfloat16 models used in
 // turn do not evict each other's): freshly mapped memory costs page faults on
 // first touch, several percent of a big layer's time. Only buffers that never
-// leave the call come from here; up to kScratchBytes each.
-constexpr int64_t kScratchBytes = int64_t(1) << 28;
+// leave the call come from here; up to kScratchBytes (fresh.h) each.
 
 static Tensor scratch(int slot, at::IntArrayRef sizes, const at::TensorOptions& opts) {
   thread_local Tensor cache[3][3];  // [slot][float, double, bfloat16]
@@ -80,33 +79,6 @@ static Tensor scratch(int slot, at::IntArrayRef sizes, const at::TensorOptions& 
   return c.narrow(0, 0, n).view(sizes);
 }
 
-// The saved states of a training call (hs, ws) leave the call: autograd keeps
-// them until backward, then drops them. Their memory is taken back from a small
-// pool per thread and dtype once nothing else holds it (the storage's only
-// owner is the pool), so a training loop writes into memory it has already
-// touched instead of faulting fresh pages in every step (at T100 B32 H128 a
-// LayerNorm-GRU's workspace is 20 MB a call).
-static Tensor recycled(at::IntArrayRef sizes, const at::TensorOptions& opts) {
-  constexpr size_t kPool = 4;
-  thread_local std::vector<Tensor> pool[3];  // [float, double, bfloat16]
-  const int64_t n = c10::multiply_integers(sizes);
-  const auto type = opts.dtype().toScalarType();
-  if (n * static_cast<int64_t>(opts.dtype().itemsize()) > kScratchBytes || n == 0) return fresh(sizes, opts);
-  auto& p = pool[type == at::kFloat ? 0 : type == at::kDouble ? 1 : 2];
-  Tensor* spare = nullptr;  // a free entry too small or too large to use
-  for (auto& c : p) {
-    if (c.storage().use_count() != 1) continue;  // still held: by autograd, a caller, a view
-    if (c.numel() >= n && c.numel() <= 2 * n) return c.narrow(0, 0, n).view(sizes);
-    spare = &c;
-  }
-  Tensor t = fresh({n}, opts);
-  if (p.size() < kPool) {
-    p.push_back(t);
-  } else if (spare) {
-    *spare = t;
-  }
-  return t.narrow(0, 0, n).view(sizes);
-}
 
 static bool given(const OptTensor& t) { return t.has_value() && t->defined(); }
 
