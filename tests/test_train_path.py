@@ -55,6 +55,22 @@ def _grads(model, x, hx, reference: bool):
         backend.set_backend(None)
 
 
+def _assert_matches_reference(taken, model, x, hx) -> None:
+    """One forward and backward through the training stack, then the same by the reference: outputs and
+    every gradient equal (float64), the same gradients None."""
+    out, h_n, grads = _grads(model, x, hx, reference=False)
+    assert taken[0] == 1
+    ref_out, ref_h, ref_grads = _grads(model, x, hx, reference=True)
+    assert taken[0] == 1
+    assert_close(out, ref_out, torch.float64, "output")
+    assert_close(h_n, ref_h, torch.float64, "h_n")
+    names = ["x", "hx"] + [n for n, _ in model.named_parameters()]
+    for name, g, r in zip(names, grads, ref_grads):
+        assert (g is None) == (r is None), name
+        if g is not None:
+            assert_close(g, r, torch.float64, f"d{name}")
+
+
 GRID = list(
     itertools.product(
         [1, 2],  # layers
@@ -81,17 +97,7 @@ def test_train_stack_matches_reference(taken, layers, bidirectional, bias, reset
     if hx != "none":
         h = torch.randn((layers * D, B, 7) if batched else (layers * D, 7), dtype=torch.float64)
         h.requires_grad_(hx == "requires_grad")
-    out, h_n, grads = _grads(model, x, h, reference=False)
-    assert taken[0] == 1
-    ref_out, ref_h, ref_grads = _grads(model, x, h, reference=True)
-    assert taken[0] == 1
-    assert_close(out, ref_out, torch.float64, "output")
-    assert_close(h_n, ref_h, torch.float64, "h_n")
-    names = ["x", "hx"] + [n for n, _ in model.named_parameters()]
-    for name, g, r in zip(names, grads, ref_grads):
-        assert (g is None) == (r is None), name
-        if g is not None:
-            assert_close(g, r, torch.float64, f"d{name}")
+    _assert_matches_reference(taken, model, x, h)
 
 
 @pytest.mark.parametrize(
@@ -111,16 +117,7 @@ def test_train_stack_runs_the_cells_without_masks(taken, options, mode):
             getattr(model, name).add_(0.3 * torch.randn(18, dtype=torch.float64))
     model.train(mode == "train")
     x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
-    out, h_n, grads = _grads(model, x, None, reference=False)
-    assert taken[0] == 1
-    ref_out, ref_h, ref_grads = _grads(model, x, None, reference=True)
-    assert_close(out, ref_out, torch.float64, "output")
-    assert_close(h_n, ref_h, torch.float64, "h_n")
-    names = ["x", "hx"] + [n for n, _ in model.named_parameters()]
-    for name, g, r in zip(names, grads, ref_grads):
-        assert (g is None) == (r is None), name
-        if g is not None:
-            assert_close(g, r, torch.float64, f"d{name}")
+    _assert_matches_reference(taken, model, x, None)
 
 
 @pytest.mark.parametrize(
