@@ -240,16 +240,4 @@ static void recurrent(Tensor& out, const Tensor& h, const Tensor& u, const Tenso
   }
 }
 
-// g @ U for one backward step: out (B, H) = g (B, rows) @ U (rows, H), rows of
-// g may be strided; `up` is U packed by pack_rhs(U, false).
-template <typename T, typename A>
-static void recurrent_t(Tensor& out, const Tensor& g, const Tensor& u, const Tensor& up) {
-  const int64_t B = g.size(0), rows = u.size(0), H = u.size(1);
-  if (g.stride(1) == 1 && out.stride(1) == 1) {
-    step_mm<T, A>(g.const_data_ptr<T>(), g.stride(0), B, rows, up, 0, H, out.data_ptr<T>(), out.stride(0));
-  } else {
-    at::mm_out(out, g, u);
-  }
-}
-
 }  // namespace grukit
