@@ -282,6 +282,17 @@ def test_zoneout_mask_native_fill_gives_the_reference_hash_bits(seed):
             assert torch.equal(out, expected), (seed, p, dtype)
 
 
+def test_zoneout_masks_name_a_bad_probability_or_count():
+    like = torch.zeros(())
+    for p in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"zoneout p must be in \[0, 1\)"):
+            functional.zoneout.zoneout_masks(p, (1, 2, 3, 4), like)
+    with pytest.raises(ValueError, match="n >= 0"):
+        functional.zoneout.hash_uniform32(0, -1)
+    with pytest.raises(ValueError, match="64-bit signed seed"):
+        functional.zoneout.hash_uniform32(2**63, 4)
+
+
 def test_zoneout_masks_have_rate_p_and_no_pattern():
     """The hash's masks as Bernoulli(p) draws: the rate, and no correlation between neighbouring
     units or steps (binomial standard error at n = 10^6 is below 5e-4)."""

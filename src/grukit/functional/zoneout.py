@@ -38,6 +38,8 @@ def hash_uniform32(seed: int, n: int, device: torch.device | str = "cpu") -> Ten
     """u_i in [0, 2^32) for i < n, int64 (n,): the top 32 bits of SplitMix64's finaliser of
     seed + (i + 1) * golden, modulo 2^64 (int64 products wrap). Counter-based: u_i depends only
     on (seed, i). The native twin (kernels/masks.cpp) gives the same bits."""
+    if n < 0 or not -(1 << 63) <= seed < (1 << 63):
+        raise ValueError(f"hash_uniform32 needs n >= 0 and a 64-bit signed seed, got n={n}, seed={seed}")
     z = torch.arange(1, n + 1, dtype=torch.int64, device=device) * _GOLDEN + seed
     z = (z ^ _shr(z, 30)) * _MIX1
     z = (z ^ _shr(z, 27)) * _MIX2
@@ -54,6 +56,8 @@ def zoneout_masks(p: float, shape: tuple[int, ...], like: Tensor, generator: tor
     holds one draw per unit and step (409,600 at T100 B32 H128): torch.rand's Mersenne
     Twister took 1.2 ms for them, 15% of a training step; the native twin of the hash takes a
     tenth of that, and where the native kernels are loaded it fills the mask (the same bits)."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"zoneout p must be in [0, 1), got {p}")
     seed_device = generator.device if generator is not None else torch.device("cpu")
     seed = int(torch.randint(-(1 << 63), (1 << 63) - 1, (), generator=generator, device=seed_device))
     threshold = round(p * (1 << 32))
