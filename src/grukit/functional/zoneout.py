@@ -12,6 +12,8 @@ the eval formula is the training formula's expected value.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -68,7 +70,4 @@ def zoneout_masks(p: float, shape: tuple[int, ...], like: Tensor, generator: tor
         out = torch.empty(shape, dtype=like.dtype)
         fill(out, seed, threshold)
         return out
-    n = 1
-    for size in shape:
-        n *= size
-    return (hash_uniform32(seed, n, like.device) < threshold).to(like.dtype).view(shape)
+    return (hash_uniform32(seed, math.prod(shape), like.device) < threshold).to(like.dtype).view(shape)

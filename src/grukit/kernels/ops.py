@@ -400,8 +400,8 @@ def _stack_grads_by_ops(spec, douts, need, x, h0, params) -> list:
     weights = [tuple(params[i : i + per]) + ((None, None) if not bias else ()) for i in range(0, n, per)]
     norm_list = params[n:]
     norms = [tuple(norm_list[i : i + 4]) for i in range(0, len(norm_list), 4)] or None
-    inputs = [x, h0, *params]
-    wanted = [t for t, w in zip(inputs, (need[0], need[1], *need[3:])) if w and t is not None]
+    inputs, wants = [x, h0, *params], (need[0], need[1], *need[3:])  # need[2] is the spec's
+    wanted = [t for t, w in zip(inputs, wants) if w and t is not None]
     with torch.enable_grad():
         h = h0 if h0 is not None else x.new_zeros((layers * D, x.shape[1], params[1].shape[1]))
         outs = functional.gru(
@@ -421,7 +421,7 @@ def _stack_grads_by_ops(spec, douts, need, x, h0, params) -> list:
                 [o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True, allow_unused=True
             )
         )
-    return [next(grads) if w and t is not None else None for t, w in zip(inputs, (need[0], need[1], *need[3:]))]
+    return [next(grads) if w and t is not None else None for t, w in zip(inputs, wants)]
 
 
 def train_stack(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p):
