@@ -29,7 +29,10 @@
 //       and state i lives in hs[i % 2].
 //   ws (T, B, W): r | z | n | hn (reset_after) or r | z | n | rh, in the
 //       accumulation type; LayerNorm-GRU adds xhat of U h (3H), xhat of W x
-//       (3H) and their two rstd: W = 4H, or 10H + 2 with layer_norm.
+//       (3H) and their two rstd: W = 4H, or with layer_norm 10H + 2 rounded up
+//       to a multiple of 16 (rows start on a 64-byte line for float: W x is
+//       written straight into its xhat slot, and a GEMM writing misaligned
+//       rows costs 10-15% of a LayerNorm-GRU training step at H128).
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -91,7 +94,7 @@ struct CellArgs {
   double zone_p;    // zoneout's p in eval (0: no zoneout)
   OptTensor mask;   // (D, B, H): recurrent dropout's m_h
   bool layer_norm() const { return given(norms); }
-  int64_t ws_width(int64_t H) const { return layer_norm() ? 10 * H + 2 : 4 * H; }
+  int64_t ws_width(int64_t H) const { return layer_norm() ? (10 * H + 2 + 15) / 16 * 16 : 4 * H; }  // see the top
 };
 
 static std::string shape_str(const Tensor& t) {
@@ -328,12 +331,20 @@ static void run_chosen(TeamChoice& choice, int64_t threads, int64_t H, double wo
   record_choice(choice, team, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), work);
 }
 
+// Whether W x is computed straight into ws's slot for xhat of W x (LayerNorm-GRU
+// training, float or double: ws is in the storage type there), which saves
+// writing xhat a second time.
+static bool xhat_in_gi(const CellArgs& c, bool train, at::ScalarType type) {
+  return train && c.layer_norm() && at::toOpMathType(type) == type;
+}
+
 // One direction of one layer for a block of B batch rows, forward: the time
 // loop, given gi (T, B, 3H), the input projection W x of every step (without
 // b_i; normalised here in place for LayerNorm-GRU). Fills hs (T+1, B, H), ws
 // (T or 1, B, W) and out (T, B, H), a strided view of the layer's output. Each
 // time slice of gi, hs, ws must be contiguous; the time stride may be larger
-// (a block of a bigger batch). The cell's tensors for this block: norms (4, 3H)
+// (a block of a bigger batch; LayerNorm-GRU training in float or double: gi is
+// ws's xhat slot, rows W apart). The cell's tensors for this block: norms (4, 3H)
 // in the accumulation type, zone (T, B, H), mask (B, H), each undefined when
 // off. With team > 1 the steps' hidden units are split between that many
 // threads (see run_team).
@@ -364,7 +375,18 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer", [&] {
     using A = at::opmath_type<scalar_t>;
     const A* g = ln ? norms.const_data_ptr<A>() : nullptr;  // gain_ih | bias_ih | gain_hh | bias_hh, 3H each
-    if (ln) {  // LN(W x) for every step and row, before the loop (xhat and rstd kept for backward)
+    // LN(W x) for every step and row, before the loop. In training (float,
+    // double) gi is ws's xhat slot: normalised there in place, and each step's
+    // gain and bias go into gy, read by the gate pass. Otherwise gi becomes
+    // LN(W x) in place (xhat and rstd saved into ws for bfloat16 training).
+    const bool in_ws = xhat_in_gi(c, train, hs.scalar_type());
+    if (in_ws) {
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t b = 0; b < B; ++b) {
+          A* w = ws.data_ptr<A>() + t * ws_t + b * W;
+          w[10 * H + 1] = normalize_row<A>(w + 7 * H, 3 * H);
+        }
+    } else if (ln) {
       for (int64_t t = 0; t < T; ++t)
         for (int64_t b = 0; b < B; ++b) {
           A* w = train ? ws.data_ptr<A>() + t * ws_t + b * W : nullptr;
@@ -372,6 +394,8 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
                                       w ? w + 7 * H : nullptr, w ? w + 10 * H + 1 : nullptr);
         }
     }
+    Tensor gy_t = in_ws ? at::empty({B, 3 * H}, opts) : Tensor();  // (B, 3H) this step's LN(W x)
+    scalar_t* const gy = in_ws ? gy_t.data_ptr<scalar_t>() : nullptr;
     scalar_t* const gh_out = gh.data_ptr<scalar_t>();
     std::vector<A> stats(ln && team > 1 ? team * B * 3 : 0);  // a team's partial LN statistics: (thread, row, 3)
     Step<scalar_t, A> base{};
@@ -403,7 +427,7 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
         const int64_t t = reverse ? T - 1 - s : s;
         const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
         st.t = t;
-        st.gi = gi.const_data_ptr<scalar_t>() + t * gi_t;
+        st.gi = in_ws ? gy : gi.const_data_ptr<scalar_t>() + t * gi_t;
         st.hout = hs.data_ptr<scalar_t>() + slot(next) * hs_t;
         st.out = out.data_ptr<scalar_t>() + t * out.stride(0);
         st.ws = ws.data_ptr<A>() + (train ? t : 0) * ws_t;
@@ -436,6 +460,11 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
             layer_norm_apply<scalar_t, A>(gh_out + b * 3 * H, H, j0, j1, mu, rstd, g + 6 * H, g + 9 * H, w ? w + 4 * H : nullptr);
             if (w && rank == 0) w[10 * H] = rstd;
           }
+        }
+        if (in_ws) {  // this step's LN(W x): the columns this thread's gate pass reads
+          const A* w = ws.const_data_ptr<A>() + t * ws_t;
+          for (int64_t b = 0; b < B; ++b)
+            layer_norm_affine<scalar_t, A>(w + b * W + 7 * H, gy + b * 3 * H, H, j0, j1, g, g + 3 * H);
         }
         if (reset_after) {
           forward_after(st, 0, B);
@@ -526,7 +555,10 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward(const Tensor& x_
   // The input projection of every step, for the whole batch: one GEMM per
   // direction on all threads, before the time loops split the batch.
   const int64_t I = x.size(2);
-  Tensor gi = scratch(0, {D, T, B, 3 * H}, x.options());              // (D, T, B, 3H)
+  // (D, T, B, 3H); LayerNorm-GRU training in float or double writes it into
+  // ws, where its xhat is kept (see forward_direction)
+  Tensor gi = xhat_in_gi(c, train, x.scalar_type()) ? ws.narrow(3, 7 * H, 3 * H)
+                                                    : scratch(0, {D, T, B, 3 * H}, x.options());
   for (int64_t d = 0; d < D; ++d) {
     Tensor gi_d = gi.select(0, d).view({T * B, 3 * H});
     at::mm_out(gi_d, x.view({T * B, I}), w_ih.select(0, d).t());
@@ -634,6 +666,8 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
             const A* w = st.ws + b * W;
             layer_norm_row_backward<scalar_t, A>(st.dgh + b * 3 * H, 3 * H, g + 6 * H, w + 4 * H, w[10 * H], dn + 6 * H,
                                                  dn + 9 * H);
+            // through LN(W x), while this step's dG_i is still in cache (the bias sums saw it before)
+            layer_norm_row_backward<scalar_t, A>(st.dgi + b * 3 * H, 3 * H, g, w + 7 * H, w[10 * H + 1], dn, dn + 3 * H);
           }
         }
         // (B, H) = dG_h @ U, on raw pointers (a tensor view per step costs about a microsecond)
@@ -644,14 +678,6 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
         backward_before_r(st, 0, B);
         step_mm<scalar_t, A>(st.dgi, dgi.stride(1), B, 2 * H, up_rz, 0, H, mm.data_ptr<scalar_t>(), H);  // [da_r, da_z] @ U_rz
       }
-    }
-    if (ln) {  // through LN(W x), every step and row at once (the bias sums above saw dG_i before it)
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t b = 0; b < B; ++b) {
-          const A* w = ws.const_data_ptr<A>() + t * ws.stride(0) + b * W;
-          layer_norm_row_backward<scalar_t, A>(dgi.data_ptr<scalar_t>() + t * dgi.stride(0) + b * 3 * H, 3 * H, g,
-                                               w + 7 * H, w[10 * H + 1], dn, dn + 3 * H);
-        }
     }
   });
   const Tensor dh_in = mask.defined() ? mm.to(acc) * mask : mm.to(acc);  // (B, H)

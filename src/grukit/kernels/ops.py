@@ -42,7 +42,7 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _ws_width(H: int, norms: Tensor | None) -> int:
     """Workspace floats per row and step (driver.cpp, CellArgs::ws_width)."""
-    return 10 * H + 2 if norms is not None else 4 * H
+    return (10 * H + 2 + 15) // 16 * 16 if norms is not None else 4 * H
 
 
 def register() -> None:

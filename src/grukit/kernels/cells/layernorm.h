@@ -29,21 +29,29 @@ inline A sum_all(const Vec<A>& v) {
   return s;
 }
 
-// One row, in place: v (N,) in T becomes y. If xhat is given, xhat (N,) and
-// *rstd_out are saved (in A) for backward.
+// The mean and 1 / std of one row v (N,) in T.
 template <typename T, typename A>
-void layer_norm_row(T* v, int64_t N, const A* gain, const A* bias, A* xhat, A* rstd_out) {
+void row_stats(const T* v, int64_t N, A& mu, A& rstd) {
   const int64_t V = Vec<A>::size();
   Vec<A> acc(A(0));
   for (int64_t j = 0; j < N; j += V) acc = acc + load<A>(v + j, std::min(V, N - j));  // zero padded tails
-  const A mu = sum_all(acc) / A(N);
+  mu = sum_all(acc) / A(N);
   acc = Vec<A>(A(0));
   for (int64_t j = 0; j < N; j += V) {
     const int64_t m = std::min(V, N - j);
     const Vec<A> d = load<A>(v + j, m) - Vec<A>(mu);
     acc = acc + (m == V ? d * d : Vec<A>::set(Vec<A>(A(0)), d * d, m));
   }
-  const A rstd = A(1) / std::sqrt(sum_all(acc) / A(N) + A(kLayerNormEps));
+  rstd = A(1) / std::sqrt(sum_all(acc) / A(N) + A(kLayerNormEps));
+}
+
+// One row, in place: v (N,) in T becomes y. If xhat is given, xhat (N,) and
+// *rstd_out are saved (in A) for backward.
+template <typename T, typename A>
+void layer_norm_row(T* v, int64_t N, const A* gain, const A* bias, A* xhat, A* rstd_out) {
+  const int64_t V = Vec<A>::size();
+  A mu, rstd;
+  row_stats<T, A>(v, N, mu, rstd);
   for (int64_t j = 0; j < N; j += V) {
     const int64_t m = std::min(V, N - j);
     const Vec<A> xh = (load<A>(v + j, m) - Vec<A>(mu)) * Vec<A>(rstd);
@@ -51,6 +59,33 @@ void layer_norm_row(T* v, int64_t N, const A* gain, const A* bias, A* xhat, A* r
     store<A>(v + j, xh * load<A>(gain + j, m) + load<A>(bias + j, m), m);
   }
   if (rstd_out) *rstd_out = rstd;
+}
+
+// One row in A, in place: v (N,) becomes xhat; returns rstd. The training path
+// keeps xhat of W x where W x was (driver.cpp) and applies the gain and bias
+// step by step (layer_norm_affine), so that xhat is written once, not twice.
+template <typename A>
+A normalize_row(A* v, int64_t N) {
+  const int64_t V = Vec<A>::size();
+  A mu, rstd;
+  row_stats<A, A>(v, N, mu, rstd);
+  for (int64_t j = 0; j < N; j += V) {
+    const int64_t m = std::min(V, N - j);
+    store<A>(v + j, (load<A>(v + j, m) - Vec<A>(mu)) * Vec<A>(rstd), m);
+  }
+  return rstd;
+}
+
+// y = gain * xhat + bias on the columns [j0, j1) of each gate block of one
+// gate-stacked row (3H,).
+template <typename T, typename A>
+void layer_norm_affine(const A* xhat, T* y, int64_t H, int64_t j0, int64_t j1, const A* gain, const A* bias) {
+  const int64_t V = Vec<A>::size();
+  for (int k = 0; k < 3; ++k)
+    for (int64_t j = k * H + j0; j < k * H + j1; j += V) {
+      const int64_t m = std::min(V, k * H + j1 - j);
+      store<A>(y + j, load<A>(xhat + j, m) * load<A>(gain + j, m) + load<A>(bias + j, m), m);
+    }
 }
 
 // The same forward for a team of threads that each own the units [j0, j1) of
