@@ -14,19 +14,18 @@
 // (the mean's and the variance's dependence on v give the two mean terms).
 #pragma once
 
+#include <functional>
+
 #include "../common.h"
 
 namespace grukit {
 
 constexpr double kLayerNormEps = 1e-5;
 
+// The sum of a vector's lanes (a shuffle tree for float where ATen has one).
 template <typename A>
 inline A sum_all(const Vec<A>& v) {
-  alignas(64) A tmp[Vec<A>::size()];
-  v.store(tmp);
-  A s = 0;
-  for (int64_t i = 0; i < Vec<A>::size(); ++i) s += tmp[i];
-  return s;
+  return at::vec::vec_reduce_all<A>(std::plus<Vec<A>>(), v);
 }
 
 // The mean and 1 / std of one row v (N,) in T.
