@@ -849,9 +849,9 @@ std::tuple<Tensor, Tensor> gru_stack(const Tensor& x, const OptTensor& h0, const
 
 // The same stack with autograd: grukit.GRU's forward, when autograd records,
 // calls gru_stack_train once and its backward calls gru_stack_backward once
-// (modules._TrainStack), so a small model's step pays for one Python function
-// and two native calls instead of a dispatcher op, a Python autograd wrapper
-// and several views per layer. Arguments as gru_stack. Returns out, h_n and
+// (the C++ autograd node of autograd.cpp), so a small model's step pays for
+// two native calls instead of a dispatcher op, a Python autograd wrapper and
+// several views per layer. Arguments as gru_stack. Returns out, h_n and
 // what backward reads, per layer: its input (layers >= 1: the previous
 // layer's output), hs and ws (see layer_forward).
 std::tuple<Tensor, Tensor, std::vector<Tensor>> gru_stack_train(const Tensor& x, const OptTensor& h0,

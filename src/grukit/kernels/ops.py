@@ -102,6 +102,7 @@ def register() -> None:
         return h.new_empty(h.shape)
 
     torch.library.register_autograd(lib + "gru_layer_train", _backward, setup_context=_setup_context)
+    _build.module().set_double_backward(_stack_double_backward)
     _registered = True
 
 
@@ -334,63 +335,13 @@ def stack_op():
     return _stack_op
 
 
-class _TrainStack(torch.autograd.Function):
-    """A whole stack with autograd in two native calls: ``gru_stack_train`` forward, and
-    ``gru_stack_backward`` (every layer's hand-written BPTT, the last layer first). The per-layer
-    op path computes the same numbers; this one skips its dispatcher calls, the torch.library
-    autograd wrapper and the views per layer, which at T20 B1 H64 cost more than the arithmetic.
-
-    Inputs: x (T, B, I), h0 (L*D, B, H) or None, spec (num_layers, bidirectional, bias,
-    reset_after, zoneout_p, number of weights), then the flat weights and the layer-norm parameters.
-    Double backward recomputes the stack through the per-layer ops (whose own double backward
-    differentiates the reference), so higher derivatives stay exact."""
-
-    @staticmethod
-    def forward(ctx, x, h0, spec, *params):
-        layers, bidirectional, bias, reset_after, zoneout_p, n = spec
-        weights, norms = list(params[:n]), list(params[n:])
-        out, h_n, saved = _build.module().gru_stack_train(
-            x, h0, weights, layers, bidirectional, bias, reset_after, norms, zoneout_p
-        )
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(x, h0, *params, *saved)
-        ctx.spec = spec
-        return out, h_n
-
-    @staticmethod
-    def backward(ctx, dout, dh_n):
-        layers, bidirectional, bias, reset_after, zoneout_p, n = ctx.spec
-        x, h0, *rest = ctx.saved_tensors
-        m = len(rest) - (3 * layers - 1)  # weights and norms
-        params, saved = rest[:m], rest[m:]
-        need = ctx.needs_input_grad  # x, h0, spec, params...
-        if torch.is_grad_enabled():  # create_graph=True: the per-layer ops, which autograd differentiates
-            dx, dh0, *dparams = _stack_grads_by_ops(ctx.spec, (dout, dh_n), need, x, h0, params)
-            return (dx, dh0, None, *dparams)
-        need_bias = bias and any(need[3 + i] for i in range(n) if i % 4 >= 2)
-        grads = _build.module().gru_stack_backward(
-            dout,
-            dh_n,
-            x,
-            h0,
-            list(params[:n]),
-            list(params[n:]),
-            list(saved),
-            layers,
-            bidirectional,
-            bias,
-            reset_after,
-            zoneout_p,
-            need[0],
-            need_bias,
-        )
-        dx, dh0, dparams = grads[0], grads[1], grads[2:]
-        return (
-            dx if need[0] else None,
-            dh0 if need[1] else None,
-            None,
-            *(g if w else None for g, w in zip(dparams, need[3:])),
-        )
+def _stack_double_backward(layers, bidirectional, bias, reset_after, zoneout_p, n, dout, dh_n, need, x, h0, params):
+    """The training stack's backward under ``create_graph=True`` (autograd.cpp calls it): the gradients
+    [dx, dh0, *dparams] (None where ``need`` is False) as differentiable functions of the inputs,
+    by recomputing the stack through the per-layer ops, whose own double backward differentiates
+    the reference. ``params``: the flat weights, then the layer-norm parameters."""
+    spec = (layers, bidirectional, bias, reset_after, zoneout_p, n)
+    return _stack_grads_by_ops(spec, (dout, dh_n), (need[0], need[1], False, *need[2:]), x, h0, params)
 
 
 def _stack_grads_by_ops(spec, douts, need, x, h0, params) -> list:
@@ -425,9 +376,15 @@ def _stack_grads_by_ops(spec, douts, need, x, h0, params) -> list:
 
 
 def train_stack(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p):
-    """The stack with autograd, same positional arguments as :func:`stack_op`'s function -> (out, h_n)."""
-    spec = (num_layers, bidirectional, bias, reset_after, zoneout_p, len(params))
-    return _TrainStack.apply(x, h0, spec, *params, *norms)
+    """The stack with autograd, same positional arguments as :func:`stack_op`'s function -> (out, h_n).
+
+    The whole stack in two native calls: ``gru_stack_train`` forward and ``gru_stack_backward``
+    (every layer's hand-written BPTT, the last layer first), joined by an autograd node written in
+    C++ (autograd.cpp). The per-layer op path computes the same numbers; this one skips its
+    dispatcher calls, the torch.library autograd wrapper and the views per layer, which at T20 B1
+    H64 cost more than the arithmetic. Double backward recomputes the stack through the per-layer
+    ops (:func:`_stack_double_backward`), so higher derivatives stay exact."""
+    return _build.module().gru_stack_autograd(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p)
 
 
 TEAM_POLICIES = ("measured", "team", "alone")

@@ -24,6 +24,11 @@ std::vector<at::Tensor> gru_stack_backward(const std::optional<at::Tensor>& dout
                                            const std::vector<at::Tensor>& saved, int64_t num_layers,
                                            bool bidirectional, bool bias, bool reset_after, double zoneout_p,
                                            bool need_dx, bool need_bias);
+std::tuple<at::Tensor, at::Tensor> gru_stack_autograd(const at::Tensor& x, const std::optional<at::Tensor>& h0,
+                                                      const std::vector<at::Tensor>& params, int64_t num_layers,
+                                                      bool bidirectional, bool bias, bool reset_after,
+                                                      const std::vector<at::Tensor>& norms, double zoneout_p);
+void set_double_backward(pybind11::object f);
 void set_team_policy(int64_t policy);
 void bernoulli_mask_(const at::Tensor& out, int64_t seed, int64_t threshold);
 }  // namespace grukit
@@ -41,6 +46,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_stack_backward", &grukit::gru_stack_backward,
         "dout or None, dh_n or None, x, h0 or None, params, norms, saved, num_layers, bidirectional, bias, "
         "reset_after, zoneout_p, need_dx, need_bias -> [dx, dh0, gradients of params, of norms]");
+  m.def("gru_stack_autograd", &grukit::gru_stack_autograd,
+        "gru_stack's arguments -> (out, h_n), differentiable: a C++ autograd node whose backward is "
+        "gru_stack_backward (autograd.cpp)");
+  m.def("set_double_backward", &grukit::set_double_backward,
+        "the Python function gru_stack_autograd's backward calls under create_graph=True");
   m.def("set_team_policy", &grukit::set_team_policy,
         "how a batch-1 loop that may split its hidden units between threads chooses: 0 measured, 1 team, 2 alone");
 }
