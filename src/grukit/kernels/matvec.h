@@ -203,6 +203,14 @@ inline void small_mm_bf16(const c10::BFloat16*, int64_t, int64_t, int64_t, const
 // with the bf16 dot product: pairs along k, (ceil(K/2), N, 2); otherwise
 // plain (K, N), contiguous.
 inline Tensor pack_rhs(const Tensor& m, bool transpose) {
+  if (transpose && m.scalar_type() == at::kFloat && m.dim() == 2 && m.stride(1) == 1) {
+    // ATen's vectorised 16 x 16 block transpose: U^T at H64 (192 x 64) in about
+    // a microsecond, against several for Tensor.t().contiguous()'s element loop
+    const int64_t N = m.size(0), K = m.size(1);
+    Tensor b = at::empty({K, N}, m.options());  // (K, N) = m^T
+    at::vec::transpose_mxn<float>(m.const_data_ptr<float>(), m.stride(0), b.data_ptr<float>(), N, N, K);
+    return b;
+  }
   const Tensor b = transpose ? m.t() : m;  // (K, N), any strides
   if (b.scalar_type() != at::kBFloat16 || !has_bf16_dot()) return b.contiguous();
   const int64_t K = b.size(0), N = b.size(1), P = (K + 1) / 2;
