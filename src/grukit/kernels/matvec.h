@@ -211,6 +211,17 @@ inline Tensor pack_rhs(const Tensor& m, bool transpose) {
     at::vec::transpose_mxn<float>(m.const_data_ptr<float>(), m.stride(0), b.data_ptr<float>(), N, N, K);
     return b;
   }
+  if (transpose && m.scalar_type() == at::kBFloat16 && has_bf16_dot() && m.dim() == 2 && m.stride(1) == 1 &&
+      m.size(1) % 2 == 0 && m.stride(0) % 2 == 0) {
+    // The pairs of m^T along k are pairs of adjacent elements of m's rows: as
+    // 32-bit words, packing is a transpose of m (N, K/2), moved bit for bit by
+    // the same block transpose
+    const int64_t N = m.size(0), P = m.size(1) / 2;
+    Tensor b = at::empty({P, N, 2}, m.options());  // (P, N, 2)
+    at::vec::transpose_mxn<float>(reinterpret_cast<const float*>(m.const_data_ptr<c10::BFloat16>()), m.stride(0) / 2,
+                                  reinterpret_cast<float*>(b.data_ptr<c10::BFloat16>()), N, N, P);
+    return b;
+  }
   const Tensor b = transpose ? m.t() : m;  // (K, N), any strides
   if (b.scalar_type() != at::kBFloat16 || !has_bf16_dot()) return b.contiguous();
   const int64_t K = b.size(0), N = b.size(1), P = (K + 1) / 2;
