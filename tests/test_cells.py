@@ -86,7 +86,13 @@ def test_native_matches_reference(option, dtype, training, lengths, bidir):
     nat = _run(g, "native", x, h0, lens)
     names = ["output", "h_n", "dx", "dh0"] + [n for n, _ in g.named_parameters()]
     for name, a, b in zip(names, nat, ref):
-        assert_close(a, b, dtype, f"{option} {name}")
+        if dtype == torch.float32:  # both sides round in float32; the error scales with the tensor's size
+            # (every option, two bidirectional layers: gradients up to 20, and each side 1e-5 to 5e-5 from the
+            # float64 result; the 1e-5 absolute tolerance would hold only for tensors of size about 1)
+            scale = max(1.0, float(b.abs().max()))
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * scale, msg=lambda m: f"{option} {name}: {m}")
+        else:
+            assert_close(a, b, dtype, f"{option} {name}")
 
 
 @pytest.mark.parametrize("option", ["layer_norm", "all", "before+zoneout+recurrent"])

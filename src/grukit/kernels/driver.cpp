@@ -175,6 +175,23 @@ static const int64_t* lengths_ptr(const OptTensor& lengths) {
   return lengths.has_value() && lengths->defined() ? lengths->data_ptr<int64_t>() : nullptr;
 }
 
+// out (M, N) = a (M, K) @ b, or out += a @ b. A bfloat16 GEMM this small costs
+// more to set up than to run (oneDNN, 20 x 32 x 192: 21 us; the same products
+// in float 1-2 us), so there the products run in float and are rounded once,
+// as the bfloat16 GEMM rounds its float sums.
+static void mm_into(Tensor out, const Tensor& a, const Tensor& b, bool accumulate = false) {
+  const bool small_bf16 =
+      a.scalar_type() == at::kBFloat16 && a.size(0) * a.size(1) * b.size(1) <= (int64_t(1) << 18);
+  if (small_bf16) {
+    const Tensor prod = at::mm(a.to(at::kFloat), b.to(at::kFloat));
+    accumulate ? out.add_(prod) : out.copy_(prod);
+  } else if (accumulate) {
+    out.addmm_(a, b);
+  } else {
+    at::mm_out(out, a, b);
+  }
+}
+
 // A team of threads for one time loop, when there are fewer pieces of work
 // than threads (batch 1, one direction): each thread runs f(j0, j1, true) for
 // its slice of the hidden units, in whole 16-unit blocks, and the slices meet
@@ -559,18 +576,7 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward(const Tensor& x_
   // ws, where its xhat is kept (see forward_direction)
   Tensor gi = xhat_in_gi(c, train, x.scalar_type()) ? ws.narrow(3, 7 * H, 3 * H)
                                                     : scratch(0, {D, T, B, 3 * H}, x.options());
-  // A bfloat16 GEMM this small costs more to set up than to run (20 x 32 x 192:
-  // 21 us, the same products in float 1-2 us): float sums rounded once to
-  // bfloat16, as the bfloat16 GEMM rounds its float sums.
-  const bool small_bf16 = x.scalar_type() == at::kBFloat16 && T * B * 3 * H * I <= (int64_t(1) << 18);
-  for (int64_t d = 0; d < D; ++d) {
-    Tensor gi_d = gi.select(0, d).view({T * B, 3 * H});
-    if (small_bf16) {
-      gi_d.copy_(at::mm(x.view({T * B, I}).to(at::kFloat), w_ih.select(0, d).to(at::kFloat).t()));
-    } else {
-      at::mm_out(gi_d, x.view({T * B, I}), w_ih.select(0, d).t());
-    }
-  }
+  for (int64_t d = 0; d < D; ++d) mm_into(gi.select(0, d).view({T * B, 3 * H}), x.view({T * B, I}), w_ih.select(0, d).t());
   const Tensor norms = c.layer_norm() ? c.norms->to(acc).contiguous() : Tensor();  // (D, 4, 3H)
   const int64_t* len = lengths_ptr(lengths);
   const auto ps = pieces(D, B);
@@ -707,20 +713,16 @@ static void weight_grads(const Tensor& x, const Tensor& hs, const Tensor& ws, co
   hprev = hprev.reshape({T * B, H});                                         // (T*B, H)
   if (dx.defined()) {
     Tensor dx2 = dx.view({T * B, I});
-    if (accumulate) {
-      dx2.addmm_(dgi2, w_ih);  // (T*B, I) += dG_i @ W
-    } else {
-      at::mm_out(dx2, dgi2, w_ih);  // (T*B, I) = dG_i @ W
-    }
+    mm_into(dx2, dgi2, w_ih, accumulate);  // (T*B, I) (+)= dG_i @ W
   }
-  at::mm_out(dw_ih, dgi2.t(), x.view({T * B, I}));  // (3H, I) = dG_i^T @ X
+  mm_into(dw_ih, dgi2.t(), x.view({T * B, I}));  // (3H, I) = dG_i^T @ X
   if (reset_after) {
-    at::mm_out(dw_hh, dgh2.t(), hprev);  // (3H, H) = sum_t dG_h[t]^T @ h_in[t-1]
+    mm_into(dw_hh, dgh2.t(), hprev);  // (3H, H) = sum_t dG_h[t]^T @ h_in[t-1]
   } else {  // the n rows multiply rh, not h_in
     Tensor rows_rz = dw_hh.narrow(0, 0, 2 * H), rows_n = dw_hh.narrow(0, 2 * H, H);
-    at::mm_out(rows_rz, dgi2.narrow(1, 0, 2 * H).t(), hprev);
+    mm_into(rows_rz, dgi2.narrow(1, 0, 2 * H).t(), hprev);
     const Tensor rh = ws.narrow(2, 3 * H, H).to(x.scalar_type()).reshape({T * B, H});  // (T*B, H)
-    at::mm_out(rows_n, dgi2.narrow(1, 2 * H, H).t(), rh);
+    mm_into(rows_n, dgi2.narrow(1, 2 * H, H).t(), rh);
   }
 }
 
