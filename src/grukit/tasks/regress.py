@@ -19,7 +19,10 @@ model's output (equal-length series), so the model contains a linear
 autoregression and the GRU learns what it leaves. ``--ensemble N`` trains N
 models independently in one run (each from its own initialisation, with its
 own batch order and its own best epoch on the validation part; see
-grukit.training.fit) and predicts their mean.
+grukit.training.fit) and predicts their mean. ``--refit`` then trains the
+model again from the same initialisation on the fitting and the validation
+part together, each member for the epochs it was kept after, and scores that
+model (the scaling stays the fitting part's; see grukit.tasks.base).
 
 metrics.json also holds ``validation``: the kept model's MAE, RMSE and R^2 on
 the validation part (in the targets' units), the numbers to choose settings by.
@@ -38,6 +41,7 @@ from ..data import numeric, stocks
 from ..evaluation import regression as reg_eval
 from . import _sequence as seq
 from .base import Scored, Task, TaskConfig, TaskState, option
+from .config import REFIT_HELP
 from .results import Table
 
 DATASETS = {
@@ -90,6 +94,7 @@ class RegressConfig(TaskConfig):
     patch: int = option(0, "consecutive steps fed as one GRU step (0 = auto: at most ~32 steps)")
     val_fraction: float = option(0.2, "share of the training split held out to pick the best epoch")
     test_fraction: float = option(0.2, "share held out for testing when the data has no test split")
+    refit: bool = option(False, REFIT_HELP)
 
     def validate(self) -> None:
         super().validate()
@@ -260,6 +265,10 @@ class RegressTask(Task[RegressConfig, RegressState, "seq.SequenceModel | seq.Ens
 
     def objective(self, cfg: RegressConfig, state: RegressState, data: dict) -> _Objective:
         return _Objective(cfg, data)
+
+    def refit_objective(self, cfg: RegressConfig, state: RegressState, data: dict) -> _Objective:
+        both = tuple(torch.cat([f, v]) for f, v in zip(data["fit"], data["val"]))  # padded alike: one encode
+        return _Objective(cfg, {**data, "fit": both})
 
     def score(self, model, cfg: RegressConfig, state: RegressState, data: dict) -> Scored:
         x, ln, _ = data["test"]
