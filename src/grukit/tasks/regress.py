@@ -23,6 +23,9 @@ grukit.training.fit) and predicts their mean. ``--refit`` then trains the
 model again from the same initialisation on the fitting and the validation
 part together, each member for the epochs it was kept after, and scores that
 model (the scaling stays the fitting part's; see grukit.tasks.base).
+The validation part is a random ``--val-fraction`` of the training
+sequences, or with ``--val-split last`` the last ones in the file's order
+(for sequences in time order: the model is chosen on the latest).
 
 metrics.json also holds ``validation``: the kept model's MAE, RMSE and R^2 on
 the validation part (in the targets' units), the numbers to choose settings by.
@@ -93,6 +96,11 @@ class RegressConfig(TaskConfig):
     )
     patch: int = option(0, "consecutive steps fed as one GRU step (0 = auto: at most ~32 steps)")
     val_fraction: float = option(0.2, "share of the training split held out to pick the best epoch")
+    val_split: str = option(
+        "random",
+        "which training sequences are the validation part: random, or last = the last ones in the file's order (sequences in time order: validate on the latest)",
+        choices=list(seq.VAL_SPLITS),
+    )
     test_fraction: float = option(0.2, "share held out for testing when the data has no test split")
     refit: bool = option(False, REFIT_HELP)
 
@@ -102,6 +110,8 @@ class RegressConfig(TaskConfig):
         if self.patch < 0:
             raise ValueError(f"--patch must be >= 0, got {self.patch}")
         self.within(0, 1, "val_fraction", "test_fraction")
+        if self.val_split not in seq.VAL_SPLITS:
+            raise ValueError(f"--val-split must be one of {', '.join(seq.VAL_SPLITS)}, got {self.val_split!r}")
         self.within(0, 1, "dropout", closed_low=True)
 
 
@@ -152,7 +162,10 @@ def prepare(cfg: RegressConfig, raw: Sets, *, holdout: bool = True) -> tuple[Reg
         train, test, y_all = train.subset(keep), train.subset(held), y_all[keep]
     if len(train) < 2:
         raise ValueError(f"{train.source}: need at least 2 training series, got {len(train)}")
-    fit_idx, val_idx = seq.random_split(len(train), cfg.val_fraction, cfg.seed + 202)
+    if cfg.val_split == "last":
+        fit_idx, val_idx = seq.last_split(len(train), cfg.val_fraction)
+    else:
+        fit_idx, val_idx = seq.random_split(len(train), cfg.val_fraction, cfg.seed + 202)
     y_fit = y_all[fit_idx]
     _, stats = seq.normalize_series(train.subset(fit_idx).series, cfg.normalize)
     lengths = train.lengths
