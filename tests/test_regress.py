@@ -231,3 +231,18 @@ def test_resuming_an_ensemble_whose_members_shared_their_best_epoch_is_one_line_
     assert result.exit_code == 1 and "members shared their batches and best epoch" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_val_split_last_validates_on_the_last_sequences_in_order(tmp_path):
+    from grukit.tasks import regress
+
+    data = write_tsv(tmp_path / "R")
+    raw = regress.load_sets(regress.RegressConfig(data=str(data)))
+    _, chosen = regress.prepare(regress.RegressConfig(data=str(data), val_split="last", val_fraction=0.25), raw)
+    fit_idx, val_idx = chosen["split"]
+    assert fit_idx.tolist() == list(range(22)) and val_idx.tolist() == list(range(22, 30))
+    assert np.array_equal(chosen["y_val"], raw[0].numeric_targets()[22:])
+    _, shuffled = regress.prepare(regress.RegressConfig(data=str(data), val_fraction=0.25), raw)
+    assert len(shuffled["split"][1]) == 8 and shuffled["split"][1].tolist() != val_idx.tolist()
+    result = run("train", "regress", "--data", data, "--out", tmp_path / "a", "--val-split", "first", *TINY, ok=False)
+    assert result.exit_code != 0 and "--val-split" in result.output and not (tmp_path / "a").exists()

@@ -21,7 +21,7 @@ from pathlib import Path
 from .tasks.base import run_task_name
 from .training import read_json
 from .training.checkpoint import atomic_write_bytes
-from .training.loop import HISTORY_FILE, STATE_FILE
+from .training.loop import HISTORY_FILE, STATE_FILE, VALIDATED_FILE
 
 REPORT_FILE = "report.html"
 STYLE = """
@@ -67,7 +67,7 @@ def build_report(run: Path) -> str:
         if metrics
         else '<p class="note">no metrics.json: the run did not finish (resume it with grukit train --resume).</p>',
         "<h2>Training history</h2>",
-        _history_html(history, kept),
+        _history_html(history, kept, refitted=(run / VALIDATED_FILE).is_file()),
         "<h2>Pictures</h2>",
         _images_html(run),
         "<h2>Config</h2>",
@@ -180,20 +180,23 @@ def _metrics_html(metrics: dict) -> str:
     return "\n".join(parts)
 
 
-def _history_html(history: list[dict], kept: list[int]) -> str:
+def _history_html(history: list[dict], kept: list[int], refitted: bool = False) -> str:
     if not history:
         return '<p class="note">no history.jsonl: no epoch finished.</p>'
     columns = list(dict.fromkeys(k for r in history for k in r))
     head = "<tr>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr>"
     rows = []
     for r in history:
-        mark = ' class="kept" title="the weights kept in model.safetensors"' if r.get("epoch") in kept else ""
+        where = "validated.safetensors (and the epochs refitted)" if refitted else "model.safetensors"
+        mark = f' class="kept" title="the weights kept in {where}"' if r.get("epoch") in kept else ""
         rows.append(f"<tr{mark}>" + "".join(_cell(r.get(c)) for c in columns) + "</tr>")
     note = ""
     if len(kept) == 1:
         note = f"the highlighted row (epoch {kept[0]}) holds the kept weights"
     elif kept:
         note = f"the highlighted rows (epochs {', '.join(map(str, kept))}) hold the ensemble members' kept weights"
+    if note and refitted:
+        note += " (validated.safetensors); model.safetensors holds the models trained again through the same epochs on all the training data (refit_history.jsonl)"
     note = f'<p class="note">epochs count from 0, as in history.jsonl; {_e(note)}.</p>' if note else ""
     return f'{note}<table id="history">{head}{"".join(rows)}</table>'
 

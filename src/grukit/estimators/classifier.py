@@ -91,7 +91,8 @@ class GRUClassifier(_LabelClassifier):
     The defaults are smaller than the CLI's (hidden_size 32, 50 epochs) so a
     fit on a few hundred short series takes seconds; raise them for real
     data. ``val_fraction`` of the training series (stratified) is held out to
-    pick the best epoch. ``random_state``: an int is the seed (same data and
+    pick the best epoch (``refit=True``: then the model is trained again on
+    all of X for the chosen epochs, as ``--refit``). ``random_state``: an int is the seed (same data and
     parameters give the same model); None draws a seed from NumPy's global
     generator. ``verbose=True`` shows the progress bar and one line per epoch.
 
@@ -118,6 +119,7 @@ class GRUClassifier(_LabelClassifier):
         augment=0.1,
         patch=0,
         val_fraction=0.2,
+        refit=False,
         weight_decay=1e-4,
         grad_clip=1.0,
         patience=0,
@@ -141,6 +143,7 @@ class GRUClassifier(_LabelClassifier):
         )
         self.zoneout, self.recurrent_dropout, self.weight_dropout = zoneout, recurrent_dropout, weight_dropout
         self.dtype, self.threads, self.random_state, self.verbose = dtype, threads, random_state, verbose
+        self.refit = refit
 
     _fixed: ClassVar[dict[str, object]] = {"data": NO_FILE}
 
@@ -188,6 +191,7 @@ class GRUTextClassifier(_LabelClassifier):
         ensemble=1,
         word_dropout=0.0,
         val_fraction=0.2,
+        refit=False,
         weight_decay=1e-4,
         grad_clip=1.0,
         patience=0,
@@ -211,6 +215,7 @@ class GRUTextClassifier(_LabelClassifier):
         )
         self.zoneout, self.recurrent_dropout, self.weight_dropout = zoneout, recurrent_dropout, weight_dropout
         self.dtype, self.threads, self.random_state, self.verbose = dtype, threads, random_state, verbose
+        self.refit = refit
 
     _fixed: ClassVar[dict[str, object]] = {"data": NO_FILE}
 

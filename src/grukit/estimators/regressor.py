@@ -28,7 +28,11 @@ class GRURegressor(RegressorMixin, GRUEstimator[RegressState]):
     level, per-channel training mean/std) or series (z-normalise each series).
     ``skip="linear"`` adds a linear map of the flattened series (equal lengths)
     and ``ensemble=N`` averages N models trained independently (each its own
-    batch order and best epoch), as the CLI's ``--skip`` and ``--ensemble``.
+    batch order and best epoch), as the CLI's ``--skip`` and ``--ensemble``;
+    ``refit=True`` then trains the model again on all of X for the epochs
+    chosen on the validation part, as ``--refit`` (``history_`` is the first
+    phase's). ``val_split="last"`` validates on the last series in X's order,
+    as ``--val-split last``.
     ``random_state`` and ``verbose`` as GRUClassifier's. Fitted attributes:
     ``n_features_in_``, ``model_``, ``config_``, ``state_``, ``history_``, ``seed_``.
     """
@@ -52,6 +56,8 @@ class GRURegressor(RegressorMixin, GRUEstimator[RegressState]):
         normalize="global",
         patch=0,
         val_fraction=0.2,
+        val_split="random",
+        refit=False,
         weight_decay=1e-4,
         grad_clip=1.0,
         patience=0,
@@ -66,7 +72,7 @@ class GRURegressor(RegressorMixin, GRUEstimator[RegressState]):
         self.hidden_size, self.num_layers, self.bidirectional, self.cell = hidden_size, num_layers, bidirectional, cell
         self.epochs, self.lr, self.batch_size, self.dropout = epochs, lr, batch_size, dropout
         self.pooling, self.normalize, self.patch, self.val_fraction = pooling, normalize, patch, val_fraction
-        self.skip, self.ensemble = skip, ensemble
+        self.skip, self.ensemble, self.refit, self.val_split = skip, ensemble, refit, val_split
         self.weight_decay, self.grad_clip, self.patience = weight_decay, grad_clip, patience
         self.zoneout, self.recurrent_dropout, self.weight_dropout = zoneout, recurrent_dropout, weight_dropout
         self.dtype, self.threads, self.random_state, self.verbose = dtype, threads, random_state, verbose

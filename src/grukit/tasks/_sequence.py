@@ -233,6 +233,16 @@ def random_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nda
     return np.sort(idx[k:]), np.sort(idx[:k])
 
 
+VAL_SPLITS = ("random", "last")
+
+
+def last_split(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out): the last round(fraction * n) held out (at least 1 if fraction > 0),
+    in order; for sequences in time order (e.g. days), a validation part after the fitting part."""
+    k = min(n - 1, max(1, int(round(fraction * n)))) if fraction > 0 else 0
+    return np.arange(n - k, dtype=np.int64), np.arange(n - k, n, dtype=np.int64)
+
+
 NORMALIZE = ("auto", "series", "global", "none")
 
 

@@ -20,6 +20,19 @@ runtime's writer (rank 0), never in a task:
     DIR/model.safetensors, checkpoint.safetensors, history.jsonl, loss.png
                       (written by grukit.training.fit)
     DIR/metrics.json  final test metrics, and the task's plots (*.png)
+
+With ``refit`` (a config field of the tasks that implement ``refit_objective``,
+e.g. ``grukit train regress --refit``) a second phase follows the training: the
+model is trained again from the same initial weights on all the training data
+(the fitting and the validation part), each model (ensemble member) for the
+number of epochs after which the first phase kept its weights, with the same
+random streams, and that model is the run's (model.safetensors) and is scored
+on the test part. The first phase's kept weights stay in validated.safetensors;
+metrics.json's ``validation`` are theirs (the refitted model has seen the
+validation part), and ``refit`` holds the epochs and their test metrics:
+
+    DIR/validated.safetensors  the first phase's best weights on the validation part
+    DIR/refit_checkpoint.safetensors, refit_history.jsonl  the refit phase (resumable)
 """
 
 from __future__ import annotations
@@ -39,7 +52,8 @@ from torch import nn
 from .. import backend
 from ..determinism import deterministic
 from ..training import write_json
-from ..training.loop import fit
+from ..training.ensemble import Ensemble
+from ..training.loop import MODEL_FILE, VALIDATED_FILE, chosen_epochs, fit, refit
 from ..training.runtime import SINGLE, Runtime
 from .config import TaskConfig, option, torch_threads, with_dtype
 from .results import Generated, Table
@@ -103,6 +117,9 @@ class Fitted(Generic[C, S, M]):
     model: M
     history: list[dict]
     seconds: float
+    validated: M | None = None  # with refit: the model of the first phase (best on the validation part)
+    refit_epochs: list[int] = field(default_factory=list)  # with refit: the epochs each model was refitted for
+    refit_history: list[dict] = field(default_factory=list)
 
 
 class Task(Generic[C, S, M]):
@@ -158,6 +175,11 @@ class Task(Generic[C, S, M]):
     def score(self, model: M, cfg: C, state: S, data: Any) -> Scored:
         raise NotImplementedError
 
+    def refit_objective(self, cfg: C, state: S, data: Any):
+        """The objective of the refit phase (``refit``): ``objective``'s batches over all the training
+        data, the fitting and the validation part together (its ``validate`` is not called)."""
+        raise NotImplementedError(f"task {self.name!r} has no --refit")
+
     def summarize(self, metrics: dict) -> Table:
         return Table(("metric", "value"), tuple((k, v) for k, v in metrics.items() if isinstance(v, (int, float))))
 
@@ -197,26 +219,41 @@ class Task(Generic[C, S, M]):
             cfg = self.resolve(cfg, state)
             cfg.validate()
             model = self.new_model(cfg, state)
+            refitting = bool(getattr(cfg, "refit", False))
+            if refitting:  # the initial weights, for the refit phase; its objective (or its error) before any write
+                initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                refit_objective = self.refit_objective(cfg, state, data)
             if out is not None and resume:
                 check_resume(out, self, cfg, state, model)  # before anything is written
             if out is not None and runtime.writer:
                 save_run(out, self, cfg, state, runtime)
             start = time.perf_counter()
             title = f"{self.name}: {out}" if out is not None else self.name
+            objective = self.objective(cfg, state, data)
             history = fit(
                 model,
-                self.objective(cfg, state, data),
+                objective,
                 cfg.loop(),
                 out,
                 resume=resume,
                 runtime=runtime,
                 title=title,
                 monitor_label=self.monitor_label,
+                model_file=VALIDATED_FILE if refitting else MODEL_FILE,
             )
+            # calibrate (e.g. an interval from the validation errors) on the model that has not seen the validation part
             calibrated = self.calibrate(model, cfg, state, data)
             if calibrated != state and out is not None and runtime.writer:
                 save_run(out, self, cfg, calibrated, runtime)
-            return Fitted(cfg, calibrated, data, model, history, time.perf_counter() - start)
+            if not refitting:
+                return Fitted(cfg, calibrated, data, model, history, time.perf_counter() - start)
+            members = len(model.members) if isinstance(model, Ensemble) else 0
+            epochs = chosen_epochs(history, objective.monitor, objective.mode, members)
+            final = self.new_model(cfg, state)
+            final.load_state_dict(initial)
+            refit_history = refit(final, refit_objective, cfg.loop(), epochs, out, resume=resume, runtime=runtime)
+            seconds = time.perf_counter() - start
+            return Fitted(cfg, calibrated, data, final, history, seconds, model, epochs, refit_history)
 
     def train(self, cfg: C, out: Path, *, resume: bool = False, runtime: Runtime = SINGLE) -> dict:
         """The CLI's `train`: fit, score on the test part, write metrics.json and the plots; returns the metrics."""
@@ -224,7 +261,11 @@ class Task(Generic[C, S, M]):
         with torch_threads(fitted.cfg.threads), deterministic(fitted.cfg.deterministic):
             start = time.perf_counter()
             scored = self.score(fitted.model, fitted.cfg, fitted.state, fitted.data)
+            if fitted.validated is not None:
+                before = self.score(fitted.validated, fitted.cfg, fitted.state, fitted.data).metrics
         metrics = {**scored.metrics, "train_seconds": round(fitted.seconds + time.perf_counter() - start, 2)}
+        if fitted.validated is not None:
+            metrics = with_refit(metrics, before, fitted.refit_epochs)
         if runtime.writer:
             for name, draw in scored.plots.items():
                 draw(Path(out) / name)
@@ -249,6 +290,10 @@ class Task(Generic[C, S, M]):
             if data is None:
                 _, prepared = self.prepare(cfg, self.load_data(cfg))
                 metrics = self.score(model, cfg, state, prepared).metrics
+                if getattr(cfg, "refit", False) and (Path(run) / VALIDATED_FILE).is_file():
+                    validated = load_weights(run, self.new_model(cfg, state), VALIDATED_FILE)
+                    before = self.score(validated, cfg, state, prepared).metrics
+                    metrics = with_refit(metrics, before, None)
             else:
                 metrics = self.evaluate_file(cfg, state, model, data)
         check_finite_metrics(metrics, run)
@@ -259,6 +304,18 @@ class Task(Generic[C, S, M]):
         cfg, state, model = self.load(run)
         with torch_threads(cfg.threads):
             return self.predictions(cfg, state, model, tuple(args), data)
+
+
+def with_refit(metrics: dict, before: dict, epochs: list[int] | None) -> dict:
+    """A refitted model's metrics with the first phase's: its ``validation`` (the refitted model has
+    seen the validation part, so its own would mislead), and under ``refit`` the epochs and the first
+    phase's test numbers (``without_refit``)."""
+    out = dict(metrics)
+    if "validation" in before:
+        out["validation"] = before["validation"]
+    numbers = {k: v for k, v in before.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out["refit"] = {**({"epochs": epochs} if epochs is not None else {}), "without_refit": numbers}
+    return out
 
 
 __all__ = [

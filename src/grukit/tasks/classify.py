@@ -34,6 +34,7 @@ from ..evaluation import classification as cls_eval
 from . import _sequence as seq
 from .base import Scored, Task, TaskConfig, option
 from .classify_data import ClassifyState, Raw, encode, label_ids, labels_of, load_sets, prepare
+from .config import REFIT_HELP
 from .results import Table
 
 DATASETS = {
@@ -95,6 +96,7 @@ class ClassifyConfig(TaskConfig):
     word_dropout: float = option(
         0.0, "text: share of the words whose whole embedding vector is zeroed while training (0 = off)"
     )
+    refit: bool = option(False, REFIT_HELP)
 
     def validate(self) -> None:
         if self.epochs < 0 or self.batch_size < 0:
@@ -186,6 +188,10 @@ class ClassifyTask(Task[ClassifyConfig, ClassifyState, "seq.SequenceModel | seq.
 
     def objective(self, cfg: ClassifyConfig, state: ClassifyState, data: dict) -> _Objective:
         return _Objective(cfg, state, data)
+
+    def refit_objective(self, cfg: ClassifyConfig, state: ClassifyState, data: dict) -> _Objective:
+        both = tuple(torch.cat([f, v]) for f, v in zip(data["fit"], data["val"]))  # padded alike: one encode
+        return _Objective(cfg, state, {**data, "fit": both})
 
     def score(self, model, cfg: ClassifyConfig, state: ClassifyState, data: dict) -> Scored:
         """Test accuracy and macro F1, the baselines, and the confusion matrix (drawn as confusion.png)."""

@@ -27,6 +27,13 @@ def option(default: Any, help: str, **metadata) -> Any:
     return field(default=default, metadata={"help": help, **metadata})
 
 
+REFIT_HELP = (
+    "after training, train again from the same initialisation on all the training data (the validation part "
+    "too), each model (ensemble member) for the epochs after which it was kept, and score that model; "
+    "choose settings by the validation scores, which are the first model's"
+)
+
+
 @dataclass(frozen=True)
 class TaskConfig:
     """Options every task has. Subclasses override defaults by redeclaring."""

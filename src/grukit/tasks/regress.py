@@ -19,7 +19,13 @@ model's output (equal-length series), so the model contains a linear
 autoregression and the GRU learns what it leaves. ``--ensemble N`` trains N
 models independently in one run (each from its own initialisation, with its
 own batch order and its own best epoch on the validation part; see
-grukit.training.fit) and predicts their mean.
+grukit.training.fit) and predicts their mean. ``--refit`` then trains the
+model again from the same initialisation on the fitting and the validation
+part together, each member for the epochs it was kept after, and scores that
+model (the scaling stays the fitting part's; see grukit.tasks.base).
+The validation part is a random ``--val-fraction`` of the training
+sequences, or with ``--val-split last`` the last ones in the file's order
+(for sequences in time order: the model is chosen on the latest).
 
 metrics.json also holds ``validation``: the kept model's MAE, RMSE and R^2 on
 the validation part (in the targets' units), the numbers to choose settings by.
@@ -38,6 +44,7 @@ from ..data import numeric, stocks
 from ..evaluation import regression as reg_eval
 from . import _sequence as seq
 from .base import Scored, Task, TaskConfig, TaskState, option
+from .config import REFIT_HELP
 from .results import Table
 
 DATASETS = {
@@ -89,7 +96,13 @@ class RegressConfig(TaskConfig):
     )
     patch: int = option(0, "consecutive steps fed as one GRU step (0 = auto: at most ~32 steps)")
     val_fraction: float = option(0.2, "share of the training split held out to pick the best epoch")
+    val_split: str = option(
+        "random",
+        "which training sequences are the validation part: random, or last = the last ones in the file's order (sequences in time order: validate on the latest)",
+        choices=list(seq.VAL_SPLITS),
+    )
     test_fraction: float = option(0.2, "share held out for testing when the data has no test split")
+    refit: bool = option(False, REFIT_HELP)
 
     def validate(self) -> None:
         super().validate()
@@ -97,6 +110,8 @@ class RegressConfig(TaskConfig):
         if self.patch < 0:
             raise ValueError(f"--patch must be >= 0, got {self.patch}")
         self.within(0, 1, "val_fraction", "test_fraction")
+        if self.val_split not in seq.VAL_SPLITS:
+            raise ValueError(f"--val-split must be one of {', '.join(seq.VAL_SPLITS)}, got {self.val_split!r}")
         self.within(0, 1, "dropout", closed_low=True)
 
 
@@ -147,7 +162,10 @@ def prepare(cfg: RegressConfig, raw: Sets, *, holdout: bool = True) -> tuple[Reg
         train, test, y_all = train.subset(keep), train.subset(held), y_all[keep]
     if len(train) < 2:
         raise ValueError(f"{train.source}: need at least 2 training series, got {len(train)}")
-    fit_idx, val_idx = seq.random_split(len(train), cfg.val_fraction, cfg.seed + 202)
+    if cfg.val_split == "last":
+        fit_idx, val_idx = seq.last_split(len(train), cfg.val_fraction)
+    else:
+        fit_idx, val_idx = seq.random_split(len(train), cfg.val_fraction, cfg.seed + 202)
     y_fit = y_all[fit_idx]
     _, stats = seq.normalize_series(train.subset(fit_idx).series, cfg.normalize)
     lengths = train.lengths
@@ -260,6 +278,10 @@ class RegressTask(Task[RegressConfig, RegressState, "seq.SequenceModel | seq.Ens
 
     def objective(self, cfg: RegressConfig, state: RegressState, data: dict) -> _Objective:
         return _Objective(cfg, data)
+
+    def refit_objective(self, cfg: RegressConfig, state: RegressState, data: dict) -> _Objective:
+        both = tuple(torch.cat([f, v]) for f, v in zip(data["fit"], data["val"]))  # padded alike: one encode
+        return _Objective(cfg, {**data, "fit": both})
 
     def score(self, model, cfg: RegressConfig, state: RegressState, data: dict) -> Scored:
         x, ln, _ = data["test"]

@@ -68,7 +68,12 @@ def load_run(run: Path, task: Task[C, S, Any]) -> tuple[C, S]:
 
 def check_resume(run: Path, task: Task, cfg: TaskConfig, state: TaskState, model: nn.Module) -> None:
     """Raise ValueError, changing nothing, unless the run can continue with this data and model."""
-    _, saved = load_run(run, task)
+    saved_cfg, saved = load_run(run, task)
+    if getattr(saved_cfg, "refit", False) != getattr(cfg, "refit", False):
+        was = "with" if getattr(saved_cfg, "refit", False) else "without"
+        raise ValueError(
+            f"cannot resume {run}: it was trained {was} --refit, which cannot change on resume; nothing was changed"
+        )
     new = state.to_json()
     for key, value in saved.to_json().items():
         if key not in type(state).after_fit and new.get(key) != value:
@@ -107,9 +112,9 @@ def fit_state_dict(model: nn.Module, weights: dict[str, torch.Tensor], path: Pat
     model.load_state_dict(weights)
 
 
-def load_weights(run: Path, model: M) -> M:
-    """The run's kept weights in ``model``; refuses weights that are not finite."""
-    path = Path(run) / MODEL_FILE
+def load_weights(run: Path, model: M, name: str = MODEL_FILE) -> M:
+    """The run's kept weights (or the file ``name`` of the run) in ``model``; refuses weights that are not finite."""
+    path = Path(run) / name
     weights, _ = load_tensors(path)
     bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:

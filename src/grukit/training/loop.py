@@ -30,6 +30,7 @@ that trained.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -50,6 +51,9 @@ from .runtime import SINGLE, Runtime
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "checkpoint.safetensors"
 HISTORY_FILE = "history.jsonl"
+VALIDATED_FILE = "validated.safetensors"  # with refit: the best weights on the validation part (the fit phase's)
+REFIT_STATE_FILE = "refit_checkpoint.safetensors"  # the refit phase's last finished epoch, to resume
+REFIT_HISTORY_FILE = "refit_history.jsonl"
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ def fit(
     runtime: Runtime = SINGLE,
     title: str = "",
     monitor_label: str = "",
+    model_file: str = MODEL_FILE,
 ) -> list[dict]:
     """Train ``model`` in place; returns the history, one dict per epoch.
 
@@ -134,6 +139,8 @@ def fit(
     weights stop being finite. ``title`` heads loss.png (default: "TASK: DIR"
     from DIR/config.json); ``monitor_label`` names the monitored metric there,
     and an objective may name its other metrics with a ``labels`` dict.
+    ``model_file`` names the file in ``run_dir`` that holds the best weights
+    (a run that is refitted keeps them in VALIDATED_FILE; see :func:`refit`).
     """
     logs.check(cfg.log)  # a missing package is one line before anything is written
     if cfg.epochs < 1:
@@ -161,8 +168,8 @@ def fit(
     kept: dict[str, torch.Tensor] = {}  # an ensemble's: each member's state from its best epoch so far
     if members:
         kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if resume and run_dir is not None and (run_dir / MODEL_FILE).is_file():
-            kept, _ = checkpoint.load_tensors(run_dir / MODEL_FILE)
+        if resume and run_dir is not None and (run_dir / model_file).is_file():
+            kept, _ = checkpoint.load_tensors(run_dir / model_file)
     trained = [runtime.wrap(m) for m in members] if members else runtime.wrap(model)  # DistributedDataParallel
     logger: logs.Logger = logs.NoLogger()
     if out is not None:
@@ -187,7 +194,7 @@ def fit(
                     else:
                         state["stale"][k] += 1
                 if out is not None and epoch in state["best_epoch"]:  # a member improved
-                    checkpoint.save_tensors(out / MODEL_FILE, kept)
+                    checkpoint.save_tensors(out / model_file, kept)
             else:
                 if cfg.patience and state["stale"] >= cfg.patience:
                     break
@@ -196,7 +203,7 @@ def fit(
                 if _better(row[objective.monitor], state["best"], objective.mode):
                     state.update(best=row[objective.monitor], best_epoch=epoch, stale=0)
                     if out is not None:
-                        checkpoint.save_tensors(out / MODEL_FILE, model.state_dict())
+                        checkpoint.save_tensors(out / model_file, model.state_dict())
                     else:
                         best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 else:
@@ -222,7 +229,7 @@ def fit(
                 kept=state.get("best_epoch"),
             )
     if out is not None:
-        best, _ = checkpoint.load_tensors(out / MODEL_FILE)
+        best, _ = checkpoint.load_tensors(out / model_file)
         model.load_state_dict(best)
     elif members:
         model.load_state_dict(kept)
@@ -231,8 +238,97 @@ def fit(
     return history
 
 
-def _write_history(run_dir: Path, history: list[dict]) -> None:
-    checkpoint.atomic_write_bytes(run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in history).encode())
+def chosen_epochs(history: list[dict], monitor: str, mode: str, members: int = 0) -> list[int]:
+    """How many epochs :func:`fit` trained until the weights it kept: one count for a single model
+    (``members`` 0), one per member of an ensemble of ``members``; read from its history as the
+    loop chose (the first epoch of the best monitored value). Raises ValueError if no epoch was
+    kept (the monitored metric was never a number)."""
+    columns = [f"member{k}_{monitor}" for k in range(members)] if members else [monitor]
+    counts = []
+    for column in columns:
+        best, epoch = None, -1
+        for row in history:
+            if column in row and _better(float(row[column]), best, mode):
+                best, epoch = float(row[column]), int(row["epoch"])
+        if epoch < 0:
+            raise ValueError(
+                f"no epoch was kept on the validation part ({column} was never a number): nothing to refit"
+            )
+        counts.append(epoch + 1)
+    return counts
+
+
+def refit(
+    model: torch.nn.Module,
+    objective: Objective,
+    cfg: LoopConfig,
+    epochs: list[int],
+    run_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    runtime: Runtime = SINGLE,
+) -> list[dict]:
+    """The refit phase: train ``model`` (given at its initial weights) for ``epochs`` passes over
+    ``objective.batches``, one count for a single model or one per member of an :class:`Ensemble`,
+    with no validation, and keep the weights of the last pass; returns the history (one row per epoch).
+
+    After :func:`fit` chose the epochs on the validation part (:func:`chosen_epochs`), this trains
+    the same model from the same initialisation on all the training data (the objective's batches
+    then cover the fitting and the validation part): every epoch and member draws the stream it drew
+    in ``fit`` (``member_generator``), with a new optimiser of the same settings. In ``run_dir`` it
+    writes REFIT_HISTORY_FILE, REFIT_STATE_FILE after every epoch and, at the end, MODEL_FILE: the
+    refitted weights. With ``resume`` it continues REFIT_STATE_FILE exactly, as ``fit`` does, when that
+    refit had the same epoch counts and optimiser settings; otherwise (the first phase kept other
+    epochs after it was resumed with other options) it starts again.
+    """
+    members = list(model.members) if isinstance(model, Ensemble) else [model]
+    targets = [int(e) for e in epochs]
+    if len(targets) != len(members) or any(e < 1 for e in targets):
+        raise ValueError(f"refit needs one epoch count >= 1 per model ({len(members)}), got {epochs}")
+    run_dir = Path(run_dir) if run_dir is not None else None
+    out = run_dir if runtime.writer else None
+    shown = dataclasses.replace(cfg, epochs=max(targets))  # the progress bar's "epoch k/N"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    settings = [cfg.lr, cfg.weight_decay, cfg.grad_clip, cfg.seed]
+    state: dict[str, Any] = {"epoch": 0, "epochs": targets, "settings": settings}
+    history: list[dict] = []
+    saved = run_dir / REFIT_STATE_FILE if run_dir is not None else None
+    if resume and saved is not None and saved.is_file():
+        _, meta = checkpoint.load_tensors(saved)
+        before = json.loads(meta.get("state", "{}"))
+        if [before.get("epochs"), before.get("settings")] == [targets, settings]:  # else another refit: restart
+            state = checkpoint.load_training_state(saved, model, optimizer)
+            history = _read_history(saved.with_name(REFIT_HISTORY_FILE), state["epoch"])
+    trained = [runtime.wrap(m) for m in members]
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_history(out, history, REFIT_HISTORY_FILE)
+    n = len(members)
+    for epoch in range(state["epoch"], max(targets)):
+        start, losses = time.perf_counter(), {}
+        for k in range(n):
+            if epoch < targets[k]:
+                what = f" refit member {k + 1}/{n}" if n > 1 else " refit"
+                gen = member_generator(cfg.seed, epoch, k)
+                losses[k] = _train_epoch(members[k], objective, optimizer, shown, epoch, runtime, trained[k], gen, what)
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": sum(losses.values()) / len(losses)}
+        row["seconds"] = round(time.perf_counter() - start, 3)
+        _show(row, shown, runtime)
+        if n > 1:
+            row.update({f"member{k}_train_loss": v for k, v in losses.items()})
+        history.append(row)
+        state["epoch"] = epoch + 1
+        if out is not None:
+            _write_history(out, history, REFIT_HISTORY_FILE)
+            checkpoint.save_training_state(out / REFIT_STATE_FILE, model, optimizer, state)
+    if out is not None:
+        checkpoint.save_tensors(out / MODEL_FILE, model.state_dict())
+    model.eval()
+    return history
+
+
+def _write_history(run_dir: Path, history: list[dict], name: str = HISTORY_FILE) -> None:
+    checkpoint.atomic_write_bytes(run_dir / name, "".join(json.dumps(r) + "\n" for r in history).encode())
 
 
 def _check_weights(model: torch.nn.Module, epoch: int) -> None:
