@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -14,6 +15,9 @@
 #endif
 
 namespace grukit {
+
+// How many buffers recycled() has had to take fresh (tests read it: pool_misses).
+inline std::atomic<int64_t> pool_misses{0};
 
 inline at::Tensor fresh(at::IntArrayRef sizes, const at::TensorOptions& opts) {
   at::Tensor t = at::empty(sizes, opts);
@@ -38,22 +42,36 @@ constexpr int64_t kScratchBytes = int64_t(1) << 28;
 // LayerNorm-GRU's workspace is 20 MB a call).
 inline at::Tensor recycled(at::IntArrayRef sizes, const at::TensorOptions& opts) {
   constexpr size_t kPool = 4;
-  thread_local std::vector<at::Tensor> pool[3];  // [float, double, bfloat16]
+  struct Entry {
+    at::Tensor t;
+    uint64_t used;  // when it was last handed out
+  };
+  thread_local std::vector<Entry> pool[3];  // [float, double, bfloat16]
+  thread_local uint64_t clock = 0;
   const int64_t n = c10::multiply_integers(sizes);
   const auto type = opts.dtype().toScalarType();
   if (n * static_cast<int64_t>(opts.dtype().itemsize()) > kScratchBytes || n == 0) return fresh(sizes, opts);
   auto& p = pool[type == at::kFloat ? 0 : type == at::kDouble ? 1 : 2];
-  at::Tensor* spare = nullptr;  // a free entry too small or too large to use
-  for (auto& c : p) {
-    if (c.storage().use_count() != 1) continue;  // still held: by autograd, a caller, a view
-    if (c.numel() >= n && c.numel() <= 2 * n) return c.narrow(0, 0, n).view(sizes);
-    spare = &c;
+  ++clock;
+  Entry* spare = nullptr;  // the free entry unused longest: replaced when nothing fits and the pool is full
+  for (auto& e : p) {
+    if (e.t.storage().use_count() != 1) continue;  // still held: by autograd, a caller, a view
+    if (e.t.numel() >= n && e.t.numel() <= 2 * n) {
+      e.used = clock;
+      return e.t.narrow(0, 0, n).view(sizes);
+    }
+    if (!spare || e.used < spare->used) spare = &e;
   }
+  // Least recently used, not just any: two models trained in turn (each call
+  // a workspace of its own size) would otherwise evict each other's and fault
+  // fresh pages on every call (measured: a LayerNorm-GRU's 66 MB workspace,
+  // 58 -> 130 ms a training step at T100 B64 H256).
   at::Tensor t = fresh({n}, opts);
+  ++pool_misses;
   if (p.size() < kPool) {
-    p.push_back(t);
+    p.push_back({t, clock});
   } else if (spare) {
-    *spare = t;
+    *spare = {t, clock};
   }
   return t.narrow(0, 0, n).view(sizes);
 }

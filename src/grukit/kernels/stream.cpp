@@ -7,6 +7,8 @@
 // way in differs. Also zoneout's mask filler (masks.cpp).
 #include <torch/extension.h>
 
+#include "fresh.h"
+
 namespace grukit {
 at::Tensor gru_cell(const at::Tensor& x, const at::Tensor& h, const at::Tensor& w_ih, const at::Tensor& w_hh,
                     const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh, bool reset_after);
@@ -51,6 +53,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "gru_stack_backward (autograd.cpp)");
   m.def("set_double_backward", &grukit::set_double_backward,
         "the Python function gru_stack_autograd's backward calls under create_graph=True");
+  m.def("pool_misses", [] { return grukit::pool_misses.load(); },
+        "how many large buffers the pool (fresh.h, recycled) had to take fresh so far");
   m.def("set_team_policy", &grukit::set_team_policy,
         "how a batch-1 loop that may split its hidden units between threads chooses: 0 measured, 1 team, 2 alone");
 }
