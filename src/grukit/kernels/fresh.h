@@ -40,8 +40,12 @@ constexpr int64_t kScratchBytes = int64_t(1) << 28;
 // owner is the pool), so a training loop writes into memory it has already
 // touched instead of faulting fresh pages in every step (at T100 B32 H128 a
 // LayerNorm-GRU's workspace is 20 MB a call).
+// Up to kPool free buffers per thread and dtype stay in the pool: two models
+// trained in turn, each two layers deep, keep four buffers each alive in a
+// step (states and workspace per layer), which must not evict each other.
+constexpr size_t kPool = 8;
+
 inline at::Tensor recycled(at::IntArrayRef sizes, const at::TensorOptions& opts) {
-  constexpr size_t kPool = 4;
   struct Entry {
     at::Tensor t;
     uint64_t used;  // when it was last handed out

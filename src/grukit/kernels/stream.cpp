@@ -55,6 +55,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "the Python function gru_stack_autograd's backward calls under create_graph=True");
   m.def("pool_misses", [] { return grukit::pool_misses.load(); },
         "how many large buffers the pool (fresh.h, recycled) had to take fresh so far");
+  m.def("pool_capacity", [] { return static_cast<int64_t>(grukit::kPool); },
+        "how many free buffers the pool keeps per thread and dtype");
   m.def("set_team_policy", &grukit::set_team_policy,
         "how a batch-1 loop that may split its hidden units between threads chooses: 0 measured, 1 team, 2 alone");
 }
