@@ -182,7 +182,6 @@ def test_no_grad_layer_norm_errors_name_the_parameter(name, value, match):
         (lambda: grukit.GRU(4, 6, recurrent_dropout=0.3).train(), None),
         (lambda: grukit.GRU(4, 6, input_dropout=0.3).train(), None),
         (lambda: grukit.GRU(4, 6, weight_dropout=0.3).train(), None),
-        (lambda: grukit.GRU(4, 6, compute_dtype=torch.bfloat16), None),
         (lambda: grukit.GRU(4, 6, 2, dropout=0.5).train(), None),
         (lambda: grukit.GRU(4, 6), "lengths"),
         (lambda: grukit.GRU(4, 6), "packed"),
@@ -199,6 +198,22 @@ def test_other_cases_take_the_checked_path(calls, make, call):
         else:
             model(x)
     assert calls[0] == 0
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_compute_dtype_takes_the_stack_with_the_checked_paths_numbers(calls, layer_norm):
+    """Mixed precision (float32 weights, bfloat16 compute) casts around the stack exactly as the
+    checked path casts around its per-layer ops: the same bits, returned in float32."""
+    torch.manual_seed(7)
+    model = grukit.GRU(4, 6, 2, bidirectional=True, layer_norm=layer_norm, compute_dtype=torch.bfloat16)
+    x, h = torch.randn(5, 3, 4), torch.randn(4, 3, 6)
+    with torch.no_grad():
+        out, h_n = model(x, h)
+        assert calls[0] == 1
+        ref_out, ref_h = model(x, h, lengths=torch.full((3,), 5))  # lengths: the checked path
+    assert calls[0] == 1
+    assert out.dtype == h_n.dtype == torch.float32
+    assert torch.equal(out, ref_out) and torch.equal(h_n, ref_h)
 
 
 def test_dropout_between_layers_in_eval_takes_the_stack(calls):

@@ -121,13 +121,62 @@ def test_train_stack_runs_the_cells_without_masks(taken, options, mode):
     _assert_matches_reference(taken, model, x, None)
 
 
+@pytest.mark.parametrize("options", [dict(zoneout=0.3), dict(zoneout=0.2, layer_norm=True)])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("own_generator", [True, False])
+def test_zoneout_training_takes_the_stack_with_the_per_layer_paths_masks(taken, options, bidirectional, own_generator):
+    """In training, zoneout's masks are drawn before the stack, layer by layer, from the model's
+    generator (or torch's) as the per-layer path draws them: the same outputs and every gradient
+    as the reference from the same seed, and the generator left where the reference leaves it."""
+    torch.manual_seed(5)
+    D = 2 if bidirectional else 1
+    model = grukit.GRU(4, 6, 2, bidirectional=bidirectional, dtype=torch.float64, **options).train()
+    x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(2 * D, 3, 6, dtype=torch.float64, requires_grad=True)
+    results, after = [], []
+    for reference in (False, True):
+        if own_generator:
+            model.generator = torch.Generator().manual_seed(11)
+        else:
+            torch.manual_seed(11)
+        results.append(_grads(model, x, h, reference))
+        after.append(torch.rand(3, generator=model.generator))  # the next draw: the same if as far advanced
+    assert taken[0] == 1
+    (out, h_n, grads), (ref_out, ref_h, ref_grads) = results
+    assert_close(out, ref_out, torch.float64, "output")
+    assert_close(h_n, ref_h, torch.float64, "h_n")
+    for name, g, r in zip(["x", "hx"] + [n for n, _ in model.named_parameters()], grads, ref_grads):
+        assert_close(g, r, torch.float64, f"d{name}")
+    assert torch.equal(after[0], after[1])
+
+
+def test_zoneout_training_stack_double_backward_and_a_bad_hx_leaves_the_generator_alone(taken):
+    torch.manual_seed(6)
+    model = grukit.GRU(3, 4, 2, zoneout=0.3, dtype=torch.float64).train()
+    model.generator = torch.Generator()
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    params = tuple(model.parameters())
+    names = [n for n, _ in model.named_parameters()]
+
+    def f(x, *ps):
+        model.generator.manual_seed(3)  # the same masks at every call gradcheck makes
+        out, h_n = torch.func.functional_call(model, dict(zip(names, ps)), (x,))
+        return out.tanh().sum() + h_n.sum()
+
+    assert torch.autograd.gradcheck(f, (x, *params))
+    assert torch.autograd.gradgradcheck(f, (x, *params))
+    assert taken[0] > 0
+    state = model.generator.get_state()
+    with pytest.raises(ValueError, match="hx"):
+        model(x, torch.zeros(2, 2, 5, dtype=torch.float64))  # H = 5, not 4: the checked path names it
+    assert torch.equal(model.generator.get_state(), state)
+
+
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: grukit.GRU(4, 6, zoneout=0.3).train(),
         lambda: grukit.GRU(4, 6, recurrent_dropout=0.3).train(),
         lambda: grukit.GRU(4, 6, 2, dropout=0.5).train(),
-        lambda: grukit.GRU(4, 6, compute_dtype=torch.bfloat16),
     ],
 )
 def test_masks_and_mixed_precision_take_the_per_layer_path(taken, make):
@@ -136,6 +185,27 @@ def test_masks_and_mixed_precision_take_the_per_layer_path(taken, make):
     assert taken[0] == 0
     model(torch.randn(5, 3, 4), lengths=torch.tensor([5, 2, 4]))[0].sum().backward()
     assert taken[0] == 0
+
+
+@pytest.mark.parametrize("options", [dict(), dict(layer_norm=True), dict(zoneout=0.2)])
+def test_compute_dtype_trains_through_the_stack_with_the_per_layer_paths_numbers(taken, options):
+    """Mixed precision: the casts to bfloat16 around the stack are differentiable, so the float32
+    parameters get float32 gradients, bit for bit those of the per-layer path."""
+    torch.manual_seed(8)
+    model = grukit.GRU(4, 6, 2, compute_dtype=torch.bfloat16, **options).train()
+    model.generator = torch.Generator()
+    x = torch.randn(5, 3, 4, requires_grad=True)
+    results = []
+    for lengths in (None, torch.full((3,), 5)):  # lengths: the per-layer path
+        model.generator.manual_seed(9)
+        model.zero_grad()
+        xs = x.detach().requires_grad_()
+        out, h_n = model(xs, lengths=lengths)
+        (out.pow(2).sum() + h_n.sum()).backward()
+        results.append([out.detach(), h_n.detach(), xs.grad] + [p.grad for p in model.parameters()])
+    assert taken[0] == 1
+    for a, b in zip(*results):
+        assert a.dtype == torch.float32 and torch.equal(a, b)
 
 
 def test_frozen_parameters_get_no_gradient_and_nothing_requiring_grad_takes_no_graph(taken):

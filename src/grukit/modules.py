@@ -10,6 +10,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _checks, backend, functional
+from .functional.zoneout import zoneout_masks as zoneout_masks_of
+from .kernels import DTYPES as _KERNEL_DTYPES
 
 
 class GRU(nn.Module):
@@ -318,16 +320,17 @@ class GRU(nn.Module):
         also names anything wrong).
 
         Per call it costs what a small layer's arithmetic costs: no per-layer Python, no
-        dispatcher, no per-layer autograd. It runs the plain GRU and the cells that draw no random
-        masks (layer_norm; zoneout and the dropouts in eval, where zoneout is its expectation and
-        the dropouts are off). It never runs under tracing, compiling, exporting or torch.func
-        transforms, for tensor subclasses, with masks to draw, mixed precision or lengths."""
-        masks = self.zoneout or self.recurrent_dropout or self.input_dropout or self.weight_dropout
+        dispatcher, no per-layer autograd. It runs the plain GRU, layer_norm, zoneout (in training
+        with autograd on: its masks drawn here, layer by layer, as the per-layer path draws them)
+        and the dropouts in eval, where they are off, and ``compute_dtype`` (the inputs, weights
+        and state cast to it around the stack, as the per-layer path casts them). It never runs
+        under tracing, compiling, exporting or torch.func transforms, for tensor subclasses, with
+        dropout masks to draw or lengths."""
+        dropouts = self.recurrent_dropout or self.input_dropout or self.weight_dropout
         if (
             type(input) is not Tensor
             or (hx is not None and type(hx) is not Tensor)
-            or (self.training and (masks or (self.dropout and self.num_layers > 1)))
-            or self.compute_dtype not in (None, input.dtype)
+            or (self.training and (dropouts or (self.dropout and self.num_layers > 1)))
             or torch.jit.is_tracing()
             or torch.compiler.is_compiling()
             or backend.transforms_active()
@@ -342,6 +345,9 @@ class GRU(nn.Module):
         if any(type(p) not in _PLAIN for p in params + norms):
             return None
         train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, hx, *params, *norms))
+        zoneout_masks = self.training and self.zoneout > 0
+        if zoneout_masks and not train:  # (the no-grad stack takes no masks)
+            return None
         stack = backend.stack_fn(input, train)
         if stack is None:
             return None
@@ -349,13 +355,45 @@ class GRU(nn.Module):
         if batched and self.batch_first:
             x = x.transpose(0, 1)
         h0 = hx if hx is None or batched else hx.unsqueeze(1)  # (L*D, B, H)
+        weights: list[Tensor] = [p for p in params if p is not None]  # all of them (checked above)
+        norm_params: list[Tensor] = [n for n in norms if n is not None]
+        low = self.compute_dtype
+        if low is not None and low != input.dtype:  # mixed precision: compute in low, return in input's dtype
+            if low not in _KERNEL_DTYPES or (h0 is not None and h0.dtype != input.dtype):
+                return None
+            x, h0 = x.to(low), None if h0 is None else h0.to(low)
+            weights = [w.to(low) for w in weights]
+            norm_params = [n.to(low) for n in norm_params]
+        gen = self.generator
+        drawn_from = (gen.get_state() if gen is not None else torch.get_rng_state()) if zoneout_masks else None
         try:
             zoneout = 0.0 if self.training else self.zoneout
-            out, h_n = stack(
-                x, h0, params, self.num_layers, self.bidirectional, self.bias, self.reset_after, norms, zoneout
+            args = (
+                x,
+                h0,
+                weights,
+                self.num_layers,
+                self.bidirectional,
+                self.bias,
+                self.reset_after,
+                norm_params,
+                zoneout,
             )
+            if zoneout_masks:  # one (D, T, B, H) per layer, in functional.gru's order
+                shape = (self.num_directions, x.shape[0], x.shape[1], self.hidden_size)
+                zones = [zoneout_masks_of(self.zoneout, shape, x, gen) for _ in range(self.num_layers)]
+                out, h_n = stack(*args, zones)
+            else:
+                out, h_n = stack(*args)
         except RuntimeError:  # a wrong shape, dtype or device: the checked path says which, in torch's words
+            if drawn_from is not None:  # and draws the masks itself, from where these were drawn
+                if gen is not None:
+                    gen.set_state(drawn_from)
+                else:
+                    torch.set_rng_state(drawn_from)
             return None
+        if low is not None and low != input.dtype:
+            out, h_n = out.to(input.dtype), h_n.to(input.dtype)
         if not batched:
             return out.squeeze(1), h_n.squeeze(1)
         return (out.transpose(0, 1) if self.batch_first else out), h_n

@@ -335,17 +335,21 @@ def stack_op():
     return _stack_op
 
 
-def _stack_double_backward(layers, bidirectional, bias, reset_after, zoneout_p, n, dout, dh_n, need, x, h0, params):
+def _stack_double_backward(
+    layers, bidirectional, bias, reset_after, zoneout_p, n, dout, dh_n, need, x, h0, params, zones=()
+):
     """The training stack's backward under ``create_graph=True`` (autograd.cpp calls it): the gradients
     [dx, dh0, *dparams] (None where ``need`` is False) as differentiable functions of the inputs,
     by recomputing the stack through the per-layer ops, whose own double backward differentiates
-    the reference. ``params``: the flat weights, then the layer-norm parameters."""
+    the reference. ``params``: the flat weights, then the layer-norm parameters; ``zones``: the
+    forward's zoneout masks (one per layer), or none."""
     spec = (layers, bidirectional, bias, reset_after, zoneout_p, n)
-    return _stack_grads_by_ops(spec, (dout, dh_n), (need[0], need[1], False, *need[2:]), x, h0, params)
+    return _stack_grads_by_ops(spec, (dout, dh_n), (need[0], need[1], False, *need[2:]), x, h0, params, zones)
 
 
-def _stack_grads_by_ops(spec, douts, need, x, h0, params) -> list:
-    """The gradients of x, h0 and every parameter (None where not needed) by the differentiable per-layer ops."""
+def _stack_grads_by_ops(spec, douts, need, x, h0, params, zones=()) -> list:
+    """The gradients of x, h0 and every parameter (None where not needed) by the differentiable per-layer ops
+    (``zones``: zoneout's masks, one (D, T, B, H) per layer, or none)."""
     layers, bidirectional, bias, reset_after, zoneout_p, n = spec
     D, per = (2 if bidirectional else 1), (4 if bias else 2)
     weights = [tuple(params[i : i + per]) + ((None, None) if not bias else ()) for i in range(0, n, per)]
@@ -355,17 +359,31 @@ def _stack_grads_by_ops(spec, douts, need, x, h0, params) -> list:
     wanted = [t for t, w in zip(inputs, wants) if w and t is not None]
     with torch.enable_grad():
         h = h0 if h0 is not None else x.new_zeros((layers * D, x.shape[1], params[1].shape[1]))
-        outs = functional.gru(
-            x,
-            h,
-            weights,
-            num_layers=layers,
-            bidirectional=bidirectional,
-            reset_after=reset_after,
-            norms=norms,
-            zoneout=zoneout_p,
-            layer_fn=gru_directions,
-        )
+        if zones:  # the masks the forward drew, layer by layer (functional.gru would draw new ones)
+            out, h_n = x, []
+            for k in range(layers):
+                out, h_k = gru_directions(
+                    out,
+                    h[k * D : (k + 1) * D],
+                    weights[k * D : (k + 1) * D],
+                    reset_after=reset_after,
+                    norms=None if norms is None else norms[k * D : (k + 1) * D],
+                    zoneout_keep=zones[k],
+                )
+                h_n.append(h_k)
+            outs = (out, torch.cat(h_n))
+        else:
+            outs = functional.gru(
+                x,
+                h,
+                weights,
+                num_layers=layers,
+                bidirectional=bidirectional,
+                reset_after=reset_after,
+                norms=norms,
+                zoneout=zoneout_p,
+                layer_fn=gru_directions,
+            )
         pairs = [(o, g) for o, g in zip(outs, douts) if g is not None]
         grads = iter(
             torch.autograd.grad(
@@ -375,8 +393,9 @@ def _stack_grads_by_ops(spec, douts, need, x, h0, params) -> list:
     return [next(grads) if w and t is not None else None for t, w in zip(inputs, wants)]
 
 
-def train_stack(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p):
-    """The stack with autograd, same positional arguments as :func:`stack_op`'s function -> (out, h_n).
+def train_stack(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p, zones=()):
+    """The stack with autograd, same positional arguments as :func:`stack_op`'s function -> (out, h_n);
+    ``zones``: zoneout's training masks, one (D, T, B, H) per layer (``zoneout_p`` then 0), or none.
 
     The whole stack in two native calls: ``gru_stack_train`` forward and ``gru_stack_backward``
     (every layer's hand-written BPTT, the last layer first), joined by an autograd node written in
@@ -384,7 +403,9 @@ def train_stack(x, h0, params, num_layers, bidirectional, bias, reset_after, nor
     dispatcher calls, the torch.library autograd wrapper and the views per layer, which at T20 B1
     H64 cost more than the arithmetic. Double backward recomputes the stack through the per-layer
     ops (:func:`_stack_double_backward`), so higher derivatives stay exact."""
-    return _build.module().gru_stack_autograd(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p)
+    return _build.module().gru_stack_autograd(
+        x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p, list(zones)
+    )
 
 
 TEAM_POLICIES = ("measured", "team", "alone")

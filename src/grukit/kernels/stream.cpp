@@ -1,6 +1,6 @@
 // The direct paths as plain Python functions. A stream of single steps
-// (GRUCell under torch.no_grad) and grukit.GRU's forward (no-grad, and the
-// two halves of its training autograd function) call them directly: through
+// (GRUCell under torch.no_grad) and grukit.GRU's forward (no-grad, and with
+// autograd the C++ node of autograd.cpp) call them directly: through
 // the dispatcher, a torch.ops call costs about 2.5 us, as much as the whole
 // step at H = 128. The code is the ops' own (driver.cpp: gru_cell, and
 // gru_layer, gru_layer_train and gru_layer_backward once per layer); only the
@@ -16,20 +16,11 @@ std::tuple<at::Tensor, at::Tensor> gru_stack(const at::Tensor& x, const std::opt
                                              const std::vector<at::Tensor>& params, int64_t num_layers,
                                              bool bidirectional, bool bias, bool reset_after,
                                              const std::vector<at::Tensor>& norms, double zoneout_p);
-std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> gru_stack_train(
-    const at::Tensor& x, const std::optional<at::Tensor>& h0, const std::vector<at::Tensor>& params,
-    int64_t num_layers, bool bidirectional, bool bias, bool reset_after, const std::vector<at::Tensor>& norms,
-    double zoneout_p);
-std::vector<at::Tensor> gru_stack_backward(const std::optional<at::Tensor>& dout, const std::optional<at::Tensor>& dh_n,
-                                           const at::Tensor& x, const std::optional<at::Tensor>& h0,
-                                           const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& norms,
-                                           const std::vector<at::Tensor>& saved, int64_t num_layers,
-                                           bool bidirectional, bool bias, bool reset_after, double zoneout_p,
-                                           bool need_dx, bool need_bias);
 std::tuple<at::Tensor, at::Tensor> gru_stack_autograd(const at::Tensor& x, const std::optional<at::Tensor>& h0,
                                                       const std::vector<at::Tensor>& params, int64_t num_layers,
                                                       bool bidirectional, bool bias, bool reset_after,
-                                                      const std::vector<at::Tensor>& norms, double zoneout_p);
+                                                      const std::vector<at::Tensor>& norms, double zoneout_p,
+                                                      const std::vector<at::Tensor>& zones);
 void set_double_backward(pybind11::object f);
 void set_team_policy(int64_t policy);
 void bernoulli_mask_(const at::Tensor& out, int64_t seed, int64_t threshold);
@@ -43,14 +34,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "-> (out (T, B, D*H), h_n (L*D, B, H)); no autograd");
   m.def("bernoulli_mask_", &grukit::bernoulli_mask_,
         "out, seed, threshold (round(p * 2^32)): fills out with a 0/1 mask, 1 with probability p (masks.cpp)");
-  m.def("gru_stack_train", &grukit::gru_stack_train,
-        "gru_stack's arguments -> (out, h_n, what gru_stack_backward reads); the forward of an autograd function");
-  m.def("gru_stack_backward", &grukit::gru_stack_backward,
-        "dout or None, dh_n or None, x, h0 or None, params, norms, saved, num_layers, bidirectional, bias, "
-        "reset_after, zoneout_p, need_dx, need_bias -> [dx, dh0, gradients of params, of norms]");
   m.def("gru_stack_autograd", &grukit::gru_stack_autograd,
-        "gru_stack's arguments -> (out, h_n), differentiable: a C++ autograd node whose backward is "
-        "gru_stack_backward (autograd.cpp)");
+        "gru_stack's arguments and zoneout's training masks (one (D, T, B, H) per layer, or none) -> (out, h_n), "
+        "differentiable: a C++ autograd node whose backward is gru_stack_backward (autograd.cpp)");
   m.def("set_double_backward", &grukit::set_double_backward,
         "the Python function gru_stack_autograd's backward calls under create_graph=True");
   m.def("pool_misses", [] { return grukit::pool_misses.load(); },
