@@ -121,13 +121,24 @@ def test_train_stack_runs_the_cells_without_masks(taken, options, mode):
     _assert_matches_reference(taken, model, x, None)
 
 
-@pytest.mark.parametrize("options", [dict(zoneout=0.3), dict(zoneout=0.2, layer_norm=True)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(zoneout=0.3),
+        dict(zoneout=0.2, layer_norm=True),
+        dict(recurrent_dropout=0.3),
+        dict(weight_dropout=0.3),
+        dict(zoneout=0.2, recurrent_dropout=0.2, weight_dropout=0.2, layer_norm=True),
+        dict(zoneout=0.25, recurrent_dropout=0.25, reset_after=False),
+    ],
+)
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("own_generator", [True, False])
-def test_zoneout_training_takes_the_stack_with_the_per_layer_paths_masks(taken, options, bidirectional, own_generator):
-    """In training, zoneout's masks are drawn before the stack, layer by layer, from the model's
-    generator (or torch's) as the per-layer path draws them: the same outputs and every gradient
-    as the reference from the same seed, and the generator left where the reference leaves it."""
+def test_masked_training_takes_the_stack_with_the_per_layer_paths_masks(taken, options, bidirectional, own_generator):
+    """In training, the masks of zoneout, recurrent dropout and DropConnect are drawn before the
+    stack, layer by layer, from the model's generator (or torch's) as the per-layer path draws
+    them: the same outputs and every gradient as the reference from the same seed, and the
+    generator left where the reference leaves it."""
     torch.manual_seed(5)
     D = 2 if bidirectional else 1
     model = grukit.GRU(4, 6, 2, bidirectional=bidirectional, dtype=torch.float64, **options).train()
@@ -150,9 +161,9 @@ def test_zoneout_training_takes_the_stack_with_the_per_layer_paths_masks(taken, 
     assert torch.equal(after[0], after[1])
 
 
-def test_zoneout_training_stack_double_backward_and_a_bad_hx_leaves_the_generator_alone(taken):
+def test_masked_training_stack_double_backward_and_a_bad_hx_leaves_the_generator_alone(taken):
     torch.manual_seed(6)
-    model = grukit.GRU(3, 4, 2, zoneout=0.3, dtype=torch.float64).train()
+    model = grukit.GRU(3, 4, 2, zoneout=0.3, recurrent_dropout=0.2, weight_dropout=0.2, dtype=torch.float64).train()
     model.generator = torch.Generator()
     x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
     params = tuple(model.parameters())
@@ -175,11 +186,11 @@ def test_zoneout_training_stack_double_backward_and_a_bad_hx_leaves_the_generato
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: grukit.GRU(4, 6, recurrent_dropout=0.3).train(),
+        lambda: grukit.GRU(4, 6, input_dropout=0.3).train(),
         lambda: grukit.GRU(4, 6, 2, dropout=0.5).train(),
     ],
 )
-def test_masks_and_mixed_precision_take_the_per_layer_path(taken, make):
+def test_input_dropout_and_dropout_between_layers_take_the_per_layer_path(taken, make):
     model = make()
     model(torch.randn(5, 3, 4))[0].sum().backward()
     assert taken[0] == 0
@@ -187,7 +198,9 @@ def test_masks_and_mixed_precision_take_the_per_layer_path(taken, make):
     assert taken[0] == 0
 
 
-@pytest.mark.parametrize("options", [dict(), dict(layer_norm=True), dict(zoneout=0.2)])
+@pytest.mark.parametrize(
+    "options", [dict(), dict(layer_norm=True), dict(zoneout=0.2, weight_dropout=0.2, recurrent_dropout=0.2)]
+)
 def test_compute_dtype_trains_through_the_stack_with_the_per_layer_paths_numbers(taken, options):
     """Mixed precision: the casts to bfloat16 around the stack are differentiable, so the float32
     parameters get float32 gradients, bit for bit those of the per-layer path."""

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _checks, backend, functional
+from .functional.dropout import dropout_mask
 from .functional.zoneout import zoneout_masks as zoneout_masks_of
 from .kernels import DTYPES as _KERNEL_DTYPES
 
@@ -320,17 +321,17 @@ class GRU(nn.Module):
         also names anything wrong).
 
         Per call it costs what a small layer's arithmetic costs: no per-layer Python, no
-        dispatcher, no per-layer autograd. It runs the plain GRU, layer_norm, zoneout (in training
-        with autograd on: its masks drawn here, layer by layer, as the per-layer path draws them)
-        and the dropouts in eval, where they are off, and ``compute_dtype`` (the inputs, weights
-        and state cast to it around the stack, as the per-layer path casts them). It never runs
-        under tracing, compiling, exporting or torch.func transforms, for tensor subclasses, with
-        dropout masks to draw or lengths."""
-        dropouts = self.recurrent_dropout or self.input_dropout or self.weight_dropout
+        dispatcher, no per-layer autograd. It runs the plain GRU, layer_norm, zoneout, recurrent
+        dropout and DropConnect (in training with autograd on, their masks are drawn here, layer
+        by layer in the per-layer path's order, from the same generator), the dropouts in eval,
+        where they are off, and ``compute_dtype`` (the inputs, weights and state cast to it
+        around the stack, as the per-layer path casts them). It never runs under tracing,
+        compiling, exporting or torch.func transforms, for tensor subclasses, with input dropout
+        or dropout between layers in training, or lengths."""
         if (
             type(input) is not Tensor
             or (hx is not None and type(hx) is not Tensor)
-            or (self.training and (dropouts or (self.dropout and self.num_layers > 1)))
+            or (self.training and (self.input_dropout or (self.dropout and self.num_layers > 1)))
             or torch.jit.is_tracing()
             or torch.compiler.is_compiling()
             or backend.transforms_active()
@@ -345,8 +346,8 @@ class GRU(nn.Module):
         if any(type(p) not in _PLAIN for p in params + norms):
             return None
         train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, hx, *params, *norms))
-        zoneout_masks = self.training and self.zoneout > 0
-        if zoneout_masks and not train:  # (the no-grad stack takes no masks)
+        draws = self.training and (self.zoneout > 0 or self.recurrent_dropout > 0 or self.weight_dropout > 0)
+        if draws and not train:  # (the no-grad stack takes no masks)
             return None
         stack = backend.stack_fn(input, train)
         if stack is None:
@@ -365,7 +366,7 @@ class GRU(nn.Module):
             weights = [w.to(low) for w in weights]
             norm_params = [n.to(low) for n in norm_params]
         gen = self.generator
-        drawn_from = (gen.get_state() if gen is not None else torch.get_rng_state()) if zoneout_masks else None
+        drawn_from = (gen.get_state() if gen is not None else torch.get_rng_state()) if draws else None
         try:
             zoneout = 0.0 if self.training else self.zoneout
             args = (
@@ -379,10 +380,9 @@ class GRU(nn.Module):
                 norm_params,
                 zoneout,
             )
-            if zoneout_masks:  # one (D, T, B, H) per layer, in functional.gru's order
-                shape = (self.num_directions, x.shape[0], x.shape[1], self.hidden_size)
-                zones = [zoneout_masks_of(self.zoneout, shape, x, gen) for _ in range(self.num_layers)]
-                out, h_n = stack(*args, zones)
+            if draws:
+                zones, h_masks = self._draw_masks(x, weights)  # (masks weight_hh in `weights` in place)
+                out, h_n = stack(*args, zones, h_masks)
             else:
                 out, h_n = stack(*args)
         except RuntimeError:  # a wrong shape, dtype or device: the checked path says which, in torch's words
@@ -397,6 +397,29 @@ class GRU(nn.Module):
         if not batched:
             return out.squeeze(1), h_n.squeeze(1)
         return (out.transpose(0, 1) if self.batch_first else out), h_n
+
+    def _draw_masks(self, x: Tensor, weights: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """The training masks of the one-call stack, drawn in functional.gru's order (per layer:
+        DropConnect's per direction, recurrent dropout's, zoneout's), so that both paths draw the
+        same masks from the same generator state. ``weights`` (the flat list) gets its weight_hh
+        entries multiplied by DropConnect's masks (differentiably); returns zoneout's masks
+        (D, T, B, H) and recurrent dropout's (D, B, H), one per layer, or empty lists."""
+        D, T, B, H, gen = self.num_directions, x.shape[0], x.shape[1], self.hidden_size, self.generator
+        per = 4 if self.bias else 2
+        zones: list[Tensor] = []
+        h_masks: list[Tensor] = []
+        for layer in range(self.num_layers):
+            if self.weight_dropout > 0:
+                for d in range(D):
+                    k = (layer * D + d) * per + 1  # weight_hh
+                    weights[k] = weights[k] * dropout_mask(
+                        self.weight_dropout, tuple(weights[k].shape), weights[k], gen
+                    )
+            if self.recurrent_dropout > 0:
+                h_masks.append(dropout_mask(self.recurrent_dropout, (D, B, H), x, gen))
+            if self.zoneout > 0:
+                zones.append(zoneout_masks_of(self.zoneout, (D, T, B, H), x, gen))
+        return zones, h_masks
 
     def _run(self, x: Tensor, h0: Tensor, weights, lengths: Tensor | None, norms=None) -> tuple[Tensor, Tensor]:
         """The stack on checked tensors: x (T, B, I), h0 (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""

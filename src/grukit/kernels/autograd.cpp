@@ -17,13 +17,14 @@ namespace grukit {
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> gru_stack_train(
     const at::Tensor& x, const std::optional<at::Tensor>& h0, const std::vector<at::Tensor>& params,
     int64_t num_layers, bool bidirectional, bool bias, bool reset_after, const std::vector<at::Tensor>& norms,
-    double zoneout_p, const std::vector<at::Tensor>& zones);
+    double zoneout_p, const std::vector<at::Tensor>& zones, const std::vector<at::Tensor>& h_masks);
 std::vector<at::Tensor> gru_stack_backward(const std::optional<at::Tensor>& dout, const std::optional<at::Tensor>& dh_n,
                                            const at::Tensor& x, const std::optional<at::Tensor>& h0,
                                            const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& norms,
                                            const std::vector<at::Tensor>& saved, int64_t num_layers,
                                            bool bidirectional, bool bias, bool reset_after, double zoneout_p,
-                                           const std::vector<at::Tensor>& zones, bool need_dx, bool need_bias);
+                                           const std::vector<at::Tensor>& zones, const std::vector<at::Tensor>& h_masks,
+                                           bool need_dx, bool need_bias);
 
 namespace {
 using torch::autograd::AutogradContext;
@@ -37,19 +38,21 @@ pybind11::object* double_backward = nullptr;
 OptTensor opt(const at::Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; }
 
 // Inputs, in the order autograd numbers them: x, h0 (undefined when absent),
-// each of params, each of norms, each of zones (zoneout's training masks:
-// constants, no gradient), then the five settings (not tensors).
+// each of params, each of norms, each of zones and h_masks (the training
+// masks of zoneout and recurrent dropout: constants, no gradient), then the
+// five settings (not tensors).
 struct StackFunction : public torch::autograd::Function<StackFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const OptTensor& h0, at::TensorList params,
-                               at::TensorList norms, at::TensorList zones, int64_t num_layers, bool bidirectional,
-                               bool bias, bool reset_after, double zoneout_p) {
+                               at::TensorList norms, at::TensorList zones, at::TensorList h_masks,
+                               int64_t num_layers, bool bidirectional, bool bias, bool reset_after, double zoneout_p) {
     auto [out, h_n, saved] = gru_stack_train(x, h0, params.vec(), num_layers, bidirectional, bias, reset_after,
-                                             norms.vec(), zoneout_p, zones.vec());
+                                             norms.vec(), zoneout_p, zones.vec(), h_masks.vec());
     ctx->set_materialize_grads(false);  // an output without a gradient arrives undefined: zero, not a zeros tensor
     variable_list keep{x, h0.value_or(at::Tensor())};
     keep.insert(keep.end(), params.begin(), params.end());
     keep.insert(keep.end(), norms.begin(), norms.end());
     keep.insert(keep.end(), zones.begin(), zones.end());
+    keep.insert(keep.end(), h_masks.begin(), h_masks.end());
     keep.insert(keep.end(), saved.begin(), saved.end());
     ctx->save_for_backward(keep);
     ctx->saved_data["layers"] = num_layers;
@@ -60,12 +63,14 @@ struct StackFunction : public torch::autograd::Function<StackFunction> {
     ctx->saved_data["params"] = static_cast<int64_t>(params.size());
     ctx->saved_data["norms"] = static_cast<int64_t>(norms.size());
     ctx->saved_data["zones"] = static_cast<int64_t>(zones.size());
+    ctx->saved_data["h_masks"] = static_cast<int64_t>(h_masks.size());
     return {out, h_n};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const int64_t layers = ctx->saved_data["layers"].toInt(), n = ctx->saved_data["params"].toInt(),
-                  m = ctx->saved_data["norms"].toInt(), z = ctx->saved_data["zones"].toInt();
+                  m = ctx->saved_data["norms"].toInt(), z = ctx->saved_data["zones"].toInt(),
+                  r = ctx->saved_data["h_masks"].toInt();
     const bool bidirectional = ctx->saved_data["bidirectional"].toBool(), bias = ctx->saved_data["bias"].toBool(),
                reset_after = ctx->saved_data["reset_after"].toBool();
     const double zoneout_p = ctx->saved_data["zoneout_p"].toDouble();
@@ -74,9 +79,10 @@ struct StackFunction : public torch::autograd::Function<StackFunction> {
     const OptTensor h0 = opt(saved[1]);
     const std::vector<at::Tensor> params(saved.begin() + 2, saved.begin() + 2 + n);
     const std::vector<at::Tensor> norms(saved.begin() + 2 + n, saved.begin() + 2 + n + m);
-    const std::vector<at::Tensor> zones(saved.begin() + 2 + n + m, saved.begin() + 2 + n + m + z);
-    const std::vector<at::Tensor> states(saved.begin() + 2 + n + m + z, saved.end());
-    const int64_t inputs = 2 + n + m + z;  // (the masks need no gradient: need is false for them)
+    const auto masks = saved.begin() + 2 + n + m;
+    const std::vector<at::Tensor> zones(masks, masks + z), h_masks(masks + z, masks + z + r);
+    const std::vector<at::Tensor> states(masks + z + r, saved.end());
+    const int64_t inputs = 2 + n + m + z + r;  // (the masks need no gradient: need is false for them)
     // need[i] for input i; autograd numbers only the tensors given (h0 may be absent)
     std::vector<bool> need(inputs, false);
     for (int64_t i = 0, edge = 0; i < inputs; ++i)
@@ -89,7 +95,7 @@ struct StackFunction : public torch::autograd::Function<StackFunction> {
       both.insert(both.end(), norms.begin(), norms.end());
       const std::vector<bool> need_params(need.begin(), need.begin() + 2 + n + m);
       const auto res = (*double_backward)(layers, bidirectional, bias, reset_after, zoneout_p, n, opt(grads[0]),
-                                          opt(grads[1]), need_params, x, h0, both, zones)
+                                          opt(grads[1]), need_params, x, h0, both, zones, h_masks)
                            .cast<std::vector<OptTensor>>();
       for (int64_t i = 0; i < 2 + n + m; ++i) out[i] = res[i].value_or(at::Tensor());
       return out;
@@ -97,7 +103,7 @@ struct StackFunction : public torch::autograd::Function<StackFunction> {
     bool need_bias = false;
     for (int64_t i = 0; i < n; ++i) need_bias = need_bias || (bias && i % 4 >= 2 && need[2 + i]);
     const auto g = gru_stack_backward(opt(grads[0]), opt(grads[1]), x, h0, params, norms, states, layers,
-                                      bidirectional, bias, reset_after, zoneout_p, zones, need[0], need_bias);
+                                      bidirectional, bias, reset_after, zoneout_p, zones, h_masks, need[0], need_bias);
     for (int64_t i = 0; i < 2 + n + m; ++i)
       if (need[i]) out[i] = g[i];
     return out;
@@ -106,15 +112,16 @@ struct StackFunction : public torch::autograd::Function<StackFunction> {
 }  // namespace
 
 // grukit.GRU's forward when autograd records: (out, h_n) with the node above
-// as their grad_fn. Arguments as gru_stack, then zoneout's training masks (one
-// (D, T, B, H) per layer, or none; see gru_stack_train).
+// as their grad_fn. Arguments as gru_stack, then the training masks of zoneout
+// and recurrent dropout (see gru_stack_train).
 std::tuple<at::Tensor, at::Tensor> gru_stack_autograd(const at::Tensor& x, const OptTensor& h0,
                                                       const std::vector<at::Tensor>& params, int64_t num_layers,
                                                       bool bidirectional, bool bias, bool reset_after,
                                                       const std::vector<at::Tensor>& norms, double zoneout_p,
-                                                      const std::vector<at::Tensor>& zones) {
+                                                      const std::vector<at::Tensor>& zones,
+                                                      const std::vector<at::Tensor>& h_masks) {
   auto res = StackFunction::apply(x, h0, at::TensorList(params), at::TensorList(norms), at::TensorList(zones),
-                                  num_layers, bidirectional, bias, reset_after, zoneout_p);
+                                  at::TensorList(h_masks), num_layers, bidirectional, bias, reset_after, zoneout_p);
   return {res[0], res[1]};
 }
 

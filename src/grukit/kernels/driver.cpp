@@ -861,26 +861,31 @@ std::tuple<Tensor, Tensor> gru_stack(const Tensor& x, const OptTensor& h0, const
 // calls gru_stack_train once and its backward calls gru_stack_backward once
 // (the C++ autograd node of autograd.cpp), so a small model's step pays for
 // two native calls instead of a dispatcher op, a Python autograd wrapper and
-// several views per layer. Arguments as gru_stack, plus zoneout's training
-// masks: none, or one (D, T, B, H) per layer (then zoneout_p is 0). Returns
-// out, h_n and what backward reads, per layer: its input (layers >= 1: the
-// previous layer's output), hs and ws (see layer_forward).
+// several views per layer. Arguments as gru_stack, plus the training masks
+// drawn before the call: zoneout's, none or one (D, T, B, H) per layer (then
+// zoneout_p is 0), and recurrent dropout's, none or one (D, B, H) per layer.
+// Returns out, h_n and what backward reads, per layer: its input (layers >= 1:
+// the previous layer's output), hs and ws (see layer_forward).
 std::tuple<Tensor, Tensor, std::vector<Tensor>> gru_stack_train(const Tensor& x, const OptTensor& h0,
                                                                 const std::vector<Tensor>& params, int64_t num_layers,
                                                                 bool bidirectional, bool bias, bool reset_after,
                                                                 const std::vector<Tensor>& norms, double zoneout_p,
-                                                                const std::vector<Tensor>& zones) {
+                                                                const std::vector<Tensor>& zones,
+                                                                const std::vector<Tensor>& h_masks) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const StackArgs a(x, h0, params, num_layers, bidirectional, bias, norms);
   TORCH_CHECK(zones.empty() || static_cast<int64_t>(zones.size()) == num_layers, "grukit: expected ", num_layers,
               " zoneout masks (one per layer) or none, got ", zones.size());
+  TORCH_CHECK(h_masks.empty() || static_cast<int64_t>(h_masks.size()) == num_layers, "grukit: expected ", num_layers,
+              " recurrent dropout masks (one per layer) or none, got ", h_masks.size());
   const auto zone = [&](int64_t layer) { return zones.empty() ? OptTensor() : OptTensor(zones[layer]); };
+  const auto h_mask = [&](int64_t layer) { return h_masks.empty() ? OptTensor() : OptTensor(h_masks[layer]); };
   Tensor in = x;
   std::vector<Tensor> h_n, saved;
   for (int64_t layer = 0; layer < num_layers; ++layer) {
     auto [out, hl, hs, ws] =
         gru_layer_train(in, a.h.narrow(0, layer * a.D, a.D), a.stacked(layer, 0), a.stacked(layer, 1), a.bias(layer, 2),
-                        a.bias(layer, 3), std::nullopt, a.layer_norms(layer), zone(layer), std::nullopt, zoneout_p,
+                        a.bias(layer, 3), std::nullopt, a.layer_norms(layer), zone(layer), h_mask(layer), zoneout_p,
                         reset_after, false);
     if (layer > 0) saved.push_back(in);
     saved.push_back(hs);
@@ -892,19 +897,20 @@ std::tuple<Tensor, Tensor, std::vector<Tensor>> gru_stack_train(const Tensor& x,
 }
 
 // Backward of gru_stack_train, the last layer first. dout (T, B, D*H) and
-// dh_n (L*D, B, H) may be absent (zero); zones as the forward had them.
+// dh_n (L*D, B, H) may be absent (zero); zones and h_masks as the forward had them.
 // Returns dx (undefined unless need_dx), dh0 (L*D, B, H), then the gradients
 // of params and of norms in their order (biases undefined unless need_bias).
 std::vector<Tensor> gru_stack_backward(const OptTensor& dout, const OptTensor& dh_n, const Tensor& x,
                                        const OptTensor& h0, const std::vector<Tensor>& params,
                                        const std::vector<Tensor>& norms, const std::vector<Tensor>& saved,
                                        int64_t num_layers, bool bidirectional, bool bias, bool reset_after,
-                                       double zoneout_p, const std::vector<Tensor>& zones, bool need_dx,
-                                       bool need_bias) {
+                                       double zoneout_p, const std::vector<Tensor>& zones,
+                                       const std::vector<Tensor>& h_masks, bool need_dx, bool need_bias) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const StackArgs a(x, h0, params, num_layers, bidirectional, bias, norms);
-  TORCH_CHECK(zones.empty() || static_cast<int64_t>(zones.size()) == num_layers,
-              "grukit: backward needs the forward's zoneout masks");
+  TORCH_CHECK((zones.empty() || static_cast<int64_t>(zones.size()) == num_layers) &&
+                  (h_masks.empty() || static_cast<int64_t>(h_masks.size()) == num_layers),
+              "grukit: backward needs the forward's masks");
   const int64_t D = a.D, L = num_layers, T = x.size(0), B = x.size(1), H = a.H;
   TORCH_CHECK(static_cast<int64_t>(saved.size()) == 3 * L - 1, "grukit: backward needs what gru_stack_train saved");
   Tensor g_out = given(dout) ? *dout : at::zeros({T, B, D * H}, x.options());  // (T, B, D*H)
@@ -916,8 +922,8 @@ std::vector<Tensor> gru_stack_backward(const OptTensor& dout, const OptTensor& d
     const Tensor &hs = saved[layer == 0 ? 0 : 3 * layer], &ws = saved[layer == 0 ? 1 : 3 * layer + 1];
     auto [dx, dh, dw_ih, dw_hh, db_ih, db_hh, dn] = gru_layer_backward(
         g_out, g_hn.narrow(0, layer * D, D), in, hs, ws, a.stacked(layer, 0), a.stacked(layer, 1), std::nullopt,
-        a.layer_norms(layer), zones.empty() ? OptTensor() : OptTensor(zones[layer]), std::nullopt, zoneout_p,
-        reset_after, false, layer > 0 || need_dx,
+        a.layer_norms(layer), zones.empty() ? OptTensor() : OptTensor(zones[layer]),
+        h_masks.empty() ? OptTensor() : OptTensor(h_masks[layer]), zoneout_p, reset_after, false, layer > 0 || need_dx,
         bias && need_bias);
     for (int64_t d = 0; d < D; ++d) {
       const size_t at = 2 + (layer * D + d) * per;

@@ -336,20 +336,22 @@ def stack_op():
 
 
 def _stack_double_backward(
-    layers, bidirectional, bias, reset_after, zoneout_p, n, dout, dh_n, need, x, h0, params, zones=()
+    layers, bidirectional, bias, reset_after, zoneout_p, n, dout, dh_n, need, x, h0, params, zones=(), h_masks=()
 ):
     """The training stack's backward under ``create_graph=True`` (autograd.cpp calls it): the gradients
     [dx, dh0, *dparams] (None where ``need`` is False) as differentiable functions of the inputs,
     by recomputing the stack through the per-layer ops, whose own double backward differentiates
-    the reference. ``params``: the flat weights, then the layer-norm parameters; ``zones``: the
-    forward's zoneout masks (one per layer), or none."""
+    the reference. ``params``: the flat weights, then the layer-norm parameters; ``zones`` and
+    ``h_masks``: the forward's masks of zoneout and recurrent dropout (one per layer), or none."""
     spec = (layers, bidirectional, bias, reset_after, zoneout_p, n)
-    return _stack_grads_by_ops(spec, (dout, dh_n), (need[0], need[1], False, *need[2:]), x, h0, params, zones)
+    need = (need[0], need[1], False, *need[2:])
+    return _stack_grads_by_ops(spec, (dout, dh_n), need, x, h0, params, zones, h_masks)
 
 
-def _stack_grads_by_ops(spec, douts, need, x, h0, params, zones=()) -> list:
+def _stack_grads_by_ops(spec, douts, need, x, h0, params, zones=(), h_masks=()) -> list:
     """The gradients of x, h0 and every parameter (None where not needed) by the differentiable per-layer ops
-    (``zones``: zoneout's masks, one (D, T, B, H) per layer, or none)."""
+    (``zones``, ``h_masks``: the masks of zoneout (D, T, B, H) and recurrent dropout (D, B, H), one per
+    layer, or none)."""
     layers, bidirectional, bias, reset_after, zoneout_p, n = spec
     D, per = (2 if bidirectional else 1), (4 if bias else 2)
     weights = [tuple(params[i : i + per]) + ((None, None) if not bias else ()) for i in range(0, n, per)]
@@ -359,7 +361,7 @@ def _stack_grads_by_ops(spec, douts, need, x, h0, params, zones=()) -> list:
     wanted = [t for t, w in zip(inputs, wants) if w and t is not None]
     with torch.enable_grad():
         h = h0 if h0 is not None else x.new_zeros((layers * D, x.shape[1], params[1].shape[1]))
-        if zones:  # the masks the forward drew, layer by layer (functional.gru would draw new ones)
+        if zones or h_masks:  # the masks the forward drew, layer by layer (functional.gru would draw new ones)
             out, h_n = x, []
             for k in range(layers):
                 out, h_k = gru_directions(
@@ -368,7 +370,8 @@ def _stack_grads_by_ops(spec, douts, need, x, h0, params, zones=()) -> list:
                     weights[k * D : (k + 1) * D],
                     reset_after=reset_after,
                     norms=None if norms is None else norms[k * D : (k + 1) * D],
-                    zoneout_keep=zones[k],
+                    zoneout_keep=zones[k] if zones else None,
+                    h_mask=h_masks[k] if h_masks else None,
                 )
                 h_n.append(h_k)
             outs = (out, torch.cat(h_n))
@@ -393,9 +396,10 @@ def _stack_grads_by_ops(spec, douts, need, x, h0, params, zones=()) -> list:
     return [next(grads) if w and t is not None else None for t, w in zip(inputs, wants)]
 
 
-def train_stack(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p, zones=()):
+def train_stack(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p, zones=(), h_masks=()):
     """The stack with autograd, same positional arguments as :func:`stack_op`'s function -> (out, h_n);
-    ``zones``: zoneout's training masks, one (D, T, B, H) per layer (``zoneout_p`` then 0), or none.
+    ``zones``: zoneout's training masks, one (D, T, B, H) per layer (``zoneout_p`` then 0), or none;
+    ``h_masks``: recurrent dropout's, one (D, B, H) per layer, or none.
 
     The whole stack in two native calls: ``gru_stack_train`` forward and ``gru_stack_backward``
     (every layer's hand-written BPTT, the last layer first), joined by an autograd node written in
@@ -404,7 +408,7 @@ def train_stack(x, h0, params, num_layers, bidirectional, bias, reset_after, nor
     H64 cost more than the arithmetic. Double backward recomputes the stack through the per-layer
     ops (:func:`_stack_double_backward`), so higher derivatives stay exact."""
     return _build.module().gru_stack_autograd(
-        x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p, list(zones)
+        x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p, list(zones), list(h_masks)
     )
 
 

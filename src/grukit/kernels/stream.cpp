@@ -20,7 +20,8 @@ std::tuple<at::Tensor, at::Tensor> gru_stack_autograd(const at::Tensor& x, const
                                                       const std::vector<at::Tensor>& params, int64_t num_layers,
                                                       bool bidirectional, bool bias, bool reset_after,
                                                       const std::vector<at::Tensor>& norms, double zoneout_p,
-                                                      const std::vector<at::Tensor>& zones);
+                                                      const std::vector<at::Tensor>& zones,
+                                                      const std::vector<at::Tensor>& h_masks);
 void set_double_backward(pybind11::object f);
 void set_team_policy(int64_t policy);
 void bernoulli_mask_(const at::Tensor& out, int64_t seed, int64_t threshold);
@@ -35,7 +36,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bernoulli_mask_", &grukit::bernoulli_mask_,
         "out, seed, threshold (round(p * 2^32)): fills out with a 0/1 mask, 1 with probability p (masks.cpp)");
   m.def("gru_stack_autograd", &grukit::gru_stack_autograd,
-        "gru_stack's arguments and zoneout's training masks (one (D, T, B, H) per layer, or none) -> (out, h_n), "
+        "gru_stack's arguments, zoneout's training masks (one (D, T, B, H) per layer, or none) and recurrent "
+        "dropout's (one (D, B, H) per layer, or none) -> (out, h_n), "
         "differentiable: a C++ autograd node whose backward is gru_stack_backward (autograd.cpp)");
   m.def("set_double_backward", &grukit::set_double_backward,
         "the Python function gru_stack_autograd's backward calls under create_graph=True");
