@@ -10,8 +10,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _checks, backend, functional
-from .functional.dropout import dropout_mask
-from .functional.zoneout import zoneout_masks as zoneout_masks_of
+from .functional.layer import layer_masks
 from .kernels import DTYPES as _KERNEL_DTYPES
 
 
@@ -399,26 +398,33 @@ class GRU(nn.Module):
         return (out.transpose(0, 1) if self.batch_first else out), h_n
 
     def _draw_masks(self, x: Tensor, weights: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        """The training masks of the one-call stack, drawn in functional.gru's order (per layer:
-        DropConnect's per direction, recurrent dropout's, zoneout's), so that both paths draw the
+        """The training masks of the one-call stack, drawn by functional.gru's own
+        :func:`~grukit.functional.layer.layer_masks`, layer by layer, so that both paths draw the
         same masks from the same generator state. ``weights`` (the flat list) gets its weight_hh
         entries multiplied by DropConnect's masks (differentiably); returns zoneout's masks
         (D, T, B, H) and recurrent dropout's (D, B, H), one per layer, or empty lists."""
-        D, T, B, H, gen = self.num_directions, x.shape[0], x.shape[1], self.hidden_size, self.generator
-        per = 4 if self.bias else 2
+        D, per = self.num_directions, 4 if self.bias else 2
         zones: list[Tensor] = []
         h_masks: list[Tensor] = []
         for layer in range(self.num_layers):
-            if self.weight_dropout > 0:
-                for d in range(D):
-                    k = (layer * D + d) * per + 1  # weight_hh
-                    weights[k] = weights[k] * dropout_mask(
-                        self.weight_dropout, tuple(weights[k].shape), weights[k], gen
-                    )
-            if self.recurrent_dropout > 0:
-                h_masks.append(dropout_mask(self.recurrent_dropout, (D, B, H), x, gen))
-            if self.zoneout > 0:
-                zones.append(zoneout_masks_of(self.zoneout, (D, T, B, H), x, gen))
+            rows = [(layer * D + d) * per + 1 for d in range(D)]  # weight_hh of each direction
+            _, w_masks, h_mask, keep = layer_masks(
+                x,  # (no input dropout here: the caller ruled it out)
+                x,
+                [weights[k] for k in rows],
+                hidden_size=self.hidden_size,
+                weight_dropout=self.weight_dropout,
+                recurrent_dropout=self.recurrent_dropout,
+                zoneout=self.zoneout,
+                generator=self.generator,
+            )
+            for k, m in zip(rows, w_masks):
+                if m is not None:
+                    weights[k] = weights[k] * m
+            if h_mask is not None:
+                h_masks.append(h_mask)
+            if keep is not None:
+                zones.append(keep)
         return zones, h_masks
 
     def _run(self, x: Tensor, h0: Tensor, weights, lengths: Tensor | None, norms=None) -> tuple[Tensor, Tensor]:

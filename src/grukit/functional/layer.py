@@ -21,7 +21,7 @@ from .gru import gru_step
 from .layernorm import layer_norm
 from .zoneout import zoneout, zoneout_masks
 
-__all__ = ["gru", "gru_directions", "gru_layer"]
+__all__ = ["gru", "gru_directions", "gru_layer", "layer_masks"]
 
 Weights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]  # w_ih, w_hh, b_ih, b_hh
 Norms = tuple[Tensor, Tensor, Tensor, Tensor]  # gain_ih, bias_ih, gain_hh, bias_hh of the two layer norms
@@ -141,6 +141,34 @@ def gru_directions(
     return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)), torch.stack(h_n)  # (T, B, D*H), (D, B, H)
 
 
+def layer_masks(
+    layer_input: Tensor,
+    x: Tensor,
+    w_hhs: Sequence[Tensor],
+    *,
+    hidden_size: int,
+    input_dropout: float = 0.0,
+    weight_dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    zoneout: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor | None, list[Tensor | None], Tensor | None, Tensor | None]:
+    """One layer's training masks, drawn in the one fixed order every path shares (so that a
+    seed gives the same masks whichever path runs): input dropout's (B, I_l), DropConnect's per
+    direction (the shape of each ``w_hhs`` entry), recurrent dropout's (D, B, H), zoneout's
+    (D, T, B, H); None where an option is off. x (T, B, I) is the stack's input."""
+    D, T, B, H = len(w_hhs), x.shape[0], x.shape[1], hidden_size
+    in_mask = (
+        dropout_mask(input_dropout, (B, layer_input.shape[-1]), layer_input, generator) if input_dropout > 0 else None
+    )
+    w_masks = [
+        dropout_mask(weight_dropout, tuple(w.shape), w, generator) if weight_dropout > 0 else None for w in w_hhs
+    ]
+    h_mask = dropout_mask(recurrent_dropout, (D, B, H), x, generator) if recurrent_dropout > 0 else None
+    keep = zoneout_masks(zoneout, (D, T, B, H), x, generator) if zoneout > 0 else None
+    return in_mask, w_masks, h_mask, keep
+
+
 def gru(
     x: Tensor,
     hx: Tensor,
@@ -175,24 +203,31 @@ def gru(
     Returns output (T, B, D*H) and h_n (L*D, B, H).
     """
     D = 2 if bidirectional else 1
-    T, B, H = x.shape[0], x.shape[1], hx.shape[-1]
+    H = hx.shape[-1]
     h_n: list[Tensor] = []
     layer_input = x  # (T, B, I) then (T, B, D*H)
     for layer in range(num_layers):
         per = [(w_ih, w_hh, b_ih, b_hh) for w_ih, w_hh, b_ih, b_hh in weights[layer * D : (layer + 1) * D]]
-        if training and input_dropout > 0:
-            layer_input = layer_input * dropout_mask(input_dropout, (B, layer_input.shape[-1]), layer_input, generator)
-        if training and weight_dropout > 0:  # DropConnect: U masked once for this forward
+        h_mask: Tensor | None = None
+        keep: Tensor | float | None = float(zoneout) if zoneout > 0 and not training else None
+        if training:
+            in_mask, w_masks, h_mask, keep = layer_masks(
+                layer_input,
+                x,
+                [w_hh for _, w_hh, _, _ in per],
+                hidden_size=H,
+                input_dropout=input_dropout,
+                weight_dropout=weight_dropout,
+                recurrent_dropout=recurrent_dropout,
+                zoneout=zoneout,
+                generator=generator,
+            )
+            if in_mask is not None:
+                layer_input = layer_input * in_mask
+            # DropConnect: U masked once for this forward
             per = [
-                (w_ih, w_hh * dropout_mask(weight_dropout, tuple(w_hh.shape), w_hh, generator), b_ih, b_hh)
-                for (w_ih, w_hh, b_ih, b_hh) in per
+                (w_ih, w_hh if m is None else w_hh * m, b_ih, b_hh) for (w_ih, w_hh, b_ih, b_hh), m in zip(per, w_masks)
             ]
-        h_mask = (
-            dropout_mask(recurrent_dropout, (D, B, H), x, generator) if training and recurrent_dropout > 0 else None
-        )
-        keep: Tensor | float | None = None
-        if zoneout > 0:
-            keep = zoneout_masks(zoneout, (D, T, B, H), x, generator) if training else float(zoneout)
         out, h = layer_fn(
             layer_input,
             hx[layer * D : (layer + 1) * D],
