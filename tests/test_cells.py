@@ -443,3 +443,41 @@ def test_layer_norm_in_a_batch_one_team_matches_reference(dtype, H):
                     torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-5, msg=lambda m: f"H={H} train={train}: {m}")
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("H", [160, 150])
+def test_layer_norm_team_and_one_thread_give_identical_bits(H):
+    """The batch-1 LayerNorm-GRU runs as a team or alone by measurement (driver.cpp, TeamChoice); one
+    thread standing in for the team reduces the statistics slice by slice in the team's order, so the
+    outputs and every gradient are the same bits whichever the load picks."""
+    torch.manual_seed(3)
+    g = grukit.GRU(24, H, layer_norm=True, zoneout=0.1)
+    with torch.no_grad():
+        for name in g._norm_names:
+            getattr(g, name).add_(torch.randn(3 * H) * 0.3)
+    x, h0 = torch.randn(9, 1, 24), torch.randn(1, 1, H)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    runs = {}
+    try:
+        for policy in ("team", "alone", "measured"):
+            kernels.ops.set_team_policy(policy)
+            got = []
+            for _ in range(12):
+                g.eval()
+                with torch.no_grad():
+                    out_eval = g(x, h0)[0]
+                g.train()
+                g.generator = torch.Generator().manual_seed(5)
+                out, h_n = g(x, h0)
+                grads = torch.autograd.grad(out.pow(2).sum() + h_n.sum(), list(g.parameters()))
+                got.append([out_eval, out, h_n, *grads])
+            runs[policy] = got
+    finally:
+        kernels.ops.set_team_policy("measured")
+        torch.set_num_threads(threads)
+    first = runs["team"][0]
+    for policy, results in runs.items():
+        for tensors in results:
+            for a, b in zip(tensors, first):
+                assert torch.equal(a, b), policy

@@ -212,18 +212,27 @@ constexpr int kSpins = 2000;
 thread_local TeamBarrier* team_now = nullptr;  // the team this thread is in, while it runs
 thread_local int64_t team_phase = 0;           // the phase this thread waits to see passed
 
+// The hidden units [j0, j1) of thread i of a team of n: whole 16-unit blocks.
+inline void team_slice(int64_t H, int64_t i, int64_t n, int64_t& j0, int64_t& j1) {
+  const int64_t blocks = (H + 15) / 16;
+  j0 = std::min(H, blocks * i / n * 16);
+  j1 = std::min(H, blocks * (i + 1) / n * 16);
+}
+
 template <typename F>
 static void run_team(int64_t threads, int64_t H, const F& f) {
 #ifdef _OPENMP
   TeamBarrier barrier;
 #pragma omp parallel num_threads(static_cast<int>(threads))
   {
-    const int64_t n = omp_get_num_threads(), i = omp_get_thread_num(), blocks = (H + 15) / 16;
+    const int64_t n = omp_get_num_threads(), i = omp_get_thread_num();
 #pragma omp single
     barrier.size = n;  // (single ends with OpenMP's barrier: every thread sees the size)
     team_now = &barrier;
     team_phase = 0;
-    f(std::min(H, blocks * i / n * 16), std::min(H, blocks * (i + 1) / n * 16), n > 1);
+    int64_t j0, j1;
+    team_slice(H, i, n, j0, j1);
+    f(j0, j1, n > 1);
     team_now = nullptr;
   }
 #else
@@ -291,16 +300,16 @@ constexpr int64_t kCellTeamWork = 160 * 1024;
 // ways (exponential averages) and takes the faster; every kExplore calls or
 // more (see prefer_team) it runs the other way to see whether the load has
 // changed. Both ways compute every hidden unit with the same arithmetic, so
-// results are bit-identical
-// whichever runs (except LayerNorm-GRU's statistics, which always use the
-// team when the sizes allow it).
+// results are bit-identical whichever runs (LayerNorm-GRU's statistics
+// included: a thread standing in for a team reduces them slice by slice, in
+// the team's order; see forward_direction).
 struct TeamChoice {
   double team = 0.0, solo = 0.0;  // seconds per multiply-add; 0: not measured yet
   int64_t calls = 0, next = 0;    // calls so far; the call that next tries the other way
   bool warm = false;              // the team's first call (which may start the thread pool) is not counted
 };
 constexpr int64_t kExplore = 32;
-thread_local TeamChoice layer_choice, cell_choice;
+thread_local TeamChoice layer_choice, ln_choice, cell_choice;
 // 0: the measured choice; 1: always the team; 2: never (tests and benchmarks set it, set_team_policy)
 std::atomic<int> team_policy{0};
 
@@ -461,10 +470,28 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
           for (int64_t k = 0; k < gates; ++k)
             step_mm<scalar_t, A>(hp, ld, B, H, ut, k * H + j0, j1 - j0, gh_out + k * H + j0, gh.stride(0));
         }
-        if (ln && all) {  // LN(U h_in), row by row
+        if (ln && all && team == 1) {  // LN(U h_in), row by row
           for (int64_t b = 0; b < B; ++b)
             layer_norm_row<scalar_t, A>(gh_out + b * 3 * H, 3 * H, g + 6 * H, g + 9 * H,
                                         train ? st.ws + b * W + 4 * H : nullptr, train ? st.ws + b * W + 10 * H : nullptr);
+        } else if (ln && all) {  // alone in a team's stead: the team's slices, partials and combination, in its order
+          for (int64_t b = 0; b < B; ++b) {
+            for (int64_t i = 0; i < team; ++i) {
+              int64_t k0, k1;
+              team_slice(H, i, team, k0, k1);
+              layer_norm_partial<scalar_t, A>(gh_out + b * 3 * H, H, k0, k1, stats.data() + (i * B + b) * 3);
+            }
+            A mu, rstd;
+            layer_norm_combine<A>(stats.data() + b * 3, team, B * 3, mu, rstd);
+            A* w = train ? st.ws + b * W : nullptr;
+            for (int64_t i = 0; i < team; ++i) {
+              int64_t k0, k1;
+              team_slice(H, i, team, k0, k1);
+              layer_norm_apply<scalar_t, A>(gh_out + b * 3 * H, H, k0, k1, mu, rstd, g + 6 * H, g + 9 * H,
+                                            w ? w + 4 * H : nullptr);
+            }
+            if (w) w[10 * H] = rstd;
+          }
         } else if (ln) {  // in a team: each thread's partial statistics, one meeting, then its own columns
           const int64_t rank = team_rank();
           for (int64_t b = 0; b < B; ++b)
@@ -498,10 +525,8 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
         if (in_team) team_barrier();
       }
     };
-    if (team > 1 && ln) {  // (the team's statistics round differently from one thread's: no switching)
-      run_team(team, H, loop);
-    } else if (team > 1) {
-      run_chosen(layer_choice, team, H, double(T) * B * 3 * H * H, loop);
+    if (team > 1) {
+      run_chosen(ln ? ln_choice : layer_choice, team, H, double(T) * B * 3 * H * H, loop);
     } else {
       loop(0, H, false);
     }
