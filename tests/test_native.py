@@ -503,3 +503,50 @@ def test_team_and_one_thread_give_identical_bits(reset_after):
             assert torch.equal(step, first_step), policy
     with pytest.raises(ValueError, match="team policy must be one of"):
         kernels.ops.set_team_policy("sometimes")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tiny_stack_gives_the_general_paths_bits(threads):
+    # Small plain float stacks run on raw pointers (driver.cpp, tiny_stack); the general
+    # path (here: the gru_layer op, layer by layer) must give the same bits, and the
+    # tiny path must actually be the one that ran.
+    tiny = kernels.loaded_function("tiny_runs")
+    shapes = [  # T, B, I, H, layers, bias, h0 given
+        (20, 1, 32, 64, 1, True, False),
+        (2, 1, 1, 1, 1, False, True),
+        (7, 3, 5, 9, 2, True, True),
+        (12, 2, 16, 33, 3, True, False),
+        (5, 1, 7, 17, 2, False, True),
+        (20, 1, 40, 100, 1, True, True),
+    ]
+    before_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for T, B, I, H, L, bias, with_h0 in shapes:
+            if threads > 1 and B > 1:  # (two pieces of the batch on two threads: the general path)
+                continue
+            torch.manual_seed(T * 100 + H)
+            g = grukit.GRU(I, H, L, bias=bias).eval()
+            x = torch.randn(T, B, I)
+            h0 = torch.randn(L, B, H) if with_h0 else None
+            ran = tiny()
+            with torch.no_grad():
+                out, h_n = g(x, h0)
+                assert tiny() == ran + 1, (T, B, I, H, L)
+                inp, last = x, []
+                for layer in range(L):
+                    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if bias else ("weight_ih", "weight_hh")
+                    w = [getattr(g, f"{n}_l{layer}") for n in names]
+                    h = h0[layer] if with_h0 else torch.zeros(B, H)
+                    inp, h_l = kernels.gru_layer(inp, h, *w)
+                    last.append(h_l)
+            assert torch.equal(out, inp), (T, B, I, H, L)
+            assert torch.equal(h_n, torch.stack(last)), (T, B, I, H, L)
+            ref = torch.nn.GRU(I, H, L, bias=bias)
+            ref.load_state_dict(g.state_dict())
+            with torch.no_grad():
+                ref_out, ref_h = ref(x, h0)
+            assert_close(out, ref_out, torch.float32, "output against torch.nn.GRU")
+            assert_close(h_n, ref_h, torch.float32, "h_n against torch.nn.GRU")
+    finally:
+        torch.set_num_threads(before_threads)

@@ -43,6 +43,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -159,6 +160,18 @@ static void check_args(const Tensor& x, const Tensor& h0, const Tensor& w_ih, co
   }
 }
 
+// dst = src for two tensors of the same dtype and shape: a plain copy of the
+// elements where both are contiguous (Tensor.copy_ builds a TensorIterator,
+// about a microsecond, more than copying a small state), else copy_.
+static void copy_small(Tensor dst, const Tensor& src) {
+  if (dst.is_contiguous() && src.is_contiguous() && dst.scalar_type() == src.scalar_type() &&
+      dst.sizes() == src.sizes()) {
+    std::memcpy(dst.data_ptr(), src.const_data_ptr(), src.numel() * src.element_size());
+  } else {
+    dst.copy_(src);
+  }
+}
+
 static Tensor bias_or_zeros(const OptTensor& b, int64_t n, const at::TensorOptions& acc) {
   if (given(b) && b->scalar_type() == acc.dtype() && b->is_contiguous()) return *b;  // (3H,) as given: no call
   if (given(b)) return b->to(acc).contiguous();
@@ -179,6 +192,9 @@ static const int64_t* lengths_ptr(const OptTensor& lengths) {
 // more to set up than to run (oneDNN, 20 x 32 x 192: 21 us; the same products
 // in float 1-2 us), so there the products run in float and are rounded once,
 // as the bfloat16 GEMM rounds its float sums.
+// The largest M * K * N of an input projection computed by hand (project).
+constexpr int64_t kSmallProjection = int64_t(1) << 18;
+
 static void mm_into(Tensor out, const Tensor& a, const Tensor& b, bool accumulate = false) {
   const bool small_bf16 =
       a.scalar_type() == at::kBFloat16 && a.size(0) * a.size(1) * b.size(1) <= (int64_t(1) << 18);
@@ -364,6 +380,21 @@ static bool xhat_in_gi(const CellArgs& c, bool train, at::ScalarType type) {
   return train && c.layer_norm() && at::toOpMathType(type) == type;
 }
 
+// out (M, 3H) = x (M, I) @ W^T, the input projection of every step. In float,
+// a product this small runs by hand from W^T packed once (pack_rhs): a GEMM
+// call costs more to set up than to run here (T20 B1 I32 H64: 20 x 32 x 192).
+static void project(Tensor out, const Tensor& x, const Tensor& w) {
+  const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+  if (x.scalar_type() == at::kFloat && M * K * N <= kSmallProjection && w.scalar_type() == at::kFloat &&
+      w.stride(1) == 1 && x.stride(1) == 1 && out.stride(1) == 1) {
+    const Tensor wt = pack_rhs(w, true);  // (K, N)
+    small_mm<float, float>(x.const_data_ptr<float>(), x.stride(0), M, K, wt.const_data_ptr<float>(), N, N,
+                           out.data_ptr<float>(), out.stride(0));
+  } else {
+    mm_into(out, x, w.t());
+  }
+}
+
 // One direction of one layer for a block of B batch rows, forward: the time
 // loop, given gi (T, B, 3H), the input projection W x of every step (without
 // b_i; normalised here in place for LayerNorm-GRU). Fills hs (T+1, B, H), ws
@@ -385,9 +416,10 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
   const auto acc = opts.dtype(at::toOpMathType(hs.scalar_type()));
   const Tensor bi = bias_or_zeros(b_ih, 3 * H, acc);                   // (3H,)
   const Tensor bh = bias_or_zeros(b_hh, 3 * H, acc);                   // (3H,)
-  Tensor h = h0.to(acc, /*non_blocking=*/false, /*copy=*/true).contiguous();  // (B, H) running state
+  Tensor h = at::empty({B, H}, acc);                                  // (B, H) running state
+  copy_small(h, h0.scalar_type() == acc.dtype() ? h0 : h0.to(acc));
   const auto slot = [&](int64_t i) { return train ? i : i % 2; };    // where state i lives in hs
-  hs.select(0, slot(reverse ? T : 0)).copy_(h0);
+  copy_small(hs.select(0, slot(reverse ? T : 0)), h0);
   Tensor gh = at::empty({B, (reset_after ? 3 : 2) * H}, opts);        // (B, 3H) or (B, 2H)
   Tensor ghn = reset_after ? Tensor() : at::empty({B, H}, opts);       // (B, H) U_n rh
   Tensor rh = reset_after ? Tensor() : at::empty({B, H}, opts);        // (B, H) r * h_in
@@ -601,7 +633,7 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward(const Tensor& x_
   // ws, where its xhat is kept (see forward_direction)
   Tensor gi = xhat_in_gi(c, train, x.scalar_type()) ? ws.narrow(3, 7 * H, 3 * H)
                                                     : scratch(0, {D, T, B, 3 * H}, x.options());
-  for (int64_t d = 0; d < D; ++d) mm_into(gi.select(0, d).view({T * B, 3 * H}), x.view({T * B, I}), w_ih.select(0, d).t());
+  for (int64_t d = 0; d < D; ++d) project(gi.select(0, d).view({T * B, 3 * H}), x.view({T * B, I}), w_ih.select(0, d));
   const Tensor norms = c.layer_norm() ? c.norms->to(acc).contiguous() : Tensor();  // (D, 4, 3H)
   const int64_t* len = lengths_ptr(lengths);
   const auto ps = pieces(D, B);
@@ -617,7 +649,7 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward(const Tensor& x_
   Tensor h_n = at::empty({D, B, H}, x.options());                      // (D, B, H)
   for (int64_t d = 0; d < D; ++d) {
     const int64_t last = reverse || d == 1 ? 0 : T;  // the index of the final state
-    h_n.select(0, d).copy_(hs.select(0, d).select(0, train ? last : last % 2));
+    copy_small(h_n.select(0, d), hs.select(0, d).select(0, train ? last : last % 2));
   }
   if (!train) ws = Tensor();  // nothing reads it (gru_layer returns out and h_n only)
   return {out, h_n, hs, ws};
@@ -856,6 +888,97 @@ struct StackArgs {
   }
 };
 
+// How many no-grad stacks ran as tiny_stack (tests check that it runs where meant).
+std::atomic<int64_t> tiny_runs{0};
+
+// A small plain stack on raw pointers: float, one direction, reset_after, no
+// cell options, every input projection small enough for project's hand-written
+// product, no team or pieces to share a layer, T > 1. There the general path's
+// thirty-odd tensor views and temporaries per call (0.2-1 us each) cost as much
+// as the arithmetic (T20 B1 I32 H64). It runs layer_forward's arithmetic in the
+// same order (project's product, U^T packed once, the same step product and
+// gate pass), so the bits are the same (tests/test_native.py). Returns false,
+// having done nothing, where it does not apply; the general path then runs and
+// checks everything.
+static bool tiny_stack(const Tensor& x, const OptTensor& h0, const std::vector<Tensor>& params, int64_t L,
+                       bool bidirectional, bool bias, bool reset_after, const std::vector<Tensor>& norms,
+                       double zoneout_p, Tensor& out, Tensor& h_n) {
+  const int64_t per = bias ? 4 : 2;
+  if (bidirectional || !reset_after || !norms.empty() || zoneout_p != 0.0 || L < 1 || x.dim() != 3 ||
+      static_cast<int64_t>(params.size()) != L * per || x.scalar_type() != at::kFloat || !x.is_cpu() ||
+      !x.is_contiguous() || params[1].dim() != 2)
+    return false;
+  const int64_t T = x.size(0), B = x.size(1), H = params[1].size(1);
+  if (T < 2 || B < 1 || H < 1 || pieces(1, B).size() != 1 || team_size(1, T, B, H) != 1) return false;
+  if (given(h0) && !(h0->scalar_type() == at::kFloat && h0->is_cpu() && h0->is_contiguous() && h0->dim() == 3 &&
+                     h0->size(0) == L && h0->size(1) == B && h0->size(2) == H))
+    return false;
+  int64_t I = x.size(2), most = I;
+  for (int64_t l = 0; l < L; ++l, I = H) {
+    for (int64_t k = 0; k < per; ++k) {
+      const Tensor& p = params[l * per + k];
+      const bool shape = k == 0 ? p.dim() == 2 && p.size(0) == 3 * H && p.size(1) == I
+                         : k == 1 ? p.dim() == 2 && p.size(0) == 3 * H && p.size(1) == H
+                                  : p.dim() == 1 && p.size(0) == 3 * H;
+      if (!shape || p.scalar_type() != at::kFloat || !p.is_cpu() || !p.is_contiguous()) return false;
+    }
+    if (T * B * I * 3 * H > kSmallProjection) return false;
+    most = std::max(most, I);
+  }
+  // scratch: W^T (I, 3H), U^T (H, 3H), gi (T, B, 3H), gh (B, 3H), h (B, H),
+  // zero biases (3H), two layer outputs (T, B, H) between layers
+  const int64_t G = 3 * H, between = L > 1 ? 2 * T * B * H : 0;
+  thread_local std::vector<float> arena;
+  arena.resize(std::max<size_t>(arena.size(), (most + H + T * B + B) * G + B * H + G + between));
+  float* const wt = arena.data();
+  float* const ut = wt + most * G;
+  float* const gi = ut + H * G;
+  float* const gh = gi + T * B * G;
+  float* const h = gh + B * G;
+  float* const zero = h + B * H;
+  float* const mid = zero + G;
+  std::fill(zero, zero + G, 0.0f);
+  out = at::empty({T, B, H}, x.options());
+  h_n = at::empty({L, B, H}, x.options());
+  const float* in = x.const_data_ptr<float>();
+  I = x.size(2);
+  for (int64_t l = 0; l < L; ++l, I = H) {
+    const Tensor* p = params.data() + l * per;
+    float* const dst = l == L - 1 ? out.data_ptr<float>() : mid + (l % 2) * T * B * H;  // (T, B, H)
+    at::vec::transpose_mxn<float>(p[0].const_data_ptr<float>(), I, wt, G, G, I);  // W^T, as pack_rhs
+    small_mm<float, float>(in, I, T * B, I, wt, G, G, gi, G);                   // gi = x W^T, as project
+    at::vec::transpose_mxn<float>(p[1].const_data_ptr<float>(), H, ut, G, G, H);  // U^T
+    if (given(h0)) {
+      std::memcpy(h, h0->const_data_ptr<float>() + l * B * H, B * H * sizeof(float));
+    } else {
+      std::fill(h, h + B * H, 0.0f);
+    }
+    Step<float, float> st{};
+    st.H = H;
+    st.gh = gh;
+    st.bi = bias ? p[2].const_data_ptr<float>() : zero;
+    st.bh = bias ? p[3].const_data_ptr<float>() : zero;
+    st.h = h;
+    st.hout = h;  // (the same values the general path saves in hs: read back as the next product's input)
+    st.out_ld = H;
+    st.ws = gh;   // (not written: keep is false)
+    st.ws_ld = 0;
+    st.j0 = 0;
+    st.j1 = H;
+    for (int64_t t = 0; t < T; ++t) {
+      small_mm<float, float>(h, H, B, H, ut, G, G, gh, G);  // gh = h U^T, as step_mm
+      st.t = t;
+      st.gi = gi + t * B * G;
+      st.out = dst + t * B * H;
+      forward_after(st, 0, B);
+    }
+    std::memcpy(h_n.data_ptr<float>() + l * B * H, h, B * H * sizeof(float));
+    in = dst;
+  }
+  ++tiny_runs;
+  return true;
+}
+
 // A whole stack without autograd and without the dispatcher: grukit.GRU's
 // forward under torch.no_grad calls this directly (a torch.ops call per layer
 // costs microseconds of dispatch, more than the arithmetic of a small layer).
@@ -869,6 +992,9 @@ std::tuple<Tensor, Tensor> gru_stack(const Tensor& x, const OptTensor& h0, const
                                      int64_t num_layers, bool bidirectional, bool bias, bool reset_after,
                                      const std::vector<Tensor>& norms, double zoneout_p) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
+  Tensor tiny_out, tiny_h_n;
+  if (tiny_stack(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p, tiny_out, tiny_h_n))
+    return {tiny_out, tiny_h_n};
   const StackArgs a(x, h0, params, num_layers, bidirectional, bias, norms);
   Tensor in = x;
   std::vector<Tensor> h_n;

@@ -24,6 +24,7 @@ std::tuple<at::Tensor, at::Tensor> gru_stack_autograd(const at::Tensor& x, const
                                                       const std::vector<at::Tensor>& h_masks);
 void set_double_backward(pybind11::object f);
 void set_team_policy(int64_t policy);
+extern std::atomic<int64_t> tiny_runs;
 void bernoulli_mask_(const at::Tensor& out, int64_t seed, int64_t threshold);
 }  // namespace grukit
 
@@ -43,6 +44,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "the Python function gru_stack_autograd's backward calls under create_graph=True");
   m.def("pool_misses", [] { return grukit::pool_misses.load(); },
         "how many large buffers the pool (fresh.h, recycled) had to take fresh so far");
+  m.def("tiny_runs", [] { return grukit::tiny_runs.load(); },
+        "how many no-grad stacks ran on raw pointers (driver.cpp, tiny_stack); for tests");
   m.def("pool_capacity", [] { return static_cast<int64_t>(grukit::kPool); },
         "how many free buffers the pool keeps per thread and dtype");
   m.def("set_team_policy", &grukit::set_team_policy,
