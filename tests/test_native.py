@@ -505,48 +505,81 @@ def test_team_and_one_thread_give_identical_bits(reset_after):
         kernels.ops.set_team_policy("sometimes")
 
 
+TINY_SHAPES = [  # T, B, I, H, layers, bias, h0 given
+    (20, 1, 32, 64, 1, True, False),
+    (2, 1, 1, 1, 1, False, True),
+    (7, 3, 5, 9, 2, True, True),
+    (12, 2, 16, 33, 3, True, False),
+    (5, 1, 7, 17, 2, False, True),
+    (20, 1, 40, 60, 1, True, True),
+]
+
+
+def _tiny_case(T, B, I, H, L, bias, with_h0):
+    torch.manual_seed(T * 100 + H)
+    g = grukit.GRU(I, H, L, bias=bias)
+    x = torch.randn(T, B, I)
+    h0 = torch.randn(L, B, H) if with_h0 else None
+    return g, x, h0
+
+
+def _by_layer_ops(g, x, h0):
+    """The general path: the gru_layer op layer by layer (autograd through its own backward op)."""
+    T, B, _ = x.shape
+    inp, last = x, []
+    for layer in range(g.num_layers):
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if g.bias else ("weight_ih", "weight_hh")
+        w = [getattr(g, f"{n}_l{layer}") for n in names]
+        h = h0[layer] if h0 is not None else torch.zeros(B, g.hidden_size)
+        inp, h_l = kernels.gru_layer(inp, h, *w)
+        last.append(h_l)
+    return inp, torch.stack(last)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_tiny_stack_gives_the_general_paths_bits(threads):
-    # Small plain float stacks run on raw pointers (driver.cpp, tiny_stack); the general
-    # path (here: the gru_layer op, layer by layer) must give the same bits, and the
-    # tiny path must actually be the one that ran.
+    # Small plain float stacks run on raw pointers (driver.cpp, tiny_forward and
+    # tiny_backward); the general path must give the same bits in inference and in
+    # training, outputs and every gradient, and the tiny passes must be the ones that ran.
     tiny = kernels.loaded_function("tiny_runs")
-    shapes = [  # T, B, I, H, layers, bias, h0 given
-        (20, 1, 32, 64, 1, True, False),
-        (2, 1, 1, 1, 1, False, True),
-        (7, 3, 5, 9, 2, True, True),
-        (12, 2, 16, 33, 3, True, False),
-        (5, 1, 7, 17, 2, False, True),
-        (20, 1, 40, 100, 1, True, True),
-    ]
     before_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for T, B, I, H, L, bias, with_h0 in shapes:
+        for T, B, I, H, L, bias, with_h0 in TINY_SHAPES:
             if threads > 1 and B > 1:  # (two pieces of the batch on two threads: the general path)
                 continue
-            torch.manual_seed(T * 100 + H)
-            g = grukit.GRU(I, H, L, bias=bias).eval()
-            x = torch.randn(T, B, I)
-            h0 = torch.randn(L, B, H) if with_h0 else None
+            case = (T, B, I, H, L)
+            g, x, h0 = _tiny_case(T, B, I, H, L, bias, with_h0)
             ran = tiny()
             with torch.no_grad():
-                out, h_n = g(x, h0)
-                assert tiny() == ran + 1, (T, B, I, H, L)
-                inp, last = x, []
-                for layer in range(L):
-                    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if bias else ("weight_ih", "weight_hh")
-                    w = [getattr(g, f"{n}_l{layer}") for n in names]
-                    h = h0[layer] if with_h0 else torch.zeros(B, H)
-                    inp, h_l = kernels.gru_layer(inp, h, *w)
-                    last.append(h_l)
-            assert torch.equal(out, inp), (T, B, I, H, L)
-            assert torch.equal(h_n, torch.stack(last)), (T, B, I, H, L)
+                out, h_n = g.eval()(x, h0)
+                assert tiny() == ran + 1, case
+                ref_out, ref_h_n = _by_layer_ops(g, x, h0)
+            assert torch.equal(out, ref_out) and torch.equal(h_n, ref_h_n), case
+            # training: forward and backward both tiny, against the ops' forward and backward
+            x.requires_grad_(True)
+            if h0 is not None:
+                h0.requires_grad_(True)
+            inputs = [x] + ([h0] if h0 is not None else []) + list(g.parameters())
+            w_out, w_h = torch.randn(T, B, H), torch.randn(L, B, H)
+            ran = tiny()
+            out, h_n = g.train()(x, h0)
+            grads = torch.autograd.grad((out * w_out).sum() + (h_n * w_h).sum(), inputs)
+            assert tiny() == ran + 2, case
+            ref_out, ref_h_n = _by_layer_ops(g, x, h0)
+            ref_grads = torch.autograd.grad((ref_out * w_out).sum() + (ref_h_n * w_h).sum(), inputs)
+            assert torch.equal(out, ref_out) and torch.equal(h_n, ref_h_n), case
+            for k, (a, b) in enumerate(zip(grads, ref_grads)):
+                assert torch.equal(a, b), (case, k)
+            # and against torch.nn.GRU, to float32 tolerance
             ref = torch.nn.GRU(I, H, L, bias=bias)
             ref.load_state_dict(g.state_dict())
-            with torch.no_grad():
-                ref_out, ref_h = ref(x, h0)
-            assert_close(out, ref_out, torch.float32, "output against torch.nn.GRU")
-            assert_close(h_n, ref_h, torch.float32, "h_n against torch.nn.GRU")
+            t_out, t_h_n = ref(x, h0)
+            t_inputs = inputs[: len(inputs) - len(list(g.parameters()))] + list(ref.parameters())
+            t_grads = torch.autograd.grad((t_out * w_out).sum() + (t_h_n * w_h).sum(), t_inputs)
+            assert_close(out, t_out, torch.float32, f"{case} output against torch.nn.GRU")
+            assert_close(h_n, t_h_n, torch.float32, f"{case} h_n against torch.nn.GRU")
+            for a, b in zip(grads, t_grads):
+                assert_close(a, b, torch.float32, f"{case} gradient against torch.nn.GRU")
     finally:
         torch.set_num_threads(before_threads)

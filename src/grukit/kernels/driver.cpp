@@ -188,14 +188,26 @@ static const int64_t* lengths_ptr(const OptTensor& lengths) {
   return lengths.has_value() && lengths->defined() ? lengths->data_ptr<int64_t>() : nullptr;
 }
 
+// The largest M * K * N of a float product computed by hand (project, mm_into).
+constexpr int64_t kSmallProjection = int64_t(1) << 18;
+
 // out (M, N) = a (M, K) @ b, or out += a @ b. A bfloat16 GEMM this small costs
 // more to set up than to run (oneDNN, 20 x 32 x 192: 21 us; the same products
 // in float 1-2 us), so there the products run in float and are rounded once,
 // as the bfloat16 GEMM rounds its float sums.
-// The largest M * K * N of an input projection computed by hand (project).
-constexpr int64_t kSmallProjection = int64_t(1) << 18;
-
 static void mm_into(Tensor out, const Tensor& a, const Tensor& b, bool accumulate = false) {
+  const auto f32 = at::kFloat;
+  if (!accumulate && a.scalar_type() == f32 && b.scalar_type() == f32 && out.scalar_type() == f32 &&
+      a.size(0) * a.size(1) * b.size(1) <= kSmallProjection && b.stride(1) == 1 && out.stride(1) == 1 &&
+      (a.stride(1) == 1 || a.stride(0) == 1)) {
+    // small float products by hand (small_mm), a as rows or transposed (dG^T in the weight gradients):
+    // a GEMM call costs several microseconds to set up at T20 B1 H64
+    const bool rows = a.stride(1) == 1;
+    small_mm<float, float>(a.const_data_ptr<float>(), rows ? a.stride(0) : 1, a.size(0), a.size(1),
+                           b.const_data_ptr<float>(), b.stride(0), b.size(1), out.data_ptr<float>(), out.stride(0),
+                           rows ? 1 : a.stride(1));
+    return;
+  }
   const bool small_bf16 =
       a.scalar_type() == at::kBFloat16 && a.size(0) * a.size(1) * b.size(1) <= (int64_t(1) << 18);
   if (small_bf16) {
@@ -888,21 +900,23 @@ struct StackArgs {
   }
 };
 
-// How many no-grad stacks ran as tiny_stack (tests check that it runs where meant).
+// How many stack calls ran on raw pointers (tiny_forward, tiny_backward; tests
+// check that they run where meant).
 std::atomic<int64_t> tiny_runs{0};
 
-// A small plain stack on raw pointers: float, one direction, reset_after, no
-// cell options, every input projection small enough for project's hand-written
-// product, no team or pieces to share a layer, T > 1. There the general path's
-// thirty-odd tensor views and temporaries per call (0.2-1 us each) cost as much
-// as the arithmetic (T20 B1 I32 H64). It runs layer_forward's arithmetic in the
-// same order (project's product, U^T packed once, the same step product and
-// gate pass), so the bits are the same (tests/test_native.py). Returns false,
-// having done nothing, where it does not apply; the general path then runs and
-// checks everything.
-static bool tiny_stack(const Tensor& x, const OptTensor& h0, const std::vector<Tensor>& params, int64_t L,
-                       bool bidirectional, bool bias, bool reset_after, const std::vector<Tensor>& norms,
-                       double zoneout_p, Tensor& out, Tensor& h_n) {
+// Small plain stacks run on raw pointers: float, one direction, reset_after, no
+// cell options or masks, T > 1, no team or pieces to share a layer, and every
+// product of forward and backward small enough for small_mm (mm_into's bound).
+// There the general path's thirty-odd tensor views and temporaries per layer
+// and call (0.2-1 us each) cost as much as the arithmetic (T20 B1 I32 H64).
+// The tiny passes run the general path's arithmetic in the same order
+// (project's product, U^T packed once, the same step products, gate passes and
+// weight-gradient products) and fill the same saved states, so the bits are
+// the same (tests/test_native.py) and either backward reads either forward's
+// states. Where they do not apply, the general path runs and checks everything.
+static bool tiny_applies(const Tensor& x, const OptTensor& h0, const std::vector<Tensor>& params, int64_t L,
+                         bool bidirectional, bool bias, bool reset_after, const std::vector<Tensor>& norms,
+                         double zoneout_p) {
   const int64_t per = bias ? 4 : 2;
   if (bidirectional || !reset_after || !norms.empty() || zoneout_p != 0.0 || L < 1 || x.dim() != 3 ||
       static_cast<int64_t>(params.size()) != L * per || x.scalar_type() != at::kFloat || !x.is_cpu() ||
@@ -913,7 +927,7 @@ static bool tiny_stack(const Tensor& x, const OptTensor& h0, const std::vector<T
   if (given(h0) && !(h0->scalar_type() == at::kFloat && h0->is_cpu() && h0->is_contiguous() && h0->dim() == 3 &&
                      h0->size(0) == L && h0->size(1) == B && h0->size(2) == H))
     return false;
-  int64_t I = x.size(2), most = I;
+  int64_t I = x.size(2);
   for (int64_t l = 0; l < L; ++l, I = H) {
     for (int64_t k = 0; k < per; ++k) {
       const Tensor& p = params[l * per + k];
@@ -922,15 +936,26 @@ static bool tiny_stack(const Tensor& x, const OptTensor& h0, const std::vector<T
                                   : p.dim() == 1 && p.size(0) == 3 * H;
       if (!shape || p.scalar_type() != at::kFloat || !p.is_cpu() || !p.is_contiguous()) return false;
     }
-    if (T * B * I * 3 * H > kSmallProjection) return false;
-    most = std::max(most, I);
+    if (T * B * 3 * H * std::max(I, H) > kSmallProjection) return false;
   }
-  // scratch: W^T (I, 3H), U^T (H, 3H), gi (T, B, 3H), gh (B, 3H), h (B, H),
-  // zero biases (3H), two layer outputs (T, B, H) between layers
-  const int64_t G = 3 * H, between = L > 1 ? 2 * T * B * H : 0;
+  return true;
+}
+
+// A thread's scratch for the tiny passes (floats; grows, never shrinks).
+static float* tiny_arena(int64_t n) {
   thread_local std::vector<float> arena;
-  arena.resize(std::max<size_t>(arena.size(), (most + H + T * B + B) * G + B * H + G + between));
-  float* const wt = arena.data();
+  if (static_cast<int64_t>(arena.size()) < n) arena.resize(n);
+  return arena.data();
+}
+
+// The forward of a stack tiny_applies to. train: hs (1, T+1, B, H) and ws
+// (1, T, B, 4H) of every layer go to `saved` as gru_stack_train keeps them.
+static void tiny_forward(const Tensor& x, const OptTensor& h0, const std::vector<Tensor>& params, int64_t L, bool bias,
+                         bool train, Tensor& out, Tensor& h_n, std::vector<Tensor>* saved) {
+  const int64_t T = x.size(0), B = x.size(1), H = params[1].size(1), G = 3 * H, per = bias ? 4 : 2;
+  const int64_t most = std::max(x.size(2), H), between = !train && L > 1 ? 2 * T * B * H : 0;
+  // W^T (I, 3H), U^T (H, 3H), gi (T, B, 3H), gh (B, 3H), h (B, H), zero biases (3H), two outputs between layers
+  float* const wt = tiny_arena((most + H + T * B + B) * G + B * H + G + between);
   float* const ut = wt + most * G;
   float* const gi = ut + H * G;
   float* const gh = gi + T * B * G;
@@ -938,13 +963,15 @@ static bool tiny_stack(const Tensor& x, const OptTensor& h0, const std::vector<T
   float* const zero = h + B * H;
   float* const mid = zero + G;
   std::fill(zero, zero + G, 0.0f);
-  out = at::empty({T, B, H}, x.options());
   h_n = at::empty({L, B, H}, x.options());
   const float* in = x.const_data_ptr<float>();
-  I = x.size(2);
+  int64_t I = x.size(2);
   for (int64_t l = 0; l < L; ++l, I = H) {
     const Tensor* p = params.data() + l * per;
-    float* const dst = l == L - 1 ? out.data_ptr<float>() : mid + (l % 2) * T * B * H;  // (T, B, H)
+    Tensor layer_out = train || l == L - 1 ? fresh({T, B, H}, x.options()) : Tensor();  // (T, B, H)
+    float* const dst = layer_out.defined() ? layer_out.data_ptr<float>() : mid + (l % 2) * T * B * H;
+    Tensor hs = train ? recycled({1, T + 1, B, H}, x.options()) : Tensor();  // (1, T+1, B, H)
+    Tensor ws = train ? recycled({1, T, B, 4 * H}, x.options()) : Tensor();  // (1, T, B, 4H)
     at::vec::transpose_mxn<float>(p[0].const_data_ptr<float>(), I, wt, G, G, I);  // W^T, as pack_rhs
     small_mm<float, float>(in, I, T * B, I, wt, G, G, gi, G);                   // gi = x W^T, as project
     at::vec::transpose_mxn<float>(p[1].const_data_ptr<float>(), H, ut, G, G, H);  // U^T
@@ -953,16 +980,17 @@ static bool tiny_stack(const Tensor& x, const OptTensor& h0, const std::vector<T
     } else {
       std::fill(h, h + B * H, 0.0f);
     }
+    float* const hsp = train ? hs.data_ptr<float>() : nullptr;
+    if (train) std::memcpy(hsp, h, B * H * sizeof(float));
     Step<float, float> st{};
     st.H = H;
     st.gh = gh;
     st.bi = bias ? p[2].const_data_ptr<float>() : zero;
     st.bh = bias ? p[3].const_data_ptr<float>() : zero;
     st.h = h;
-    st.hout = h;  // (the same values the general path saves in hs: read back as the next product's input)
     st.out_ld = H;
-    st.ws = gh;   // (not written: keep is false)
-    st.ws_ld = 0;
+    st.ws_ld = train ? 4 * H : 0;
+    st.keep = train;
     st.j0 = 0;
     st.j1 = H;
     for (int64_t t = 0; t < T; ++t) {
@@ -970,11 +998,108 @@ static bool tiny_stack(const Tensor& x, const OptTensor& h0, const std::vector<T
       st.t = t;
       st.gi = gi + t * B * G;
       st.out = dst + t * B * H;
+      st.hout = train ? hsp + (t + 1) * B * H : h;  // (inference: the same values the general path keeps in hs)
+      st.ws = train ? ws.data_ptr<float>() + t * B * 4 * H : gh;  // (inference: not written)
       forward_after(st, 0, B);
     }
     std::memcpy(h_n.data_ptr<float>() + l * B * H, h, B * H * sizeof(float));
+    if (train) {
+      if (l > 0) saved->push_back(out);  // this layer's input: the previous layer's output
+      saved->push_back(hs);
+      saved->push_back(ws);
+    }
+    if (layer_out.defined()) out = layer_out;
     in = dst;
   }
+  ++tiny_runs;
+}
+
+// The backward of a stack tiny_applies to, from the states of either forward
+// (gru_stack_backward's arguments and results). False, having done nothing,
+// where the saved states or the incoming gradients are not as expected.
+static bool tiny_backward(const OptTensor& dout_, const OptTensor& dh_n_, const Tensor& x, const OptTensor& h0,
+                          const std::vector<Tensor>& params, const std::vector<Tensor>& saved, int64_t L, bool bias,
+                          bool need_dx, bool need_bias, std::vector<Tensor>& grads) {
+  const int64_t T = x.size(0), B = x.size(1), H = params[1].size(1), G = 3 * H, per = bias ? 4 : 2;
+  const auto state_ok = [&](const Tensor& t, int64_t a, int64_t w) {
+    return t.scalar_type() == at::kFloat && t.is_contiguous() && t.dim() == 4 && t.size(0) == 1 && t.size(1) == a &&
+           t.size(2) == B && t.size(3) == w;
+  };
+  if (static_cast<int64_t>(saved.size()) != 3 * L - 1) return false;
+  for (int64_t l = 0; l < L; ++l) {
+    const Tensor &hs = saved[l == 0 ? 0 : 3 * l], &ws = saved[l == 0 ? 1 : 3 * l + 1];
+    if (!state_ok(hs, T + 1, H) || !state_ok(ws, T, 4 * H)) return false;
+    if (l > 0 && !(saved[3 * l - 1].is_contiguous() && saved[3 * l - 1].sizes() == at::IntArrayRef({T, B, H})))
+      return false;
+  }
+  if (given(dout_) && !(dout_->scalar_type() == at::kFloat && dout_->sizes() == at::IntArrayRef({T, B, H})))
+    return false;
+  if (given(dh_n_) && !(dh_n_->scalar_type() == at::kFloat && dh_n_->sizes() == at::IntArrayRef({L, B, H})))
+    return false;
+  const auto opts = x.options();
+  Tensor g_out = given(dout_) ? dout_->contiguous() : at::zeros({T, B, H}, opts);  // (T, B, H) dL/doutput
+  const Tensor dh_n = given(dh_n_) ? dh_n_->contiguous() : Tensor();                // (L, B, H)
+  // dG_i, dG_h (T, B, 3H), dhz, mm (B, H), the bias sums (2, 3H)
+  float* const dgi = tiny_arena(2 * T * B * G + 2 * B * H + 2 * G);
+  float* const dgh = dgi + T * B * G;
+  float* const dhz = dgh + T * B * G;
+  float* const mm = dhz + B * H;
+  float* const db = mm + B * H;
+  Tensor dh0 = at::empty({L, B, H}, opts);  // (L, B, H)
+  for (int64_t l = L - 1; l >= 0; --l) {
+    const Tensor* p = params.data() + l * per;
+    const Tensor &hs = saved[l == 0 ? 0 : 3 * l], &ws = saved[l == 0 ? 1 : 3 * l + 1];
+    const Tensor& in = l == 0 ? x : saved[3 * l - 1];
+    const int64_t I = in.size(2);
+    const float* const hsp = hs.const_data_ptr<float>();
+    if (dh_n.defined()) {
+      std::memcpy(dhz, dh_n.const_data_ptr<float>() + l * B * H, B * H * sizeof(float));
+    } else {
+      std::fill(dhz, dhz + B * H, 0.0f);
+    }
+    std::fill(mm, mm + B * H, 0.0f);
+    std::fill(db, db + 2 * G, 0.0f);
+    BackStep<float, float> st{};
+    st.H = H;
+    st.ws_ld = 4 * H;
+    st.mm = mm;
+    st.dhz = dhz;
+    st.db = bias && need_bias ? db : nullptr;
+    st.dout_ld = H;
+    for (int64_t t = T - 1; t >= 0; --t) {
+      st.t = t;
+      st.ws = ws.const_data_ptr<float>() + t * B * 4 * H;
+      st.hprev = hsp + t * B * H;
+      st.dout = g_out.const_data_ptr<float>() + t * B * H;
+      st.dgi = dgi + t * B * G;
+      st.dgh = dgh + t * B * G;
+      backward_after(st, 0, B);
+      small_mm<float, float>(st.dgh, G, B, G, p[1].const_data_ptr<float>(), H, H, mm, H);  // dG_h @ U, as step_mm
+    }
+    float* const dh = dh0.data_ptr<float>() + l * B * H;
+    for (int64_t i = 0; i < B * H; ++i) dh[i] = dhz[i] + mm[i];
+    Tensor dw_ih = at::empty({G, I}, opts), dw_hh = at::empty({G, H}, opts);
+    // dW_ih = dG_i^T X, dW_hh = dG_h^T h_in, dX = dG_i W: mm_into's hand-written products
+    small_mm<float, float>(dgi, 1, G, T * B, in.const_data_ptr<float>(), I, I, dw_ih.data_ptr<float>(), I, G);
+    small_mm<float, float>(dgh, 1, G, T * B, hsp, H, H, dw_hh.data_ptr<float>(), H, G);
+    grads[2 + l * per] = dw_ih;
+    grads[2 + l * per + 1] = dw_hh;
+    if (bias && need_bias) {
+      Tensor db_ih = at::empty({G}, opts), db_hh = at::empty({G}, opts);
+      std::memcpy(db_ih.data_ptr<float>(), db, G * sizeof(float));
+      std::memcpy(db_hh.data_ptr<float>(), db, 2 * H * sizeof(float));  // r, z: dG_h = dG_i
+      std::memcpy(db_hh.data_ptr<float>() + 2 * H, db + 5 * H, H * sizeof(float));
+      grads[2 + l * per + 2] = db_ih;
+      grads[2 + l * per + 3] = db_hh;
+    }
+    if (l > 0 || need_dx) {
+      Tensor dx = fresh({T, B, I}, opts);
+      small_mm<float, float>(dgi, G, T * B, G, p[0].const_data_ptr<float>(), I, I, dx.data_ptr<float>(), I);
+      g_out = dx;
+    }
+  }
+  if (need_dx) grads[0] = g_out;
+  grads[1] = dh0;
   ++tiny_runs;
   return true;
 }
@@ -992,9 +1117,11 @@ std::tuple<Tensor, Tensor> gru_stack(const Tensor& x, const OptTensor& h0, const
                                      int64_t num_layers, bool bidirectional, bool bias, bool reset_after,
                                      const std::vector<Tensor>& norms, double zoneout_p) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
-  Tensor tiny_out, tiny_h_n;
-  if (tiny_stack(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p, tiny_out, tiny_h_n))
-    return {tiny_out, tiny_h_n};
+  if (tiny_applies(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p)) {
+    Tensor out, h_n;
+    tiny_forward(x, h0, params, num_layers, bias, false, out, h_n, nullptr);
+    return {out, h_n};
+  }
   const StackArgs a(x, h0, params, num_layers, bidirectional, bias, norms);
   Tensor in = x;
   std::vector<Tensor> h_n;
@@ -1024,6 +1151,13 @@ std::tuple<Tensor, Tensor, std::vector<Tensor>> gru_stack_train(const Tensor& x,
                                                                 const std::vector<Tensor>& zones,
                                                                 const std::vector<Tensor>& h_masks) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
+  if (zones.empty() && h_masks.empty() &&
+      tiny_applies(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p)) {
+    Tensor out, h_n;
+    std::vector<Tensor> saved;
+    tiny_forward(x, h0, params, num_layers, bias, true, out, h_n, &saved);
+    return {out, h_n, saved};
+  }
   const StackArgs a(x, h0, params, num_layers, bidirectional, bias, norms);
   TORCH_CHECK(zones.empty() || static_cast<int64_t>(zones.size()) == num_layers, "grukit: expected ", num_layers,
               " zoneout masks (one per layer) or none, got ", zones.size());
@@ -1058,6 +1192,11 @@ std::vector<Tensor> gru_stack_backward(const OptTensor& dout, const OptTensor& d
                                        double zoneout_p, const std::vector<Tensor>& zones,
                                        const std::vector<Tensor>& h_masks, bool need_dx, bool need_bias) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
+  if (zones.empty() && h_masks.empty() &&
+      tiny_applies(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p)) {
+    std::vector<Tensor> grads(2 + params.size());
+    if (tiny_backward(dout, dh_n, x, h0, params, saved, num_layers, bias, need_dx, need_bias, grads)) return grads;
+  }
   const StackArgs a(x, h0, params, num_layers, bidirectional, bias, norms);
   TORCH_CHECK((zones.empty() || static_cast<int64_t>(zones.size()) == num_layers) &&
                   (h_masks.empty() || static_cast<int64_t>(h_masks.size()) == num_layers),

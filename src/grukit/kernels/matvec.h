@@ -53,9 +53,11 @@ inline void matvec(const T* W, int64_t rows, int64_t cols, const T* v, Y* y) {
 
 // One register tile of c = a @ b: R rows of a (R, K) times the first n columns
 // (at most C vectors) of b (K, ldb), accumulated in A. Per k: C loads of b, R
-// broadcasts of a, R * C fused multiply-adds, all in registers.
+// broadcasts of a, R * C fused multiply-adds, all in registers. a[r, k] is at
+// a + r * lda + k * ka (ka = 1: rows; lda = 1: a transposed view, e.g. dG^T).
 template <int R, int C, typename T, typename A>
-inline void mm_tile(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t n) {
+inline void mm_tile(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t n,
+                    int64_t ka = 1) {
   constexpr int64_t V = Vec<A>::size();
   const int64_t last = n - (C - 1) * V;  // width of the last vector, 1..V
   Vec<A> acc[R][C];
@@ -69,7 +71,7 @@ inline void mm_tile(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb,
     for (int q = 0; q < C; ++q) bv[q] = load<A>(b + k * ldb + q * V, q == C - 1 ? last : V);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const Vec<A> ar(static_cast<A>(a[r * lda + k]));
+      const Vec<A> ar(static_cast<A>(a[r * lda + k * ka]));
 #pragma GCC unroll 8
       for (int q = 0; q < C; ++q) acc[r][q] = at::vec::fmadd(ar, bv[q], acc[r][q]);
     }
@@ -82,19 +84,20 @@ inline void mm_tile(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb,
 
 template <int R, typename T, typename A>
 inline void mm_tile_cols(int cols, const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, T* c, int64_t ldc,
-                         int64_t n) {
+                         int64_t n, int64_t ka) {
   switch (cols) {
-    case 1: return mm_tile<R, 1, T, A>(a, lda, K, b, ldb, c, ldc, n);
-    case 2: return mm_tile<R, 2, T, A>(a, lda, K, b, ldb, c, ldc, n);
-    case 3: return mm_tile<R, 3, T, A>(a, lda, K, b, ldb, c, ldc, n);
-    default: return mm_tile<R, 4, T, A>(a, lda, K, b, ldb, c, ldc, n);
+    case 1: return mm_tile<R, 1, T, A>(a, lda, K, b, ldb, c, ldc, n, ka);
+    case 2: return mm_tile<R, 2, T, A>(a, lda, K, b, ldb, c, ldc, n, ka);
+    case 3: return mm_tile<R, 3, T, A>(a, lda, K, b, ldb, c, ldc, n, ka);
+    default: return mm_tile<R, 4, T, A>(a, lda, K, b, ldb, c, ldc, n, ka);
   }
 }
 
-// c (M, N) = a (M, K) @ b (K, N); rows of a, b, c lda, ldb, ldc apart. Column strips of 4 vectors, 4 rows at a time:
+// c (M, N) = a (M, K) @ b (K, N); rows of a, b, c lda, ldb, ldc apart (a's k stride ka, see mm_tile). Column strips of 4 vectors, 4 rows at a time:
 // 16 accumulators, and each strip of b is read from cache once per 4 rows.
 template <typename T, typename A>
-void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t ldb, int64_t N, T* c, int64_t ldc) {
+void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t ldb, int64_t N, T* c, int64_t ldc,
+              int64_t ka = 1) {
   constexpr int64_t V = Vec<A>::size();
   for (int64_t j = 0; j < N; j += 4 * V) {
     const int64_t n = std::min(4 * V, N - j);
@@ -103,10 +106,10 @@ void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t
       const T* ai = a + i * lda;
       T* ci = c + i * ldc + j;
       switch (std::min<int64_t>(4, M - i)) {
-        case 1: mm_tile_cols<1, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n); break;
-        case 2: mm_tile_cols<2, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n); break;
-        case 3: mm_tile_cols<3, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n); break;
-        default: mm_tile_cols<4, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n); break;
+        case 1: mm_tile_cols<1, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n, ka); break;
+        case 2: mm_tile_cols<2, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n, ka); break;
+        case 3: mm_tile_cols<3, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n, ka); break;
+        default: mm_tile_cols<4, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n, ka); break;
       }
     }
   }
