@@ -17,7 +17,9 @@
 // rows after it. The D directions and blocks of the batch are independent, so
 // their time loops run on separate threads (see `pieces`) with no
 // synchronisation inside the loop; a single sequence instead splits its hidden
-// units between threads (see `run_team`).
+// units between threads (see `run_team`). Small plain float stacks skip the
+// tensor bookkeeping and run the same arithmetic on raw pointers (see
+// `tiny_applies`).
 //
 // The forward returns the output (T, B, D*H) and h_n (D, B, H); the training
 // op (gru_layer_train) also returns, for backward, per direction:
@@ -191,17 +193,17 @@ static const int64_t* lengths_ptr(const OptTensor& lengths) {
 // The largest M * K * N of a float product computed by hand (project, mm_into).
 constexpr int64_t kSmallProjection = int64_t(1) << 18;
 
-// out (M, N) = a (M, K) @ b, or out += a @ b. A bfloat16 GEMM this small costs
-// more to set up than to run (oneDNN, 20 x 32 x 192: 21 us; the same products
-// in float 1-2 us), so there the products run in float and are rounded once,
-// as the bfloat16 GEMM rounds its float sums.
+// out (M, N) = a (M, K) @ b, or out += a @ b. Products this small cost more to
+// set up in a GEMM library than to run: in float they run by hand (small_mm, a
+// as rows or transposed, as dG^T in the weight gradients; at T20 B1 H64 each
+// GEMM call cost several microseconds); in bfloat16 (oneDNN, 20 x 32 x 192:
+// 21 us; the same products in float 1-2 us) they run in float and are rounded
+// once, as the bfloat16 GEMM rounds its float sums.
 static void mm_into(Tensor out, const Tensor& a, const Tensor& b, bool accumulate = false) {
   const auto f32 = at::kFloat;
   if (!accumulate && a.scalar_type() == f32 && b.scalar_type() == f32 && out.scalar_type() == f32 &&
       a.size(0) * a.size(1) * b.size(1) <= kSmallProjection && b.stride(1) == 1 && out.stride(1) == 1 &&
       (a.stride(1) == 1 || a.stride(0) == 1)) {
-    // small float products by hand (small_mm), a as rows or transposed (dG^T in the weight gradients):
-    // a GEMM call costs several microseconds to set up at T20 B1 H64
     const bool rows = a.stride(1) == 1;
     small_mm<float, float>(a.const_data_ptr<float>(), rows ? a.stride(0) : 1, a.size(0), a.size(1),
                            b.const_data_ptr<float>(), b.stride(0), b.size(1), out.data_ptr<float>(), out.stride(0),
