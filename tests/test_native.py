@@ -525,7 +525,7 @@ def _tiny_case(T, B, I, H, L, bias, with_h0):
 
 def _by_layer_ops(g, x, h0):
     """The general path: the gru_layer op layer by layer (autograd through its own backward op)."""
-    T, B, _ = x.shape
+    B = x.shape[1]
     inp, last = x, []
     for layer in range(g.num_layers):
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if g.bias else ("weight_ih", "weight_hh")
