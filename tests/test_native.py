@@ -530,7 +530,7 @@ def _by_layer_ops(g, x, h0):
     for layer in range(g.num_layers):
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if g.bias else ("weight_ih", "weight_hh")
         w = [getattr(g, f"{n}_l{layer}") for n in names]
-        h = h0[layer] if h0 is not None else torch.zeros(B, g.hidden_size)
+        h = h0[layer] if h0 is not None else torch.zeros(B, g.hidden_size, dtype=x.dtype)
         inp, h_l = kernels.gru_layer(inp, h, *w)
         last.append(h_l)
     return inp, torch.stack(last)
@@ -556,6 +556,19 @@ def test_tiny_stack_gives_the_general_paths_bits(threads):
                 assert tiny() == ran + 1, case
                 ref_out, ref_h_n = _by_layer_ops(g, x, h0)
             assert torch.equal(out, ref_out) and torch.equal(h_n, ref_h_n), case
+            # compute_dtype=torch.bfloat16 without grad: the casts fused into the tiny pass, against the
+            # casts done here and the ops' bfloat16 path
+            low = grukit.GRU(I, H, L, bias=bias, compute_dtype=torch.bfloat16).eval()
+            low.load_state_dict(g.state_dict())
+            ran = tiny()
+            with torch.no_grad():
+                out16, h_n16 = low(x, h0)
+                assert tiny() == ran + 1, case
+                g16 = grukit.GRU(I, H, L, bias=bias, dtype=torch.bfloat16)
+                g16.load_state_dict(g.state_dict())
+                ref16, ref_h16 = _by_layer_ops(g16, x.bfloat16(), None if h0 is None else h0.bfloat16())
+            assert out16.dtype == torch.float32 and h_n16.dtype == torch.float32
+            assert torch.equal(out16, ref16.float()) and torch.equal(h_n16, ref_h16.float()), case
             # training: forward and backward both tiny, against the ops' forward and backward
             x.requires_grad_(True)
             if h0 is not None:

@@ -358,12 +358,15 @@ class GRU(nn.Module):
         weights: list[Tensor] = [p for p in params if p is not None]  # all of them (checked above)
         norm_params: list[Tensor] = [n for n in norms if n is not None]
         low = self.compute_dtype
-        if low is not None and low != input.dtype:  # mixed precision: compute in low, return in input's dtype
+        mixed = low is not None and low != input.dtype  # compute in low, return in input's dtype
+        native_casts = mixed and not train and low == torch.bfloat16  # the no-grad stack casts (compute_bf16)
+        if mixed:
             if low not in _KERNEL_DTYPES or (h0 is not None and h0.dtype != input.dtype):
                 return None
-            x, h0 = x.to(low), None if h0 is None else h0.to(low)
-            weights = [w.to(low) for w in weights]
-            norm_params = [n.to(low) for n in norm_params]
+            if not native_casts:
+                x, h0 = x.to(low), None if h0 is None else h0.to(low)
+                weights = [w.to(low) for w in weights]
+                norm_params = [n.to(low) for n in norm_params]
         gen = self.generator
         drawn_from = (gen.get_state() if gen is not None else torch.get_rng_state()) if draws else None
         try:
@@ -382,8 +385,10 @@ class GRU(nn.Module):
             if draws:
                 zones, h_masks = self._draw_masks(x, weights)  # (masks weight_hh in `weights` in place)
                 out, h_n = stack(*args, zones, h_masks)
-            else:
+            elif train:
                 out, h_n = stack(*args)
+            else:
+                out, h_n = stack(*args, native_casts)
         except RuntimeError:  # a wrong shape, dtype or device: the checked path says which, in torch's words
             if drawn_from is not None:  # and draws the masks itself, from where these were drawn
                 if gen is not None:
@@ -391,7 +396,7 @@ class GRU(nn.Module):
                 else:
                     torch.set_rng_state(drawn_from)
             return None
-        if low is not None and low != input.dtype:
+        if mixed and not native_casts:
             out, h_n = out.to(input.dtype), h_n.to(input.dtype)
         if not batched:
             return out.squeeze(1), h_n.squeeze(1)

@@ -404,6 +404,14 @@ static void project(Tensor out, const Tensor& x, const Tensor& w) {
     const Tensor wt = pack_rhs(w, true);  // (K, N)
     small_mm<float, float>(x.const_data_ptr<float>(), x.stride(0), M, K, wt.const_data_ptr<float>(), N, N,
                            out.data_ptr<float>(), out.stride(0));
+  } else if (x.scalar_type() == at::kBFloat16 && M * K * N <= kSmallProjection) {
+    // bfloat16: the same product in float, rounded once (see mm_into; tiny_forward_bf16 does the same)
+    const Tensor xf = x.to(at::kFloat).contiguous();                // (M, K)
+    const Tensor wt = pack_rhs(w.to(at::kFloat).contiguous(), true);  // (K, N)
+    Tensor prod = at::empty({M, N}, xf.options());
+    small_mm<float, float>(xf.const_data_ptr<float>(), K, M, K, wt.const_data_ptr<float>(), N, N,
+                           prod.data_ptr<float>(), N);
+    out.copy_(prod);
   } else {
     mm_into(out, x, w.t());
   }
@@ -1016,6 +1024,82 @@ static void tiny_forward(const Tensor& x, const OptTensor& h0, const std::vector
   ++tiny_runs;
 }
 
+// The no-grad forward of a float stack tiny_applies to, computed in bfloat16
+// (grukit.GRU's compute_dtype=torch.bfloat16): x, h0, the weights and biases
+// rounded to bfloat16 as the casts around the general path would round them,
+// the same products and gate pass as the general bfloat16 path (project's
+// float product rounded once, the step product from U^T packed by pack_rhs,
+// states kept in bfloat16 between steps), and the results widened back to
+// float. Without the casts' and the general path's tensors, a small model's
+// bfloat16 call costs about what its float call does.
+static void tiny_forward_bf16(const Tensor& x, const OptTensor& h0, const std::vector<Tensor>& params, int64_t L,
+                              bool bias, Tensor& out, Tensor& h_n) {
+  using bf16 = c10::BFloat16;
+  const auto round = [](float v) { return static_cast<float>(static_cast<bf16>(v)); };
+  const int64_t T = x.size(0), B = x.size(1), H = params[1].size(1), G = 3 * H, per = bias ? 4 : 2;
+  const int64_t most = std::max(x.size(2), H);
+  // float: the input (T, B, I), W^T (I, 3H), gi (T, B, 3H), h (B, H), biases (2, 3H)
+  float* const xf = tiny_arena(T * B * most + most * G + T * B * G + B * H + 2 * G);
+  float* const wt = xf + T * B * most;
+  float* const gif = wt + most * G;
+  float* const h = gif + T * B * G;
+  float* const bi = h + B * H;
+  float* const bh = bi + G;
+  // bfloat16: gi (T, B, 3H), gh (B, 3H), two states (2, B, H), two layer outputs (2, T, B, H)
+  thread_local std::vector<bf16> arena16;
+  arena16.resize(std::max<size_t>(arena16.size(), T * B * G + B * G + 2 * B * H + 2 * T * B * H));
+  bf16* const gi = arena16.data();
+  bf16* const gh = gi + T * B * G;
+  bf16* const hs = gh + B * G;
+  bf16* const outs = hs + 2 * B * H;
+  out = at::empty({T, B, H}, x.options());
+  h_n = at::empty({L, B, H}, x.options());
+  int64_t I = x.size(2);
+  const float* xp = x.const_data_ptr<float>();
+  for (int64_t i = 0; i < T * B * I; ++i) xf[i] = round(xp[i]);
+  for (int64_t l = 0; l < L; ++l, I = H) {
+    const Tensor* p = params.data() + l * per;
+    bf16* const dst = outs + (l % 2) * T * B * H;  // (T, B, H)
+    at::vec::transpose_mxn<float>(p[0].const_data_ptr<float>(), I, wt, G, G, I);  // W^T
+    for (int64_t i = 0; i < I * G; ++i) wt[i] = round(wt[i]);
+    small_mm<float, float>(xf, I, T * B, I, wt, G, G, gif, G);  // as project: in float,
+    for (int64_t i = 0; i < T * B * G; ++i) gi[i] = static_cast<bf16>(gif[i]);  // rounded once
+    const Tensor ut = pack_rhs(p[1].to(at::kBFloat16), true);  // U^T, as forward_direction packs it
+    for (int64_t j = 0; j < G; ++j) {
+      bi[j] = bias ? round(p[2].const_data_ptr<float>()[j]) : 0.0f;
+      bh[j] = bias ? round(p[3].const_data_ptr<float>()[j]) : 0.0f;
+    }
+    for (int64_t i = 0; i < B * H; ++i) {
+      const bf16 v = static_cast<bf16>(given(h0) ? h0->const_data_ptr<float>()[l * B * H + i] : 0.0f);
+      hs[i] = v;
+      h[i] = static_cast<float>(v);
+    }
+    Step<bf16, float> st{};
+    st.H = H;
+    st.gh = gh;
+    st.bi = bi;
+    st.bh = bh;
+    st.h = h;
+    st.out_ld = H;
+    st.ws = h;  // (not written: keep is false)
+    st.j0 = 0;
+    st.j1 = H;
+    for (int64_t t = 0; t < T; ++t) {
+      step_mm<bf16, float>(hs + (t % 2) * B * H, H, B, H, ut, 0, G, gh, G);  // gh = h U^T
+      st.t = t;
+      st.gi = gi + t * B * G;
+      st.hout = hs + ((t + 1) % 2) * B * H;
+      st.out = dst + t * B * H;
+      forward_after(st, 0, B);
+    }
+    float* const hn = h_n.data_ptr<float>() + l * B * H;
+    for (int64_t i = 0; i < B * H; ++i) hn[i] = static_cast<float>(hs[(T % 2) * B * H + i]);
+    for (int64_t i = 0; i < T * B * H; ++i) xf[i] = static_cast<float>(dst[i]);  // the next layer's input
+  }
+  std::memcpy(out.data_ptr<float>(), xf, T * B * H * sizeof(float));  // the last layer's output, widened
+  ++tiny_runs;
+}
+
 // The backward of a stack tiny_applies to, from the states of either forward
 // (gru_stack_backward's arguments and results). False, having done nothing,
 // where the saved states or the incoming gradients are not as expected.
@@ -1117,12 +1201,25 @@ static bool tiny_backward(const OptTensor& dout_, const OptTensor& dh_n_, const 
 // Every layer goes through gru_layer and its checks.
 std::tuple<Tensor, Tensor> gru_stack(const Tensor& x, const OptTensor& h0, const std::vector<Tensor>& params,
                                      int64_t num_layers, bool bidirectional, bool bias, bool reset_after,
-                                     const std::vector<Tensor>& norms, double zoneout_p) {
+                                     const std::vector<Tensor>& norms, double zoneout_p, bool compute_bf16) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   if (tiny_applies(x, h0, params, num_layers, bidirectional, bias, reset_after, norms, zoneout_p)) {
     Tensor out, h_n;
-    tiny_forward(x, h0, params, num_layers, bias, false, out, h_n, nullptr);
+    if (compute_bf16) {
+      tiny_forward_bf16(x, h0, params, num_layers, bias, out, h_n);
+    } else {
+      tiny_forward(x, h0, params, num_layers, bias, false, out, h_n, nullptr);
+    }
     return {out, h_n};
+  }
+  if (compute_bf16 && x.scalar_type() != at::kBFloat16) {  // the casts compute_dtype means, around the stack
+    const auto low = [](const Tensor& t) { return t.to(at::kBFloat16); };
+    std::vector<Tensor> p16, n16;
+    for (const Tensor& t : params) p16.push_back(low(t));
+    for (const Tensor& t : norms) n16.push_back(low(t));
+    auto [out, h_n] = gru_stack(low(x), given(h0) ? OptTensor(low(*h0)) : std::nullopt, p16, num_layers,
+                                bidirectional, bias, reset_after, n16, zoneout_p, false);
+    return {out.to(x.scalar_type()), h_n.to(x.scalar_type())};
   }
   const StackArgs a(x, h0, params, num_layers, bidirectional, bias, norms);
   Tensor in = x;

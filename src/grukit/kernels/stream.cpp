@@ -15,7 +15,8 @@ at::Tensor gru_cell(const at::Tensor& x, const at::Tensor& h, const at::Tensor& 
 std::tuple<at::Tensor, at::Tensor> gru_stack(const at::Tensor& x, const std::optional<at::Tensor>& h0,
                                              const std::vector<at::Tensor>& params, int64_t num_layers,
                                              bool bidirectional, bool bias, bool reset_after,
-                                             const std::vector<at::Tensor>& norms, double zoneout_p);
+                                             const std::vector<at::Tensor>& norms, double zoneout_p,
+                                             bool compute_bf16);
 std::tuple<at::Tensor, at::Tensor> gru_stack_autograd(const at::Tensor& x, const std::optional<at::Tensor>& h0,
                                                       const std::vector<at::Tensor>& params, int64_t num_layers,
                                                       bool bidirectional, bool bias, bool reset_after,
@@ -32,7 +33,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_cell", &grukit::gru_cell, "x (B, I), h (B, H), w_ih, w_hh, b_ih, b_hh, reset_after -> h' (B, H); no autograd");
   m.def("gru_stack", &grukit::gru_stack,
         "x (T, B, I), h0 (L*D, B, H) or None, torch.nn.GRU's flat parameters, num_layers, bidirectional, bias, "
-        "reset_after, layer-norm parameters (4 per layer and direction, or none), eval zoneout p "
+        "reset_after, layer-norm parameters (4 per layer and direction, or none), eval zoneout p, "
+        "compute_bf16 (compute in bfloat16, return in x's dtype: compute_dtype) "
         "-> (out (T, B, D*H), h_n (L*D, B, H)); no autograd");
   m.def("bernoulli_mask_", &grukit::bernoulli_mask_,
         "out, seed, threshold (round(p * 2^32)): fills out with a 0/1 mask, 1 with probability p (masks.cpp)");
