@@ -93,8 +93,9 @@ inline void mm_tile_cols(int cols, const T* a, int64_t lda, int64_t K, const T* 
   }
 }
 
-// c (M, N) = a (M, K) @ b (K, N); rows of a, b, c lda, ldb, ldc apart (a's k stride ka, see mm_tile). Column strips of 4 vectors, 4 rows at a time:
-// 16 accumulators, and each strip of b is read from cache once per 4 rows.
+// c (M, N) = a (M, K) @ b (K, N); rows of a, b, c lda, ldb, ldc apart (a's k
+// stride ka, see mm_tile). Column strips of 4 vectors, 4 rows at a time: 16
+// accumulators, and each strip of b is read from cache once per 4 rows.
 template <typename T, typename A>
 void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t ldb, int64_t N, T* c, int64_t ldc,
               int64_t ka = 1) {

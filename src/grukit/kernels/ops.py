@@ -326,10 +326,11 @@ _stack_op = None
 def stack_op():
     """The no-grad stack, ``(x, h0 or None, flat parameters, num_layers, bidirectional, bias,
     reset_after, layer-norm parameters (flat, 4 per layer and direction, or []), eval zoneout p,
-    compute_bf16) -> (out, h_n)`` (positional; compute_bf16: compute in bfloat16 from inputs in
-    another dtype and return in theirs, as ``compute_dtype=torch.bfloat16``'s casts around the stack): every layer through the gru_layer op's code,
+    compute_bf16) -> (out, h_n)`` (positional): every layer through the gru_layer op's code,
     called as one plain function (no dispatcher, no autograd, no tracing) for grukit.GRU's
-    forward under torch.no_grad."""
+    forward under torch.no_grad. With compute_bf16 it computes in bfloat16 from inputs in
+    another dtype and returns in theirs, as ``compute_dtype=torch.bfloat16``'s casts around
+    the stack would."""
     global _stack_op
     if _stack_op is None:
         _stack_op = _build.module().gru_stack

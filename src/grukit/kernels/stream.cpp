@@ -47,7 +47,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("pool_misses", [] { return grukit::pool_misses.load(); },
         "how many large buffers the pool (fresh.h, recycled) had to take fresh so far");
   m.def("tiny_runs", [] { return grukit::tiny_runs.load(); },
-        "how many no-grad stacks ran on raw pointers (driver.cpp, tiny_stack); for tests");
+        "how many stack calls ran on raw pointers (driver.cpp: tiny_forward, tiny_forward_bf16, tiny_backward); "
+        "for tests");
   m.def("pool_capacity", [] { return static_cast<int64_t>(grukit::kPool); },
         "how many free buffers the pool keeps per thread and dtype");
   m.def("set_team_policy", &grukit::set_team_policy,
