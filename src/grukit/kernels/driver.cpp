@@ -370,7 +370,12 @@ static void record_choice(TeamChoice& c, bool team, double seconds, double work)
   }
   double& avg = team ? c.team : c.solo;
   const double per = seconds / std::max(work, 1.0);
-  avg = avg == 0.0 ? per : 0.75 * avg + 0.25 * per;
+  // A faster call is taken at once, a slower one into the average: one stalled
+  // call (a partner thread woken late after the process idled) would otherwise
+  // keep the team's average above the lone thread's for several explorations,
+  // seconds of the slower way (measured: LayerNorm-GRU at T1000 B1 I64 H256
+  // stuck near 10 ms for seconds after a pause, against 6.5 ms as a team).
+  avg = avg == 0.0 || per < avg ? per : 0.75 * avg + 0.25 * per;
 }
 
 // Runs f as a team of `threads` (run_team) or alone, whichever prefer_team() says
