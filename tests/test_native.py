@@ -505,6 +505,55 @@ def test_team_and_one_thread_give_identical_bits(reset_after):
         kernels.ops.set_team_policy("sometimes")
 
 
+@pytest.mark.parametrize("bidirectional,batch", [(False, 6), (True, 5), (True, 1)])
+def test_threads_together_and_one_thread_alone_give_identical_bits(bidirectional, batch):
+    # A layer pass with two threads free runs on both (GEMMs on all threads, directions and
+    # batch blocks side by side) or on the calling thread alone, by measurement (driver.cpp,
+    # run_layer): outputs, h_n and every gradient must have the same bits either way, and
+    # both ways must have run. The products are big enough for the GEMM library (T*B*I*3H
+    # above the hand-written products' bound).
+    torch.manual_seed(11)
+    T, I, H = 30, 40, 48
+    g = grukit.GRU(I, H, 2, bidirectional=bidirectional)
+    D = 2 if bidirectional else 1
+    x = torch.randn(T, batch, I, requires_grad=True)
+    h0 = torch.randn(2 * D, batch, H, requires_grad=True)
+    w_out = torch.randn(T, batch, D * H)
+    alone = kernels.loaded_function("passes_alone")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    runs, counts = {}, {}
+    try:
+        for policy in ("team", "alone", "measured"):
+            kernels.ops.set_team_policy(policy)
+            start = alone()
+            runs[policy] = []
+            for _ in range(6):
+                with torch.no_grad():
+                    infer = g.eval()(x, h0)
+                out, h_n = g.train()(x, h0)
+                grads = torch.autograd.grad((out * w_out).sum() + h_n.sum(), [x, h0, *g.parameters()])
+                runs[policy].append((*infer, out, h_n, *grads))
+            counts[policy] = alone() - start
+        assert torch.get_num_threads() == 2  # the one-thread passes put the thread count back
+    finally:
+        kernels.ops.set_team_policy("measured")
+        torch.set_num_threads(before)
+    # each round: 2 layers in inference, 2 forward and 2 backward passes in training
+    assert counts["team"] == 0 and counts["alone"] == 6 * 6, counts
+    first = runs["team"][0]
+    for policy, results in runs.items():
+        for result in results:
+            for k, (a, b) in enumerate(zip(result, first)):
+                assert torch.equal(a, b), (policy, k)
+    ref = torch.nn.GRU(I, H, 2, bidirectional=bidirectional)
+    ref.load_state_dict(g.state_dict())
+    t_out, t_h_n = ref(x, h0)
+    t_grads = torch.autograd.grad((t_out * w_out).sum() + t_h_n.sum(), [x, h0, *ref.parameters()])
+    for k, (a, b) in enumerate(zip(first[2:], (t_out, t_h_n, *t_grads))):
+        assert_close(a, b, torch.float32, f"result {k} against torch.nn.GRU")
+
+
 TINY_SHAPES = [  # T, B, I, H, layers, bias, h0 given
     (20, 1, 32, 64, 1, True, False),
     (2, 1, 1, 1, 1, False, True),

@@ -17,7 +17,9 @@
 // rows after it. The D directions and blocks of the batch are independent, so
 // their time loops run on separate threads (see `pieces`) with no
 // synchronisation inside the loop; a single sequence instead splits its hidden
-// units between threads (see `run_team`). Small plain float stacks skip the
+// units between threads (see `run_team`). Whether threads are used either way
+// is measured as the calls run (TeamChoice), since a busy core can make them
+// slower than one thread. Small plain float stacks skip the
 // tensor bookkeeping and run the same arithmetic on raw pointers (see
 // `tiny_applies`).
 //
@@ -339,7 +341,7 @@ struct TeamChoice {
   bool warm = false;              // the team's first call (which may start the thread pool) is not counted
 };
 constexpr int64_t kExplore = 32;
-thread_local TeamChoice layer_choice, ln_choice, cell_choice;
+thread_local TeamChoice cell_choice;
 // 0: the measured choice; 1: always the team; 2: never (tests and benchmarks set it, set_team_policy)
 std::atomic<int> team_policy{0};
 
@@ -431,11 +433,12 @@ static void project(Tensor out, const Tensor& x, const Tensor& w) {
 // ws's xhat slot, rows W apart). The cell's tensors for this block: norms (4, 3H)
 // in the accumulation type, zone (T, B, H), mask (B, H), each undefined when
 // off. With team > 1 the steps' hidden units are split between that many
-// threads (see run_team).
+// threads (see run_team), or with together false computed by this thread in
+// the team's stead (the same bits; see run_layer).
 static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& w_hh, const OptTensor& b_ih,
                               const OptTensor& b_hh, const int64_t* len, const CellArgs& c, const Tensor& norms,
-                              const Tensor& zone, const Tensor& mask, bool reverse, bool train, int64_t team, Tensor hs,
-                              Tensor ws, Tensor out) {
+                              const Tensor& zone, const Tensor& mask, bool reverse, bool train, int64_t team,
+                              bool together, Tensor hs, Tensor ws, Tensor out) {
   const bool reset_after = c.reset_after, ln = norms.defined();
   const int64_t T = gi.size(0), B = gi.size(1), H = w_hh.size(1);
   const int64_t hs_t = hs.stride(0), ws_t = ws.stride(0), gi_t = gi.stride(0), W = ws.stride(1);
@@ -584,8 +587,8 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
         if (in_team) team_barrier();
       }
     };
-    if (team > 1) {
-      run_chosen(ln ? ln_choice : layer_choice, team, H, double(T) * B * 3 * H * H, loop);
+    if (team > 1 && together) {
+      run_team(team, H, loop);
     } else {
       loop(0, H, false);
     }
@@ -601,8 +604,7 @@ struct Piece {
   int64_t d, b0, n;  // direction, first batch row, rows
 };
 
-static std::vector<Piece> pieces(int64_t D, int64_t B) {
-  const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+static std::vector<Piece> pieces(int64_t D, int64_t B, int64_t threads) {
   const int64_t blocks = D >= threads ? 1 : std::max<int64_t>(1, std::min(B, threads / D));
   std::vector<Piece> out;
   for (int64_t d = 0; d < D; ++d)
@@ -610,9 +612,74 @@ static std::vector<Piece> pieces(int64_t D, int64_t B) {
   return out;
 }
 
+// MKL's own thread count for the calling thread (0: back to the global one),
+// where torch's BLAS is MKL. The Fortran-style name, which takes a pointer, is
+// the one torch's library exports under every spelling; weak, so that a build
+// against another BLAS loads.
+extern "C" int mkl_set_num_threads_local_(const int*) __attribute__((weak));
+static int mkl_threads_local(int n) { return mkl_set_num_threads_local_ ? mkl_set_num_threads_local_(&n) : 0; }
+
+// Everything on the calling thread while it lives: torch's parallel regions
+// (at::get_num_threads() reads this thread's OpenMP setting) and the GEMMs of
+// MKL and oneDNN. Nothing parallel starts, so no idle worker of torch's
+// thread pool spins on a core this thread needs (see run_layer).
+struct OneThread {
+#ifdef _OPENMP
+  int omp = omp_get_max_threads();
+#endif
+  int mkl = mkl_threads_local(1);
+  OneThread() {
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+#endif
+  }
+  ~OneThread() {
+#ifdef _OPENMP
+    omp_set_num_threads(omp);
+#endif
+    mkl_threads_local(mkl);
+  }
+  OneThread(const OneThread&) = delete;
+  OneThread& operator=(const OneThread&) = delete;
+};
+
+// A layer pass that can use several threads (several pieces, or a batch-1
+// team) runs either with them (the GEMMs on all threads, directions and batch
+// blocks side by side, the team) or on the calling thread alone, whichever has been faster lately on
+// this thread (TeamChoice; its own per kind of pass). Measured with another
+// process busy on one of two cores: the threads' pieces meet only at the end
+// of the layer, but a descheduled one holds up the join, and after each
+// parallel region torch's idle OpenMP worker spins for milliseconds on a core
+// the calling thread then shares: up to 3x the one-thread time (T100 B32 I64
+// H128 bidirectional inference). The pieces are the same either way (`pieces`
+// is given the free threads, a lone thread computes a team's units in the
+// team's order), and each computes its rows the same way, so the bits do not
+// depend on the choice. One choice per kind of pass: [inference, training
+// forward, backward][plain, LayerNorm-GRU].
+thread_local TeamChoice layer_choice[3][2];
+std::atomic<int64_t> passes_alone{0};  // layer passes run on the calling thread by choice (for tests)
+
 template <typename F>
-static void run_pieces(const std::vector<Piece>& ps, const F& f) {
-  if (ps.size() == 1) return f(ps[0]);
+static void run_layer(bool threads, TeamChoice& choice, double work, const F& pass) {
+  if (!threads || free_threads() < 2) return pass(true);
+  const bool together = prefer_team(choice);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (together) {
+    pass(true);
+  } else {
+    ++passes_alone;
+    OneThread one;
+    pass(false);
+  }
+  record_choice(choice, together, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), work);
+}
+
+template <typename F>
+static void run_pieces(const std::vector<Piece>& ps, bool together, const F& f) {
+  if (ps.size() == 1 || !together) {
+    for (const Piece& p : ps) f(p);
+    return;
+  }
   at::parallel_for(0, static_cast<int64_t>(ps.size()), 1, [&](int64_t i0, int64_t i1) {
     // A worker thread starts with autograd on (its thread-local default); the
     // calling thread is already below autograd here, and so must the workers be.
@@ -624,8 +691,6 @@ static void run_pieces(const std::vector<Piece>& ps, const F& f) {
 static OptTensor pick(const OptTensor& t, int64_t d) {
   return t.has_value() && t->defined() ? OptTensor(t->select(0, d)) : std::nullopt;
 }
-
-// D directions of one layer. Weights are stacked per direction: w_ih (D, 3H, I),
 
 static Tensor rows_of(const OptTensor& t, int64_t d, int64_t dim, int64_t b0, int64_t n) {
   return given(t) ? block(t->select(0, d), dim, b0, n) : Tensor();
@@ -660,18 +725,22 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward(const Tensor& x_
   // ws, where its xhat is kept (see forward_direction)
   Tensor gi = xhat_in_gi(c, train, x.scalar_type()) ? ws.narrow(3, 7 * H, 3 * H)
                                                     : scratch(0, {D, T, B, 3 * H}, x.options());
-  for (int64_t d = 0; d < D; ++d) project(gi.select(0, d).view({T * B, 3 * H}), x.view({T * B, I}), w_ih.select(0, d));
   const Tensor norms = c.layer_norm() ? c.norms->to(acc).contiguous() : Tensor();  // (D, 4, 3H)
   const int64_t* len = lengths_ptr(lengths);
-  const auto ps = pieces(D, B);
+  const auto ps = pieces(D, B, free_threads());
   const int64_t team = team_size(ps.size(), T, B, H);
-  run_pieces(ps, [&](const Piece& p) {
-    forward_direction(block(gi.select(0, p.d), 1, p.b0, p.n), block(h0.select(0, p.d), 0, p.b0, p.n),
-                      w_hh.select(0, p.d), pick(b_ih, p.d), pick(b_hh, p.d), len ? len + p.b0 : nullptr, c,
-                      norms.defined() ? norms.select(0, p.d) : Tensor(), rows_of(c.zone, p.d, 1, p.b0, p.n),
-                      rows_of(c.mask, p.d, 0, p.b0, p.n), reverse || p.d == 1, train, team,
-                      block(hs.select(0, p.d), 1, p.b0, p.n), block(ws.select(0, p.d), 1, p.b0, p.n),
-                      block(D == 1 ? out : out.narrow(2, p.d * H, H), 1, p.b0, p.n));
+  run_layer(ps.size() > 1 || team > 1, layer_choice[train ? 1 : 0][c.layer_norm()],
+            double(D) * T * B * 3 * H * (I + H), [&](bool together) {
+    for (int64_t d = 0; d < D; ++d)
+      project(gi.select(0, d).view({T * B, 3 * H}), x.view({T * B, I}), w_ih.select(0, d));
+    run_pieces(ps, together, [&](const Piece& p) {
+      forward_direction(block(gi.select(0, p.d), 1, p.b0, p.n), block(h0.select(0, p.d), 0, p.b0, p.n),
+                        w_hh.select(0, p.d), pick(b_ih, p.d), pick(b_hh, p.d), len ? len + p.b0 : nullptr, c,
+                        norms.defined() ? norms.select(0, p.d) : Tensor(), rows_of(c.zone, p.d, 1, p.b0, p.n),
+                        rows_of(c.mask, p.d, 0, p.b0, p.n), reverse || p.d == 1, train, team, together,
+                        block(hs.select(0, p.d), 1, p.b0, p.n), block(ws.select(0, p.d), 1, p.b0, p.n),
+                        block(D == 1 ? out : out.narrow(2, p.d * H, H), 1, p.b0, p.n));
+    });
   });
   Tensor h_n = at::empty({D, B, H}, x.options());                      // (D, B, H)
   for (int64_t d = 0; d < D; ++d) {
@@ -841,38 +910,41 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_bac
   Tensor dnorms = ln ? at::empty({D, 4, 3 * H}, opts) : at::empty({0}, opts);  // (D, 4, 3H)
   const Tensor norms = ln ? norms_->to(acc).contiguous() : Tensor();  // (D, 4, 3H)
   const int64_t* len = lengths_ptr(lengths);
-  const auto ps = pieces(D, B);
+  const auto ps = pieces(D, B, free_threads());
   // each piece sums its own rows' parameter gradients (in the accumulation type), added up below:
   // db_i, db_h, then layer norm's dgain_ih, dbias_ih, dgain_hh, dbias_hh
   const bool sums = need_bias || ln;
   const int64_t rows = ln ? 6 : 2;  // db_i, db_h (+ the norms' four)
   Tensor parts = sums ? at::zeros({static_cast<int64_t>(ps.size()), rows, 3 * H}, acc) : Tensor();
-  run_pieces(ps, [&](const Piece& p) {
-    auto rows = [&](const Tensor& t) { return t.select(0, p.d).narrow(1, p.b0, p.n); };  // (T, n, ...)
-    const int64_t i = &p - ps.data();
-    backward_recursion(dout.narrow(2, p.d * H, H).narrow(1, p.b0, p.n), dh_n.select(0, p.d).narrow(0, p.b0, p.n),
-                       rows(hs), rows(ws), w_hh.select(0, p.d), len ? len + p.b0 : nullptr, c,
-                       ln ? norms.select(0, p.d) : Tensor(), rows_of(zoneout, p.d, 1, p.b0, p.n),
-                       rows_of(h_mask, p.d, 0, p.b0, p.n), reverse || p.d == 1, rows(dgi), rows(dgh),
-                       dh0.select(0, p.d).narrow(0, p.b0, p.n), sums ? parts.select(0, i) : Tensor());
-  });
-  for (int64_t d = 0; d < D && sums; ++d) {
-    Tensor sum = at::zeros({rows, 3 * H}, acc);
-    for (size_t i = 0; i < ps.size(); ++i)
-      if (ps[i].d == d) sum += parts.select(0, static_cast<int64_t>(i));
-    if (need_bias) {
-      if (!reset_after) sum.select(0, 1).copy_(sum.select(0, 0));  // dG_h = dG_i
-      if (reset_after) sum.select(0, 1).narrow(0, 0, 2 * H).copy_(sum.select(0, 0).narrow(0, 0, 2 * H));  // r, z: dG_h = dG_i
-      db_ih.select(0, d).copy_(sum.select(0, 0));
-      db_hh.select(0, d).copy_(sum.select(0, 1));
+  // dL/dU h's products, 3H x H, and dx, dW_ih, dW_hh's: 3H x (3H + 2I) multiply-adds per row and step
+  run_layer(ps.size() > 1, layer_choice[2][ln], double(D) * T * B * 3 * H * (3 * H + 2 * I), [&](bool together) {
+    run_pieces(ps, together, [&](const Piece& p) {
+      auto rows = [&](const Tensor& t) { return t.select(0, p.d).narrow(1, p.b0, p.n); };  // (T, n, ...)
+      const int64_t i = &p - ps.data();
+      backward_recursion(dout.narrow(2, p.d * H, H).narrow(1, p.b0, p.n), dh_n.select(0, p.d).narrow(0, p.b0, p.n),
+                         rows(hs), rows(ws), w_hh.select(0, p.d), len ? len + p.b0 : nullptr, c,
+                         ln ? norms.select(0, p.d) : Tensor(), rows_of(zoneout, p.d, 1, p.b0, p.n),
+                         rows_of(h_mask, p.d, 0, p.b0, p.n), reverse || p.d == 1, rows(dgi), rows(dgh),
+                         dh0.select(0, p.d).narrow(0, p.b0, p.n), sums ? parts.select(0, i) : Tensor());
+    });
+    for (int64_t d = 0; d < D && sums; ++d) {
+      Tensor sum = at::zeros({rows, 3 * H}, acc);
+      for (size_t i = 0; i < ps.size(); ++i)
+        if (ps[i].d == d) sum += parts.select(0, static_cast<int64_t>(i));
+      if (need_bias) {
+        if (!reset_after) sum.select(0, 1).copy_(sum.select(0, 0));  // dG_h = dG_i
+        if (reset_after) sum.select(0, 1).narrow(0, 0, 2 * H).copy_(sum.select(0, 0).narrow(0, 0, 2 * H));  // r, z: dG_h = dG_i
+        db_ih.select(0, d).copy_(sum.select(0, 0));
+        db_hh.select(0, d).copy_(sum.select(0, 1));
+      }
+      if (ln) dnorms.select(0, d).copy_(sum.narrow(0, 2, 4));
     }
-    if (ln) dnorms.select(0, d).copy_(sum.narrow(0, 2, 4));
-  }
-  for (int64_t d = 0; d < D; ++d) {
-    weight_grads(x, hs.select(0, d), ws.select(0, d), dgi.select(0, d), dgh.select(0, d), w_ih.select(0, d),
-                 given(h_mask) ? h_mask->select(0, d) : Tensor(), reset_after, reverse || d == 1, d > 0,
-                 need_dx ? dx : Tensor(), dw_ih.select(0, d), dw_hh.select(0, d));
-  }
+    for (int64_t d = 0; d < D; ++d) {
+      weight_grads(x, hs.select(0, d), ws.select(0, d), dgi.select(0, d), dgh.select(0, d), w_ih.select(0, d),
+                   given(h_mask) ? h_mask->select(0, d) : Tensor(), reset_after, reverse || d == 1, d > 0,
+                   need_dx ? dx : Tensor(), dw_ih.select(0, d), dw_hh.select(0, d));
+    }
+  });
   return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dnorms};
 }
 
@@ -938,7 +1010,7 @@ static bool tiny_applies(const Tensor& x, const OptTensor& h0, const std::vector
       !x.is_contiguous() || params[1].dim() != 2)
     return false;
   const int64_t T = x.size(0), B = x.size(1), H = params[1].size(1);
-  if (T < 2 || B < 1 || H < 1 || pieces(1, B).size() != 1 || team_size(1, T, B, H) != 1) return false;
+  if (T < 2 || B < 1 || H < 1 || pieces(1, B, free_threads()).size() != 1 || team_size(1, T, B, H) != 1) return false;
   if (given(h0) && !(h0->scalar_type() == at::kFloat && h0->is_cpu() && h0->is_contiguous() && h0->dim() == 3 &&
                      h0->size(0) == L && h0->size(1) == B && h0->size(2) == H))
     return false;

@@ -418,11 +418,13 @@ TEAM_POLICIES = ("measured", "team", "alone")
 
 
 def set_team_policy(policy: str) -> None:
-    """How a batch-1 time loop (or GRUCell step) big enough to split its hidden units between
-    threads decides to: ``"measured"`` (the default: whichever of the team and one thread
-    alone has been faster lately on this thread; see driver.cpp, TeamChoice), ``"team"``
-    (always, as on a quiet machine) or ``"alone"`` (never). Both ways give bit-identical
-    results; tests and benchmarks pin one."""
+    """How the native layer decides to use its threads where it can: a batch-1 time loop (or
+    GRUCell step) big enough to split its hidden units between threads, and the directions
+    and batch blocks of a layer that can run their time loops side by side. ``"measured"``
+    (the default: whichever of the threads together and one thread alone has been faster
+    lately on this thread; see driver.cpp, TeamChoice), ``"team"`` (always together, as on a
+    quiet machine) or ``"alone"`` (one thread). Every way gives bit-identical results; tests
+    and benchmarks pin one."""
     if policy not in TEAM_POLICIES:
         raise ValueError(f"team policy must be one of {TEAM_POLICIES}, got {policy!r}")
     if not _build.load():  # builds on first use, like every native call

@@ -26,6 +26,7 @@ std::tuple<at::Tensor, at::Tensor> gru_stack_autograd(const at::Tensor& x, const
 void set_double_backward(pybind11::object f);
 void set_team_policy(int64_t policy);
 extern std::atomic<int64_t> tiny_runs;
+extern std::atomic<int64_t> passes_alone;
 void bernoulli_mask_(const at::Tensor& out, int64_t seed, int64_t threshold);
 }  // namespace grukit
 
@@ -49,8 +50,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("tiny_runs", [] { return grukit::tiny_runs.load(); },
         "how many stack calls ran on raw pointers (driver.cpp: tiny_forward, tiny_forward_bf16, tiny_backward); "
         "for tests");
+  m.def("passes_alone", [] { return grukit::passes_alone.load(); },
+        "how many layer passes (forward or backward) that could use several threads ran on the calling thread "
+        "alone by choice (driver.cpp, run_layer); for tests");
   m.def("pool_capacity", [] { return static_cast<int64_t>(grukit::kPool); },
         "how many free buffers the pool keeps per thread and dtype");
   m.def("set_team_policy", &grukit::set_team_policy,
-        "how a batch-1 loop that may split its hidden units between threads chooses: 0 measured, 1 team, 2 alone");
+        "how a layer that may use several threads (a batch-1 team, or directions and batch blocks side by side) "
+        "chooses: 0 measured, 1 together, 2 alone");
 }
