@@ -645,17 +645,19 @@ struct OneThread {
 
 // A layer pass that can use several threads (several pieces, or a batch-1
 // team) runs either with them (the GEMMs on all threads, directions and batch
-// blocks side by side, the team) or on the calling thread alone, whichever has been faster lately on
-// this thread (TeamChoice; its own per kind of pass). Measured with another
-// process busy on one of two cores: the threads' pieces meet only at the end
-// of the layer, but a descheduled one holds up the join, and after each
-// parallel region torch's idle OpenMP worker spins for milliseconds on a core
-// the calling thread then shares: up to 3x the one-thread time (T100 B32 I64
-// H128 bidirectional inference). The pieces are the same either way (`pieces`
-// is given the free threads, a lone thread computes a team's units in the
-// team's order), and each computes its rows the same way, so the bits do not
-// depend on the choice. One choice per kind of pass: [inference, training
-// forward, backward][plain, LayerNorm-GRU].
+// blocks side by side, the team) or on the calling thread alone, whichever has
+// been faster lately on this thread (TeamChoice, one per kind of pass).
+// Measured with another process busy on one of two cores: the threads' pieces
+// meet only at the end of the layer, but a descheduled one holds up the join,
+// and after each parallel region torch's idle OpenMP worker spins for
+// milliseconds on a core the calling thread then shares: up to 3x the
+// one-thread time (T100 B32 I64 H128 bidirectional inference). The pieces are
+// the same either way (`pieces` is given the free threads; a lone thread
+// computes a team's units in the team's order) and each computes its rows the
+// same way. The GEMMs (MKL's) gave the same bits on one thread as on two for
+// every shape tried (tests/test_native.py, and shapes up to T50 B256 I256 H512
+// and T64 B16 I512 H1024), so the results do not depend on the choice. One choice per kind of pass:
+// [inference, training forward, backward][plain, LayerNorm-GRU].
 thread_local TeamChoice layer_choice[3][2];
 std::atomic<int64_t> passes_alone{0};  // layer passes run on the calling thread by choice (for tests)
 
