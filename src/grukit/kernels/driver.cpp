@@ -970,12 +970,28 @@ struct StackArgs {
     TORCH_CHECK(x.dim() == 3, "grukit: x must be (T, B, I), got ", x.sizes());
     TORCH_CHECK(params[1].dim() == 2, "grukit: weight_hh must be (3H, H), got ", params[1].sizes());
     H = params[1].size(1);
-    h = given(h0) ? *h0 : at::zeros({num_layers * D, x.size(1), H}, x.options());
+    if (given(h0)) {
+      h = *h0;
+    } else {  // zeros by memset: at::zeros fills with a parallel region from 32k elements on (see stacked)
+      h = at::empty({num_layers * D, x.size(1), H}, x.options());
+      std::memset(h.data_ptr(), 0, h.numel() * h.element_size());
+    }
     TORCH_CHECK(h.dim() == 3 && h.size(0) == num_layers * D, "grukit: h0 must be (L*D, B, H), got ", h.sizes());
   }
   Tensor stacked(int64_t layer, int64_t k) const {  // parameter k of both directions: (D, ...)
     const Tensor& p = params[layer * D * per + k];
-    return D == 1 ? p.unsqueeze(0) : at::stack({p, params[(layer * D + 1) * per + k]});
+    if (D == 1) return p.unsqueeze(0);
+    const Tensor& q = params[(layer * D + 1) * per + k];
+    if (!(p.is_contiguous() && q.is_contiguous() && p.scalar_type() == q.scalar_type() && p.sizes() == q.sizes()))
+      return at::stack({p, q});  // (which also names a mismatch)
+    // two plain copies: at::stack's copy starts a parallel region from 32k elements on (H128's
+    // weights), which wakes torch's idle thread pool even where the layer then runs on one thread
+    Tensor both = at::empty({2, p.numel()}, p.options());
+    copy_small(both.select(0, 0), p.view(-1));
+    copy_small(both.select(0, 1), q.view(-1));
+    std::vector<int64_t> shape{2};
+    shape.insert(shape.end(), p.sizes().begin(), p.sizes().end());
+    return both.view(shape);
   }
   OptTensor bias(int64_t layer, int64_t k) const { return has_bias ? OptTensor(stacked(layer, k)) : std::nullopt; }
   OptTensor layer_norms(int64_t layer) const {  // (D, 4, 3H), as the op takes them
