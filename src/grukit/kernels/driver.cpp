@@ -408,16 +408,14 @@ static void project(Tensor out, const Tensor& x, const Tensor& w) {
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
   if (x.scalar_type() == at::kFloat && M * K * N <= kSmallProjection && w.scalar_type() == at::kFloat &&
       w.stride(1) == 1 && x.stride(1) == 1 && out.stride(1) == 1) {
-    const Tensor wt = pack_rhs(w, true);  // (K, N)
-    small_mm<float, float>(x.const_data_ptr<float>(), x.stride(0), M, K, wt.const_data_ptr<float>(), N, N,
-                           out.data_ptr<float>(), out.stride(0));
+    const Packed wt = pack_rhs(w, true);  // W^T (K, N)
+    step_mm<float, float>(x.const_data_ptr<float>(), x.stride(0), M, K, wt, 0, N, out.data_ptr<float>(), out.stride(0));
   } else if (x.scalar_type() == at::kBFloat16 && M * K * N <= kSmallProjection) {
     // bfloat16: the same product in float, rounded once (see mm_into; tiny_forward_bf16 does the same)
     const Tensor xf = x.to(at::kFloat).contiguous();                // (M, K)
-    const Tensor wt = pack_rhs(w.to(at::kFloat).contiguous(), true);  // (K, N)
+    const Packed wt = pack_rhs(w.to(at::kFloat).contiguous(), true);  // W^T (K, N)
     Tensor prod = at::empty({M, N}, xf.options());
-    small_mm<float, float>(xf.const_data_ptr<float>(), K, M, K, wt.const_data_ptr<float>(), N, N,
-                           prod.data_ptr<float>(), N);
+    step_mm<float, float>(xf.const_data_ptr<float>(), K, M, K, wt, 0, N, prod.data_ptr<float>(), N);
     out.copy_(prod);
   } else {
     mm_into(out, x, w.t());
@@ -457,8 +455,9 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
   const Tensor u = (reset_after ? w_hh : w_hh.narrow(0, 0, 2 * H)).contiguous();  // (3H, H) or (2H, H)
   const Tensor u_n = reset_after ? Tensor() : w_hh.narrow(0, 2 * H, H).contiguous();  // (H, H)
   // U^T, packed once for all steps (a single step goes to a GEMM call instead)
-  const Tensor ut = T > 1 ? pack_rhs(u, true) : Tensor();                       // U^T (H, 3H) or (H, 2H)
-  const Tensor u_nt = T > 1 && !reset_after ? pack_rhs(u_n, true) : Tensor();   // U_n^T (H, H)
+  const int64_t gates = reset_after ? 3 : 2;  // blocks of U^T's columns, one per gate
+  const Packed ut = T > 1 ? pack_rhs(u, true, gates) : Packed();             // U^T (H, 3H) or (H, 2H)
+  const Packed u_nt = T > 1 && !reset_after ? pack_rhs(u_n, true) : Packed();  // U_n^T (H, H)
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer", [&] {
     using A = at::opmath_type<scalar_t>;
@@ -510,7 +509,6 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
       st.j0 = j0;
       st.j1 = j1;
       const bool all = j0 == 0 && j1 == H;
-      const int64_t gates = reset_after ? 3 : 2;  // column blocks of gh
       for (int64_t s = 0; s < T; ++s) {
         const int64_t t = reverse ? T - 1 - s : s;
         const int64_t prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
@@ -798,9 +796,9 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
   const Tensor u_rz = u.narrow(0, 0, 2 * H);                           // (2H, H)
   const Tensor u_n = u.narrow(0, 2 * H, H);                            // (H, H)
   // the right-hand sides of the per-step products, packed once (pack_rhs)
-  const Tensor up = reset_after ? pack_rhs(u, false) : Tensor();
-  const Tensor up_rz = reset_after ? Tensor() : pack_rhs(u_rz, false);
-  const Tensor up_n = reset_after ? Tensor() : pack_rhs(u_n, false);
+  const Packed up = reset_after ? pack_rhs(u, false) : Packed();
+  const Packed up_rz = reset_after ? Packed() : pack_rhs(u_rz, false);
+  const Packed up_n = reset_after ? Packed() : pack_rhs(u_n, false);
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer_backward", [&] {
     using A = at::opmath_type<scalar_t>;
@@ -1159,7 +1157,7 @@ static void tiny_forward_bf16(const Tensor& x, const OptTensor& h0, const std::v
     for (int64_t i = 0; i < I * G; ++i) wt[i] = round(wt[i]);
     small_mm<float, float>(xf, I, T * B, I, wt, G, G, gif, G);  // as project: in float,
     for (int64_t i = 0; i < T * B * G; ++i) gi[i] = static_cast<bf16>(gif[i]);  // rounded once
-    const Tensor ut = pack_rhs(p[1].to(at::kBFloat16), true);  // U^T, as forward_direction packs it
+    const Packed ut = pack_rhs(p[1].to(at::kBFloat16), true, 3);  // U^T, as forward_direction packs it
     for (int64_t j = 0; j < G; ++j) {
       bi[j] = bias ? round(p[2].const_data_ptr<float>()[j]) : 0.0f;
       bh[j] = bias ? round(p[3].const_data_ptr<float>()[j]) : 0.0f;

@@ -52,12 +52,14 @@ inline void matvec(const T* W, int64_t rows, int64_t cols, const T* v, Y* y) {
 }
 
 // One register tile of c = a @ b: R rows of a (R, K) times the first n columns
-// (at most C vectors) of b (K, ldb), accumulated in A. Per k: C loads of b, R
+// (at most C vectors) of b, accumulated in A. Per k: C loads of b, R
 // broadcasts of a, R * C fused multiply-adds, all in registers. a[r, k] is at
 // a + r * lda + k * ka (ka = 1: rows; lda = 1: a transposed view, e.g. dG^T).
+// Vector q of b's row k is at b + k * ldb + q * qb: qb = V for a matrix in
+// rows (K, ldb), qb = K * V for panels (pack_rhs).
 template <int R, int C, typename T, typename A>
 inline void mm_tile(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t n,
-                    int64_t ka = 1) {
+                    int64_t ka, int64_t qb) {
   constexpr int64_t V = Vec<A>::size();
   const int64_t last = n - (C - 1) * V;  // width of the last vector, 1..V
   Vec<A> acc[R][C];
@@ -68,7 +70,7 @@ inline void mm_tile(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb,
   for (int64_t k = 0; k < K; ++k) {
     Vec<A> bv[C];
 #pragma GCC unroll 8
-    for (int q = 0; q < C; ++q) bv[q] = load<A>(b + k * ldb + q * V, q == C - 1 ? last : V);
+    for (int q = 0; q < C; ++q) bv[q] = load<A>(b + k * ldb + q * qb, q == C - 1 ? last : V);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const Vec<A> ar(static_cast<A>(a[r * lda + k * ka]));
@@ -84,33 +86,35 @@ inline void mm_tile(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb,
 
 template <int R, typename T, typename A>
 inline void mm_tile_cols(int cols, const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, T* c, int64_t ldc,
-                         int64_t n, int64_t ka) {
+                         int64_t n, int64_t ka, int64_t qb) {
   switch (cols) {
-    case 1: return mm_tile<R, 1, T, A>(a, lda, K, b, ldb, c, ldc, n, ka);
-    case 2: return mm_tile<R, 2, T, A>(a, lda, K, b, ldb, c, ldc, n, ka);
-    case 3: return mm_tile<R, 3, T, A>(a, lda, K, b, ldb, c, ldc, n, ka);
-    default: return mm_tile<R, 4, T, A>(a, lda, K, b, ldb, c, ldc, n, ka);
+    case 1: return mm_tile<R, 1, T, A>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
+    case 2: return mm_tile<R, 2, T, A>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
+    case 3: return mm_tile<R, 3, T, A>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
+    default: return mm_tile<R, 4, T, A>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
   }
 }
 
 // c (M, N) = a (M, K) @ b (K, N); rows of a, b, c lda, ldb, ldc apart (a's k
-// stride ka, see mm_tile). Column strips of 4 vectors, 4 rows at a time: 16
-// accumulators, and each strip of b is read from cache once per 4 rows.
+// stride ka, b's vector stride qb, see mm_tile). Column strips of 4 vectors, 4
+// rows at a time: 16 accumulators, and each strip of b is read from cache once
+// per 4 rows.
 template <typename T, typename A>
 void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t ldb, int64_t N, T* c, int64_t ldc,
-              int64_t ka = 1) {
+              int64_t ka = 1, int64_t qb = Vec<A>::size()) {
   constexpr int64_t V = Vec<A>::size();
   for (int64_t j = 0; j < N; j += 4 * V) {
     const int64_t n = std::min(4 * V, N - j);
     const int cols = static_cast<int>((n + V - 1) / V);
+    const T* bj = b + j / V * qb;  // the strip's first vector
     for (int64_t i = 0; i < M; i += 4) {
       const T* ai = a + i * lda;
       T* ci = c + i * ldc + j;
       switch (std::min<int64_t>(4, M - i)) {
-        case 1: mm_tile_cols<1, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n, ka); break;
-        case 2: mm_tile_cols<2, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n, ka); break;
-        case 3: mm_tile_cols<3, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n, ka); break;
-        default: mm_tile_cols<4, T, A>(cols, ai, lda, K, b + j, ldb, ci, ldc, n, ka); break;
+        case 1: mm_tile_cols<1, T, A>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
+        case 2: mm_tile_cols<2, T, A>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
+        case 3: mm_tile_cols<3, T, A>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
+        default: mm_tile_cols<4, T, A>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
       }
     }
   }
@@ -120,8 +124,10 @@ void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t
 // bfloat16 products with the CPU's bf16 dot-product instruction (AVX512_BF16),
 // where it has one: vdpbf16ps multiplies two pairs of bf16 per fp32 lane and
 // adds both products, twice the multiply-adds of an fp32 FMA. The right-hand
-// side b (K, N) is packed in pairs along k, bp (ceil(K/2), N, 2), so that one
-// 64-byte load holds 16 columns x 2 values of k; a pair of a is broadcast.
+// side b (K, N) is packed in pairs along k (pack_rhs), so that one 64-byte
+// load holds 16 columns x 2 values of k; a pair of a is broadcast. Pair row p
+// of b is at bp + p * rs, its vector q (16 columns) at + q * qs (in bf16
+// elements).
 inline bool has_bf16_dot() {
   static const bool yes = __builtin_cpu_supports("avx512bf16");
   return yes;
@@ -129,8 +135,8 @@ inline bool has_bf16_dot() {
 
 template <int R, int C>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void mm_tile_bf16(
-    const c10::BFloat16* a_, int64_t lda, int64_t K, const c10::BFloat16* bp, int64_t ldb, c10::BFloat16* c,
-    int64_t ldc, int64_t n) {
+    const c10::BFloat16* a_, int64_t lda, int64_t K, const c10::BFloat16* bp, int64_t rs, int64_t qs,
+    c10::BFloat16* c, int64_t ldc, int64_t n) {
   const uint16_t* a = reinterpret_cast<const uint16_t*>(a_);
   const int64_t last = n - (C - 1) * 16;  // columns in the last vector, 1..16
   const __mmask16 mask = static_cast<__mmask16>((1u << last) - 1);
@@ -140,11 +146,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void mm_t
 #pragma GCC unroll 8
     for (int q = 0; q < C; ++q) acc[r][q] = _mm512_setzero_ps();
   for (int64_t p = 0; 2 * p < K; ++p) {
-    const uint16_t* b = reinterpret_cast<const uint16_t*>(bp) + 2 * (p * ldb);
+    const uint16_t* b = reinterpret_cast<const uint16_t*>(bp) + p * rs;
     __m512i bv[C];
 #pragma GCC unroll 8
     for (int q = 0; q < C; ++q)
-      bv[q] = q == C - 1 ? _mm512_maskz_loadu_epi32(mask, b + 32 * q) : _mm512_loadu_si512(b + 32 * q);
+      bv[q] = q == C - 1 ? _mm512_maskz_loadu_epi32(mask, b + q * qs) : _mm512_loadu_si512(b + q * qs);
     const bool pair = 2 * p + 1 < K;  // else the last k alone, paired with a zero
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
@@ -165,31 +171,30 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void mm_t
 
 template <int R>
 inline void mm_tile_bf16_cols(int cols, const c10::BFloat16* a, int64_t lda, int64_t K, const c10::BFloat16* bp,
-                              int64_t ldb, c10::BFloat16* c, int64_t ldc, int64_t n) {
+                              int64_t rs, int64_t qs, c10::BFloat16* c, int64_t ldc, int64_t n) {
   switch (cols) {
-    case 1: return mm_tile_bf16<R, 1>(a, lda, K, bp, ldb, c, ldc, n);
-    case 2: return mm_tile_bf16<R, 2>(a, lda, K, bp, ldb, c, ldc, n);
-    case 3: return mm_tile_bf16<R, 3>(a, lda, K, bp, ldb, c, ldc, n);
-    default: return mm_tile_bf16<R, 4>(a, lda, K, bp, ldb, c, ldc, n);
+    case 1: return mm_tile_bf16<R, 1>(a, lda, K, bp, rs, qs, c, ldc, n);
+    case 2: return mm_tile_bf16<R, 2>(a, lda, K, bp, rs, qs, c, ldc, n);
+    case 3: return mm_tile_bf16<R, 3>(a, lda, K, bp, rs, qs, c, ldc, n);
+    default: return mm_tile_bf16<R, 4>(a, lda, K, bp, rs, qs, c, ldc, n);
   }
 }
 
-// c (M, N) = a (M, K) @ b, with b given packed in pairs (see above), ldb
-// columns to a pair row.
+// c (M, N) = a (M, K) @ b, with b given packed in pairs (see above).
 inline void small_mm_bf16(const c10::BFloat16* a, int64_t lda, int64_t M, int64_t K, const c10::BFloat16* bp,
-                          int64_t ldb, int64_t N, c10::BFloat16* c, int64_t ldc) {
+                          int64_t rs, int64_t qs, int64_t N, c10::BFloat16* c, int64_t ldc) {
   for (int64_t j = 0; j < N; j += 64) {
     const int64_t n = std::min<int64_t>(64, N - j);
     const int cols = static_cast<int>((n + 15) / 16);
-    const c10::BFloat16* b = bp + 2 * j;  // column j of every pair row
+    const c10::BFloat16* b = bp + j / 16 * qs;  // the strip's first vector
     for (int64_t i = 0; i < M; i += 4) {
       const c10::BFloat16* ai = a + i * lda;
       c10::BFloat16* ci = c + i * ldc + j;
       switch (std::min<int64_t>(4, M - i)) {
-        case 1: mm_tile_bf16_cols<1>(cols, ai, lda, K, b, ldb, ci, ldc, n); break;
-        case 2: mm_tile_bf16_cols<2>(cols, ai, lda, K, b, ldb, ci, ldc, n); break;
-        case 3: mm_tile_bf16_cols<3>(cols, ai, lda, K, b, ldb, ci, ldc, n); break;
-        default: mm_tile_bf16_cols<4>(cols, ai, lda, K, b, ldb, ci, ldc, n); break;
+        case 1: mm_tile_bf16_cols<1>(cols, ai, lda, K, b, rs, qs, ci, ldc, n); break;
+        case 2: mm_tile_bf16_cols<2>(cols, ai, lda, K, b, rs, qs, ci, ldc, n); break;
+        case 3: mm_tile_bf16_cols<3>(cols, ai, lda, K, b, rs, qs, ci, ldc, n); break;
+        default: mm_tile_bf16_cols<4>(cols, ai, lda, K, b, rs, qs, ci, ldc, n); break;
       }
     }
   }
@@ -197,53 +202,96 @@ inline void small_mm_bf16(const c10::BFloat16* a, int64_t lda, int64_t M, int64_
 #else
 inline bool has_bf16_dot() { return false; }
 inline void small_mm_bf16(const c10::BFloat16*, int64_t, int64_t, int64_t, const c10::BFloat16*, int64_t, int64_t,
-                          c10::BFloat16*, int64_t) {
+                          int64_t, c10::BFloat16*, int64_t) {
   TORCH_CHECK(false, "grukit: bf16 dot products need AVX512_BF16");
 }
 #endif
 
 // The right-hand side b (K, N) of the per-step products, packed once per
-// sequence: b = m^T (transpose, e.g. U^T from U) or m itself. bfloat16 on CPUs
-// with the bf16 dot product: pairs along k, (ceil(K/2), N, 2); otherwise
-// plain (K, N), contiguous.
-inline Tensor pack_rhs(const Tensor& m, bool transpose) {
-  if (transpose && m.scalar_type() == at::kFloat && m.dim() == 2 && m.stride(1) == 1) {
-    // ATen's vectorised 16 x 16 block transpose: U^T at H64 (192 x 64) in about
-    // a microsecond, against several for Tensor.t().contiguous()'s element loop
-    const int64_t N = m.size(0), K = m.size(1);
-    Tensor b = at::empty({K, N}, m.options());  // (K, N) = m^T
-    at::vec::transpose_mxn<float>(m.const_data_ptr<float>(), m.stride(0), b.data_ptr<float>(), N, N, K);
-    return b;
+// sequence: b = m^T (transpose, e.g. U^T from U) or m itself.
+//
+// In panels of V columns (V = the vector width of the accumulation type), each
+// panel (K, V) contiguous: a tile's column strip then reads a few sequential
+// streams rather than one row of b per k, each row a page or more apart at
+// large H. At T64 B128 I512 H1024 (128 x 1024 x 3072 per step) this ran the
+// product at 111 GFLOP/s on one thread against 101 from rows. b's columns are
+// in `blocks` equal blocks (the gates r, z, n), each padded with zeros to whole
+// panels, so that every block starts a panel: a team's slice of each gate
+// starts on a 16-unit boundary, hence on a panel.
+//
+// bfloat16 on CPUs with the bf16 dot product: panels of 16 columns in pairs
+// along k, (ceil(K/2), 16, 2) each (see small_mm_bf16).
+struct Packed {
+  Tensor data;         // (blocks, panels per block, K, V), or in pairs (blocks, panels, ceil(K/2), 16, 2)
+  int64_t width = 0;   // columns per block
+  bool pairs = false;  // bf16 pairs
+  bool defined() const { return data.defined(); }
+};
+
+inline Packed pack_rhs(const Tensor& m, bool transpose, int64_t blocks = 1) {
+  const int64_t K = transpose ? m.size(1) : m.size(0), N = transpose ? m.size(0) : m.size(1);
+  TORCH_CHECK(N % blocks == 0, "grukit: pack_rhs: ", N, " columns in ", blocks, " blocks");
+  const bool pairs = m.scalar_type() == at::kBFloat16 && has_bf16_dot();
+  const int64_t V = pairs || m.scalar_type() != at::kDouble ? Vec<float>::size() : Vec<double>::size();
+  const int64_t width = N / blocks, per = (width + V - 1) / V, P = (K + 1) / 2;
+  const auto panels = [&](auto alloc) {
+    return pairs ? alloc(std::vector<int64_t>{blocks, per, P, 16, 2}) : alloc(std::vector<int64_t>{blocks, per, K, V});
+  };
+  Tensor out = width % V ? panels([&](const std::vector<int64_t>& s) { return at::zeros(s, m.options()); })
+                         : panels([&](const std::vector<int64_t>& s) { return at::empty(s, m.options()); });
+  // Fast paths, with ATen's vectorised block transpose (U^T at H64, 192 x 64:
+  // about a microsecond): each panel is a transpose of V rows of m. In pairs,
+  // the pairs of m^T along k are pairs of adjacent elements of m's rows: as
+  // 32-bit words, a panel is a transpose of 16 rows of m (N, K/2), moved bit
+  // for bit.
+  const bool words = pairs && K % 2 == 0 && m.stride(0) % 2 == 0;
+  if (transpose && m.stride(1) == 1 && (m.scalar_type() == at::kFloat || words)) {
+    const int64_t cols = pairs ? K / 2 : K, ld = pairs ? m.stride(0) / 2 : m.stride(0);
+    const float* src = pairs ? reinterpret_cast<const float*>(m.const_data_ptr<c10::BFloat16>()) : m.const_data_ptr<float>();
+    float* dst = pairs ? reinterpret_cast<float*>(out.data_ptr<c10::BFloat16>()) : out.data_ptr<float>();
+    for (int64_t g = 0; g < blocks; ++g)
+      for (int64_t p = 0; p < per; ++p) {
+        const int64_t j = g * width + p * V, n = std::min(V, width - p * V);
+        at::vec::transpose_mxn<float>(src + j * ld, ld, dst + (g * per + p) * cols * V, V, static_cast<int>(n),
+                                      static_cast<int>(cols));
+      }
+    return {out, width, pairs};
   }
-  if (transpose && m.scalar_type() == at::kBFloat16 && has_bf16_dot() && m.dim() == 2 && m.stride(1) == 1 &&
-      m.size(1) % 2 == 0 && m.stride(0) % 2 == 0) {
-    // The pairs of m^T along k are pairs of adjacent elements of m's rows: as
-    // 32-bit words, packing is a transpose of m (N, K/2), moved bit for bit by
-    // the same block transpose
-    const int64_t N = m.size(0), P = m.size(1) / 2;
-    Tensor b = at::empty({P, N, 2}, m.options());  // (P, N, 2)
-    at::vec::transpose_mxn<float>(reinterpret_cast<const float*>(m.const_data_ptr<c10::BFloat16>()), m.stride(0) / 2,
-                                  reinterpret_cast<float*>(b.data_ptr<c10::BFloat16>()), N, N, P);
-    return b;
+  const Tensor b = (transpose ? m.t() : m).reshape({K, blocks, width});  // (K, N) by blocks
+  if (pairs) {  // out[g, p, q, v, e] = b[2q + e, g, 16p + v], zeros past K and width
+    Tensor full = at::zeros({2 * P, blocks, per * V}, m.options());
+    full.narrow(0, 0, K).narrow(2, 0, width).copy_(b);
+    out.copy_(full.view({P, 2, blocks, per, V}).permute({2, 3, 0, 4, 1}));
+  } else {  // out[g, p, k, v] = b[k, g, Vp + v]
+    Tensor full = width % V ? at::zeros({K, blocks, per * V}, m.options()) : Tensor();
+    if (full.defined()) full.narrow(2, 0, width).copy_(b);
+    out.copy_((full.defined() ? full : b).view({K, blocks, per, V}).permute({1, 2, 0, 3}));
   }
-  const Tensor b = transpose ? m.t() : m;  // (K, N), any strides
-  if (b.scalar_type() != at::kBFloat16 || !has_bf16_dot()) return b.contiguous();
-  const int64_t K = b.size(0), N = b.size(1), P = (K + 1) / 2;
-  Tensor padded = at::zeros({2 * P, N}, b.options());
-  padded.narrow(0, 0, K).copy_(b);
-  return padded.view({P, 2, N}).transpose(1, 2).contiguous();  // (P, N, 2): [p, j] = (b[2p, j], b[2p+1, j])
+  return {out, width, pairs};
 }
 
 // c (M, N) = a (M, K) @ b for a packed b (pack_rhs): rows of a and c strided.
-// Columns [j0, j0 + N) of b (whose full width is ldb) go to c's N columns.
+// Columns [j0, j0 + N) of b go to c's N columns; where they span several
+// blocks, one product per block. Within a block, j0 starts a panel.
 template <typename T, typename A>
-inline void step_mm(const T* a, int64_t lda, int64_t M, int64_t K, const Tensor& packed, int64_t j0, int64_t N,
-                    T* c, int64_t ldc) {
-  const int64_t ldb = packed.size(1);
-  if constexpr (std::is_same_v<T, c10::BFloat16>) {
-    if (packed.dim() == 3) return small_mm_bf16(a, lda, M, K, packed.const_data_ptr<T>() + 2 * j0, ldb, N, c, ldc);
+inline void step_mm(const T* a, int64_t lda, int64_t M, int64_t K, const Packed& b, int64_t j0, int64_t N, T* c,
+                    int64_t ldc) {
+  constexpr int64_t V = Vec<A>::size();  // 16 for bf16 in pairs too
+  const int64_t per = b.data.size(1), panel = b.data.stride(1);
+  for (int64_t j = j0; j < j0 + N;) {
+    const int64_t g = j / b.width, in = j - g * b.width, n = std::min(j0 + N, (g + 1) * b.width) - j;
+    TORCH_INTERNAL_ASSERT_DEBUG_ONLY(in % V == 0, "grukit: step_mm: column ", j, " does not start a panel");
+    const T* first = b.data.const_data_ptr<T>() + (g * per + in / V) * panel;
+    if constexpr (std::is_same_v<T, c10::BFloat16>) {
+      if (b.pairs) {
+        small_mm_bf16(a, lda, M, K, first, 2 * V, panel, n, c + (j - j0), ldc);
+        j += n;
+        continue;
+      }
+    }
+    small_mm<T, A>(a, lda, M, K, first, V, n, c + (j - j0), ldc, 1, panel);
+    j += n;
   }
-  small_mm<T, A>(a, lda, M, K, packed.const_data_ptr<T>() + j0, ldb, N, c, ldc);
 }
 
 // h @ U^T for one step: out (B, rows) = h (B, H) @ U^T, by hand from `ut`, U^T
@@ -251,7 +299,7 @@ inline void step_mm(const T* a, int64_t lda, int64_t M, int64_t K, const Tensor&
 // rows per thread and H up to 512, this beat a GEMM call per step). Without
 // `ut` (a sequence of one step), dot products for a few rows, else a GEMM.
 template <typename T, typename A>
-static void recurrent(Tensor& out, const Tensor& h, const Tensor& u, const Tensor& ut) {
+static void recurrent(Tensor& out, const Tensor& h, const Tensor& u, const Packed& ut) {
   const int64_t B = h.size(0), rows = u.size(0), H = u.size(1);
   if (ut.defined() && h.stride(1) == 1 && out.stride(1) == 1) {
     step_mm<T, A>(h.const_data_ptr<T>(), h.stride(0), B, H, ut, 0, rows, out.data_ptr<T>(), out.stride(0));
