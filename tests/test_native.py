@@ -554,6 +554,37 @@ def test_threads_together_and_one_thread_alone_give_identical_bits(bidirectional
         assert_close(a, b, torch.float32, f"result {k} against torch.nn.GRU")
 
 
+def test_a_new_shape_goes_the_way_its_kind_last_went_then_tries_the_other():
+    # The choice between threads together and one thread alone is kept per kind of pass and
+    # shape (driver.cpp, layer_choice): a shape not seen before on this thread starts the way
+    # the last pass of its kind went, whatever other shapes measured, and runs the other way
+    # once it has a time of that way (its first call is not counted): it compares times of
+    # its own work.
+    torch.manual_seed(12)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    firsts = {}
+    try:
+        for last, fresh_input in (("alone", 43), ("team", 44), ("alone", 45)):
+            kernels.ops.set_team_policy(last)
+            with torch.no_grad():
+                grukit.GRU(40, 48).eval()(torch.randn(30, 6, 40))  # how inference last went
+            kernels.ops.set_team_policy("measured")
+            alone = kernels.loaded_function("passes_alone")
+            g, x = grukit.GRU(fresh_input, 48).eval(), torch.randn(30, 6, fresh_input)
+            ran_alone = []
+            for _ in range(3):
+                start = alone()
+                with torch.no_grad():
+                    g(x)
+                ran_alone.append(alone() - start)
+            firsts[(last, fresh_input)] = ran_alone
+    finally:
+        kernels.ops.set_team_policy("measured")
+        torch.set_num_threads(before)
+    assert firsts == {("alone", 43): [1, 1, 0], ("team", 44): [0, 0, 1], ("alone", 45): [1, 1, 0]}, firsts
+
+
 TINY_SHAPES = [  # T, B, I, H, layers, bias, h0 given
     (20, 1, 32, 64, 1, True, False),
     (2, 1, 1, 1, 1, False, True),

@@ -48,9 +48,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -338,7 +340,8 @@ constexpr int64_t kCellTeamWork = 160 * 1024;
 struct TeamChoice {
   double team = 0.0, solo = 0.0;  // seconds per multiply-add; 0: not measured yet
   int64_t calls = 0, next = 0;    // calls so far; the call that next tries the other way
-  bool warm = false;              // the team's first call (which may start the thread pool) is not counted
+  bool warm = false;              // the first call (which may start the thread pool, or touch new buffers) is not counted
+  bool start_team = true;         // the way the first call goes
 };
 constexpr int64_t kExplore = 32;
 thread_local TeamChoice cell_choice;
@@ -353,20 +356,23 @@ void set_team_policy(int64_t policy) {
 static bool prefer_team(TeamChoice& c) {
   const int policy = team_policy.load(std::memory_order_relaxed);
   if (policy != 0) return policy == 1;
-  if (c.team == 0.0) return true;   // measure the team first,
-  if (c.solo == 0.0) return false;  // then the thread alone,
+  if (c.team == 0.0 && c.solo == 0.0) return c.start_team;  // measure one way (the team unless told),
+  if (c.team == 0.0) return true;                            // then the other,
+  if (c.solo == 0.0) return false;
   const bool team_wins = c.team <= c.solo;
-  if (++c.calls < c.next) return team_wins;  // then the faster,
-  // and now and then the other: the slower it was, the rarer, so that trying it
-  // costs a few percent at most (a team whose partner waits for a busy core can
-  // take milliseconds for a step of microseconds)
+  // then the faster, and now and then the other: the slower it was, the rarer,
+  // so that trying it costs a few percent at most (a team whose partner waits
+  // for a busy core can take milliseconds for a step of microseconds)
   const double ratio = team_wins ? c.solo / c.team : c.team / c.solo;
-  c.next = c.calls + static_cast<int64_t>(kExplore * std::min(ratio, 1024.0));
+  const int64_t wait = static_cast<int64_t>(kExplore * std::min(ratio, 1024.0));
+  if (c.next == 0) c.next = wait;  // the first comparison: both ways just ran
+  if (++c.calls < c.next) return team_wins;
+  c.next = c.calls + wait;
   return !team_wins;
 }
 
 static void record_choice(TeamChoice& c, bool team, double seconds, double work) {
-  if (team && !c.warm) {
+  if (!c.warm) {
     c.warm = true;
     return;
   }
@@ -641,10 +647,15 @@ struct OneThread {
   OneThread& operator=(const OneThread&) = delete;
 };
 
-// A layer pass that can use several threads (several pieces, or a batch-1
-// team) runs either with them (the GEMMs on all threads, directions and batch
-// blocks side by side, the team) or on the calling thread alone, whichever has
-// been faster lately on this thread (TeamChoice, one per kind of pass).
+// A layer pass that can use several threads (several pieces, a batch-1 team,
+// or a product big enough for the GEMM library, which runs on all threads)
+// runs either with them (the GEMMs on all threads, directions and batch blocks
+// side by side, the team) or on the calling thread alone, whichever has been
+// faster lately on this thread (TeamChoice, per kind of pass and shape). A
+// pass whose only threads are a GEMM's needs the choice too: T1000 B1 I64 H256
+// training, whose backward's weight-gradient products ran on two threads,
+// took 90-100 ms for one call in four against 25 ms on one thread beside a
+// busy process.
 // Measured with another process busy on one of two cores: the threads' pieces
 // meet only at the end of the layer, but a descheduled one holds up the join,
 // and after each parallel region torch's idle OpenMP worker spins for
@@ -654,15 +665,49 @@ struct OneThread {
 // computes a team's units in the team's order) and each computes its rows the
 // same way. The GEMMs (MKL's) gave the same bits on one thread as on two for
 // every shape tried (tests/test_native.py, and shapes up to T50 B256 I256 H512
-// and T64 B16 I512 H1024), so the results do not depend on the choice. One choice per kind of pass:
-// [inference, training forward, backward][plain, LayerNorm-GRU].
-thread_local TeamChoice layer_choice[3][2];
+// and T64 B16 I512 H1024), so the results do not depend on the choice.
+//
+// One choice per kind of pass ([inference, training forward, backward] x
+// [plain, LayerNorm-GRU]) and shape: the times compared are of the same work. One choice shared by all
+// shapes compared the time per multiply-add of different shapes, and a small
+// shape is slower per multiply-add either way: after a noisy moment on a small
+// shape a large one could run alone for the rest of a process, the other way
+// tried only every few dozen calls (measured: T50 B256 I256 H512 inference at
+// 289 ms alone against 148 ms with both threads, on a quiet machine, for a
+// whole benchmark run). The number of steps is not part of the shape (a time
+// per multiply-add compares lengths fairly, and bucketed batches vary it). A
+// shape seen for the first time starts the way that last won for its kind of
+// pass (not the way of an occasional try of the other), and tries the other
+// way once it has a time for that way (its first call, which allocates the
+// shape's buffers, is not counted).
+struct LayerShape {
+  int64_t kind, ln, type, D, B, I, H;
+  bool operator<(const LayerShape& o) const {
+    return std::tie(kind, ln, type, D, B, I, H) < std::tie(o.kind, o.ln, o.type, o.D, o.B, o.I, o.H);
+  }
+};
+thread_local std::map<LayerShape, TeamChoice> layer_choices;
+thread_local bool layer_last[3][2] = {{true, true}, {true, true}, {true, true}};  // each kind's last winner
 std::atomic<int64_t> passes_alone{0};  // layer passes run on the calling thread by choice (for tests)
 
+static TeamChoice& layer_choice(int64_t kind, bool ln, at::ScalarType type, int64_t D, int64_t B, int64_t I,
+                                int64_t H) {
+  if (layer_choices.size() > 256) layer_choices.clear();  // a bound for a process that sees many shapes
+  const auto [it, fresh] = layer_choices.try_emplace(LayerShape{kind, ln, static_cast<int64_t>(type), D, B, I, H});
+  if (fresh) it->second.start_team = layer_last[kind][ln];
+  return it->second;
+}
+
 template <typename F>
-static void run_layer(bool threads, TeamChoice& choice, double work, const F& pass) {
+static void run_layer(bool threads, int64_t kind, bool ln, TeamChoice& choice, double work, const F& pass) {
   if (!threads || free_threads() < 2) return pass(true);
   const bool together = prefer_team(choice);
+  const int policy = team_policy.load(std::memory_order_relaxed);
+  if (policy != 0) {
+    layer_last[kind][ln] = policy == 1;  // a pinned way wins by definition
+  } else if (choice.team != 0.0 && choice.solo != 0.0) {
+    layer_last[kind][ln] = choice.team <= choice.solo;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   if (together) {
     pass(true);
@@ -729,8 +774,10 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward(const Tensor& x_
   const int64_t* len = lengths_ptr(lengths);
   const auto ps = pieces(D, B, free_threads());
   const int64_t team = team_size(ps.size(), T, B, H);
-  run_layer(ps.size() > 1 || team > 1, layer_choice[train ? 1 : 0][c.layer_norm()],
-            double(D) * T * B * 3 * H * (I + H), [&](bool together) {
+  const int64_t kind = train ? 1 : 0;
+  run_layer(ps.size() > 1 || team > 1 || T * B * 3 * H * I > kSmallProjection, kind, c.layer_norm(),
+            layer_choice(kind, c.layer_norm(), x.scalar_type(), D, B, I, H), double(D) * T * B * 3 * H * (I + H),
+            [&](bool together) {
     for (int64_t d = 0; d < D; ++d)
       project(gi.select(0, d).view({T * B, 3 * H}), x.view({T * B, I}), w_ih.select(0, d));
     run_pieces(ps, together, [&](const Piece& p) {
@@ -917,7 +964,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_bac
   const int64_t rows = ln ? 6 : 2;  // db_i, db_h (+ the norms' four)
   Tensor parts = sums ? at::zeros({static_cast<int64_t>(ps.size()), rows, 3 * H}, acc) : Tensor();
   // dL/dU h's products, 3H x H, and dx, dW_ih, dW_hh's: 3H x (3H + 2I) multiply-adds per row and step
-  run_layer(ps.size() > 1, layer_choice[2][ln], double(D) * T * B * 3 * H * (3 * H + 2 * I), [&](bool together) {
+  run_layer(ps.size() > 1 || T * B * 3 * H * std::max(I, H) > kSmallProjection, 2, ln,
+            layer_choice(2, ln, x.scalar_type(), D, B, I, H),
+            double(D) * T * B * 3 * H * (3 * H + 2 * I), [&](bool together) {
     run_pieces(ps, together, [&](const Piece& p) {
       auto rows = [&](const Tensor& t) { return t.select(0, p.d).narrow(1, p.b0, p.n); };  // (T, n, ...)
       const int64_t i = &p - ps.data();
