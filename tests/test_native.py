@@ -214,6 +214,47 @@ def test_tiled_step_products_match_reference(dtype, B, H, reset_after):
             assert err < (1e-5 if dtype == torch.float32 else BF16_TOL), f"{name}: relative error {err:.3g}"
 
 
+# bfloat16 with a large per-step product (B >= 32, B * H * 3H >= 2^22) on a CPU
+# with AMX: h_in @ U^T goes to at::mm, which runs on the tile unit. Elsewhere
+# the same shapes take the hand-tiled kernel, and only the comparisons run.
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_bfloat16_tile_unit_products_match_reference(reset_after, reverse):
+    torch.manual_seed(12)
+    T, B, I, H = 6, 80, 20, 256  # at two threads, two batch blocks of 40 rows
+    inputs = _layer_inputs(T, B, I, H, torch.float64)
+    with torch.no_grad():
+        for t in inputs[2:4]:
+            t /= H**0.5
+    ours = [t.detach().bfloat16().requires_grad_() for t in inputs]
+    exact = [t.detach().double().requires_grad_() for t in ours]
+    lengths = torch.randint(1, T + 1, (B,))
+    go, gh = torch.randn(T, B, H, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    ref = _outputs_and_grads_given(functional.gru_layer, exact, go, gh, lengths, reset_after, reverse)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    runs = {}
+    try:
+        nat = _outputs_and_grads_given(kernels.gru_layer, ours, go, gh, lengths, reset_after, reverse)
+        tiles = kernels.loaded_function("tile_loops")
+        start = tiles()
+        for policy in ("team", "alone"):  # the blocks on two threads, or both on the calling thread
+            kernels.ops.set_team_policy(policy)
+            with torch.no_grad():
+                runs[policy] = kernels.gru_layer(*ours, reset_after=reset_after, reverse=reverse, lengths=lengths)
+        loops = tiles() - start
+    finally:
+        kernels.ops.set_team_policy("measured")
+        torch.set_num_threads(before)
+    for name, a, b in zip(NAMES, ref, nat):
+        err = (b.double() - a).abs().max() / a.abs().max().clamp(min=1.0)
+        assert err < BF16_TOL, f"{name}: relative error {err:.3g}"
+    for out, h_n in runs.values():  # with or without autograd, either way of the thread choice: the same bits
+        assert torch.equal(out, nat[0].detach()) and torch.equal(h_n, nat[1].detach())
+    # each run's two blocks on the tile unit where the CPU has one, none elsewhere
+    assert loops == (4 if kernels.loaded_function("tile_unit")() else 0)
+
+
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("B, I, H", [(2, 70, 37), (1, 64, 256), (1, 50, 300)])

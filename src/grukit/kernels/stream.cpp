@@ -27,6 +27,8 @@ void set_double_backward(pybind11::object f);
 void set_team_policy(int64_t policy);
 extern std::atomic<int64_t> tiny_runs;
 extern std::atomic<int64_t> passes_alone;
+extern std::atomic<int64_t> tile_loops;
+bool tile_unit();
 void bernoulli_mask_(const at::Tensor& out, int64_t seed, int64_t threshold);
 }  // namespace grukit
 
@@ -53,6 +55,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("passes_alone", [] { return grukit::passes_alone.load(); },
         "how many layer passes (forward or backward) that could use several threads ran on the calling thread "
         "alone by choice (driver.cpp, run_layer); for tests");
+  m.def("tile_loops", [] { return grukit::tile_loops.load(); },
+        "how many bfloat16 time loops computed their per-step product h_in @ U^T with at::mm on the CPU's AMX "
+        "tile unit (driver.cpp, tile_product); for tests");
+  m.def("tile_unit", &grukit::tile_unit, "whether this CPU has AMX's bfloat16 tile unit (tile_product uses it)");
   m.def("pool_capacity", [] { return static_cast<int64_t>(grukit::kPool); },
         "how many free buffers the pool keeps per thread and dtype");
   m.def("set_team_policy", &grukit::set_team_policy,
