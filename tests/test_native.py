@@ -235,9 +235,11 @@ def test_bfloat16_tile_unit_products_match_reference(reset_after, reverse):
     torch.set_num_threads(2)
     runs = {}
     try:
+        tiles = kernels.loaded_function("tile_loops")
+        start = tiles() if tiles else 0
         nat = _outputs_and_grads_given(kernels.gru_layer, ours, go, gh, lengths, reset_after, reverse)
         tiles = kernels.loaded_function("tile_loops")
-        start = tiles()
+        trained, start = tiles() - start, tiles()
         for policy in ("team", "alone"):  # the blocks on two threads, or both on the calling thread
             kernels.ops.set_team_policy(policy)
             with torch.no_grad():
@@ -251,8 +253,11 @@ def test_bfloat16_tile_unit_products_match_reference(reset_after, reverse):
         assert err < BF16_TOL, f"{name}: relative error {err:.3g}"
     for out, h_n in runs.values():  # with or without autograd, either way of the thread choice: the same bits
         assert torch.equal(out, nat[0].detach()) and torch.equal(h_n, nat[1].detach())
-    # each run's two blocks on the tile unit where the CPU has one, none elsewhere
-    assert loops == (4 if kernels.loaded_function("tile_unit")() else 0)
+    # each run's two blocks on the tile unit where the CPU has one, none elsewhere; in training the
+    # backward's dG_h @ U too, with the gate after the product (reset_after)
+    amx = kernels.loaded_function("tile_unit")()
+    assert loops == (4 if amx else 0)
+    assert trained == ((4 if reset_after else 2) if amx else 0)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])

@@ -244,7 +244,7 @@ static bool has_amx() {
 static bool tile_product(at::ScalarType type, int64_t T, int64_t B, int64_t K, int64_t N) {
   return type == at::kBFloat16 && T > 1 && B >= 32 && B * K * N >= (int64_t(1) << 22) && has_amx();
 }
-std::atomic<int64_t> tile_loops{0};  // time loops whose per-step product went to the tile unit (for tests)
+std::atomic<int64_t> tile_loops{0};  // time loops (forward or backward) whose per-step product went to the tile unit
 bool tile_unit() { return has_amx(); }
 
 // A team of threads for one time loop, when there are fewer pieces of work
@@ -868,7 +868,9 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
   const Tensor u_rz = u.narrow(0, 0, 2 * H);                           // (2H, H)
   const Tensor u_n = u.narrow(0, 2 * H, H);                            // (H, H)
   // the right-hand sides of the per-step products, packed once (pack_rhs)
-  const Packed up = reset_after ? pack_rhs(u, false) : Packed();
+  const bool tiles = reset_after && tile_product(hs.scalar_type(), T, B, 3 * H, H);  // dG_h @ U on AMX (at::mm)
+  if (tiles) tile_loops.fetch_add(1, std::memory_order_relaxed);
+  const Packed up = reset_after && !tiles ? pack_rhs(u, false) : Packed();
   const Packed up_rz = reset_after ? Packed() : pack_rhs(u_rz, false);
   const Packed up_n = reset_after ? Packed() : pack_rhs(u_n, false);
 
@@ -910,7 +912,11 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
           }
         }
         // (B, H) = dG_h @ U, on raw pointers (a tensor view per step costs about a microsecond)
-        step_mm<scalar_t, A>(st.dgh, dgh.stride(1), B, 3 * H, up, 0, H, mm.data_ptr<scalar_t>(), H);
+        if (tiles) {
+          at::mm_out(mm, dgh.select(0, t), u);
+        } else {
+          step_mm<scalar_t, A>(st.dgh, dgh.stride(1), B, 3 * H, up, 0, H, mm.data_ptr<scalar_t>(), H);
+        }
       } else {
         backward_before_nz(st, 0, B);
         step_mm<scalar_t, A>(st.dgi + 2 * H, dgi.stride(1), B, H, up_n, 0, H, drh.data_ptr<scalar_t>(), H);  // d(rh) = da_n @ U_n
