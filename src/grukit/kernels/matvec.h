@@ -8,6 +8,8 @@
 #include <ATen/ATen.h>
 #include <ATen/cpu/vec/functional.h>
 
+#include <cstring>
+
 #include "common.h"
 
 namespace grukit {
@@ -257,6 +259,20 @@ inline Packed pack_rhs(const Tensor& m, bool transpose, int64_t blocks = 1) {
       }
     return {out, width, pairs};
   }
+  // b = m itself, in float or double: each panel row is a piece of a row of m (the backward's U, 3H x H)
+  if (!transpose && m.stride(1) == 1 && (m.scalar_type() == at::kFloat || m.scalar_type() == at::kDouble)) {
+    AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "grukit_pack_rhs", [&] {
+      const scalar_t* src = m.const_data_ptr<scalar_t>();
+      scalar_t* dst = out.data_ptr<scalar_t>();
+      for (int64_t g = 0; g < blocks; ++g)
+        for (int64_t p = 0; p < per; ++p) {
+          const int64_t j = g * width + p * V, n = std::min(V, width - p * V);
+          scalar_t* panel = dst + (g * per + p) * K * V;
+          for (int64_t k = 0; k < K; ++k) std::memcpy(panel + k * V, src + k * m.stride(0) + j, n * sizeof(scalar_t));
+        }
+    });
+    return {out, width, pairs};
+  }
   const Tensor b = (transpose ? m.t() : m).reshape({K, blocks, width});  // (K, N) by blocks
   if (pairs) {  // out[g, p, q, v, e] = b[2q + e, g, 16p + v], zeros past K and width
     Tensor full = at::zeros({2 * P, blocks, per * V}, m.options());
@@ -279,7 +295,9 @@ inline void step_mm(const T* a, int64_t lda, int64_t M, int64_t K, const Packed&
   constexpr int64_t V = Vec<A>::size();  // 16 for bf16 in pairs too
   const int64_t per = b.data.size(1), panel = b.data.stride(1);
   for (int64_t j = j0; j < j0 + N;) {
-    const int64_t g = j / b.width, in = j - g * b.width, n = std::min(j0 + N, (g + 1) * b.width) - j;
+    // a block of whole panels ends where the next begins: the rest of the columns in one call
+    const int64_t g = j / b.width, in = j - g * b.width;
+    const int64_t n = (b.width % V == 0 ? j0 + N : std::min(j0 + N, (g + 1) * b.width)) - j;
     TORCH_INTERNAL_ASSERT_DEBUG_ONLY(in % V == 0, "grukit: step_mm: column ", j, " does not start a panel");
     const T* first = b.data.const_data_ptr<T>() + (g * per + in / V) * panel;
     if constexpr (std::is_same_v<T, c10::BFloat16>) {
