@@ -226,28 +226,14 @@ static void mm_into(Tensor out, const Tensor& a, const Tensor& b, bool accumulat
   }
 }
 
-// bfloat16 on a CPU with AMX: a large per-step product h_in @ U^T goes to
-// at::mm, whose oneDNN kernels use the tile unit (measured on a Xeon with
-// AMX, one thread, 128x1024x3072: 563 GFLOP/s against about 200 for the
-// hand-tiled dot-product kernel). Both ways of a layer's thread choice cut the
-// batch into the same pieces, so each piece's product is the same call either
-// way; oneDNN gave the same bits on one thread and on two. The bounds, measured
-// at one thread: T512 B16 I64 H256 bf16 inference 66-90 -> 38 ms on the tile
-// unit, T100 B32 I32 H128 (1.5M multiply-adds a step) no faster.
-static bool has_amx() {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__)
-  static const bool amx = __builtin_cpu_supports("amx-bf16");
-  return amx;
-#else
-  return false;
-#endif
-}
-
-static bool tile_product(at::ScalarType type, int64_t T, int64_t B, int64_t K, int64_t N) {
-  return type == at::kBFloat16 && T > 1 && B >= 16 && B * K * N >= (int64_t(1) << 21) && has_amx();
-}
-std::atomic<int64_t> tile_loops{0};  // time loops (forward or backward) whose per-step product went to the tile unit
-bool tile_unit() { return has_amx(); }
+// bfloat16 on a CPU with AMX: the per-step products of batch pieces of
+// kAmxRows rows or more run on the tile unit (small_mm_amx). Measured on a
+// Xeon with AMX at one thread, alternating processes, against the hand-tiled
+// dot-product kernel and, for large products, oneDNN's tile kernels through
+// at::mm (which pays its setup every step): T100 B32 I32 H128 bf16 inference
+// 8.0 -> 2.4-2.8 ms, T512 B16 I64 H256 43-49 (at::mm) -> 14-17 ms.
+std::atomic<int64_t> tile_loops{0};  // time loops (forward or backward) whose per-step products went to the tile unit
+bool tile_unit() { return has_amx_tiles(); }
 
 // A team of threads for one time loop, when there are fewer pieces of work
 // than threads (batch 1, one direction): each thread runs f(j0, j1, true) for
@@ -485,9 +471,8 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
   const Tensor u_n = reset_after ? Tensor() : w_hh.narrow(0, 2 * H, H).contiguous();  // (H, H)
   // U^T, packed once for all steps (a single step goes to a GEMM call instead)
   const int64_t gates = reset_after ? 3 : 2;  // blocks of U^T's columns, one per gate
-  const bool tiles = tile_product(hs.scalar_type(), T, B, H, gates * H);
-  const Packed ut = T > 1 && !tiles ? pack_rhs(u, true, gates) : Packed();   // U^T (H, 3H) or (H, 2H)
-  if (tiles) tile_loops.fetch_add(1, std::memory_order_relaxed);
+  const Packed ut = T > 1 ? pack_rhs(u, true, gates) : Packed();   // U^T (H, 3H) or (H, 2H)
+  if (ut.tiles && B >= kAmxRows) tile_loops.fetch_add(1, std::memory_order_relaxed);
   const Packed u_nt = T > 1 && !reset_after ? pack_rhs(u_n, true) : Packed();  // U_n^T (H, H)
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer", [&] {
@@ -549,9 +534,7 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
         st.out = out.data_ptr<scalar_t>() + t * out.stride(0);
         st.ws = ws.data_ptr<A>() + (train ? t : 0) * ws_t;
         st.zone = zone.defined() ? zone.const_data_ptr<scalar_t>() + t * zone.stride(0) : nullptr;
-        if (all && tiles) {  // (B, 3H) = h_in @ U^T by oneDNN's tile product (see tile_product)
-          at::mm_out(gh, mask.defined() ? hin : hs.select(0, slot(prev)), u.t());
-        } else if (all && ut.defined()) {  // (B, 3H) = h_in @ U^T: the one recurrent product, on raw pointers
+        if (all && ut.defined()) {  // (B, 3H) = h_in @ U^T: the one recurrent product, on raw pointers
           const scalar_t* hp = mask.defined() ? base.hin : hs.const_data_ptr<scalar_t>() + slot(prev) * hs_t;
           step_mm<scalar_t, A>(hp, mask.defined() ? H : hs.stride(1), B, H, ut, 0, gates * H, gh_out, gh.stride(0));
         } else if (all) {  // a single step: U is used once, unpacked
@@ -870,11 +853,10 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
   const Tensor u_rz = u.narrow(0, 0, 2 * H);                           // (2H, H)
   const Tensor u_n = u.narrow(0, 2 * H, H);                            // (H, H)
   // the right-hand sides of the per-step products, packed once (pack_rhs)
-  const bool tiles = reset_after && tile_product(hs.scalar_type(), T, B, 3 * H, H);  // dG_h @ U on AMX (at::mm)
-  if (tiles) tile_loops.fetch_add(1, std::memory_order_relaxed);
-  const Packed up = reset_after && !tiles ? pack_rhs(u, false) : Packed();
+  const Packed up = reset_after ? pack_rhs(u, false) : Packed();
   const Packed up_rz = reset_after ? Packed() : pack_rhs(u_rz, false);
   const Packed up_n = reset_after ? Packed() : pack_rhs(u_n, false);
+  if ((reset_after ? up : up_n).tiles && B >= kAmxRows) tile_loops.fetch_add(1, std::memory_order_relaxed);
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer_backward", [&] {
     using A = at::opmath_type<scalar_t>;
@@ -914,11 +896,7 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
           }
         }
         // (B, H) = dG_h @ U, on raw pointers (a tensor view per step costs about a microsecond)
-        if (tiles) {
-          at::mm_out(mm, dgh.select(0, t), u);
-        } else {
-          step_mm<scalar_t, A>(st.dgh, dgh.stride(1), B, 3 * H, up, 0, H, mm.data_ptr<scalar_t>(), H);
-        }
+        step_mm<scalar_t, A>(st.dgh, dgh.stride(1), B, 3 * H, up, 0, H, mm.data_ptr<scalar_t>(), H);
       } else {
         backward_before_nz(st, 0, B);
         step_mm<scalar_t, A>(st.dgi + 2 * H, dgi.stride(1), B, H, up_n, 0, H, drh.data_ptr<scalar_t>(), H);  // d(rh) = da_n @ U_n

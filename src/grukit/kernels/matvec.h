@@ -9,6 +9,12 @@
 #include <ATen/cpu/vec/functional.h>
 
 #include <cstring>
+#include <vector>
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "common.h"
 
@@ -201,7 +207,130 @@ inline void small_mm_bf16(const c10::BFloat16* a, int64_t lda, int64_t M, int64_
     }
   }
 }
+
+// bfloat16 products on the AMX tile unit (Sapphire Rapids and later), where the
+// CPU has one and the OS lets this process use it. One TDPBF16PS multiplies a
+// tile of 16 rows x 32 values of a by 32 x 16 of b (in pairs along k: the
+// panels pack_rhs makes, their depth padded with zeros to whole tiles) into
+// 16 x 16 float sums: 8192 multiply-adds, 32 times one vdpbf16ps. Columns go
+// in groups of up to four panels (four accumulator tiles), rows in blocks of
+// 16 inside them, so that a group's panels stay in cache across the row
+// blocks. Each column's sum runs over k in the same order whatever the rows or
+// the column slice, so a team's slices and a lone thread give the same bits.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+inline bool has_amx_tiles() {
+  static const bool yes = [] {
+    if (!__builtin_cpu_supports("amx-bf16") || !__builtin_cpu_supports("amx-tile")) return false;
+    // Linux hands out the tile registers' state on request only (ARCH_REQ_XCOMP_PERM, XTILEDATA)
+    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+  }();
+  return yes;
+}
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// One group of C panels (n columns, C = ceil(n / 16)) for all M rows: a (M,
+// K) with K a multiple of 32 and M of 16, rows lda apart.
+template <int C>
+__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16"))) inline void amx_group(
+    const uint16_t* a, int64_t lda, int64_t M, int64_t K, const uint16_t* bp, int64_t qs, int64_t n,
+    int64_t rows_out, c10::BFloat16* c, int64_t ldc, float* sums) {
+  for (int64_t i = 0; i < M; i += 16) {
+    const uint16_t* ai = a + i * lda;
+    _tile_zero(0);
+    if (C > 1) _tile_zero(1);
+    if (C > 2) _tile_zero(2);
+    if (C > 3) _tile_zero(3);
+    for (int64_t k = 0; k < K; k += 32) {
+      const uint16_t* b = bp + k * 16;  // pair row k / 2 of the first panel
+      _tile_loadd(4, ai + k, lda * 2);
+      _tile_loadd(5, b, 64);
+      _tile_dpbf16ps(0, 4, 5);
+      if (C > 1) {
+        _tile_loadd(6, b + qs, 64);
+        _tile_dpbf16ps(1, 4, 6);
+      }
+      if (C > 2) {
+        _tile_loadd(7, b + 2 * qs, 64);
+        _tile_dpbf16ps(2, 4, 7);
+      }
+      if (C > 3) {
+        _tile_loadd(5, b + 3 * qs, 64);
+        _tile_dpbf16ps(3, 4, 5);
+      }
+    }
+    _tile_stored(0, sums, 64 * 4);
+    if (C > 1) _tile_stored(1, sums + 16, 64 * 4);
+    if (C > 2) _tile_stored(2, sums + 32, 64 * 4);
+    if (C > 3) _tile_stored(3, sums + 48, 64 * 4);
+    const int64_t rows = std::min<int64_t>(16, rows_out - i);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int q = 0; q < C; ++q) {  // round to nearest even, as the dot-product kernel does
+        const int64_t m = std::min<int64_t>(16, n - 16 * q);
+        const __m256i out = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(sums + r * 64 + 16 * q));
+        _mm256_mask_storeu_epi16(c + (i + r) * ldc + 16 * q, static_cast<__mmask16>((1u << m) - 1), out);
+      }
+  }
+}
+
+// c (M, N) = a (M, K) @ b on the tile unit; b's panels as for small_mm_bf16
+// (pair rows 64 bytes apart, panels qs elements apart, each at least
+// ceil(K / 32) * 16 pair rows deep: pack_rhs pads them so when `tiles`).
+// Where M or K is not whole tiles, a is copied into a zero-padded buffer.
+__attribute__((target("amx-tile,amx-bf16"))) inline void small_mm_amx(const c10::BFloat16* a_, int64_t lda,
+                                                                      int64_t M, int64_t K,
+                                                                      const c10::BFloat16* bp_, int64_t qs,
+                                                                      int64_t N, c10::BFloat16* c, int64_t ldc) {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  const uint16_t* a = reinterpret_cast<const uint16_t*>(a_);
+  const int64_t Mp = (M + 15) / 16 * 16, Kp = (K + 31) / 32 * 32;
+  thread_local std::vector<uint16_t> pad;
+  if (Mp != M || Kp != K) {
+    if (static_cast<int64_t>(pad.size()) < Mp * Kp) pad.resize(Mp * Kp);
+    for (int64_t r = 0; r < M; ++r) {
+      std::memcpy(pad.data() + r * Kp, a + r * lda, K * sizeof(uint16_t));
+      std::memset(pad.data() + r * Kp + K, 0, (Kp - K) * sizeof(uint16_t));
+    }
+    std::memset(pad.data() + M * Kp, 0, (Mp - M) * Kp * sizeof(uint16_t));
+    a = pad.data();
+    lda = Kp;
+  }
+  alignas(64) float sums[16 * 64];
+  const uint16_t* bp = reinterpret_cast<const uint16_t*>(bp_);
+  _tile_loadconfig(&cfg);
+  for (int64_t j = 0; j < N; j += 64) {
+    const int64_t n = std::min<int64_t>(64, N - j);
+    const uint16_t* b = bp + j / 16 * qs;
+    switch ((n + 15) / 16) {
+      case 1: amx_group<1>(a, lda, Mp, Kp, b, qs, n, M, c + j, ldc, sums); break;
+      case 2: amx_group<2>(a, lda, Mp, Kp, b, qs, n, M, c + j, ldc, sums); break;
+      case 3: amx_group<3>(a, lda, Mp, Kp, b, qs, n, M, c + j, ldc, sums); break;
+      default: amx_group<4>(a, lda, Mp, Kp, b, qs, n, M, c + j, ldc, sums); break;
+    }
+  }
+  _tile_release();
+}
 #else
+inline bool has_amx_tiles() { return false; }
+inline void small_mm_amx(const c10::BFloat16*, int64_t, int64_t, int64_t, const c10::BFloat16*, int64_t, int64_t,
+                         c10::BFloat16*, int64_t) {
+  TORCH_CHECK(false, "grukit: the tile unit needs GCC on Linux");
+}
+#endif
+#else
+inline bool has_amx_tiles() { return false; }
+inline void small_mm_amx(const c10::BFloat16*, int64_t, int64_t, int64_t, const c10::BFloat16*, int64_t, int64_t,
+                         c10::BFloat16*, int64_t) {
+  TORCH_CHECK(false, "grukit: the tile unit needs AVX-512");
+}
 inline bool has_bf16_dot() { return false; }
 inline void small_mm_bf16(const c10::BFloat16*, int64_t, int64_t, int64_t, const c10::BFloat16*, int64_t, int64_t,
                           int64_t, c10::BFloat16*, int64_t) {
@@ -222,24 +351,26 @@ inline void small_mm_bf16(const c10::BFloat16*, int64_t, int64_t, int64_t, const
 // starts on a 16-unit boundary, hence on a panel.
 //
 // bfloat16 on CPUs with the bf16 dot product: panels of 16 columns in pairs
-// along k, (ceil(K/2), 16, 2) each (see small_mm_bf16).
+// along k, (ceil(K/2), 16, 2) each (see small_mm_bf16); on CPUs with AMX the
+// pairs padded with zeros to a multiple of 16, whole tiles (small_mm_amx).
 struct Packed {
-  Tensor data;         // (blocks, panels per block, K, V), or in pairs (blocks, panels, ceil(K/2), 16, 2)
+  Tensor data;         // (blocks, panels per block, K, V), or in pairs (blocks, panels, pair rows, 16, 2)
   int64_t width = 0;   // columns per block
   bool pairs = false;  // bf16 pairs
+  bool tiles = false;  // pairs in whole AMX tiles
   bool defined() const { return data.defined(); }
 };
 
 inline Packed pack_rhs(const Tensor& m, bool transpose, int64_t blocks = 1) {
   const int64_t K = transpose ? m.size(1) : m.size(0), N = transpose ? m.size(0) : m.size(1);
   TORCH_CHECK(N % blocks == 0, "grukit: pack_rhs: ", N, " columns in ", blocks, " blocks");
-  const bool pairs = m.scalar_type() == at::kBFloat16 && has_bf16_dot();
+  const bool pairs = m.scalar_type() == at::kBFloat16 && has_bf16_dot(), tiles = pairs && has_amx_tiles();
   const int64_t V = pairs || m.scalar_type() != at::kDouble ? Vec<float>::size() : Vec<double>::size();
-  const int64_t width = N / blocks, per = (width + V - 1) / V, P = (K + 1) / 2;
+  const int64_t width = N / blocks, per = (width + V - 1) / V, P = tiles ? (K + 31) / 32 * 16 : (K + 1) / 2;
   const auto panels = [&](auto alloc) {
     return pairs ? alloc(std::vector<int64_t>{blocks, per, P, 16, 2}) : alloc(std::vector<int64_t>{blocks, per, K, V});
   };
-  Tensor out = width % V ? panels([&](const std::vector<int64_t>& s) { return at::zeros(s, m.options()); })
+  Tensor out = width % V || (pairs && 2 * P != K) ? panels([&](const std::vector<int64_t>& s) { return at::zeros(s, m.options()); })
                          : panels([&](const std::vector<int64_t>& s) { return at::empty(s, m.options()); });
   // Fast paths, with ATen's vectorised block transpose (U^T at H64, 192 x 64:
   // about a microsecond): each panel is a transpose of V rows of m. In pairs,
@@ -254,10 +385,10 @@ inline Packed pack_rhs(const Tensor& m, bool transpose, int64_t blocks = 1) {
     for (int64_t g = 0; g < blocks; ++g)
       for (int64_t p = 0; p < per; ++p) {
         const int64_t j = g * width + p * V, n = std::min(V, width - p * V);
-        at::vec::transpose_mxn<float>(src + j * ld, ld, dst + (g * per + p) * cols * V, V, static_cast<int>(n),
+        at::vec::transpose_mxn<float>(src + j * ld, ld, dst + (g * per + p) * (pairs ? P : K) * V, V, static_cast<int>(n),
                                       static_cast<int>(cols));
       }
-    return {out, width, pairs};
+    return {out, width, pairs, tiles};
   }
   // b = m itself, in float or double: each panel row is a piece of a row of m (the backward's U, 3H x H)
   if (!transpose && m.stride(1) == 1 && (m.scalar_type() == at::kFloat || m.scalar_type() == at::kDouble)) {
@@ -271,7 +402,7 @@ inline Packed pack_rhs(const Tensor& m, bool transpose, int64_t blocks = 1) {
           for (int64_t k = 0; k < K; ++k) std::memcpy(panel + k * V, src + k * m.stride(0) + j, n * sizeof(scalar_t));
         }
     });
-    return {out, width, pairs};
+    return {out, width, pairs, tiles};
   }
   const Tensor b = (transpose ? m.t() : m).reshape({K, blocks, width});  // (K, N) by blocks
   if (pairs) {  // out[g, p, q, v, e] = b[2q + e, g, 16p + v], zeros past K and width
@@ -283,8 +414,12 @@ inline Packed pack_rhs(const Tensor& m, bool transpose, int64_t blocks = 1) {
     if (full.defined()) full.narrow(2, 0, width).copy_(b);
     out.copy_((full.defined() ? full : b).view({K, blocks, per, V}).permute({1, 2, 0, 3}));
   }
-  return {out, width, pairs};
+  return {out, width, pairs, tiles};
 }
+
+// The fewest rows a bf16 per-step product takes to the tile unit: below, the
+// dot-product kernel, whose cost is reading b either way.
+constexpr int64_t kAmxRows = 4;
 
 // c (M, N) = a (M, K) @ b for a packed b (pack_rhs): rows of a and c strided.
 // Columns [j0, j0 + N) of b go to c's N columns; where they span several
@@ -301,6 +436,11 @@ inline void step_mm(const T* a, int64_t lda, int64_t M, int64_t K, const Packed&
     TORCH_INTERNAL_ASSERT_DEBUG_ONLY(in % V == 0, "grukit: step_mm: column ", j, " does not start a panel");
     const T* first = b.data.const_data_ptr<T>() + (g * per + in / V) * panel;
     if constexpr (std::is_same_v<T, c10::BFloat16>) {
+      if (b.tiles && M >= kAmxRows) {
+        small_mm_amx(a, lda, M, K, first, panel, n, c + (j - j0), ldc);
+        j += n;
+        continue;
+      }
       if (b.pairs) {
         small_mm_bf16(a, lda, M, K, first, 2 * V, panel, n, c + (j - j0), ldc);
         j += n;

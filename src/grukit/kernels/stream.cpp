@@ -56,9 +56,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "how many layer passes (forward or backward) that could use several threads ran on the calling thread "
         "alone by choice (driver.cpp, run_layer); for tests");
   m.def("tile_loops", [] { return grukit::tile_loops.load(); },
-        "how many bfloat16 time loops (forward: h_in @ U^T; backward: dG_h @ U) computed their per-step product "
-        "with at::mm on the CPU's AMX tile unit (driver.cpp, tile_product); for tests");
-  m.def("tile_unit", &grukit::tile_unit, "whether this CPU has AMX's bfloat16 tile unit (tile_product uses it)");
+        "how many bfloat16 time loops (forward or backward) computed their per-step products on the CPU's AMX "
+        "tile unit (matvec.h, small_mm_amx); for tests");
+  m.def("tile_unit", &grukit::tile_unit, "whether this CPU has AMX's bfloat16 tile unit and the OS lets us use it");
   m.def("pool_capacity", [] { return static_cast<int64_t>(grukit::kPool); },
         "how many free buffers the pool keeps per thread and dtype");
   m.def("set_team_policy", &grukit::set_team_policy,
