@@ -700,17 +700,22 @@ thread_local std::map<LayerShape, TeamChoice> layer_choices;
 thread_local bool layer_last[3][2] = {{true, true}, {true, true}, {true, true}};  // each kind's last winner
 std::atomic<int64_t> passes_alone{0};  // layer passes run on the calling thread by choice (for tests)
 
-static TeamChoice& layer_choice(int64_t kind, bool ln, at::ScalarType type, int64_t D, int64_t B, int64_t I,
-                                int64_t H) {
+static TeamChoice& layer_choice(const LayerShape& shape) {
   if (layer_choices.size() > 256) layer_choices.clear();  // a bound for a process that sees many shapes
-  const auto [it, fresh] = layer_choices.try_emplace(LayerShape{kind, ln, static_cast<int64_t>(type), D, B, I, H});
-  if (fresh) it->second.start_team = layer_last[kind][ln];
+  const auto [it, fresh] = layer_choices.try_emplace(shape);
+  if (fresh) it->second.start_team = layer_last[shape.kind][shape.ln];
   return it->second;
 }
 
+// A layer pass of this shape (kind 0 inference, 1 training forward, 2
+// backward); where threads may apply, run the way its shape's choice prefers
+// and time it. The choice is looked up only then: a pass on one thread pays no
+// map lookup.
 template <typename F>
-static void run_layer(bool threads, int64_t kind, bool ln, TeamChoice& choice, double work, const F& pass) {
+static void run_layer(bool threads, const LayerShape& shape, double work, const F& pass) {
   if (!threads || free_threads() < 2) return pass(true);
+  const int64_t kind = shape.kind, ln = shape.ln;
+  TeamChoice& choice = layer_choice(shape);
   const bool together = prefer_team(choice);
   const int policy = team_policy.load(std::memory_order_relaxed);
   if (policy != 0) {
@@ -785,9 +790,9 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward(const Tensor& x_
   const auto ps = pieces(D, B, free_threads());
   const int64_t team = team_size(ps.size(), T, B, H);
   const int64_t kind = train ? 1 : 0;
-  run_layer(ps.size() > 1 || team > 1 || T * B * 3 * H * I > kSmallProjection, kind, c.layer_norm(),
-            layer_choice(kind, c.layer_norm(), x.scalar_type(), D, B, I, H), double(D) * T * B * 3 * H * (I + H),
-            [&](bool together) {
+  run_layer(ps.size() > 1 || team > 1 || T * B * 3 * H * I > kSmallProjection,
+            LayerShape{kind, c.layer_norm(), static_cast<int64_t>(x.scalar_type()), D, B, I, H},
+            double(D) * T * B * 3 * H * (I + H), [&](bool together) {
     for (int64_t d = 0; d < D; ++d)
       project(gi.select(0, d).view({T * B, 3 * H}), x.view({T * B, I}), w_ih.select(0, d));
     run_pieces(ps, together, [&](const Piece& p) {
@@ -975,8 +980,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_layer_bac
   const int64_t rows = ln ? 6 : 2;  // db_i, db_h (+ the norms' four)
   Tensor parts = sums ? at::zeros({static_cast<int64_t>(ps.size()), rows, 3 * H}, acc) : Tensor();
   // dL/dU h's products, 3H x H, and dx, dW_ih, dW_hh's: 3H x (3H + 2I) multiply-adds per row and step
-  run_layer(ps.size() > 1 || T * B * 3 * H * std::max(I, H) > kSmallProjection, 2, ln,
-            layer_choice(2, ln, x.scalar_type(), D, B, I, H),
+  run_layer(ps.size() > 1 || T * B * 3 * H * std::max(I, H) > kSmallProjection,
+            LayerShape{2, ln, static_cast<int64_t>(x.scalar_type()), D, B, I, H},
             double(D) * T * B * 3 * H * (3 * H + 2 * I), [&](bool together) {
     run_pieces(ps, together, [&](const Piece& p) {
       auto rows = [&](const Tensor& t) { return t.select(0, p.d).narrow(1, p.b0, p.n); };  // (T, n, ...)
