@@ -230,8 +230,9 @@ static void mm_into(Tensor out, const Tensor& a, const Tensor& b, bool accumulat
 // kAmxRows rows or more run on the tile unit (small_mm_amx). Measured on a
 // Xeon with AMX at one thread, alternating processes, against the hand-tiled
 // dot-product kernel and, for large products, oneDNN's tile kernels through
-// at::mm (which pays its setup every step): T100 B32 I32 H128 bf16 inference
-// 8.0 -> 2.4-2.8 ms, T512 B16 I64 H256 43-49 (at::mm) -> 14-17 ms.
+// at::mm (which pays its setup every step): bf16 inference T100 B32 I32 H128
+// 7.6-9.2 -> 2.6-3.8 ms, T512 B16 I64 H256 45-54 -> 23.5-24.5 ms (README,
+// Performance).
 std::atomic<int64_t> tile_loops{0};  // time loops (forward or backward) whose per-step products went to the tile unit
 bool tile_unit() { return has_amx_tiles(); }
 
