@@ -473,7 +473,7 @@ static void forward_direction(const Tensor& gi, const Tensor& h0, const Tensor& 
   // U^T, packed once for all steps (a single step goes to a GEMM call instead)
   const int64_t gates = reset_after ? 3 : 2;  // blocks of U^T's columns, one per gate
   const Packed ut = T > 1 ? pack_rhs(u, true, gates) : Packed();   // U^T (H, 3H) or (H, 2H)
-  if (ut.tiles && B >= kAmxRows) tile_loops.fetch_add(1, std::memory_order_relaxed);
+  if (on_tiles(ut, B)) tile_loops.fetch_add(1, std::memory_order_relaxed);
   const Packed u_nt = T > 1 && !reset_after ? pack_rhs(u_n, true) : Packed();  // U_n^T (H, H)
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer", [&] {
@@ -862,7 +862,7 @@ static void backward_recursion(const Tensor& dout, const Tensor& dh_n, const Ten
   const Packed up = reset_after ? pack_rhs(u, false) : Packed();
   const Packed up_rz = reset_after ? Packed() : pack_rhs(u_rz, false);
   const Packed up_n = reset_after ? Packed() : pack_rhs(u_n, false);
-  if ((reset_after ? up : up_n).tiles && B >= kAmxRows) tile_loops.fetch_add(1, std::memory_order_relaxed);
+  if (on_tiles(reset_after ? up : up_n, B)) tile_loops.fetch_add(1, std::memory_order_relaxed);
 
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "grukit_gru_layer_backward", [&] {
     using A = at::opmath_type<scalar_t>;

@@ -208,6 +208,14 @@ inline void small_mm_bf16(const c10::BFloat16* a, int64_t lda, int64_t M, int64_
   }
 }
 
+#else
+inline bool has_bf16_dot() { return false; }
+inline void small_mm_bf16(const c10::BFloat16*, int64_t, int64_t, int64_t, const c10::BFloat16*, int64_t, int64_t,
+                          int64_t, c10::BFloat16*, int64_t) {
+  TORCH_CHECK(false, "grukit: bf16 dot products need AVX512_BF16");
+}
+#endif
+
 // bfloat16 products on the AMX tile unit (Sapphire Rapids and later), where the
 // CPU has one and the OS lets this process use it. One TDPBF16PS multiplies a
 // tile of 16 rows x 32 values of a by 32 x 16 of b (in pairs along k: the
@@ -217,7 +225,7 @@ inline void small_mm_bf16(const c10::BFloat16* a, int64_t lda, int64_t M, int64_
 // 16 inside them, so that a group's panels stay in cache across the row
 // blocks. Each column's sum runs over k in the same order whatever the rows or
 // the column slice, so a team's slices and a lone thread give the same bits.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#if defined(CPU_CAPABILITY_AVX512) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
 inline bool has_amx_tiles() {
   static const bool yes = [] {
     if (!__builtin_cpu_supports("amx-bf16") || !__builtin_cpu_supports("amx-tile")) return false;
@@ -322,19 +330,7 @@ __attribute__((target("amx-tile,amx-bf16"))) inline void small_mm_amx(const c10:
 inline bool has_amx_tiles() { return false; }
 inline void small_mm_amx(const c10::BFloat16*, int64_t, int64_t, int64_t, const c10::BFloat16*, int64_t, int64_t,
                          c10::BFloat16*, int64_t) {
-  TORCH_CHECK(false, "grukit: the tile unit needs GCC on Linux");
-}
-#endif
-#else
-inline bool has_amx_tiles() { return false; }
-inline void small_mm_amx(const c10::BFloat16*, int64_t, int64_t, int64_t, const c10::BFloat16*, int64_t, int64_t,
-                         c10::BFloat16*, int64_t) {
-  TORCH_CHECK(false, "grukit: the tile unit needs AVX-512");
-}
-inline bool has_bf16_dot() { return false; }
-inline void small_mm_bf16(const c10::BFloat16*, int64_t, int64_t, int64_t, const c10::BFloat16*, int64_t, int64_t,
-                          int64_t, c10::BFloat16*, int64_t) {
-  TORCH_CHECK(false, "grukit: bf16 dot products need AVX512_BF16");
+  TORCH_CHECK(false, "grukit: the tile unit needs an AVX-512 build with GCC on Linux");
 }
 #endif
 
@@ -421,6 +417,9 @@ inline Packed pack_rhs(const Tensor& m, bool transpose, int64_t blocks = 1) {
 // dot-product kernel, whose cost is reading b either way.
 constexpr int64_t kAmxRows = 4;
 
+// Whether products of M rows with this packed b run on the tile unit (small_mm_amx).
+inline bool on_tiles(const Packed& b, int64_t M) { return b.tiles && M >= kAmxRows; }
+
 // c (M, N) = a (M, K) @ b for a packed b (pack_rhs): rows of a and c strided.
 // Columns [j0, j0 + N) of b go to c's N columns; where they span several
 // blocks, one product per block. Within a block, j0 starts a panel.
@@ -436,7 +435,7 @@ inline void step_mm(const T* a, int64_t lda, int64_t M, int64_t K, const Packed&
     TORCH_INTERNAL_ASSERT_DEBUG_ONLY(in % V == 0, "grukit: step_mm: column ", j, " does not start a panel");
     const T* first = b.data.const_data_ptr<T>() + (g * per + in / V) * panel;
     if constexpr (std::is_same_v<T, c10::BFloat16>) {
-      if (b.tiles && M >= kAmxRows) {
+      if (on_tiles(b, M)) {
         small_mm_amx(a, lda, M, K, first, panel, n, c + (j - j0), ldc);
         j += n;
         continue;
