@@ -1,6 +1,6 @@
 // The products inside the time loop, written by hand. A library GEMM call per
 // step pays for dispatch and packs U again every time; here U^T is packed once
-// per sequence and a register-tiled loop (16 accumulators) runs near the
+// per sequence and a register-tiled loop (12 or 16 accumulators) runs near the
 // machine's peak once a few rows share each load of U (a batch of one is bound
 // by cache bandwidth instead). Shapes legend as in driver.cpp.
 #pragma once
@@ -65,8 +65,8 @@ inline void matvec(const T* W, int64_t rows, int64_t cols, const T* v, Y* y) {
 // a + r * lda + k * ka (ka = 1: rows; lda = 1: a transposed view, e.g. dG^T).
 // Vector q of b's row k is at b + k * ldb + q * qb: qb = V for a matrix in
 // rows (K, ldb), qb = K * V for panels (pack_rhs).
-template <int R, int C, typename T, typename A>
-inline void mm_tile(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t n,
+template <int R, int C, typename T, typename A, typename Tc>
+inline void mm_tile(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, Tc* c, int64_t ldc, int64_t n,
                     int64_t ka, int64_t qb) {
   constexpr int64_t V = Vec<A>::size();
   const int64_t last = n - (C - 1) * V;  // width of the last vector, 1..V
@@ -92,37 +92,51 @@ inline void mm_tile(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb,
     for (int q = 0; q < C; ++q) store<A>(c + r * ldc + q * V, acc[r][q], q == C - 1 ? last : V);
 }
 
-template <int R, typename T, typename A>
-inline void mm_tile_cols(int cols, const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, T* c, int64_t ldc,
+// The register tile of small_mm: kTileRows rows by kTileCols vectors of
+// accumulators, plus one vector of b per column and a broadcast of a. With
+// AVX-512's 32 registers, 4 x 4 (16 + 4 + 1). AVX2 has 16: 4 x 4 spilled
+// accumulators to the stack, so 4 x 3 (12 + 3 + 1). Measured on an AMD EPYC
+// (Zen 3, AVX2) at one thread, 128 x 1024 x 3072 per-step product: 52-54
+// GFLOP/s at 4 x 4, 85-89 at 4 x 3 (torch.mm on the same shape: 64).
+#if defined(CPU_CAPABILITY_AVX512)
+constexpr int kTileCols = 4;
+#else
+constexpr int kTileCols = 3;
+#endif
+constexpr int kTileRows = 4;
+
+template <int R, typename T, typename A, typename Tc>
+inline void mm_tile_cols(int cols, const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, Tc* c, int64_t ldc,
                          int64_t n, int64_t ka, int64_t qb) {
   switch (cols) {
-    case 1: return mm_tile<R, 1, T, A>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
-    case 2: return mm_tile<R, 2, T, A>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
-    case 3: return mm_tile<R, 3, T, A>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
-    default: return mm_tile<R, 4, T, A>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
+    case 1: return mm_tile<R, 1, T, A, Tc>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
+    case 2: return mm_tile<R, 2, T, A, Tc>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
+    case 3: if constexpr (kTileCols > 3) return mm_tile<R, 3, T, A, Tc>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
+    [[fallthrough]];
+    default: return mm_tile<R, kTileCols, T, A, Tc>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
   }
 }
 
 // c (M, N) = a (M, K) @ b (K, N); rows of a, b, c lda, ldb, ldc apart (a's k
-// stride ka, b's vector stride qb, see mm_tile). Column strips of 4 vectors, 4
-// rows at a time: 16 accumulators, and each strip of b is read from cache once
-// per 4 rows.
-template <typename T, typename A>
-void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t ldb, int64_t N, T* c, int64_t ldc,
+// stride ka, b's vector stride qb, see mm_tile). Column strips of kTileCols
+// vectors, kTileRows rows at a time, so that each strip of b is read from cache
+// once per kTileRows rows.
+template <typename T, typename A, typename Tc = T>
+void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t ldb, int64_t N, Tc* c, int64_t ldc,
               int64_t ka = 1, int64_t qb = Vec<A>::size()) {
   constexpr int64_t V = Vec<A>::size();
-  for (int64_t j = 0; j < N; j += 4 * V) {
-    const int64_t n = std::min(4 * V, N - j);
+  for (int64_t j = 0; j < N; j += kTileCols * V) {
+    const int64_t n = std::min(kTileCols * V, N - j);
     const int cols = static_cast<int>((n + V - 1) / V);
     const T* bj = b + j / V * qb;  // the strip's first vector
-    for (int64_t i = 0; i < M; i += 4) {
+    for (int64_t i = 0; i < M; i += kTileRows) {
       const T* ai = a + i * lda;
-      T* ci = c + i * ldc + j;
-      switch (std::min<int64_t>(4, M - i)) {
-        case 1: mm_tile_cols<1, T, A>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
-        case 2: mm_tile_cols<2, T, A>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
-        case 3: mm_tile_cols<3, T, A>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
-        default: mm_tile_cols<4, T, A>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
+      Tc* ci = c + i * ldc + j;
+      switch (std::min<int64_t>(kTileRows, M - i)) {
+        case 1: mm_tile_cols<1, T, A, Tc>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
+        case 2: mm_tile_cols<2, T, A, Tc>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
+        case 3: mm_tile_cols<3, T, A, Tc>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
+        default: mm_tile_cols<4, T, A, Tc>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
       }
     }
   }
@@ -349,6 +363,8 @@ inline void small_mm_amx(const c10::BFloat16*, int64_t, int64_t, int64_t, const 
 // bfloat16 on CPUs with the bf16 dot product: panels of 16 columns in pairs
 // along k, (ceil(K/2), 16, 2) each (see small_mm_bf16); on CPUs with AMX the
 // pairs padded with zeros to a multiple of 16, whole tiles (small_mm_amx).
+// Elsewhere in float (exact), so that the kernel loads b without widening it
+// (see step_mm).
 struct Packed {
   Tensor data;         // (blocks, panels per block, K, V), or in pairs (blocks, panels, pair rows, 16, 2)
   int64_t width = 0;   // columns per block
@@ -358,6 +374,7 @@ struct Packed {
 };
 
 inline Packed pack_rhs(const Tensor& m, bool transpose, int64_t blocks = 1) {
+  if (m.scalar_type() == at::kBFloat16 && !has_bf16_dot()) return pack_rhs(m.to(at::kFloat), transpose, blocks);
   const int64_t K = transpose ? m.size(1) : m.size(0), N = transpose ? m.size(0) : m.size(1);
   TORCH_CHECK(N % blocks == 0, "grukit: pack_rhs: ", N, " columns in ", blocks, " blocks");
   const bool pairs = m.scalar_type() == at::kBFloat16 && has_bf16_dot(), tiles = pairs && has_amx_tiles();
@@ -420,6 +437,24 @@ constexpr int64_t kAmxRows = 4;
 // Whether products of M rows with this packed b run on the tile unit (small_mm_amx).
 inline bool on_tiles(const Packed& b, int64_t M) { return b.tiles && M >= kAmxRows; }
 
+// a (M, K), rows lda apart, widened to float in a buffer of this thread (rows
+// K apart): bfloat16 products on CPUs without bf16 instructions run on float
+// a and b, exact copies, so the sums and their bits are those of widening each
+// value in the kernel, which costs several instructions per broadcast of a and
+// load of b: on an AMD EPYC (AVX2), 128 x 1024 x 3072 at 38-40 GFLOP/s that
+// way, against 70 in float.
+inline const float* widened(const c10::BFloat16* a, int64_t lda, int64_t M, int64_t K) {
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < M * K) buf.resize(M * K);
+  constexpr int64_t V = Vec<float>::size();
+  for (int64_t r = 0; r < M; ++r)
+    for (int64_t k = 0; k < K; k += V) {
+      const int64_t m = std::min(V, K - k);
+      load<float>(a + r * lda + k, m).store(buf.data() + r * K + k, m);
+    }
+  return buf.data();
+}
+
 // c (M, N) = a (M, K) @ b for a packed b (pack_rhs): rows of a and c strided.
 // Columns [j0, j0 + N) of b go to c's N columns; where they span several
 // blocks, one product per block. Within a block, j0 starts a panel.
@@ -433,6 +468,14 @@ inline void step_mm(const T* a, int64_t lda, int64_t M, int64_t K, const Packed&
     const int64_t g = j / b.width, in = j - g * b.width;
     const int64_t n = (b.width % V == 0 ? j0 + N : std::min(j0 + N, (g + 1) * b.width)) - j;
     TORCH_INTERNAL_ASSERT_DEBUG_ONLY(in % V == 0, "grukit: step_mm: column ", j, " does not start a panel");
+    if constexpr (std::is_same_v<T, c10::BFloat16>) {
+      if (b.data.scalar_type() == at::kFloat) {  // see below
+        small_mm<float, A, T>(widened(a, lda, M, K), K, M, K, b.data.const_data_ptr<float>() + (g * per + in / V) * panel,
+                              V, n, c + (j - j0), ldc, 1, panel);
+        j += n;
+        continue;
+      }
+    }
     const T* first = b.data.const_data_ptr<T>() + (g * per + in / V) * panel;
     if constexpr (std::is_same_v<T, c10::BFloat16>) {
       if (on_tiles(b, M)) {
@@ -463,6 +506,8 @@ static void recurrent(Tensor& out, const Tensor& h, const Tensor& u, const Packe
   } else if (B <= 4 && u.is_contiguous() && h.stride(1) == 1 && out.stride(1) == 1) {  // a single step, unpacked
     for (int64_t b = 0; b < B; ++b)
       matvec<A>(u.const_data_ptr<T>(), rows, H, h.const_data_ptr<T>() + b * h.stride(0), out.data_ptr<T>() + b * out.stride(0));
+  } else if (h.scalar_type() == at::kBFloat16 && !has_bf16_dot()) {  // in float, rounded once (mm_into)
+    out.copy_(at::mm(h.to(at::kFloat), u.t().to(at::kFloat)));
   } else {
     at::mm_out(out, h, u.t());
   }
