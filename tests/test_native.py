@@ -80,6 +80,42 @@ def test_layer_matches_reference(dtype, reset_after, reverse, with_lengths, bias
         assert_close(b, a, dtype, name)
 
 
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gate_activations_over_the_whole_float_range(reset_after):
+    """float32 sigmoid and tanh (the kernel's own exp on AVX2 and AVX-512) against float64,
+    for pre-activations from -1e4 to 1e4, across exp's clamps (-104, 89) and where e^x leaves
+    the normal floats, plus +-inf and NaN: every gate gets the same value v_j in unit j."""
+    v = torch.cat(
+        [
+            torch.linspace(-30.0, 30.0, 241, dtype=torch.float64),
+            torch.tensor([-1e4, -200.0, -104.5, -103.9, -89.5, -88.8, -87.3, -44.4, -43.6, 43.6, 44.4]),
+            torch.tensor([87.3, 88.8, 89.5, 103.9, 104.5, 200.0, 1e4]),
+        ]
+    )
+    H = v.numel()  # 259: not a multiple of any vector width
+    w_ih = v.repeat(3).unsqueeze(1)  # (3H, 1): gi = (v, v, v) for x = 1
+    x = torch.ones(3, 1, 1, dtype=torch.float64)  # (T, B, I)
+    h0 = torch.full((1, H), 0.5, dtype=torch.float64)
+    w_hh = torch.zeros(3 * H, H, dtype=torch.float64)  # gh = 0: each step is the activations alone
+    go, gh = torch.randn(3, 1, H, dtype=torch.float64), torch.randn(1, H, dtype=torch.float64)
+    inputs = [t.requires_grad_() for t in (x, h0, w_ih, w_hh)]
+    ref = _outputs_and_grads_given(functional.gru_layer, inputs, go, gh, None, reset_after)
+    f32 = [t.detach().float().requires_grad_() for t in inputs]
+    nat = _outputs_and_grads_given(kernels.gru_layer, f32, go, gh, None, reset_after)
+    for name, a, b in zip(["output", "h_n", "dx", "dh0", "dw_ih", "dw_hh"], ref, nat):
+        assert torch.isfinite(b).all(), name
+        if name != "dx":  # dx sums v_j * dG_j over j, weights up to 1e4: float32 rounding, not the activations
+            assert_close(b, a.float(), torch.float32, name)
+    # One step of +-inf and NaN: as the reference (a NaN in h reaches every unit through U, even U = 0)
+    inf, nan = float("inf"), float("nan")
+    special = [torch.ones(1, 1, 1), torch.full((1, 3), 0.5), torch.tensor([inf, -inf, nan]).repeat(3).unsqueeze(1)]
+    out, _ = kernels.gru_layer(*special, torch.zeros(9, 3), None, None, reset_after=reset_after)
+    want, _ = functional.gru_layer(*special, torch.zeros(9, 3), None, None, reset_after=reset_after)
+    torch.testing.assert_close(out, want, rtol=0, atol=0, equal_nan=True)
+    if reset_after:  # sigmoid(inf) = 1 keeps h; sigmoid(-inf) = 0 takes tanh(-inf) = -1; NaN stays NaN
+        torch.testing.assert_close(out[0, 0], torch.tensor([0.5, -1.0, float("nan")]), rtol=0, atol=0, equal_nan=True)
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     T=st.integers(1, 9),
