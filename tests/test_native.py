@@ -589,6 +589,51 @@ def test_team_and_one_thread_give_identical_bits(reset_after):
         kernels.ops.set_team_policy("sometimes")
 
 
+@pytest.mark.parametrize("policy", ["own", "library"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("T,B,I,H", [(43, 7, 67, 45), (4, 8, 200, 300)])
+def test_large_products_on_either_gemm_match_the_reference_with_the_same_bits_on_any_threads(
+    policy, bidirectional, T, B, I, H
+):
+    # Float products above the small-product bound (input projection, weight gradients, dx)
+    # run on grukit's blocked gemm (matvec.h; the default on AMD CPUs) or on torch's GEMM
+    # library. Shapes off every block size: T*B = 301 rows (row blocks of 96; the weight
+    # gradients' depth in slices of 256), I = 67 and H = 45 (no whole strips or vectors); and
+    # T*B = 32 rows against 3H = 900 columns, where the threads share column strips rather
+    # than rows. x needs its gradient (dx, added over the directions). Both threads and one
+    # thread alone must give the same bits.
+    torch.manual_seed(5)
+    D = 2 if bidirectional else 1
+    g = grukit.GRU(I, H, 2, bidirectional=bidirectional)
+    x = torch.randn(T, B, I, requires_grad=True)
+    w_out = torch.randn(T, B, D * H)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    kernels.ops.set_gemm_policy(policy)
+    results = []
+    try:
+        for team in ("team", "alone"):
+            kernels.ops.set_team_policy(team)
+            out, h_n = g(x)
+            grads = torch.autograd.grad((out * w_out).sum() + h_n.sum(), [x, *g.parameters()])
+            results.append((out, h_n, *grads))
+    finally:
+        kernels.ops.set_gemm_policy("auto")
+        kernels.ops.set_team_policy("measured")
+        torch.set_num_threads(before)
+    for k, (a, b) in enumerate(zip(*results)):
+        assert torch.equal(a, b), k
+    ref = torch.nn.GRU(I, H, 2, bidirectional=bidirectional, dtype=torch.float64)
+    ref.load_state_dict({k: v.double() for k, v in g.state_dict().items()})
+    x64 = x.detach().double().requires_grad_()
+    r_out, r_h_n = ref(x64)
+    r_grads = torch.autograd.grad((r_out * w_out.double()).sum() + r_h_n.sum(), [x64, *ref.parameters()])
+    for k, (a, b) in enumerate(zip(results[0], (r_out, r_h_n, *r_grads))):
+        assert_close(a, b.float(), torch.float32, f"result {k} against float64 torch.nn.GRU")
+    with pytest.raises(ValueError, match="gemm policy must be one of"):
+        kernels.ops.set_gemm_policy("fastest")
+
+
 @pytest.mark.parametrize("bidirectional,batch", [(False, 6), (True, 5), (True, 1)])
 def test_threads_together_and_one_thread_alone_give_identical_bits(bidirectional, batch):
     # A layer pass with two threads free runs on both (GEMMs on all threads, directions and

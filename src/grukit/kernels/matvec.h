@@ -67,14 +67,14 @@ inline void matvec(const T* W, int64_t rows, int64_t cols, const T* v, Y* y) {
 // rows (K, ldb), qb = K * V for panels (pack_rhs).
 template <int R, int C, typename T, typename A, typename Tc>
 inline void mm_tile(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, Tc* c, int64_t ldc, int64_t n,
-                    int64_t ka, int64_t qb) {
+                    int64_t ka, int64_t qb, bool add = false) {
   constexpr int64_t V = Vec<A>::size();
   const int64_t last = n - (C - 1) * V;  // width of the last vector, 1..V
   Vec<A> acc[R][C];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-    for (int q = 0; q < C; ++q) acc[r][q] = Vec<A>(A(0));
+    for (int q = 0; q < C; ++q) acc[r][q] = add ? load<A>(c + r * ldc + q * V, q == C - 1 ? last : V) : Vec<A>(A(0));
   for (int64_t k = 0; k < K; ++k) {
     Vec<A> bv[C];
 #pragma GCC unroll 8
@@ -92,7 +92,7 @@ inline void mm_tile(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb,
     for (int q = 0; q < C; ++q) store<A>(c + r * ldc + q * V, acc[r][q], q == C - 1 ? last : V);
 }
 
-// The register tile of small_mm: kTileRows rows by kTileCols vectors of
+// The register tile of small_mm and gemm: kTileRows rows by kTileCols vectors of
 // accumulators, plus one vector of b per column and a broadcast of a. With
 // AVX-512's 32 registers, 4 x 4 (16 + 4 + 1). AVX2 has 16: 4 x 4 spilled
 // accumulators to the stack, so 4 x 3 (12 + 3 + 1). Measured on an AMD EPYC
@@ -107,13 +107,13 @@ constexpr int kTileRows = 4;
 
 template <int R, typename T, typename A, typename Tc>
 inline void mm_tile_cols(int cols, const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, Tc* c, int64_t ldc,
-                         int64_t n, int64_t ka, int64_t qb) {
+                         int64_t n, int64_t ka, int64_t qb, bool add = false) {
   switch (cols) {
-    case 1: return mm_tile<R, 1, T, A, Tc>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
-    case 2: return mm_tile<R, 2, T, A, Tc>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
-    case 3: if constexpr (kTileCols > 3) return mm_tile<R, 3, T, A, Tc>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
+    case 1: return mm_tile<R, 1, T, A, Tc>(a, lda, K, b, ldb, c, ldc, n, ka, qb, add);
+    case 2: return mm_tile<R, 2, T, A, Tc>(a, lda, K, b, ldb, c, ldc, n, ka, qb, add);
+    case 3: if constexpr (kTileCols > 3) return mm_tile<R, 3, T, A, Tc>(a, lda, K, b, ldb, c, ldc, n, ka, qb, add);
     [[fallthrough]];
-    default: return mm_tile<R, kTileCols, T, A, Tc>(a, lda, K, b, ldb, c, ldc, n, ka, qb);
+    default: return mm_tile<R, kTileCols, T, A, Tc>(a, lda, K, b, ldb, c, ldc, n, ka, qb, add);
   }
 }
 
@@ -140,6 +140,99 @@ void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t
       }
     }
   }
+}
+
+// c (M, N) = a (M, K) @ b (K, N), or c += a @ b, in float: the hoisted
+// products (input projection, weight gradients, dx) on CPUs where torch's GEMM
+// library runs below this kernel (own_gemm in driver.cpp). Blocked as GEMM
+// libraries block: the depth in slices of kGemmDepth, each slice of b packed in
+// panels (V columns, k-major, as pack_rhs) that stay in cache while a's rows
+// go by, kGemmRows at a time. a is read where it lies, as small_mm reads it:
+// its rows or its transposed view (dG^T) give the register tile R values per
+// k from one or R nearby lines, and copying it cost more than the arithmetic
+// where N is small (dW_ih at T512 B16 I64 H256: 768 x 8192 x 64). The threads
+// share the rows (or, where N > M, the column strips) in whole tiles, each
+// packing its own b. Every sum runs over k in the same order (slice by slice,
+// c holding the partial sums) whatever the threads, so the bits do not
+// depend on them.
+// a[i, k] is at a + i * sa + k * ka, b[k, j] at b + k * sb + j * sj (rows or
+// transposed views), c's rows ldc apart.
+constexpr int64_t kGemmDepth = 256, kGemmRows = 96, kPackColumns = 128;
+
+// Rows [i0, i1) and columns [j0, j1) of c (see gemm).
+inline void gemm_block(const float* a, int64_t sa, int64_t ka, int64_t i0, int64_t i1, int64_t K, const float* b,
+                       int64_t sb, int64_t sj, int64_t j0, int64_t j1, float* c, int64_t ldc, bool accumulate) {
+  constexpr int64_t V = Vec<float>::size(), S = kTileCols * V;  // S: a strip's columns
+  const int64_t n = j1 - j0, panels = (n + V - 1) / V;
+  // a transposed (dG^T in the weight gradients) is copied per block, k-major per
+  // tile, where there are columns enough to pay for the copy (see above)
+  const bool pack_a = ka != 1 && n >= kPackColumns;
+  thread_local std::vector<float> bp, ap;
+  bp.resize(panels * kGemmDepth * V);
+  if (pack_a) ap.resize(kGemmRows * kGemmDepth);
+  for (int64_t p0 = 0; p0 < K; p0 += kGemmDepth) {
+    const int64_t kc = std::min(kGemmDepth, K - p0);
+    for (int64_t q = 0; q < panels; ++q) {  // b's slice in panels (kc, V); columns past j1 never read
+      float* panel = bp.data() + q * kc * V;
+      const int64_t w = std::min(V, n - q * V);
+      const float* src = b + p0 * sb + (j0 + q * V) * sj;
+      if (sj == 1) {
+        for (int64_t k = 0; k < kc; ++k) std::memcpy(panel + k * V, src + k * sb, w * sizeof(float));
+      } else {  // b transposed (W^T): each column of b is a row in memory
+        for (int64_t v = 0; v < w; ++v)
+          for (int64_t k = 0; k < kc; ++k) panel[k * V + v] = src[v * sj + k * sb];
+      }
+    }
+    const bool add = accumulate || p0 > 0;
+    for (int64_t ib = i0; ib < i1; ib += kGemmRows) {
+      const int64_t ie = std::min(i1, ib + kGemmRows);
+      for (int64_t i = ib; pack_a && i < ie; i += kTileRows) {
+        const int64_t R = std::min<int64_t>(kTileRows, ie - i);
+        float* dst = ap.data() + (i - ib) * kc;
+        const float* src = a + i * sa + p0 * ka;
+        for (int64_t k = 0; k < kc; ++k)
+          for (int64_t r = 0; r < R; ++r) dst[k * R + r] = src[r * sa + k * ka];
+      }
+      for (int64_t s = 0; s < n; s += S) {
+        const int64_t w = std::min(S, n - s);
+        const int cols = static_cast<int>((w + V - 1) / V);
+        const float* bs = bp.data() + s / V * kc * V;
+        for (int64_t i = ib; i < ie; i += kTileRows) {
+          const int64_t R = std::min<int64_t>(kTileRows, ie - i);
+          const float* ai = pack_a ? ap.data() + (i - ib) * kc : a + i * sa + p0 * ka;
+          const int64_t lda = pack_a ? 1 : sa, kstep = pack_a ? R : ka;
+          float* ci = c + i * ldc + j0 + s;
+          switch (R) {
+            case 1: mm_tile_cols<1, float, float>(cols, ai, lda, kc, bs, V, ci, ldc, w, kstep, kc * V, add); break;
+            case 2: mm_tile_cols<2, float, float>(cols, ai, lda, kc, bs, V, ci, ldc, w, kstep, kc * V, add); break;
+            case 3: mm_tile_cols<3, float, float>(cols, ai, lda, kc, bs, V, ci, ldc, w, kstep, kc * V, add); break;
+            default: mm_tile_cols<4, float, float>(cols, ai, lda, kc, bs, V, ci, ldc, w, kstep, kc * V, add); break;
+          }
+        }
+      }
+    }
+  }
+}
+
+inline void gemm(const float* a, int64_t sa, int64_t ka, int64_t M, int64_t K, const float* b, int64_t sb, int64_t sj,
+                 int64_t N, float* c, int64_t ldc, bool accumulate) {
+  constexpr int64_t S = kTileCols * Vec<float>::size();
+  if (K == 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.f);
+    return;
+  }
+  const bool by_rows = M >= N;  // what the threads share: row tiles, or column strips
+  const int64_t units = by_rows ? (M + kTileRows - 1) / kTileRows : (N + S - 1) / S;
+  const int64_t unit_work = by_rows ? kTileRows * K * N : M * K * S;
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 20) / unit_work);  // 1M multiply-adds or more each
+  at::parallel_for(0, units, grain, [&](int64_t u0, int64_t u1) {
+    if (by_rows) {
+      gemm_block(a, sa, ka, u0 * kTileRows, std::min(M, u1 * kTileRows), K, b, sb, sj, 0, N, c, ldc, accumulate);
+    } else {
+      gemm_block(a, sa, ka, 0, M, K, b, sb, sj, u0 * S, std::min(N, u1 * S), c, ldc, accumulate);
+    }
+  });
 }
 
 #if defined(CPU_CAPABILITY_AVX512)

@@ -414,6 +414,22 @@ def train_stack(x, h0, params, num_layers, bidirectional, bias, reset_after, nor
     )
 
 
+GEMM_POLICIES = ("auto", "own", "library")
+
+
+def set_gemm_policy(policy: str) -> None:
+    """Where the native layer's float products too large for its small-product kernel run
+    (the input projection, the weight gradients, dx): ``"auto"`` (the default: grukit's own
+    blocked GEMM on AMD CPUs, where it outruns torch's BLAS, and torch's GEMM elsewhere),
+    ``"own"`` or ``"library"``. The choice depends on the CPU only, never on timing, so a
+    machine always gets the same bits; tests pin one to check the other."""
+    if policy not in GEMM_POLICIES:
+        raise ValueError(f"gemm policy must be one of {GEMM_POLICIES}, got {policy!r}")
+    if not _build.load():
+        raise RuntimeError(f"the native kernel is not available: {_build.error()}")
+    _build.module().set_gemm_policy(GEMM_POLICIES.index(policy))
+
+
 TEAM_POLICIES = ("measured", "team", "alone")
 
 

@@ -25,6 +25,7 @@ std::tuple<at::Tensor, at::Tensor> gru_stack_autograd(const at::Tensor& x, const
                                                       const std::vector<at::Tensor>& h_masks);
 void set_double_backward(pybind11::object f);
 void set_team_policy(int64_t policy);
+void set_gemm_policy(int64_t policy);
 extern std::atomic<int64_t> tiny_runs;
 extern std::atomic<int64_t> passes_alone;
 extern std::atomic<int64_t> tile_loops;
@@ -61,6 +62,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("tile_unit", &grukit::tile_unit, "whether this CPU has AMX's bfloat16 tile unit and the OS lets us use it");
   m.def("pool_capacity", [] { return static_cast<int64_t>(grukit::kPool); },
         "how many free buffers the pool keeps per thread and dtype");
+  m.def("set_gemm_policy", &grukit::set_gemm_policy,
+        "where float products too large for the small-product kernel run: 0 by the CPU (grukit's gemm on AMD), "
+        "1 always grukit's gemm (matvec.h), 2 always torch's GEMM library; for tests");
   m.def("set_team_policy", &grukit::set_team_policy,
         "how a layer that may use several threads (a batch-1 team, or directions and batch blocks side by side) "
         "chooses: 0 measured, 1 together, 2 alone");
