@@ -718,7 +718,9 @@ struct OneThread {
 // computes a team's units in the team's order) and each computes its rows the
 // same way. The GEMMs (MKL's) gave the same bits on one thread as on two for
 // every shape tried (tests/test_native.py, and shapes up to T50 B256 I256 H512
-// and T64 B16 I512 H1024), so the results do not depend on the choice.
+// and T64 B16 I512 H1024); grukit's own gemm (AMD CPUs) does by construction,
+// each sum in one order whatever the threads (tests/test_native.py). So the
+// results do not depend on the choice.
 //
 // One choice per kind of pass ([inference, training forward, backward] x
 // [plain, LayerNorm-GRU]) and shape: the times compared are of the same work. One choice shared by all
