@@ -95,17 +95,61 @@ struct Step {
   }
 };
 
+// forward_after's whole vectors of one valid row without recurrent dropout or
+// zoneout: the same arithmetic in the same order as the general loop (so the
+// same bits), with the row's pointers in registers and no per-vector branches.
+// On an AMD EPYC (Zen 3, AVX2) the general loop reloaded pointers and spilled:
+// this took the pass from 3.8 to 2.7 ns per unit at B32 H128 (4.1 to 2.8 at
+// B16 H256), whole inference calls 3-16% less. Returns the first unit it left,
+// for the general loop (the tail, padded rows, masks and zoneout).
+template <bool Keep, typename T, typename A>
+int64_t forward_after_row(const Step<T, A>& s, int64_t b) {
+  constexpr int64_t V = Vec<A>::size();
+  const int64_t H = s.H, j1 = s.j0 + (s.j1 - s.j0) / V * V;
+  const T* const gi = s.gi + b * 3 * H;
+  const T* const gh = s.gh + b * 3 * H;
+  const A* const bi = s.bi;
+  const A* const bh = s.bh;
+  A* const h = s.h + b * H;
+  T* const hout = s.hout + b * H;
+  T* const out = s.out + b * s.out_ld;
+  A* const ws = Keep ? s.ws + b * s.ws_ld : nullptr;
+  const Vec<A> one(A(1));
+  int64_t j = s.j0;
+  for (; j < j1; j += V) {
+    const Vec<A> hp = load<A>(h + j, V);
+    const Vec<A> r = sigmoid(load<A>(gi + j, V) + load<A>(bi + j, V) + load<A>(gh + j, V) + load<A>(bh + j, V));
+    const Vec<A> z =
+        sigmoid(load<A>(gi + H + j, V) + load<A>(bi + H + j, V) + load<A>(gh + H + j, V) + load<A>(bh + H + j, V));
+    const Vec<A> hn = load<A>(gh + 2 * H + j, V) + load<A>(bh + 2 * H + j, V);
+    const Vec<A> n = tanh_<A>(load<A>(gi + 2 * H + j, V) + load<A>(bi + 2 * H + j, V) + r * hn);
+    const Vec<A> hnew = (one - z) * n + z * hp;
+    store<A>(h + j, hnew, V);
+    store<A>(hout + j, hnew, V);
+    store<A>(out + j, hnew, V);
+    if constexpr (Keep) {
+      store<A>(ws + j, r, V);
+      store<A>(ws + H + j, z, V);
+      store<A>(ws + 2 * H + j, n, V);
+      store<A>(ws + 3 * H + j, hn, V);
+    }
+  }
+  return j;
+}
+
 // reset_after=True: the whole step in one pass.
 template <typename T, typename A>
 void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
   const int64_t H = s.H, V = Vec<A>::size();
   const Vec<A> one(A(1));
+  const bool plain = s.mask == nullptr && s.zone == nullptr && s.zone_p == A(0);
   for (int64_t b = b0; b < b1; ++b) {
     const T* gi = s.gi + b * 3 * H;
     const T* gh = s.gh + b * 3 * H;
     A* ws = s.ws + b * s.ws_ld;
     const bool ok = s.valid(b);
-    for (int64_t j = s.j0; j < s.j1; j += V) {
+    const int64_t j0 = !(ok && plain) ? s.j0 : s.keep ? forward_after_row<true>(s, b) : forward_after_row<false>(s, b);
+    for (int64_t j = j0; j < s.j1; j += V) {
       const int64_t m = std::min(V, s.j1 - j);
       const Vec<A> hp = load<A>(s.h + b * H + j, m);
       if (!ok) {
@@ -252,18 +296,61 @@ inline void grads_nz(const Vec<A>& dh, const Vec<A>& z, const Vec<A>& n, const V
   da_z = dh * (hp - n) * z * (one - z);
 }
 
+// backward_after's whole vectors of one valid row without recurrent dropout or
+// zoneout, as forward_after_row: the same arithmetic as the general loop.
+// Returns the first unit it left.
+template <bool Db, typename T, typename A>
+int64_t backward_after_row(const BackStep<T, A>& s, int64_t b) {
+  constexpr int64_t V = Vec<A>::size();
+  const int64_t H = s.H, j1 = H / V * V;
+  const A* const ws = s.ws + b * s.ws_ld;
+  const T* const hprev = s.hprev + b * H;
+  const T* const dout = s.dout + b * s.dout_ld;
+  const T* const mm = s.mm + b * H;
+  T* const dgi = s.dgi + b * 3 * H;
+  T* const dgh = s.dgh + b * 3 * H;
+  A* const dhz = s.dhz + b * H;
+  A* const db = s.db;
+  const Vec<A> one(A(1));
+  int64_t j = 0;
+  for (; j < j1; j += V) {
+    const Vec<A> dh = load<A>(dhz + j, V) + load<A>(mm + j, V) + load<A>(dout + j, V);
+    const Vec<A> r = load<A>(ws + j, V), z = load<A>(ws + H + j, V);
+    const Vec<A> n = load<A>(ws + 2 * H + j, V), hn = load<A>(ws + 3 * H + j, V);
+    Vec<A> da_n, da_z;
+    grads_nz(dh, z, n, load<A>(hprev + j, V), da_n, da_z);
+    const Vec<A> da_r = da_n * hn * r * (one - r);
+    store<A>(dgi + j, da_r, V);
+    store<A>(dgi + H + j, da_z, V);
+    store<A>(dgi + 2 * H + j, da_n, V);
+    store<A>(dgh + j, da_r, V);
+    store<A>(dgh + H + j, da_z, V);
+    store<A>(dgh + 2 * H + j, da_n * r, V);
+    store<A>(dhz + j, dh * z + Vec<A>(A(0)), V);
+    if constexpr (Db) {
+      accumulate<A>(db + j, da_r, V);
+      accumulate<A>(db + H + j, da_z, V);
+      accumulate<A>(db + 2 * H + j, da_n, V);
+      accumulate<A>(db + 5 * H + j, da_n * r, V);
+    }
+  }
+  return j;
+}
+
 // reset_after=True: dG_i, dG_h and the direct dL/dh in one pass (and their sums in db).
 template <typename T, typename A>
 void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
   const int64_t H = s.H, V = Vec<A>::size();
   const Vec<A> one(A(1)), zero(A(0));
+  const bool plain = s.mask == nullptr && !s.zoned();
   for (int64_t b = b0; b < b1; ++b) {
     const A* ws = s.ws + b * s.ws_ld;
     T* dgi = s.dgi + b * 3 * H;
     T* dgh = s.dgh + b * 3 * H;
     A* dhz = s.dhz + b * H;
     const bool ok = s.valid(b);
-    for (int64_t j = 0; j < H; j += V) {
+    const int64_t j0 = !(ok && plain) ? 0 : s.db ? backward_after_row<true>(s, b) : backward_after_row<false>(s, b);
+    for (int64_t j = j0; j < H; j += V) {
       const int64_t m = std::min(V, H - j);
       const Vec<A> din = incoming_dh(s, b, j, m, ok);
       if (!ok) {  // the state carried over: dh passes through, no gate gradients
