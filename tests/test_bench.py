@@ -28,6 +28,43 @@ def test_bench_library_tiny_grid(tmp_path):
     assert (tmp_path / "r.png").stat().st_size > 0
 
 
+class _Clock:
+    """A fake time.perf_counter: each call of a timed fn advances it by that fn's duration."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def fn(self, seconds, calls):
+        def step():
+            calls.append(seconds)
+            self.now += seconds
+
+        return step
+
+
+@pytest.mark.parametrize(
+    ("durations", "min_time", "want"),
+    [
+        ((0.001, 0.002), 0.0, 5),  # fast calls: min_reps rounds
+        ((0.001, 0.002), 0.1, 34),  # until min_time is filled (3 ms a round)
+        ((2.0, 0.001), 0.0, 3),  # a call over 1 s: 3 rounds
+        ((1e-6, 1e-6), 1.0, 50),  # max_reps caps it
+    ],
+)
+def test_rounds_alternate_and_stop_as_documented(monkeypatch, durations, min_time, want):
+    clock = _Clock()
+    monkeypatch.setattr(bench.time, "perf_counter", clock)
+    calls: list[float] = []
+    times = bench.rounds([clock.fn(d, calls) for d in durations], min_time=min_time, max_reps=50)
+    assert [len(ts) for ts in times] == [want, want]
+    for ts, d in zip(times, durations):
+        assert ts == pytest.approx([d] * want)  # each call timed on its own
+    assert calls == [durations[0]] * 2 + [durations[1]] * 2 + list(durations) * want  # warm-up, then alternating
+
+
 def test_flops_count_gemms():
     cfg = bench.Config(10, 2, 3, 4)  # T B I H: rows T*B = 20, gate columns 3H = 12
     assert cfg.flops(False) == 2 * 20 * 12 * (3 + 4)

@@ -121,8 +121,11 @@ def rounds(
             dt = time.perf_counter() - t0
             ts.append(float(r) if isinstance(r, Measured) else dt)
         n, elapsed = len(times[0]), time.perf_counter() - start
-        slow = max(statistics.median(ts) for ts in times) > 1.0
-        if n >= max_reps or (n >= (3 if slow else min_reps) and elapsed >= min_time):
+        # the medians only when they can decide: sorting thousands of times between two calls
+        # would evict the next call's data from the caches (small shapes run up to max_reps rounds)
+        if n >= max_reps or (
+            elapsed >= min_time and (n >= min_reps or (n >= 3 and max(statistics.median(ts) for ts in times) > 1.0))
+        ):
             return times
 
 
