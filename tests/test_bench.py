@@ -200,3 +200,20 @@ def test_bench_cli_contention_quick(tmp_path):
     assert json.loads(out.read_text())["machine"]["busy_process"] is True
     bad = CliRunner().invoke(main, ["bench", "--contention", "--peers"])
     assert bad.exit_code == 2 and "choose one" in bad.output
+
+
+def test_ratio_axis_labels_round_speed_ups_only():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.barh([0, 1, 2], [0.3, 1.7, 9.0])
+    bench.ratio_axis(ax)
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    shown = [t.get_text() for t, v in zip(ax.get_xticklabels(), ax.get_xticks()) if lo <= v <= hi]
+    assert shown == ["0.5x", "1x", "2x", "4x", "8x"]
+    assert ax.get_xscale() == "log" and not ax.xaxis.get_minorticklocs().size
+    plt.close(fig)

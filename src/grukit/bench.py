@@ -347,6 +347,20 @@ def machine_line(m: dict) -> str:
     return f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}; 1-min load average before/after: {[round(v, 2) for v in m['loadavg_1min_before_after'] if v is not None]}"
 
 
+RATIO_TICKS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32)  # the labelled speed-ups of the plots' x axes
+
+
+def ratio_axis(ax) -> None:
+    """A log-scale x axis of speed-ups labelled at round ratios (0.5x, 1x, 2x, ...): log scale's
+    own labels are powers of ten (10^0, 10^1), and its minor labels overlap on narrow panels."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(RATIO_TICKS))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}x"))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 def plot(res: dict, path: str) -> None:
     """Bar chart of the torch / grukit ratios per config (PNG)."""
     import matplotlib
@@ -365,7 +379,7 @@ def plot(res: dict, path: str) -> None:
     ax.barh([i - 0.27 for i in y], infer, height=0.27, label="fp32 inference / batch-1 step")
     ax.barh(list(y), train, height=0.27, label="fp32 training (fwd+bwd)")
     ax.barh([i + 0.27 for i in y], train16, height=0.27, label="bf16 training vs torch fp32")
-    ax.set_xscale("log")
+    ratio_axis(ax)
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_yticks(list(y), names)
     ax.invert_yaxis()

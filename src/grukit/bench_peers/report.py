@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..bench import machine_line
+from ..bench import machine_line, ratio_axis
 
 ORDER = ("grukit", "grukit-bf16", "onnxruntime", "openvino", "openvino-bf16", "jax", "keras")
 
@@ -88,7 +88,7 @@ def plot(res: dict, path: str) -> None:
             ys = [i - 0.4 + (k + 0.5) * width for i in range(len(configs))]
             xs = [by_config[c]["ratio"].get(e, float("nan")) if c in by_config else float("nan") for c in configs]
             ax.barh(ys, xs, height=width, label=e, color=colours[e])
-        ax.set_xscale("log")
+        ratio_axis(ax)
         ax.axvline(1.0, color="k", lw=0.8)
         ax.set_title(f"{'inference' if mode == 'infer' else 'training'}, {n} thread(s)", fontsize=10)
         ax.set_xlabel("torch time / engine time")
