@@ -296,6 +296,33 @@ inline void grads_nz(const Vec<A>& dh, const Vec<A>& z, const Vec<A>& n, const V
   da_z = dh * (hp - n) * z * (one - z);
 }
 
+// reset_after=True, units [j, j + m) of a valid row: dG_i, dG_h and dL/dh's
+// direct part (dh * z + direct) from dh = dL/dh'', the saved r | z | n | hn
+// (ws) and the previous state; their sums go into db when given.
+template <typename T, typename A>
+inline void after_gate_grads(const A* ws, const T* hprev, T* dgi, T* dgh, A* dhz, A* db, int64_t H, int64_t j,
+                             int64_t m, const Vec<A>& dh, const Vec<A>& direct) {
+  const Vec<A> one(A(1));
+  const Vec<A> r = load<A>(ws + j, m), z = load<A>(ws + H + j, m);
+  const Vec<A> n = load<A>(ws + 2 * H + j, m), hn = load<A>(ws + 3 * H + j, m);
+  Vec<A> da_n, da_z;
+  grads_nz(dh, z, n, load<A>(hprev + j, m), da_n, da_z);
+  const Vec<A> da_r = da_n * hn * r * (one - r);
+  store<A>(dgi + j, da_r, m);
+  store<A>(dgi + H + j, da_z, m);
+  store<A>(dgi + 2 * H + j, da_n, m);
+  store<A>(dgh + j, da_r, m);
+  store<A>(dgh + H + j, da_z, m);
+  store<A>(dgh + 2 * H + j, da_n * r, m);
+  store<A>(dhz + j, dh * z + direct, m);
+  if (db) {  // db_h differs from db_i only in the n block
+    accumulate<A>(db + j, da_r, m);
+    accumulate<A>(db + H + j, da_z, m);
+    accumulate<A>(db + 2 * H + j, da_n, m);
+    accumulate<A>(db + 5 * H + j, da_n * r, m);
+  }
+}
+
 // backward_after's whole vectors of one valid row without recurrent dropout or
 // zoneout, as forward_after_row: the same arithmetic as the general loop.
 // Returns the first unit it left.
@@ -311,28 +338,11 @@ int64_t backward_after_row(const BackStep<T, A>& s, int64_t b) {
   T* const dgh = s.dgh + b * 3 * H;
   A* const dhz = s.dhz + b * H;
   A* const db = s.db;
-  const Vec<A> one(A(1));
+  const Vec<A> zero(A(0));
   int64_t j = 0;
   for (; j < j1; j += V) {
     const Vec<A> dh = load<A>(dhz + j, V) + load<A>(mm + j, V) + load<A>(dout + j, V);
-    const Vec<A> r = load<A>(ws + j, V), z = load<A>(ws + H + j, V);
-    const Vec<A> n = load<A>(ws + 2 * H + j, V), hn = load<A>(ws + 3 * H + j, V);
-    Vec<A> da_n, da_z;
-    grads_nz(dh, z, n, load<A>(hprev + j, V), da_n, da_z);
-    const Vec<A> da_r = da_n * hn * r * (one - r);
-    store<A>(dgi + j, da_r, V);
-    store<A>(dgi + H + j, da_z, V);
-    store<A>(dgi + 2 * H + j, da_n, V);
-    store<A>(dgh + j, da_r, V);
-    store<A>(dgh + H + j, da_z, V);
-    store<A>(dgh + 2 * H + j, da_n * r, V);
-    store<A>(dhz + j, dh * z + Vec<A>(A(0)), V);
-    if constexpr (Db) {
-      accumulate<A>(db + j, da_r, V);
-      accumulate<A>(db + H + j, da_z, V);
-      accumulate<A>(db + 2 * H + j, da_n, V);
-      accumulate<A>(db + 5 * H + j, da_n * r, V);
-    }
+    after_gate_grads<T, A>(ws, hprev, dgi, dgh, dhz, Db ? db : nullptr, H, j, V, dh, zero);
   }
   return j;
 }
@@ -341,7 +351,7 @@ int64_t backward_after_row(const BackStep<T, A>& s, int64_t b) {
 template <typename T, typename A>
 void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
   const int64_t H = s.H, V = Vec<A>::size();
-  const Vec<A> one(A(1)), zero(A(0));
+  const Vec<A> zero(A(0));
   const bool plain = s.mask == nullptr && !s.zoned();
   for (int64_t b = b0; b < b1; ++b) {
     const A* ws = s.ws + b * s.ws_ld;
@@ -363,24 +373,7 @@ void backward_after(const BackStep<T, A>& s, int64_t b0, int64_t b1) {
       }
       Vec<A> direct;
       const Vec<A> dh = split_zoneout(s, b, j, m, din, direct);
-      const Vec<A> r = load<A>(ws + j, m), z = load<A>(ws + H + j, m);
-      const Vec<A> n = load<A>(ws + 2 * H + j, m), hn = load<A>(ws + 3 * H + j, m);
-      Vec<A> da_n, da_z;
-      grads_nz(dh, z, n, load<A>(s.hprev + b * H + j, m), da_n, da_z);
-      const Vec<A> da_r = da_n * hn * r * (one - r);
-      store<A>(dgi + j, da_r, m);
-      store<A>(dgi + H + j, da_z, m);
-      store<A>(dgi + 2 * H + j, da_n, m);
-      store<A>(dgh + j, da_r, m);
-      store<A>(dgh + H + j, da_z, m);
-      store<A>(dgh + 2 * H + j, da_n * r, m);
-      store<A>(dhz + j, dh * z + direct, m);
-      if (s.db) {  // db_h differs from db_i only in the n block
-        accumulate<A>(s.db + j, da_r, m);
-        accumulate<A>(s.db + H + j, da_z, m);
-        accumulate<A>(s.db + 2 * H + j, da_n, m);
-        accumulate<A>(s.db + 5 * H + j, da_n * r, m);
-      }
+      after_gate_grads<T, A>(ws, s.hprev + b * H, dgi, dgh, dhz, s.db, H, j, m, dh, direct);
     }
   }
 }
