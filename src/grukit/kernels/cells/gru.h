@@ -87,6 +87,21 @@ struct Step {
     store<A>(out + b * out_ld + j, hnew, m);
     if (mask) store<A>(hin + b * H + j, hnew * load<A>(mask + b * H + j, m), m);
   }
+  // row b's pointers, for the passes' loops over whole vectors (gh is (B, 3H) or (B, 2H))
+  struct Row {
+    const T* gi;
+    const T* gh;
+    const T* ghn;
+    A* h;
+    T* hout;
+    T* out;
+    A* ws;
+    T* rh;
+  };
+  Row row(int64_t b, int64_t gh_blocks) const {
+    return {gi + b * 3 * H, gh + b * gh_blocks * H, ghn ? ghn + b * H : nullptr, h + b * H, hout + b * H,
+            out + b * out_ld, ws + b * ws_ld, rh ? rh + b * H : nullptr};
+  }
   // a padded step: the state carries over, the output is zero
   void carry(int64_t b, int64_t j, int64_t m, const Vec<A>& hp) const {
     store<A>(hout + b * H + j, hp, m);
@@ -94,6 +109,15 @@ struct Step {
     if (mask) store<A>(hin + b * H + j, hp * load<A>(mask + b * H + j, m), m);
   }
 };
+
+// r and z for units [j, j + m) of one row: sigmoid(W x + b_i + U h_in + b_h)
+// over the first two gate blocks of gi and gh (both conventions).
+template <typename T, typename A>
+inline void gates_rz(const T* gi, const T* gh, const A* bi, const A* bh, int64_t H, int64_t j, int64_t m, Vec<A>& r,
+                     Vec<A>& z) {
+  r = sigmoid(load<A>(gi + j, m) + load<A>(bi + j, m) + load<A>(gh + j, m) + load<A>(bh + j, m));
+  z = sigmoid(load<A>(gi + H + j, m) + load<A>(bi + H + j, m) + load<A>(gh + H + j, m) + load<A>(bh + H + j, m));
+}
 
 // forward_after's whole vectors of one valid row without recurrent dropout or
 // zoneout: the same arithmetic in the same order as the general loop (so the
@@ -106,21 +130,15 @@ template <bool Keep, typename T, typename A>
 int64_t forward_after_row(const Step<T, A>& s, int64_t b) {
   constexpr int64_t V = Vec<A>::size();
   const int64_t H = s.H, j1 = s.j0 + (s.j1 - s.j0) / V * V;
-  const T* const gi = s.gi + b * 3 * H;
-  const T* const gh = s.gh + b * 3 * H;
+  const auto [gi, gh, ghn_, h, hout, out, ws, rh_] = s.row(b, 3);
   const A* const bi = s.bi;
   const A* const bh = s.bh;
-  A* const h = s.h + b * H;
-  T* const hout = s.hout + b * H;
-  T* const out = s.out + b * s.out_ld;
-  A* const ws = Keep ? s.ws + b * s.ws_ld : nullptr;
   const Vec<A> one(A(1));
   int64_t j = s.j0;
   for (; j < j1; j += V) {
     const Vec<A> hp = load<A>(h + j, V);
-    const Vec<A> r = sigmoid(load<A>(gi + j, V) + load<A>(bi + j, V) + load<A>(gh + j, V) + load<A>(bh + j, V));
-    const Vec<A> z =
-        sigmoid(load<A>(gi + H + j, V) + load<A>(bi + H + j, V) + load<A>(gh + H + j, V) + load<A>(bh + H + j, V));
+    Vec<A> r, z;
+    gates_rz<T, A>(gi, gh, bi, bh, H, j, V, r, z);
     const Vec<A> hn = load<A>(gh + 2 * H + j, V) + load<A>(bh + 2 * H + j, V);
     const Vec<A> n = tanh_<A>(load<A>(gi + 2 * H + j, V) + load<A>(bi + 2 * H + j, V) + r * hn);
     const Vec<A> hnew = (one - z) * n + z * hp;
@@ -158,9 +176,8 @@ void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
           for (int k = 0; k < 4; ++k) store<A>(ws + k * H + j, Vec<A>(A(0)), m);
         continue;
       }
-      const Vec<A> r = sigmoid(load<A>(gi + j, m) + load<A>(s.bi + j, m) + load<A>(gh + j, m) + load<A>(s.bh + j, m));
-      const Vec<A> z = sigmoid(load<A>(gi + H + j, m) + load<A>(s.bi + H + j, m) + load<A>(gh + H + j, m) +
-                               load<A>(s.bh + H + j, m));
+      Vec<A> r, z;
+      gates_rz<T, A>(gi, gh, s.bi, s.bh, H, j, m, r, z);
       const Vec<A> hn = load<A>(gh + 2 * H + j, m) + load<A>(s.bh + 2 * H + j, m);
       const Vec<A> n = tanh_<A>(load<A>(gi + 2 * H + j, m) + load<A>(s.bi + 2 * H + j, m) + r * hn);
       s.emit(b, j, m, hp, (one - z) * n + z * hp);
@@ -174,6 +191,28 @@ void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
   }
 }
 
+// forward_before_rz's whole vectors of one valid row without recurrent
+// dropout, as forward_after_row: the same arithmetic, no per-vector branches.
+template <typename T, typename A>
+int64_t forward_before_rz_row(const Step<T, A>& s, int64_t b) {
+  constexpr int64_t V = Vec<A>::size();
+  const int64_t H = s.H, j1 = s.j0 + (s.j1 - s.j0) / V * V;
+  const auto [gi, gh, ghn_, h, hout_, out_, ws, rhp] = s.row(b, 2);
+  const A* const bi = s.bi;
+  const A* const bh = s.bh;
+  int64_t j = s.j0;
+  for (; j < j1; j += V) {
+    Vec<A> r, z;
+    gates_rz<T, A>(gi, gh, bi, bh, H, j, V, r, z);
+    const Vec<A> rh = r * load<A>(h + j, V);
+    store<A>(ws + j, r, V);
+    store<A>(ws + H + j, z, V);
+    store<A>(ws + 3 * H + j, rh, V);
+    store<A>(rhp + j, rh, V);
+  }
+  return j;
+}
+
 // reset_after=False, first half: r, z and rh = r * h_in (the input of U_n).
 template <typename T, typename A>
 void forward_before_rz(const Step<T, A>& s, int64_t b0, int64_t b1) {
@@ -183,13 +222,12 @@ void forward_before_rz(const Step<T, A>& s, int64_t b0, int64_t b1) {
     const T* gh = s.gh + b * 2 * H;
     A* ws = s.ws + b * s.ws_ld;
     const bool ok = s.valid(b);
-    for (int64_t j = s.j0; j < s.j1; j += V) {
+    const int64_t j0 = ok && s.mask == nullptr ? forward_before_rz_row(s, b) : s.j0;
+    for (int64_t j = j0; j < s.j1; j += V) {
       const int64_t m = std::min(V, s.j1 - j);
       Vec<A> r(A(0)), z(A(0)), rh(A(0));
       if (ok) {
-        r = sigmoid(load<A>(gi + j, m) + load<A>(s.bi + j, m) + load<A>(gh + j, m) + load<A>(s.bh + j, m));
-        z = sigmoid(load<A>(gi + H + j, m) + load<A>(s.bi + H + j, m) + load<A>(gh + H + j, m) +
-                    load<A>(s.bh + H + j, m));
+        gates_rz<T, A>(gi, gh, s.bi, s.bh, H, j, m, r, z);
         rh = r * s.h_in(b, j, m, load<A>(s.h + b * H + j, m));
       }
       store<A>(ws + j, r, m);
@@ -200,17 +238,44 @@ void forward_before_rz(const Step<T, A>& s, int64_t b0, int64_t b1) {
   }
 }
 
+// forward_before_n's whole vectors of one valid row without recurrent dropout
+// or zoneout, as forward_after_row.
+template <typename T, typename A>
+int64_t forward_before_n_row(const Step<T, A>& s, int64_t b) {
+  constexpr int64_t V = Vec<A>::size();
+  const int64_t H = s.H, j1 = s.j0 + (s.j1 - s.j0) / V * V;
+  const auto [gi, gh_, ghn, h, hout, out, ws, rh_] = s.row(b, 2);
+  const A* const bi = s.bi;
+  const A* const bh = s.bh;
+  const Vec<A> one(A(1));
+  int64_t j = s.j0;
+  for (; j < j1; j += V) {
+    const Vec<A> hp = load<A>(h + j, V);
+    const Vec<A> z = load<A>(ws + H + j, V);
+    const Vec<A> n = tanh_<A>(load<A>(gi + 2 * H + j, V) + load<A>(bi + 2 * H + j, V) + load<A>(ghn + j, V) +
+                              load<A>(bh + 2 * H + j, V));
+    const Vec<A> hnew = (one - z) * n + z * hp;
+    store<A>(h + j, hnew, V);
+    store<A>(hout + j, hnew, V);
+    store<A>(out + j, hnew, V);
+    store<A>(ws + 2 * H + j, n, V);
+  }
+  return j;
+}
+
 // reset_after=False, second half: n from U_n rh, then h'.
 template <typename T, typename A>
 void forward_before_n(const Step<T, A>& s, int64_t b0, int64_t b1) {
   const int64_t H = s.H, V = Vec<A>::size();
   const Vec<A> one(A(1));
+  const bool plain = s.mask == nullptr && s.zone == nullptr && s.zone_p == A(0);
   for (int64_t b = b0; b < b1; ++b) {
     const T* gi = s.gi + b * 3 * H;
     const T* ghn = s.ghn + b * H;
     A* ws = s.ws + b * s.ws_ld;
     const bool ok = s.valid(b);
-    for (int64_t j = s.j0; j < s.j1; j += V) {
+    const int64_t j0 = ok && plain ? forward_before_n_row(s, b) : s.j0;
+    for (int64_t j = j0; j < s.j1; j += V) {
       const int64_t m = std::min(V, s.j1 - j);
       const Vec<A> hp = load<A>(s.h + b * H + j, m);
       if (!ok) {
