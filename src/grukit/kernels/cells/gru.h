@@ -92,14 +92,23 @@ struct Step {
     const T* gi;
     const T* gh;
     const T* ghn;
+    const A* bi;
+    const A* bh;
     A* h;
     T* hout;
     T* out;
     A* ws;
     T* rh;
+    // the new state of units [j, j + V): running state, saved state, output
+    void put(int64_t j, const Vec<A>& hnew) const {
+      constexpr int64_t V = Vec<A>::size();
+      store<A>(h + j, hnew, V);
+      store<A>(hout + j, hnew, V);
+      store<A>(out + j, hnew, V);
+    }
   };
   Row row(int64_t b, int64_t gh_blocks) const {
-    return {gi + b * 3 * H, gh + b * gh_blocks * H, ghn ? ghn + b * H : nullptr, h + b * H, hout + b * H,
+    return {gi + b * 3 * H, gh + b * gh_blocks * H, ghn ? ghn + b * H : nullptr, bi, bh, h + b * H, hout + b * H,
             out + b * out_ld, ws + b * ws_ld, rh ? rh + b * H : nullptr};
   }
   // a padded step: the state carries over, the output is zero
@@ -109,6 +118,17 @@ struct Step {
     if (mask) store<A>(hin + b * H + j, hp * load<A>(mask + b * H + j, m), m);
   }
 };
+
+// Calls f(j) for each whole vector [j, j + V) of the units [j0, j1); returns
+// the first unit left (a part vector, or j1) for a pass's general loop.
+template <typename A, typename F>
+inline int64_t whole_vectors(int64_t j0, int64_t j1, const F& f) {
+  constexpr int64_t V = Vec<A>::size();
+  const int64_t end = j0 + (j1 - j0) / V * V;
+  int64_t j = j0;
+  for (; j < end; j += V) f(j);
+  return j;
+}
 
 // r and z for units [j, j + m) of one row: sigmoid(W x + b_i + U h_in + b_h)
 // over the first two gate blocks of gi and gh (both conventions).
@@ -129,30 +149,22 @@ inline void gates_rz(const T* gi, const T* gh, const A* bi, const A* bh, int64_t
 template <bool Keep, typename T, typename A>
 int64_t forward_after_row(const Step<T, A>& s, int64_t b) {
   constexpr int64_t V = Vec<A>::size();
-  const int64_t H = s.H, j1 = s.j0 + (s.j1 - s.j0) / V * V;
-  const auto [gi, gh, ghn_, h, hout, out, ws, rh_] = s.row(b, 3);
-  const A* const bi = s.bi;
-  const A* const bh = s.bh;
-  const Vec<A> one(A(1));
-  int64_t j = s.j0;
-  for (; j < j1; j += V) {
-    const Vec<A> hp = load<A>(h + j, V);
+  const int64_t H = s.H;
+  const auto p = s.row(b, 3);
+  return whole_vectors<A>(s.j0, s.j1, [&](int64_t j) {
+    const Vec<A> hp = load<A>(p.h + j, V);
     Vec<A> r, z;
-    gates_rz<T, A>(gi, gh, bi, bh, H, j, V, r, z);
-    const Vec<A> hn = load<A>(gh + 2 * H + j, V) + load<A>(bh + 2 * H + j, V);
-    const Vec<A> n = tanh_<A>(load<A>(gi + 2 * H + j, V) + load<A>(bi + 2 * H + j, V) + r * hn);
-    const Vec<A> hnew = (one - z) * n + z * hp;
-    store<A>(h + j, hnew, V);
-    store<A>(hout + j, hnew, V);
-    store<A>(out + j, hnew, V);
+    gates_rz<T, A>(p.gi, p.gh, p.bi, p.bh, H, j, V, r, z);
+    const Vec<A> hn = load<A>(p.gh + 2 * H + j, V) + load<A>(p.bh + 2 * H + j, V);
+    const Vec<A> n = tanh_<A>(load<A>(p.gi + 2 * H + j, V) + load<A>(p.bi + 2 * H + j, V) + r * hn);
+    p.put(j, (Vec<A>(A(1)) - z) * n + z * hp);
     if constexpr (Keep) {
-      store<A>(ws + j, r, V);
-      store<A>(ws + H + j, z, V);
-      store<A>(ws + 2 * H + j, n, V);
-      store<A>(ws + 3 * H + j, hn, V);
+      store<A>(p.ws + j, r, V);
+      store<A>(p.ws + H + j, z, V);
+      store<A>(p.ws + 2 * H + j, n, V);
+      store<A>(p.ws + 3 * H + j, hn, V);
     }
-  }
-  return j;
+  });
 }
 
 // reset_after=True: the whole step in one pass.
@@ -196,21 +208,17 @@ void forward_after(const Step<T, A>& s, int64_t b0, int64_t b1) {
 template <typename T, typename A>
 int64_t forward_before_rz_row(const Step<T, A>& s, int64_t b) {
   constexpr int64_t V = Vec<A>::size();
-  const int64_t H = s.H, j1 = s.j0 + (s.j1 - s.j0) / V * V;
-  const auto [gi, gh, ghn_, h, hout_, out_, ws, rhp] = s.row(b, 2);
-  const A* const bi = s.bi;
-  const A* const bh = s.bh;
-  int64_t j = s.j0;
-  for (; j < j1; j += V) {
+  const int64_t H = s.H;
+  const auto p = s.row(b, 2);
+  return whole_vectors<A>(s.j0, s.j1, [&](int64_t j) {
     Vec<A> r, z;
-    gates_rz<T, A>(gi, gh, bi, bh, H, j, V, r, z);
-    const Vec<A> rh = r * load<A>(h + j, V);
-    store<A>(ws + j, r, V);
-    store<A>(ws + H + j, z, V);
-    store<A>(ws + 3 * H + j, rh, V);
-    store<A>(rhp + j, rh, V);
-  }
-  return j;
+    gates_rz<T, A>(p.gi, p.gh, p.bi, p.bh, H, j, V, r, z);
+    const Vec<A> rh = r * load<A>(p.h + j, V);
+    store<A>(p.ws + j, r, V);
+    store<A>(p.ws + H + j, z, V);
+    store<A>(p.ws + 3 * H + j, rh, V);
+    store<A>(p.rh + j, rh, V);
+  });
 }
 
 // reset_after=False, first half: r, z and rh = r * h_in (the input of U_n).
@@ -243,24 +251,16 @@ void forward_before_rz(const Step<T, A>& s, int64_t b0, int64_t b1) {
 template <typename T, typename A>
 int64_t forward_before_n_row(const Step<T, A>& s, int64_t b) {
   constexpr int64_t V = Vec<A>::size();
-  const int64_t H = s.H, j1 = s.j0 + (s.j1 - s.j0) / V * V;
-  const auto [gi, gh_, ghn, h, hout, out, ws, rh_] = s.row(b, 2);
-  const A* const bi = s.bi;
-  const A* const bh = s.bh;
-  const Vec<A> one(A(1));
-  int64_t j = s.j0;
-  for (; j < j1; j += V) {
-    const Vec<A> hp = load<A>(h + j, V);
-    const Vec<A> z = load<A>(ws + H + j, V);
-    const Vec<A> n = tanh_<A>(load<A>(gi + 2 * H + j, V) + load<A>(bi + 2 * H + j, V) + load<A>(ghn + j, V) +
-                              load<A>(bh + 2 * H + j, V));
-    const Vec<A> hnew = (one - z) * n + z * hp;
-    store<A>(h + j, hnew, V);
-    store<A>(hout + j, hnew, V);
-    store<A>(out + j, hnew, V);
-    store<A>(ws + 2 * H + j, n, V);
-  }
-  return j;
+  const int64_t H = s.H;
+  const auto p = s.row(b, 2);
+  return whole_vectors<A>(s.j0, s.j1, [&](int64_t j) {
+    const Vec<A> hp = load<A>(p.h + j, V);
+    const Vec<A> z = load<A>(p.ws + H + j, V);
+    const Vec<A> n = tanh_<A>(load<A>(p.gi + 2 * H + j, V) + load<A>(p.bi + 2 * H + j, V) + load<A>(p.ghn + j, V) +
+                              load<A>(p.bh + 2 * H + j, V));
+    p.put(j, (Vec<A>(A(1)) - z) * n + z * hp);
+    store<A>(p.ws + 2 * H + j, n, V);
+  });
 }
 
 // reset_after=False, second half: n from U_n rh, then h'.
@@ -394,7 +394,7 @@ inline void after_gate_grads(const A* ws, const T* hprev, T* dgi, T* dgh, A* dhz
 template <bool Db, typename T, typename A>
 int64_t backward_after_row(const BackStep<T, A>& s, int64_t b) {
   constexpr int64_t V = Vec<A>::size();
-  const int64_t H = s.H, j1 = H / V * V;
+  const int64_t H = s.H;
   const A* const ws = s.ws + b * s.ws_ld;
   const T* const hprev = s.hprev + b * H;
   const T* const dout = s.dout + b * s.dout_ld;
@@ -404,12 +404,10 @@ int64_t backward_after_row(const BackStep<T, A>& s, int64_t b) {
   A* const dhz = s.dhz + b * H;
   A* const db = s.db;
   const Vec<A> zero(A(0));
-  int64_t j = 0;
-  for (; j < j1; j += V) {
+  return whole_vectors<A>(0, H, [&](int64_t j) {
     const Vec<A> dh = load<A>(dhz + j, V) + load<A>(mm + j, V) + load<A>(dout + j, V);
     after_gate_grads<T, A>(ws, hprev, dgi, dgh, dhz, Db ? db : nullptr, H, j, V, dh, zero);
-  }
-  return j;
+  });
 }
 
 // reset_after=True: dG_i, dG_h and the direct dL/dh in one pass (and their sums in db).
