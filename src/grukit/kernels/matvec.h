@@ -117,6 +117,18 @@ inline void mm_tile_cols(int cols, const T* a, int64_t lda, int64_t K, const T* 
   }
 }
 
+// The tile for rows (1 to kTileRows) by cols vectors, as mm_tile_cols.
+template <typename T, typename A, typename Tc>
+inline void mm_tile_rows(int64_t rows, int cols, const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, Tc* c,
+                         int64_t ldc, int64_t n, int64_t ka, int64_t qb, bool add = false) {
+  switch (rows) {
+    case 1: return mm_tile_cols<1, T, A, Tc>(cols, a, lda, K, b, ldb, c, ldc, n, ka, qb, add);
+    case 2: return mm_tile_cols<2, T, A, Tc>(cols, a, lda, K, b, ldb, c, ldc, n, ka, qb, add);
+    case 3: return mm_tile_cols<3, T, A, Tc>(cols, a, lda, K, b, ldb, c, ldc, n, ka, qb, add);
+    default: return mm_tile_cols<4, T, A, Tc>(cols, a, lda, K, b, ldb, c, ldc, n, ka, qb, add);
+  }
+}
+
 // c (M, N) = a (M, K) @ b (K, N); rows of a, b, c lda, ldb, ldc apart (a's k
 // stride ka, b's vector stride qb, see mm_tile). Column strips of kTileCols
 // vectors, kTileRows rows at a time, so that each strip of b is read from cache
@@ -132,12 +144,7 @@ void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t
     for (int64_t i = 0; i < M; i += kTileRows) {
       const T* ai = a + i * lda;
       Tc* ci = c + i * ldc + j;
-      switch (std::min<int64_t>(kTileRows, M - i)) {
-        case 1: mm_tile_cols<1, T, A, Tc>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
-        case 2: mm_tile_cols<2, T, A, Tc>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
-        case 3: mm_tile_cols<3, T, A, Tc>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
-        default: mm_tile_cols<4, T, A, Tc>(cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb); break;
-      }
+      mm_tile_rows<T, A, Tc>(std::min<int64_t>(kTileRows, M - i), cols, ai, lda, K, bj, ldb, ci, ldc, n, ka, qb);
     }
   }
 }
@@ -202,12 +209,7 @@ inline void gemm_block(const float* a, int64_t sa, int64_t ka, int64_t i0, int64
           const float* ai = pack_a ? ap.data() + (i - ib) * kc : a + i * sa + p0 * ka;
           const int64_t lda = pack_a ? 1 : sa, kstep = pack_a ? R : ka;
           float* ci = c + i * ldc + j0 + s;
-          switch (R) {
-            case 1: mm_tile_cols<1, float, float>(cols, ai, lda, kc, bs, V, ci, ldc, w, kstep, kc * V, add); break;
-            case 2: mm_tile_cols<2, float, float>(cols, ai, lda, kc, bs, V, ci, ldc, w, kstep, kc * V, add); break;
-            case 3: mm_tile_cols<3, float, float>(cols, ai, lda, kc, bs, V, ci, ldc, w, kstep, kc * V, add); break;
-            default: mm_tile_cols<4, float, float>(cols, ai, lda, kc, bs, V, ci, ldc, w, kstep, kc * V, add); break;
-          }
+          mm_tile_rows<float, float, float>(R, cols, ai, lda, kc, bs, V, ci, ldc, w, kstep, kc * V, add);
         }
       }
     }
