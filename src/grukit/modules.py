@@ -340,9 +340,9 @@ class GRU(nn.Module):
         batched = input.dim() == 3
         if not (batched or input.dim() == 2) or input.numel() == 0 or self.hidden_size == 0:
             return None
-        params = [self._parameters.get(n) for n in self._flat_weights_names]
-        norms = [self._parameters.get(n) for n in self._norm_names]  # empty without layer_norm
-        if any(type(p) not in _PLAIN for p in params + norms):
+        params = list(map(self._parameters.get, self._flat_weights_names))
+        norms = list(map(self._parameters.get, self._norm_names))  # empty without layer_norm
+        if not _PLAIN_TYPES.issuperset(map(type, params)) or (norms and not _PLAIN_TYPES.issuperset(map(type, norms))):
             return None
         train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, hx, *params, *norms))
         draws = self.training and (self.zoneout > 0 or self.recurrent_dropout > 0 or self.weight_dropout > 0)
@@ -487,7 +487,7 @@ class GRU(nn.Module):
         return gru_keras_weights(self)
 
 
-_PLAIN = (Tensor, nn.Parameter)  # not a tensor subclass (ExpandedWeight, fake or functional tensors)
+_PLAIN_TYPES = frozenset((Tensor, nn.Parameter))  # not a tensor subclass (ExpandedWeight, fake or functional tensors)
 
 
 def _repack(out: Tensor, like: PackedSequence) -> PackedSequence:
