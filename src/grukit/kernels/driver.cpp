@@ -1185,9 +1185,9 @@ static void tiny_forward(const Tensor& x, const OptTensor& h0, const std::vector
     float* const dst = layer_out.defined() ? layer_out.data_ptr<float>() : mid + (l % 2) * T * B * H;
     Tensor hs = train ? recycled({1, T + 1, B, H}, x.options()) : Tensor();  // (1, T+1, B, H)
     Tensor ws = train ? recycled({1, T, B, 4 * H}, x.options()) : Tensor();  // (1, T, B, 4H)
-    at::vec::transpose_mxn<float>(p[0].const_data_ptr<float>(), I, wt, G, G, I);  // W^T, as pack_rhs
+    transpose_f32(p[0].const_data_ptr<float>(), I, wt, G, G, I);  // W^T, as pack_rhs
     small_mm<float, float>(in, I, T * B, I, wt, G, G, gi, G);                   // gi = x W^T, as project
-    at::vec::transpose_mxn<float>(p[1].const_data_ptr<float>(), H, ut, G, G, H);  // U^T
+    transpose_f32(p[1].const_data_ptr<float>(), H, ut, G, G, H);  // U^T
     if (given(h0)) {
       std::memcpy(h, h0->const_data_ptr<float>() + l * B * H, B * H * sizeof(float));
     } else {
@@ -1263,7 +1263,7 @@ static void tiny_forward_bf16(const Tensor& x, const OptTensor& h0, const std::v
   for (int64_t l = 0; l < L; ++l, I = H) {
     const Tensor* p = params.data() + l * per;
     bf16* const dst = outs + (l % 2) * T * B * H;  // (T, B, H)
-    at::vec::transpose_mxn<float>(p[0].const_data_ptr<float>(), I, wt, G, G, I);  // W^T
+    transpose_f32(p[0].const_data_ptr<float>(), I, wt, G, G, I);  // W^T
     for (int64_t i = 0; i < I * G; ++i) wt[i] = round(wt[i]);
     small_mm<float, float>(xf, I, T * B, I, wt, G, G, gif, G);  // as project: in float,
     for (int64_t i = 0; i < T * B * G; ++i) gi[i] = static_cast<bf16>(gif[i]);  // rounded once

@@ -133,11 +133,37 @@ inline void mm_tile_rows(int64_t rows, int cols, const T* a, int64_t lda, int64_
 // stride ka, b's vector stride qb, see mm_tile). Column strips of kTileCols
 // vectors, kTileRows rows at a time, so that each strip of b is read from cache
 // once per kTileRows rows.
+//
+// Fewer rows than a tile (batch 1 to 3 in the per-step products) take wider
+// strips, so that more sums are in flight: with one row and kTileCols vectors,
+// each k waits on the latency of the previous k's additions. M = 2 and 3 keep
+// kTileRows * kTileCols sums; M = 1 takes 2 * kTileCols vectors rather than
+// all: b's panels lie K * V floats apart, 4 KB multiples at H128, H256, ...,
+// and 12 of them at once overran the L1 cache's 8 ways (M = 1, H512: 2x slower).
+// Measured on Zen 3, one thread, b = U^T (H, 3H) hot in cache, H32-H512, each
+// product alone: M = 1 1.1-1.5x faster in rows (the tiny passes' layout), 1.0-1.2x
+// in panels; M = 2 1.1-1.4x; M = 3 1.0-1.2x. Each sum still runs over k in order,
+// so the bits are the same.
+template <int R, int C, typename T, typename A, typename Tc>
+inline int64_t wide_strips(const T* a, int64_t lda, int64_t K, const T* b, int64_t ldb, int64_t N, Tc* c, int64_t ldc,
+                           int64_t ka, int64_t qb) {
+  static_assert(C <= 8, "mm_tile unrolls 8 deep: a wider tile keeps its sums on the stack");
+  constexpr int64_t V = Vec<A>::size();
+  int64_t j = 0;
+  for (; j + C * V <= N; j += C * V) mm_tile<R, C, T, A, Tc>(a, lda, K, b + j / V * qb, ldb, c + j, ldc, C * V, ka, qb);
+  return j;
+}
+
 template <typename T, typename A, typename Tc = T>
 void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t ldb, int64_t N, Tc* c, int64_t ldc,
               int64_t ka = 1, int64_t qb = Vec<A>::size()) {
   constexpr int64_t V = Vec<A>::size();
-  for (int64_t j = 0; j < N; j += kTileCols * V) {
+  constexpr int kSums = kTileRows * kTileCols;  // sums in flight in a full tile
+  int64_t j0 = 0;  // the columns the wide strips leave, in the usual strips
+  if (M == 1) j0 = wide_strips<1, 2 * kTileCols, T, A, Tc>(a, lda, K, b, ldb, N, c, ldc, ka, qb);
+  if (M == 2) j0 = wide_strips<2, kSums / 2, T, A, Tc>(a, lda, K, b, ldb, N, c, ldc, ka, qb);
+  if (M == 3) j0 = wide_strips<3, kSums / 3, T, A, Tc>(a, lda, K, b, ldb, N, c, ldc, ka, qb);
+  for (int64_t j = j0; j < N; j += kTileCols * V) {
     const int64_t n = std::min(kTileCols * V, N - j);
     const int cols = static_cast<int>((n + V - 1) / V);
     const T* bj = b + j / V * qb;  // the strip's first vector
@@ -443,6 +469,47 @@ inline void small_mm_amx(const c10::BFloat16*, int64_t, int64_t, int64_t, const 
 }
 #endif
 
+// dst (N x M, leading dimension ld_dst) = src (M x N, leading dimension
+// ld_src) transposed: the packing of W^T and U^T. ATen's transpose_mxn<float>
+// is vectorised in AVX-512 builds only; elsewhere it is a scalar loop whose
+// every store lands on another cache line (U^T at H64, 192 x 64: about 9 us per
+// call on Zen 3, a third of a T20 B1 I32 H64 inference). Here, in AVX2 builds,
+// 8 x 8 blocks go through registers; the values move bit for bit either way.
+inline void transpose_f32(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t M, int64_t N) {
+#if defined(CPU_CAPABILITY_AVX2)
+  int64_t i = 0;
+  for (; i + 8 <= M; i += 8) {
+    int64_t j = 0;
+    for (; j + 8 <= N; j += 8) {
+      const float* s = src + i * ld_src + j;
+      __m256 r[8], t[8];
+      for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(s + k * ld_src);
+      for (int k = 0; k < 8; k += 2) {  // pairs of rows interleaved
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+      }
+      for (int k = 0; k < 8; k += 4) {  // then quads: each 128-bit lane holds one column of 4 rows
+        r[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+        r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+      }
+      float* d = dst + j * ld_dst + i;
+      for (int k = 0; k < 4; ++k) {  // rows 0-3's lanes with rows 4-7's: whole columns
+        _mm256_storeu_ps(d + k * ld_dst, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
+        _mm256_storeu_ps(d + (k + 4) * ld_dst, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
+      }
+    }
+    for (; j < N; ++j)
+      for (int64_t k = 0; k < 8; ++k) dst[j * ld_dst + i + k] = src[(i + k) * ld_src + j];
+  }
+  for (; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+#else
+  at::vec::transpose_mxn<float>(src, ld_src, dst, ld_dst, static_cast<int>(M), static_cast<int>(N));
+#endif
+}
+
 // The right-hand side b (K, N) of the per-step products, packed once per
 // sequence: b = m^T (transpose, e.g. U^T from U) or m itself.
 //
@@ -493,8 +560,7 @@ inline Packed pack_rhs(const Tensor& m, bool transpose, int64_t blocks = 1) {
     for (int64_t g = 0; g < blocks; ++g)
       for (int64_t p = 0; p < per; ++p) {
         const int64_t j = g * width + p * V, n = std::min(V, width - p * V);
-        at::vec::transpose_mxn<float>(src + j * ld, ld, dst + (g * per + p) * (pairs ? P : K) * V, V, static_cast<int>(n),
-                                      static_cast<int>(cols));
+        transpose_f32(src + j * ld, ld, dst + (g * per + p) * (pairs ? P : K) * V, V, n, cols);
       }
     return {out, width, pairs, tiles};
   }
