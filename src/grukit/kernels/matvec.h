@@ -472,9 +472,10 @@ inline void small_mm_amx(const c10::BFloat16*, int64_t, int64_t, int64_t, const 
 // dst (N x M, leading dimension ld_dst) = src (M x N, leading dimension
 // ld_src) transposed: the packing of W^T and U^T. ATen's transpose_mxn<float>
 // is vectorised in AVX-512 builds only; elsewhere it is a scalar loop whose
-// every store lands on another cache line (U^T at H64, 192 x 64: about 9 us per
-// call on Zen 3, a third of a T20 B1 I32 H64 inference). Here, in AVX2 builds,
-// 8 x 8 blocks go through registers; the values move bit for bit either way.
+// every store lands on another cache line (W^T and U^T at T20 B1 I32 H64, 192 x
+// 32 and 192 x 64: 30% of the native inference call on Zen 3 in a profile, 3x
+// what the blocks below take). Here, in AVX2 builds, 8 x 8 blocks go through registers;
+// the values move bit for bit either way.
 inline void transpose_f32(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t M, int64_t N) {
 #if defined(CPU_CAPABILITY_AVX2)
   int64_t i = 0;
@@ -547,8 +548,8 @@ inline Packed pack_rhs(const Tensor& m, bool transpose, int64_t blocks = 1) {
   };
   Tensor out = width % V || (pairs && 2 * P != K) ? panels([&](const std::vector<int64_t>& s) { return at::zeros(s, m.options()); })
                          : panels([&](const std::vector<int64_t>& s) { return at::empty(s, m.options()); });
-  // Fast paths, with ATen's vectorised block transpose (U^T at H64, 192 x 64:
-  // about a microsecond): each panel is a transpose of V rows of m. In pairs,
+  // Fast paths, with a vectorised block transpose (transpose_f32; U^T at H64,
+  // 192 x 64: about a microsecond on AVX-512): each panel is a transpose of V rows of m. In pairs,
   // the pairs of m^T along k are pairs of adjacent elements of m's rows: as
   // 32-bit words, a panel is a transpose of 16 rows of m (N, K/2), moved bit
   // for bit.
