@@ -175,6 +175,49 @@ void small_mm(const T* a, int64_t lda, int64_t M, int64_t K, const T* b, int64_t
   }
 }
 
+// dst (N x M, leading dimension ld_dst) = src (M x N, leading dimension
+// ld_src) transposed: the packing of W^T and U^T (pack_rhs, gemm_block, the
+// tiny passes). ATen's transpose_mxn<float> is vectorised in AVX-512 builds
+// only; elsewhere it is a scalar loop whose every store lands on another cache
+// line (W^T and U^T at T20 B1 I32 H64, 192 x 32 and 192 x 64: 30% of the
+// native inference call on Zen 3 in a profile, 3x what the blocks below take).
+// Here, in AVX2 builds, 8 x 8 blocks go through registers; the values move bit
+// for bit either way.
+inline void transpose_f32(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t M, int64_t N) {
+#if defined(CPU_CAPABILITY_AVX2)
+  int64_t i = 0;
+  for (; i + 8 <= M; i += 8) {
+    int64_t j = 0;
+    for (; j + 8 <= N; j += 8) {
+      const float* s = src + i * ld_src + j;
+      __m256 r[8], t[8];
+      for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(s + k * ld_src);
+      for (int k = 0; k < 8; k += 2) {  // pairs of rows interleaved
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+      }
+      for (int k = 0; k < 8; k += 4) {  // then quads: each 128-bit lane holds one column of 4 rows
+        r[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+        r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+      }
+      float* d = dst + j * ld_dst + i;
+      for (int k = 0; k < 4; ++k) {  // rows 0-3's lanes with rows 4-7's: whole columns
+        _mm256_storeu_ps(d + k * ld_dst, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
+        _mm256_storeu_ps(d + (k + 4) * ld_dst, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
+      }
+    }
+    for (; j < N; ++j)
+      for (int64_t k = 0; k < 8; ++k) dst[j * ld_dst + i + k] = src[(i + k) * ld_src + j];
+  }
+  for (; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+#else
+  at::vec::transpose_mxn<float>(src, ld_src, dst, ld_dst, static_cast<int>(M), static_cast<int>(N));
+#endif
+}
+
 // c (M, N) = a (M, K) @ b (K, N), or c += a @ b, in float: the hoisted
 // products (input projection, weight gradients, dx) on CPUs where torch's GEMM
 // library runs below this kernel (own_gemm in driver.cpp). Blocked as GEMM
@@ -211,7 +254,9 @@ inline void gemm_block(const float* a, int64_t sa, int64_t ka, int64_t i0, int64
       const float* src = b + p0 * sb + (j0 + q * V) * sj;
       if (sj == 1) {
         for (int64_t k = 0; k < kc; ++k) std::memcpy(panel + k * V, src + k * sb, w * sizeof(float));
-      } else {  // b transposed (W^T): each column of b is a row in memory
+      } else if (sb == 1) {  // b transposed (W^T): each column of b is a row in memory
+        transpose_f32(src, sj, panel, V, w, kc);
+      } else {
         for (int64_t v = 0; v < w; ++v)
           for (int64_t k = 0; k < kc; ++k) panel[k * V + v] = src[v * sj + k * sb];
       }
@@ -468,48 +513,6 @@ inline void small_mm_amx(const c10::BFloat16*, int64_t, int64_t, int64_t, const 
   TORCH_CHECK(false, "grukit: the tile unit needs an AVX-512 build with GCC on Linux");
 }
 #endif
-
-// dst (N x M, leading dimension ld_dst) = src (M x N, leading dimension
-// ld_src) transposed: the packing of W^T and U^T. ATen's transpose_mxn<float>
-// is vectorised in AVX-512 builds only; elsewhere it is a scalar loop whose
-// every store lands on another cache line (W^T and U^T at T20 B1 I32 H64, 192 x
-// 32 and 192 x 64: 30% of the native inference call on Zen 3 in a profile, 3x
-// what the blocks below take). Here, in AVX2 builds, 8 x 8 blocks go through registers;
-// the values move bit for bit either way.
-inline void transpose_f32(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t M, int64_t N) {
-#if defined(CPU_CAPABILITY_AVX2)
-  int64_t i = 0;
-  for (; i + 8 <= M; i += 8) {
-    int64_t j = 0;
-    for (; j + 8 <= N; j += 8) {
-      const float* s = src + i * ld_src + j;
-      __m256 r[8], t[8];
-      for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(s + k * ld_src);
-      for (int k = 0; k < 8; k += 2) {  // pairs of rows interleaved
-        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
-        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
-      }
-      for (int k = 0; k < 8; k += 4) {  // then quads: each 128-bit lane holds one column of 4 rows
-        r[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
-        r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
-        r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
-        r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
-      }
-      float* d = dst + j * ld_dst + i;
-      for (int k = 0; k < 4; ++k) {  // rows 0-3's lanes with rows 4-7's: whole columns
-        _mm256_storeu_ps(d + k * ld_dst, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
-        _mm256_storeu_ps(d + (k + 4) * ld_dst, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
-      }
-    }
-    for (; j < N; ++j)
-      for (int64_t k = 0; k < 8; ++k) dst[j * ld_dst + i + k] = src[(i + k) * ld_src + j];
-  }
-  for (; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
-#else
-  at::vec::transpose_mxn<float>(src, ld_src, dst, ld_dst, static_cast<int>(M), static_cast<int>(N));
-#endif
-}
 
 // The right-hand side b (K, N) of the per-step products, packed once per
 // sequence: b = m^T (transpose, e.g. U^T from U) or m itself.
