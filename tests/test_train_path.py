@@ -235,6 +235,20 @@ def test_frozen_parameters_get_no_gradient_and_nothing_requiring_grad_takes_no_g
     assert taken[0] == 1 and out.grad_fn is None and not out.requires_grad
 
 
+@pytest.mark.parametrize("which", ["input", "hx", "layer_norm gain"])
+def test_any_one_tensor_requiring_grad_makes_the_call_record(taken, which):
+    # the module's check of what requires grad, one tensor at a time, everything else frozen
+    torch.manual_seed(4)
+    model = grukit.GRU(4, 6, layer_norm=which == "layer_norm gain").requires_grad_(False)
+    x, hx = torch.randn(5, 3, 4), torch.randn(1, 3, 6)
+    leaf = x if which == "input" else hx if which == "hx" else model.get_parameter(model._norm_names[0])
+    leaf.requires_grad_()
+    out, h_n = model(x, hx)
+    assert taken[0] == 1 and out.requires_grad and h_n.requires_grad
+    (grad,) = torch.autograd.grad(out.sum() + h_n.sum(), leaf)
+    assert grad.shape == leaf.shape and grad.abs().sum() > 0
+
+
 def test_double_backward_is_exact():
     torch.manual_seed(2)
     model = grukit.GRU(3, 4, 2, bidirectional=True).double()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import operator
 import warnings
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -343,8 +345,13 @@ class GRU(nn.Module):
         params = list(map(self._parameters.get, self._flat_weights_names))
         norms = list(map(self._parameters.get, self._norm_names))  # empty without layer_norm
         if not _PLAIN_TYPES.issuperset(map(type, params)) or (norms and not _PLAIN_TYPES.issuperset(map(type, norms))):
-            return None
-        train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, hx, *params, *norms))
+            return None  # (so from here on every entry of params and norms is a tensor)
+        train = torch.is_grad_enabled() and (
+            input.requires_grad
+            or (hx is not None and hx.requires_grad)
+            or any(map(_REQUIRES_GRAD, params))
+            or any(map(_REQUIRES_GRAD, norms))
+        )
         draws = self.training and (self.zoneout > 0 or self.recurrent_dropout > 0 or self.weight_dropout > 0)
         if draws and not train:  # (the no-grad stack takes no masks)
             return None
@@ -355,8 +362,8 @@ class GRU(nn.Module):
         if batched and self.batch_first:
             x = x.transpose(0, 1)
         h0 = hx if hx is None or batched else hx.unsqueeze(1)  # (L*D, B, H)
-        weights: list[Tensor] = [p for p in params if p is not None]  # all of them (checked above)
-        norm_params: list[Tensor] = [n for n in norms if n is not None]
+        weights = cast("list[Tensor]", params)  # (a new list: _draw_masks may replace its entries)
+        norm_params = cast("list[Tensor]", norms)
         low = self.compute_dtype
         mixed = low is not None and low != input.dtype  # compute in low, return in input's dtype
         native_casts = mixed and not train and low == torch.bfloat16  # the no-grad stack casts (compute_bf16)
@@ -488,6 +495,7 @@ class GRU(nn.Module):
 
 
 _PLAIN_TYPES = frozenset((Tensor, nn.Parameter))  # not a tensor subclass (ExpandedWeight, fake or functional tensors)
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
 
 
 def _repack(out: Tensor, like: PackedSequence) -> PackedSequence:
