@@ -45,12 +45,23 @@ def per_call(fn: Callable[[], object], calls: int) -> Callable[[], float]:
     return loop
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse names the flag in its error)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {n}")
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shape", nargs=4, type=int, default=[20, 1, 32, 64], metavar=("T", "B", "I", "H"))
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--calls", type=int, default=200, help="calls per loop")
-    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--shape", nargs=4, type=positive, default=[20, 1, 32, 64], metavar=("T", "B", "I", "H"))
+    ap.add_argument("--threads", type=positive, default=1)
+    ap.add_argument("--calls", type=positive, default=200, help="calls per loop")
+    ap.add_argument("--rounds", type=positive, default=30)
     a = ap.parse_args()
     T, B, I, H = a.shape
     torch.set_num_threads(a.threads)
