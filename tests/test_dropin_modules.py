@@ -31,7 +31,13 @@ import pytest
 import torch
 from dropin.target import SWAP
 from torch.testing._internal.common_modules import ModuleErrorEnum, module_db
-from torch.testing._internal.common_utils import freeze_rng_state, get_tensors_from, mock_wrapper
+from torch.testing._internal.common_utils import (
+    freeze_rng_state,
+    get_tensors_from,
+    gradcheck,
+    gradgradcheck,
+    mock_wrapper,
+)
 from torch.utils._pytree import tree_flatten, tree_leaves, tree_map_only, tree_unflatten
 
 INFOS = {}
@@ -197,9 +203,14 @@ def _gradients(name, dtype, training, check):
             p.requires_grad = False
 
 
+# torch's test_modules checks through common_utils' wrappers, which add check_batched_grad (the
+# backward under vmap, as jacobian(vectorize=True) runs it) and take the entry's fast_mode (None:
+# fast, unless torch's slow-gradcheck job asks for the full Jacobian).
 @pytest.mark.parametrize("name,dtype,training", cases(dtypes=(torch.float64,)))
 def test_grad(name, dtype, training):
-    _gradients(name, dtype, training, lambda f, x: torch.autograd.gradcheck(f, x, nondet_tol=0.0))
+    """The full numerical Jacobian, as torch's slow-gradcheck job checks it (fast mode checks one
+    random projection of it); half a minute for both entries."""
+    _gradients(name, dtype, training, lambda f, x: gradcheck(f, x, nondet_tol=0.0, fast_mode=False))
 
 
 # The options that make a module compute differently in training (torch's dropout between
@@ -250,14 +261,19 @@ def _modes_agree_to_second_order(name, dtype) -> bool:
 
 @pytest.mark.parametrize("name,dtype,training", cases(dtypes=(torch.float64,)))
 def test_gradgrad(name, dtype, training):
-    """torch instantiates it in both modes. Where no sample's module has a mode-dependent option
+    """As torch checks it: fast mode unless the entry says otherwise. Its slow mode took 3.8 minutes
+    per case here (second derivatives through the reference's small ops); the stack's second
+    derivatives get the full check in test_train_path.py (test_double_backward_is_exact, and with
+    every training mask).
+
+    torch instantiates it in both modes. Where no sample's module has a mode-dependent option
     on (torch's GRU samples have no dropout), the eval case asserts that eval mode computes what
     train mode does, outputs, gradients and second-order products bit for bit, and leaves the
-    numerical check of second derivatives to the train case, which covers the same function
-    (it took 3.6 minutes, a fifth of the suite, to repeat it)."""
+    numerical check of second derivatives to the train case, which covers the same function."""
     if not training and _modes_agree_to_second_order(name, dtype):
         return
-    _gradients(name, dtype, training, lambda f, x: torch.autograd.gradgradcheck(f, x, nondet_tol=0.0))
+    fast = INFOS[name].gradcheck_fast_mode
+    _gradients(name, dtype, training, lambda f, x: gradgradcheck(f, x, nondet_tol=0.0, fast_mode=fast))
 
 
 @pytest.mark.parametrize("name,dtype,training", cases())

@@ -264,6 +264,54 @@ def test_double_backward_is_exact():
     assert torch.autograd.gradgradcheck(f, (x, h, *params))
 
 
+def _packed_last_state(model, x):
+    lengths = torch.tensor([x.shape[0]] + [max(1, x.shape[0] - 2)] * (x.shape[1] - 1))
+    return model(torch.nn.utils.rnn.pack_padded_sequence(x, lengths))[1]
+
+
+@pytest.mark.parametrize(
+    "make, call, stack",
+    [
+        (lambda: grukit.GRU(3, 4), None, True),
+        (lambda: grukit.GRU(3, 4, 2, bidirectional=True, reset_after=False), "hx", True),
+        (lambda: grukit.GRU(3, 4, layer_norm=True), None, True),
+        (lambda: grukit.GRU(3, 4, zoneout=0.3, recurrent_dropout=0.2, weight_dropout=0.2), "seeded", True),
+        (lambda: grukit.GRU(3, 4, 2, dropout=0.3), "seeded", False),  # the per-layer path
+        (lambda: grukit.GRU(3, 4), _packed_last_state, False),
+    ],
+    ids=["plain", "bidirectional-hx", "layer_norm", "masks", "dropout-between-layers", "packed"],
+)
+def test_batched_gradients_equal_one_gradient_at_a_time(taken, make, call, stack):
+    """torch.autograd.grad(..., is_grads_batched=True), which jacobian(vectorize=True) uses, runs
+    the backward under torch's legacy vmap: the gradients arrive batched, without storage. Each of
+    the batch's gradients must equal the one computed alone, as with torch.nn.GRU."""
+    torch.manual_seed(0)
+    model = make().double().train()
+    x = torch.randn(5, 3, 3, dtype=torch.float64, requires_grad=True)
+    hx = torch.randn(4, 3, 4, dtype=torch.float64, requires_grad=True) if call == "hx" else None
+    inputs = [x, *([hx] if hx is not None else []), *model.parameters()]
+    torch.manual_seed(1)  # (the masks of "masks" and "dropout-between-layers")
+    outs = [call(model, x)] if callable(call) else list(model(x, hx))
+    assert taken[0] == (1 if stack else 0)
+    g = [torch.randn(6, *o.shape, dtype=o.dtype) for o in outs]
+    batched = torch.autograd.grad(outs, inputs, g, is_grads_batched=True, retain_graph=True)
+    for i in range(6):
+        alone = torch.autograd.grad(outs, inputs, [t[i] for t in g], retain_graph=True)
+        for b, a in zip(batched, alone):
+            assert a.abs().sum() > 0
+            assert_close(b[i], a, torch.float64, "batched gradient")
+
+
+def test_vectorized_jacobian_equals_torchs():
+    torch.manual_seed(3)
+    theirs = torch.nn.GRU(3, 4, 2, bidirectional=True).double()
+    ours = grukit.GRU.from_torch(theirs)
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    jac = [torch.autograd.functional.jacobian(lambda t, m=m: m(t)[0], x, vectorize=True) for m in (ours, theirs)]
+    assert jac[0].shape == (4, 2, 8, 4, 2, 3)
+    assert_close(jac[0], jac[1], torch.float64, "jacobian")
+
+
 def test_checkpointing_retain_graph_and_version_checks():
     torch.manual_seed(3)
     model = grukit.GRU(4, 6, 2)

@@ -7,10 +7,13 @@
 //
 // Double backward (create_graph=True) recomputes the stack through the
 // differentiable per-layer ops, in Python: the callback kernels/ops.py
-// registers (set_double_backward), called with the GIL taken.
+// registers (set_double_backward), called with the GIL taken. Batched
+// gradients (the legacy vmap of is_grads_batched) go the same way.
+#include <ATen/LegacyBatchedTensorImpl.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace grukit {
@@ -88,7 +91,11 @@ struct StackFunction : public torch::autograd::Function<StackFunction> {
     for (int64_t i = 0, edge = 0; i < inputs; ++i)
       if (i != 1 || h0) need[i] = ctx->needs_input_grad(edge++);
     variable_list out(inputs + 5);  // the settings get no gradient
-    if (at::GradMode::is_enabled()) {  // create_graph=True: a graph of differentiable ops
+    // Batched gradients (torch.autograd.grad's is_grads_batched, jacobian's vectorize: torch's
+    // legacy vmap) have no storage for the kernels to read: they take the same way as
+    // create_graph=True, whose reference ops have batching rules.
+    const bool batched = std::any_of(grads.begin(), grads.end(), [](const at::Tensor& g) { return at::isBatchedTensor(g); });
+    if (at::GradMode::is_enabled() || batched) {  // create_graph=True: a graph of differentiable ops
       TORCH_CHECK(double_backward != nullptr, "grukit: the double backward of the training stack is not registered");
       pybind11::gil_scoped_acquire gil;
       std::vector<at::Tensor> both(params);
