@@ -312,6 +312,24 @@ def test_vectorized_jacobian_equals_torchs():
     assert_close(jac[0], jac[1], torch.float64, "jacobian")
 
 
+def test_autocast_leaves_the_precision_to_the_module(taken):
+    """Under CPU autocast the module computes as without it, bit for bit: in its own dtype, or in
+    compute_dtype where that is set (the README says so)."""
+    torch.manual_seed(4)
+    for model in (grukit.GRU(3, 8, 2), grukit.GRU(3, 8, compute_dtype=torch.bfloat16)):
+        x = torch.randn(6, 2, 3, requires_grad=True)
+        results = []
+        for autocast in (False, True):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                out, h_n = model(x)
+            (gx,) = torch.autograd.grad(out.sum() + h_n.sum(), x)
+            results.append((out, h_n, gx))
+        assert results[1][0].dtype == torch.float32
+        for a, b in zip(*results):
+            assert torch.equal(a, b)
+    assert taken[0] == 4
+
+
 def test_checkpointing_retain_graph_and_version_checks():
     torch.manual_seed(3)
     model = grukit.GRU(4, 6, 2)
