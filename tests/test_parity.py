@@ -156,3 +156,54 @@ def test_gru_cell_matches_torch():
         ref(x, h).sum().backward()
         for (name, a), b in zip(ref.named_parameters(), ours.parameters()):
             assert_close(b.grad, a.grad, dtype, name)
+
+
+def test_torchs_public_helpers_give_torchs_answers_and_exceptions():
+    """Every public name of torch.nn.GRU exists on grukit.GRU, and RNNBase's helpers (which
+    training loops and subclasses call: flatten_parameters, check_forward_args, ...) return what
+    torch's return and raise torch's exception classes with torch's words."""
+    public = {n for n in dir(torch.nn.GRU(3, 4)) if not n.startswith("_")}
+    assert public <= set(dir(grukit.GRU(3, 4)))
+    for batch_first, bidir in itertools.product([False, True], [False, True]):
+        ref = torch.nn.GRU(3, 4, 2, batch_first=batch_first, bidirectional=bidir)
+        ours = grukit.GRU.from_torch(ref)
+        x = torch.randn(5, 2, 3)
+        packed = torch.nn.utils.rnn.pack_sequence([torch.randn(n, 3) for n in (2, 5, 3)], enforce_sorted=False)
+        for m in (ref, ours):
+            assert m.flatten_parameters() is None
+        assert_close(ours(x)[0], ref(x)[0], torch.float32, "after flatten_parameters")
+        for args in ((x, None), (packed.data, packed.batch_sizes)):
+            assert ours.get_expected_hidden_size(*args) == ref.get_expected_hidden_size(*args)
+            h = torch.zeros(ref.get_expected_hidden_size(*args))
+            assert ours.check_forward_args(args[0], h, args[1]) is None
+            ref.check_forward_args(args[0], h, args[1])
+        h = torch.randn(4 if bidir else 2, 3, 4)
+        assert torch.equal(ours.permute_hidden(h, packed.sorted_indices), ref.permute_hidden(h, packed.sorted_indices))
+        assert ours.permute_hidden(h, None) is h
+        bad = [
+            (
+                x.double(),
+                torch.zeros(1),
+                None,
+                r"^RNN input dtype \(torch.float64\) does not match weight dtype \(torch.float32\)",
+            ),
+            (x[0], torch.zeros(1), None, r"input must have 3 dimensions, got 2"),
+            (packed.data[None], torch.zeros(1), packed.batch_sizes, r"input must have 2 dimensions, got 3"),
+            (
+                torch.randn(5, 2, 6),
+                torch.zeros(1),
+                None,
+                r"input.size\(-1\) must be equal to input_size. Expected 3, got 6",
+            ),
+            (x, torch.zeros(9, 2, 4), None, r"Expected hidden size \(\d, \d, 4\), got \[9, 2, 4\]"),
+        ]
+        for inp, hid, sizes, words in bad:
+            for m in (ref, ours):
+                with pytest.raises(Exception, match=words) as caught:
+                    m.check_forward_args(inp, hid, sizes)
+                if m is ref:
+                    theirs = caught.type
+                else:
+                    assert isinstance(caught.value, theirs)
+    with pytest.raises(RuntimeError, match=r"^my message \(1, 2, 4\) \[3\]$"):
+        grukit.GRU(3, 4).check_hidden_size(torch.zeros(3), (1, 2, 4), "my message {} {}")

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _checks, backend, functional
+from .errors import ShapeError
 from .functional.layer import layer_masks
 from .kernels import DTYPES as _KERNEL_DTYPES
 
@@ -192,6 +193,53 @@ class GRU(nn.Module):
             nn.init.uniform_(getattr(self, name), -bound, bound)
         for name in self._norm_names:
             nn.init.constant_(getattr(self, name), 1.0 if "gain" in name else 0.0)
+
+    # torch.nn.GRU's public helpers (its RNNBase's), for code written against it: training loops
+    # that call flatten_parameters(), subclasses whose own forward calls the checks.
+    def flatten_parameters(self) -> None:
+        """Does nothing, as torch.nn.GRU's does off cuDNN (there it packs the weights into one
+        buffer): grukit's kernels read each parameter where it lives."""
+
+    def check_input(self, input: Tensor, batch_sizes: Tensor | None) -> None:
+        """torch.nn.GRU's check of the input it is about to run: 3-D, or 2-D packed data when
+        ``batch_sizes`` is given, its last size ``input_size`` and the weights' dtype. Raises what
+        torch raises (ShapeError is a RuntimeError, DTypeError a ValueError), in its words, and
+        (unlike torch's) an input on another device than the weights as a DeviceError."""
+        _checks.check_same(input, "input", self.weight_ih_l0, rnn_words=True)
+        rank = 2 if batch_sizes is not None else 3
+        if input.dim() != rank:
+            raise ShapeError(f"input must have {rank} dimensions, got {input.dim()} (shape {tuple(input.shape)})")
+        if input.shape[-1] != self.input_size:
+            raise ShapeError(
+                "input.size(-1) must be equal to input_size. "
+                f"Expected {self.input_size}, got {input.shape[-1]} (shape {tuple(input.shape)})"
+            )
+
+    def get_expected_hidden_size(self, input: Tensor, batch_sizes: Tensor | None) -> tuple[int, int, int]:
+        """(num_layers * num_directions, batch, hidden_size): the batch is ``batch_sizes[0]`` for
+        packed data, else the input's batch dimension (as torch.nn.GRU reads it)."""
+        if batch_sizes is not None:
+            batch = int(batch_sizes[0])
+        else:
+            batch = input.shape[0 if self.batch_first else 1]
+        return (self.num_layers * self.num_directions, batch, self.hidden_size)
+
+    def check_hidden_size(
+        self, hx: Tensor, expected_hidden_size: tuple[int, ...], msg: str = "Expected hidden size {}, got {}"
+    ) -> None:
+        """ShapeError (a RuntimeError, as torch raises) with ``msg`` filled in when hx's shape differs."""
+        if tuple(hx.shape) != tuple(expected_hidden_size):
+            raise ShapeError(msg.format(expected_hidden_size, list(hx.shape)))
+
+    def check_forward_args(self, input: Tensor, hidden: Tensor, batch_sizes: Tensor | None) -> None:
+        """The input's checks, then the hidden state's shape against the one the input implies."""
+        self.check_input(input, batch_sizes)
+        self.check_hidden_size(hidden, self.get_expected_hidden_size(input, batch_sizes))
+
+    def permute_hidden(self, hx: Tensor, permutation: Tensor | None) -> Tensor:
+        """hx with its batch dimension (1) reordered by ``permutation`` (a PackedSequence's
+        sorted_indices), or hx itself when there is none."""
+        return hx if permutation is None else hx.index_select(1, permutation)
 
     def cell_options(self) -> list[str]:
         """The names of the cell options that are on (empty for the plain GRU)."""
