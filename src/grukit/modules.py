@@ -91,7 +91,10 @@ class GRU(nn.Module):
     Notes:
         The parameter names, shapes, order and initialisation are torch.nn.GRU's,
         so a torch.nn.GRU state_dict loads unchanged (see :meth:`from_torch`).
-        Departures: the ``lengths`` keyword and ``reset_after``; no ``proj_size``.
+        Departures: the ``lengths`` keyword and ``reset_after``; no ``proj_size``;
+        ``torch.autocast`` leaves the precision alone (set ``compute_dtype`` for
+        bfloat16), where torch.nn.GRU's products would follow it on the CPU; not
+        a subclass of torch.nn.RNNBase, though its public methods are here.
     """
 
     weight_ih_l0: Tensor  # registered in __init__ (the other parameters are read through their names)
