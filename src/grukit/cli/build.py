@@ -10,10 +10,10 @@ import click
 from .main import main
 
 
-@main.command("build", short_help="Build the native GRU kernel now (about 30 s, once).")
+@main.command("build", short_help="Build the native GRU kernel now (about 2 minutes on 2 cores, once).")
 @click.option("--force", is_flag=True, help="rebuild from scratch even if a cached build exists")
 def build_cmd(force: bool) -> None:
-    """Build the native GRU kernel now (about 30 s, once), or confirm it is cached."""
+    """Build the native GRU kernel now (about 2 minutes on 2 cores, once), or confirm it is cached."""
     from ..kernels import _build
 
     try:

@@ -13,7 +13,7 @@ sources and the same torch share one build instead of rebuilding each other's.
 A finished build is imported directly (no compiler, no ninja); a missing one is
 built under torch's file baton (``lock``), so two processes never build at once.
 
-The first build (about 30 s on 2 cores) says so on stderr before and after.
+The first build (about 2 minutes on 2 cores) says so on stderr before and after.
 Without a compiler, or when the build fails, :func:`load` warns once in one
 line and returns False; grukit then uses the readable reference.
 """
@@ -278,7 +278,7 @@ def _ensure(p: Plan, *, force: bool = False):
             f"grukit: waiting for another process building the native GRU kernel in {p.directory} (if none is, delete {p.lock}) ..."
         )
     else:
-        _say(f"grukit: building the native GRU kernel once (about 30 s; cached in {p.directory}) ...")
+        _say(f"grukit: building the native GRU kernel once (about 2 minutes on 2 cores; cached in {p.directory}) ...")
     try:
         mod = _cpp_load(p)
     except Exception as e:
