@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: setup
-	$(BIN)/grukit train adding --out runs/adding
+	$(BIN)/grukit train adding --out runs/adding --overwrite
 	$(BIN)/grukit predict runs/adding 123456789 987654321
 	$(BIN)/grukit predict runs/adding 18446744073709551615 12345678901234567890
 
