@@ -112,3 +112,32 @@ def test_fit_marks_the_epoch_whose_weights_it_kept(tmp_path, monkeypatch):
     )
     best = min(hist, key=lambda r: r["val_loss"])["epoch"]
     assert seen["kept"] == best and seen["title"] == "line: here" and seen["labels"] == Line.labels
+
+
+def test_grukit_leaves_the_users_matplotlib_alone(tmp_path):
+    """Importing grukit and its estimators and writing plots must not choose a backend for the
+    process (a notebook's inline one would stop showing figures) nor import pyplot (whose figure
+    list would keep every plot alive): figures are drawn on their own (grukit.figures)."""
+    import os
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, numpy as np, matplotlib
+import grukit
+from grukit import GRUClassifier
+from grukit.training.plots import plot_history
+from grukit.evaluation.classification import plot_confusion
+from grukit.evaluation.clustering import plot_embedding
+out = {str(tmp_path)!r}
+plot_history({history(4)!r}, out + "/loss.png", "val_score")
+plot_confusion(np.array([[3, 1], [0, 4]]), ["a", "b"], out + "/cm.png")
+plot_embedding(np.random.default_rng(0).normal(size=(8, 2)), np.arange(8) % 2, list("abababab"), out + "/emb.png")
+print("pyplot" if "matplotlib.pyplot" in sys.modules else "no pyplot", matplotlib.rcParams["backend"])
+"""
+    env = {**os.environ, "MPLBACKEND": "svg"}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["no", "pyplot", "svg"]
+    for name in ("loss.png", "cm.png", "emb.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE)

@@ -363,10 +363,7 @@ def ratio_axis(ax) -> None:
 
 def plot(res: dict, path: str) -> None:
     """Bar chart of the torch / grukit ratios per config (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .figures import new_figure
 
     rows = res["fp32"]
     names = [r["config"] for r in rows] + [r["config"] for r in res["cell"]]
@@ -374,7 +371,7 @@ def plot(res: dict, path: str) -> None:
     infer = [r["infer_ratio"] for r in rows] + [r["ratio"] for r in res["cell"]]
     train = [r["train_ratio"] for r in rows] + nan
     train16 = [r["bf16_train_ratio"] for r in rows] + nan
-    fig, ax = plt.subplots(figsize=(10, 0.55 * len(names) + 1.5))
+    fig, ax = new_figure((10, 0.55 * len(names) + 1.5))
     y = range(len(names))
     ax.barh([i - 0.27 for i in y], infer, height=0.27, label="fp32 inference / batch-1 step")
     ax.barh(list(y), train, height=0.27, label="fp32 training (fwd+bwd)")
@@ -391,4 +388,3 @@ def plot(res: dict, path: str) -> None:
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

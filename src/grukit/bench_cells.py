@@ -316,10 +316,7 @@ def format_table(res: dict) -> str:
 
 def plot(res: dict, path: str) -> None:
     """One panel per section: the ratios per config, the target as a dashed line (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .figures import new_figure
 
     ln, base, opt = res["layer_norm"]["rows"], res["baseline"]["rows"], res["options"]["rows"]
     panels = (
@@ -343,7 +340,7 @@ def plot(res: dict, path: str) -> None:
         ),
     )
     heights = [len(p[1]) + 1.5 for p in panels]
-    fig, axes = plt.subplots(3, 1, figsize=(10, 0.4 * sum(heights) + 1.5), gridspec_kw={"height_ratios": heights})
+    fig, axes = new_figure((10, 0.4 * sum(heights) + 1.5), nrows=3, ncols=1, gridspec_kw={"height_ratios": heights})
     for ax, (title, names, series, targets) in zip(axes, panels):
         y = list(range(len(names)))
         w = 0.8 / len(series)
@@ -362,4 +359,3 @@ def plot(res: dict, path: str) -> None:
     )
     fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the suptitle above the first panel
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -159,10 +159,7 @@ def format_table(res: dict) -> str:
 
 def plot(res: dict, path: str) -> None:
     """Slowdown (2 threads / 1 thread) per config and mode, with the goal line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .figures import new_figure
 
     labels, values = [], []
     for r in res["rows"]:
@@ -170,7 +167,7 @@ def plot(res: dict, path: str) -> None:
             if mode in r:
                 labels.append(f"{r['config']} {mode}")
                 values.append(r[mode]["slowdown"])
-    fig, ax = plt.subplots(figsize=(8, 0.3 * len(labels) + 1.5))
+    fig, ax = new_figure((8, 0.3 * len(labels) + 1.5))
     ax.barh(range(len(values)), values, color=["tab:red" if v > SLOWDOWN_GOAL else "tab:blue" for v in values])
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.axvline(SLOWDOWN_GOAL, color="tab:red", linestyle="--", linewidth=0.8, label=f"goal {SLOWDOWN_GOAL}")
@@ -182,4 +179,3 @@ def plot(res: dict, path: str) -> None:
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

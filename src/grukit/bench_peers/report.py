@@ -69,16 +69,15 @@ def plot(res: dict, path: str) -> None:
     """One panel per (mode, threads): each engine's ratio per config, log scale, 1 = torch.nn.GRU (PNG)."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..figures import new_figure
 
     sections = list(_sections(res))
     colours = {
-        e: plt.get_cmap("tab10")(k) for k, e in enumerate(_engines(res["rows"]))
+        e: matplotlib.colormaps["tab10"](k) for k, e in enumerate(_engines(res["rows"]))
     }  # one colour per engine in every panel
     configs = list(dict.fromkeys(r["config"] for r in res["rows"]))
-    fig, axes = plt.subplots(
-        1, len(sections), figsize=(5 * len(sections), 0.5 * len(configs) * 1.6 + 2), sharey=True, squeeze=False
+    fig, axes = new_figure(
+        (5 * len(sections), 0.5 * len(configs) * 1.6 + 2), nrows=1, ncols=len(sections), sharey=True, squeeze=False
     )
     for ax, (mode, n, sel) in zip(axes[0], sections):
         engines = _engines(sel)
@@ -99,4 +98,3 @@ def plot(res: dict, path: str) -> None:
     fig.suptitle(f"GRU engines vs torch.nn.GRU: {m['cpu']}, torch {m['torch']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

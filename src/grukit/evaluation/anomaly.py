@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..training.plots import plt, save_figure
+from ..figures import new_figure, save_figure
 
 
 def window_starts(n: int, window: int, stride: int) -> np.ndarray:
@@ -131,7 +131,7 @@ def plot_anomaly(
     title: str = "",
 ) -> None:
     """The series (labelled anomaly shaded, training part marked) above one panel per score, its top point marked."""
-    fig, axes = plt.subplots(1 + len(scores), 1, figsize=(12, 2.2 * (1 + len(scores))), sharex=True)
+    fig, axes = new_figure((12, 2.2 * (1 + len(scores))), nrows=1 + len(scores), ncols=1, sharex=True)
     axes[0].plot(values, lw=0.7)
     _shade(axes[0], labels)
     if train_points:
@@ -155,7 +155,7 @@ def plot_reconstructions(
 ) -> None:
     """Each (T, C) series (solid) and its reconstruction (dashed), one panel each."""
     k = len(originals)
-    fig, axes = plt.subplots(k, 1, figsize=(9, 2.2 * k), squeeze=False)
+    fig, axes = new_figure((9, 2.2 * k), nrows=k, ncols=1, squeeze=False)
     for ax, x, r, t in zip(axes[:, 0], originals, recons, titles):
         for c in range(x.shape[1]):
             (line,) = ax.plot(x[:, c], lw=1, label="series" if c == 0 else None)

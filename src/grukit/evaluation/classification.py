@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..training.plots import plt, save_figure
+from ..figures import new_figure, save_figure
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -67,7 +67,7 @@ def plot_confusion(
     """Counts in each cell, rows normalised for the colour so small classes show."""
     k = len(class_names)
     size = min(12.0, 2.5 + 0.5 * k)
-    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    fig, ax = new_figure((size, size * 0.85))
     share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(

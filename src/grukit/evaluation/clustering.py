@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..training.plots import plt, save_figure
+from ..figures import new_figure, save_figure
 
 # Published adjusted Rand index on UCR sets (Holder & Bagnall 2024, "Rock the KASBA: blazingly
 # fast and accurate time series clustering"): (Euclidean k-means, the best method reported).
@@ -104,7 +104,7 @@ def plot_embedding(
 ) -> None:
     """The 2-D projection coloured by k-means cluster and, when there are labels, by label."""
     panels = [("k-means cluster", [str(c) for c in clusters])] + ([("label", labels)] if labels is not None else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.8), squeeze=False)
+    fig, axes = new_figure((5.5 * len(panels), 4.8), nrows=1, ncols=len(panels), squeeze=False)
     for ax, (name, groups) in zip(axes[0], panels):
         names = sorted(set(groups), key=lambda g: (len(g), g))
         for g in names:

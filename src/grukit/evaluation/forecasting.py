@@ -26,7 +26,7 @@ import matplotlib.dates as mdates
 import numpy as np
 
 from ..data.dates import to_datetimes
-from ..training.plots import plt, save_figure
+from ..figures import new_figure, save_figure
 
 
 def origins(n: int, lookback: int, horizon: int, lo: int, hi: int) -> np.ndarray:
@@ -184,7 +184,7 @@ def plot_forecast(
     start = max(0, split - 2 * max(1, end - split))
     times = to_datetimes(dates)
     x = np.arange(len(y), dtype=float) if times is None else np.array(times[: len(y)], dtype="datetime64[s]")
-    fig, ax = plt.subplots(figsize=(9.0, 4.2))
+    fig, ax = new_figure((9.0, 4.2))
     ax.plot(x[start:split], y[start:split], color="0.35", lw=1.2, label="history")
     ax.plot(x[split - 1 : end], y[split - 1 : end], color="black", lw=1.4, label="truth")
     styles: dict[str, dict[str, Any]] = {

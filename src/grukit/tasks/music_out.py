@@ -22,15 +22,17 @@ COLOURS = ("tab:red", "tab:orange", "tab:green", "tab:blue")  # soprano, alto, t
 
 def draw_roll(notes: np.ndarray, step: float, length: int, prompt: int, title: str, path: Path) -> None:
     """Every note as a bar (pitch on y, quarter notes on x), each voice its colour; the prompt shaded."""
-    from ..training.plots import plt, save_figure
+    from matplotlib.patches import Rectangle
 
-    fig, ax = plt.subplots(figsize=(min(4 + length * step / 8, 16), 4.5))
+    from ..figures import new_figure, save_figure
+
+    fig, ax = new_figure((min(4 + length * step / 8, 16), 4.5))
     voices = int(notes[:, 0].max()) + 1 if len(notes) else 1
     for v in range(voices):
         mine = notes[notes[:, 0] == v]
         name = mm.VOICE_NAMES[v] if voices == mm.VOICES else None
         for (a, b), pitch in zip(mine[:, 2:], mine[:, 1]):
-            ax.add_patch(plt.Rectangle((a * step, pitch - 0.4), (b - a) * step, 0.8, color=COLOURS[v % 4]))
+            ax.add_patch(Rectangle((a * step, pitch - 0.4), (b - a) * step, 0.8, color=COLOURS[v % 4]))
         if name:
             ax.plot([], [], color=COLOURS[v % 4], linewidth=6, label=name)  # a legend entry for the voice
     if prompt:

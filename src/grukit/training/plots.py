@@ -1,4 +1,4 @@
-"""Pictures a person can look at: training curves (written with matplotlib's Agg backend)."""
+"""Pictures a person can look at: training curves (PNGs, drawn without pyplot; see grukit.figures)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from ..figures import new_figure, save_figure
 
 # What a history key means, for axis labels and legends; a task may add its own
 # through ``labels`` (an objective's ``labels`` attribute, in fit).
@@ -46,15 +44,6 @@ def run_title(run_dir: str | Path) -> str:
     return f"{task}: {run_dir}" if isinstance(task, str) else str(run_dir)
 
 
-def save_figure(fig, path: str | Path) -> None:
-    """Save to a temporary name then rename, so a reader never sees half a PNG."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
-
-
 def history_figure(
     history: list[dict],
     monitor: str,
@@ -72,7 +61,7 @@ def history_figure(
     """
     epochs = [r["epoch"] + 1 for r in history]
     style: dict[str, Any] = {"marker": "o" if len(history) <= MARKERS_UP_TO else None, "markersize": 4}
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    fig, ax = new_figure((6.4, 4.0), layout="constrained")
     ax.plot(
         epochs,
         [r["train_loss"] for r in history],
