@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 pytest.importorskip("sklearn")
@@ -155,6 +156,21 @@ def test_random_state():
     assert a.seed_ == 3 and a.config_.seed == 3
     c = clone(a).set_params(random_state=None).fit(X, y)
     assert 0 <= c.seed_ < 2**31
+
+
+def test_fit_leaves_torchs_global_generator_where_it_was():
+    """fit seeds torch's generator (and reseeds it every epoch for dropout) inside, then hands it
+    back: the caller's next random numbers are the ones it would have drawn without the fit."""
+    X, y = separable(n=60)
+    torch.manual_seed(11)
+    expected = torch.rand(4)
+    torch.manual_seed(11)
+    fitted = GRUClassifier(**FAST, dropout=0.3, random_state=5).fit(X, y)
+    assert torch.equal(torch.rand(4), expected)
+    torch.manual_seed(99)  # and the fit itself does not depend on where the caller's generator was
+    np.testing.assert_array_equal(
+        GRUClassifier(**FAST, dropout=0.3, random_state=5).fit(X, y).predict_proba(X), fitted.predict_proba(X)
+    )
 
 
 # ---- save / load and the CLI ------------------------------------------------------

@@ -212,7 +212,9 @@ class Task(Generic[C, S, M]):
         """Prepare the data, build the model and train it (writing the run in ``out``, if given)."""
         cfg.validate()
         backend.prepare()  # the kernel build is never inside the clock
-        with torch_threads(cfg.threads), deterministic(cfg.deterministic):
+        # torch's global generator is seeded here and per epoch (dropout), then given back as it was:
+        # the caller's own random numbers after fit are those it would have drawn without it
+        with torch_threads(cfg.threads), deterministic(cfg.deterministic), torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             raw = self.load_data(cfg) if raw is None else raw
             state, data = self.prepare(cfg, raw, holdout=holdout)
