@@ -76,12 +76,15 @@ def test_flops_count_gemms():
 
 
 def test_bench_cli_quick(tmp_path):
-    out = tmp_path / "r.json"
-    result = CliRunner().invoke(main, ["bench", "--quick", "--min-time", "0.001", "--json", str(out)])
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    args = ["bench", "--quick", "--min-time", "0.001", "--json", str(out), "--plot", str(png)]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "geometric mean" in result.output
     data = json.loads(out.read_text())
     assert data["summary"]["train_geomean"] > 0
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.png"]  # written through temporary names
 
 
 # The cells section (grukit.bench_cells): tiny shapes, no timing claims. On one

@@ -141,3 +141,31 @@ print("pyplot" if "matplotlib.pyplot" in sys.modules else "no pyplot", matplotli
     assert run.stdout.split() == ["no", "pyplot", "svg"]
     for name in ("loss.png", "cm.png", "emb.png"):
         assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_failed_save_keeps_the_old_png_and_leaves_no_temporary_file(tmp_path):
+    """save_figure writes a temporary file and renames it: a save that fails half way (here after
+    writing part of the file, as a full disk would) leaves the PNG already at the path as it was,
+    and nothing else in its folder."""
+    from grukit.figures import new_figure, save_figure
+
+    path = tmp_path / "plot.png"
+    fig, ax = new_figure((3, 2))
+    ax.plot([0, 1], [1, 0])
+    save_figure(fig, path)
+    before = path.read_bytes()
+    assert before.startswith(PNG_SIGNATURE)
+
+    fig, ax = new_figure((3, 2))
+    ax.plot([0, 1], [0, 1])
+
+    def half_written(fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(PNG_SIGNATURE)
+        raise OSError("No space left on device")
+
+    fig.savefig = half_written  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="No space left"):
+        save_figure(fig, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]

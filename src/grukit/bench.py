@@ -363,7 +363,7 @@ def ratio_axis(ax) -> None:
 
 def plot(res: dict, path: str) -> None:
     """Bar chart of the torch / grukit ratios per config (PNG)."""
-    from .figures import new_figure
+    from .figures import new_figure, save_figure
 
     rows = res["fp32"]
     names = [r["config"] for r in rows] + [r["config"] for r in res["cell"]]
@@ -387,4 +387,4 @@ def plot(res: dict, path: str) -> None:
     )
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)

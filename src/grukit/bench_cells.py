@@ -316,7 +316,7 @@ def format_table(res: dict) -> str:
 
 def plot(res: dict, path: str) -> None:
     """One panel per section: the ratios per config, the target as a dashed line (PNG)."""
-    from .figures import new_figure
+    from .figures import new_figure, save_figure
 
     ln, base, opt = res["layer_norm"]["rows"], res["baseline"]["rows"], res["options"]["rows"]
     panels = (
@@ -358,4 +358,4 @@ def plot(res: dict, path: str) -> None:
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the suptitle above the first panel
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)

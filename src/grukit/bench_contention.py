@@ -159,7 +159,7 @@ def format_table(res: dict) -> str:
 
 def plot(res: dict, path: str) -> None:
     """Slowdown (2 threads / 1 thread) per config and mode, with the goal line."""
-    from .figures import new_figure
+    from .figures import new_figure, save_figure
 
     labels, values = [], []
     for r in res["rows"]:
@@ -178,4 +178,4 @@ def plot(res: dict, path: str) -> None:
     ax.set_title(f"grukit threads under contention ({busy})")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)

@@ -24,8 +24,13 @@ def new_figure(
 
 
 def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> None:
-    """Save to a temporary name then rename, so a reader never sees half a PNG."""
+    """Save to a temporary name then rename, so a reader never sees half a PNG: where drawing
+    or writing fails, the file at ``path`` is left as it was and the temporary one removed."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    tmp.replace(path)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

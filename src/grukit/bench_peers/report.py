@@ -69,7 +69,7 @@ def plot(res: dict, path: str) -> None:
     """One panel per (mode, threads): each engine's ratio per config, log scale, 1 = torch.nn.GRU (PNG)."""
     import matplotlib
 
-    from ..figures import new_figure
+    from ..figures import new_figure, save_figure
 
     sections = list(_sections(res))
     colours = {
@@ -97,4 +97,4 @@ def plot(res: dict, path: str) -> None:
     m = res["machine"]
     fig.suptitle(f"GRU engines vs torch.nn.GRU: {m['cpu']}, torch {m['torch']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import torch
 
+from ..training.checkpoint import atomic_write_bytes
 from .main import main
 
 
@@ -108,9 +109,8 @@ def bench_cmd(
 def _report(res: dict, table, plot, data: dict, json_path: str | None, plot_path: str | None) -> None:
     """Print the table; write data as JSON and the plot where asked."""
     click.echo(table(res))
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(data, indent=2) + "\n")
+    if json_path:  # each file whole or not at all (a temporary name, then renamed)
+        atomic_write_bytes(json_path, (json.dumps(data, indent=2) + "\n").encode())
         click.echo(f"results written to {json_path}")
     if plot_path:
         Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
