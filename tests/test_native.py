@@ -379,6 +379,38 @@ def test_torch_export():
     assert_close(out, model(x)[0], torch.float32)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("traced_with_grad", [True, False])
+@pytest.mark.parametrize("kind", ["GRU", "GRUCell"])
+def test_torch_jit_trace_passes_its_check_and_stays_differentiable(kind, traced_with_grad):
+    """torch.jit.trace records the module twice, the second time under no_grad, and fails when the
+    graphs differ: the recorded op must not depend on the grad mode. And a module traced under
+    no_grad must still train, as a traced torch.nn.GRU does (its aten::gru is differentiable)."""
+    torch.manual_seed(0)
+    if kind == "GRU":
+        ref = torch.nn.GRU(4, 6, 2, batch_first=True, bidirectional=True)
+        ours = grukit.GRU(4, 6, 2, batch_first=True, bidirectional=True)
+        x, other = torch.randn(3, 5, 4), torch.randn(2, 7, 4)  # the trace must serve another shape too
+    else:
+        ref, ours = torch.nn.GRUCell(4, 6), grukit.GRUCell(4, 6)
+        x, other = torch.randn(3, 4), torch.randn(5, 4)
+    ours.load_state_dict(ref.state_dict())
+    with torch.enable_grad() if traced_with_grad else torch.no_grad():
+        traced = torch.jit.trace(ours, (x,))  # check_trace=True: raises TracingCheckError on a mismatch
+    assert any(n.kind().startswith("grukit::") for n in traced.graph.nodes())
+
+    def first(out):
+        return out[0] if isinstance(out, tuple) else out
+
+    for inp in (x, other):
+        out, expected = first(traced(inp)), first(ref(inp))
+        assert_close(out, expected, torch.float32)
+        grads = torch.autograd.grad(out.sum(), list(ours.parameters()))
+        for got, want in zip(grads, torch.autograd.grad(expected.sum(), list(ref.parameters()))):
+            assert_close(got, want, torch.float32)
+
+
 def test_reference_backend_is_forced_by_env(monkeypatch):
     x = torch.randn(2, 2)
     monkeypatch.setenv("GRUKIT_BACKEND", "reference")

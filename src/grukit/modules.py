@@ -94,7 +94,8 @@ class GRU(nn.Module):
         Departures: the ``lengths`` keyword and ``reset_after``; no ``proj_size``;
         ``torch.autocast`` leaves the precision alone (set ``compute_dtype`` for
         bfloat16), where torch.nn.GRU's products would follow it on the CPU; not
-        a subclass of torch.nn.RNNBase, though its public methods are here.
+        a subclass of torch.nn.RNNBase, though its public methods are here;
+        ``torch.jit.trace`` works, ``torch.jit.script`` does not.
     """
 
     weight_ih_l0: Tensor  # registered in __init__ (the other parameters are read through their names)

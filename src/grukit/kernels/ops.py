@@ -216,8 +216,15 @@ def _reference_grads(douts, need, *inputs):
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:
-    """Whether autograd will want gradients of any of these (so the op must keep its workspace)."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    """Whether autograd will want gradients of any of these (so the op must keep its workspace).
+
+    Always while torch.jit.trace records: a trace must not depend on the grad mode (torch checks
+    a trace by recording it again under no_grad, where tensors made on the way require no grad),
+    and the op it records must be the differentiable one, whatever the traced module is later
+    called with, as torch.nn.GRU's aten::gru is."""
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return True
+    return torch.jit.is_tracing()
 
 
 def _int64(lengths: Tensor | None, x: Tensor) -> Tensor | None:
