@@ -71,11 +71,16 @@ def write_texts(root):
 def test_ucr_tsv_folder_train_eval_predict(tmp_path):
     data = write_ucr(tmp_path / "Tiny")
     out = tmp_path / "run"
-    result = run("train", "classify", "--data", data, "--out", out, *TINY)
+    learns = ["--epochs", "10", "--hidden-size", "8", "--lr", "0.01"]  # enough to tell the ramps apart
+    result = run("train", "classify", "--data", data, "--out", out, *TINY, *learns)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0 <= metrics["accuracy"] <= 1 and "macro_f1" in metrics
+    assert metrics["accuracy"] > 0.9 and "macro_f1" in metrics
     assert metrics["test_size"] == 24 and metrics["train_size"] == 24
+    cm = np.array(metrics["confusion_matrix"])  # rows: true class, in metrics["classes"] order
+    assert cm.sum() == 24 and metrics["accuracy"] == pytest.approx(np.trace(cm) / 24)
     assert set(metrics["baselines"]) == {"majority_class", "1nn_euclidean"}
+    assert metrics["baselines"]["majority_class"]["accuracy"] == 0.5  # 12 of each class
+    assert metrics["baselines"]["1nn_euclidean"]["accuracy"] == 1.0  # rising and falling ramps: apart by far
     assert metrics["summary"].startswith("test accuracy") and "1nn_euclidean" in metrics["summary"]
     for name in ("config.json", "model.safetensors", "history.jsonl", "loss.png", "confusion.png"):
         assert (out / name).is_file(), name
@@ -88,6 +93,9 @@ def test_ucr_tsv_folder_train_eval_predict(tmp_path):
     assert on_file["accuracy"] == pytest.approx(metrics["accuracy"])
     lines = run("predict", out, "--data", data / "Tiny_TEST.tsv").output.strip().splitlines()
     assert len(lines) == 24 and all(line.split("\t")[1] in ("1", "2") for line in lines)
+    truth = [str(i % 2 + 1) for i in range(24)]  # write_ucr's labels, in file order
+    predicted = [line.split("\t")[1] for line in lines]
+    assert metrics["accuracy"] == pytest.approx(np.mean([p == t for p, t in zip(predicted, truth)]))
 
 
 def test_train_file_finds_its_test_file_and_resume(tmp_path):
@@ -344,4 +352,4 @@ def test_an_ensemble_of_numeric_classifiers_resumes_exactly_and_reports_validati
     history = [json.loads(line) for line in (cut / "history.jsonl").read_text().splitlines()]
     assert {"val_score", "member0_val_score", "member1_val_score"} <= set(history[-1]) and len(history) == 3
     metrics = json.loads((cut / "metrics.json").read_text())
-    assert set(metrics["validation"]) == {"accuracy", "macro_f1"} and 0 <= metrics["validation"]["accuracy"] <= 1
+    assert set(metrics["validation"]) == {"accuracy", "macro_f1"}
