@@ -119,6 +119,38 @@ def test_plain_export_of_a_gru_and_other_sizes_at_run_time(tmp_path, dynamo):
     np.testing.assert_allclose(h_n, want_h.numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning", "ignore::FutureWarning", "ignore::UserWarning"
+)
+@pytest.mark.parametrize("streamed_first", [False, True], ids=["fresh", "after-a-stream"])
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("dynamo", EXPORTERS)
+def test_a_gru_cell_exports_in_plain_operators(tmp_path, dynamo, reset_after, streamed_first):
+    """ONNX has no GRU cell operator: the step goes out as ONNX's plain operators, as torch.nn.GRUCell's
+    does, and gives grukit's numbers in ONNX Runtime at another batch size. A no-grad stream of steps
+    before the export (whose step function no trace can see) must not leak into the graph."""
+    torch.manual_seed(3)
+    cell = grukit.GRUCell(5, 7, reset_after=reset_after).eval()
+    x, h = torch.randn(2, 5), torch.randn(2, 7)
+    if streamed_first:
+        with torch.no_grad():
+            cell(x, cell(x, h))
+    path = str(tmp_path / "cell.onnx")
+    with torch.no_grad():
+        if dynamo:
+            torch.onnx.export(cell, (x, h), path, input_names=["x", "h"], dynamic_shapes=({0: "B"}, {0: "B"}))
+        else:
+            torch.onnx.export(
+                cell, (x, h), path, dynamo=False, input_names=["x", "h"], dynamic_axes={"x": {0: "B"}, "h": {0: "B"}}
+            )
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert "Sigmoid" in ops and "Tanh" in ops and not any("grukit" in op for op in ops)
+    x2, h2 = torch.randn(4, 5), torch.randn(4, 7)
+    (got,) = ort.InferenceSession(path).run(None, {"x": x2.numpy(), "h": h2.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, cell(x2, h2).numpy(), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("dynamo", EXPORTERS)
 @pytest.mark.parametrize("option, value", [("layer_norm", True), ("zoneout", 0.1), ("recurrent_dropout", 0.2)])
 def test_options_onnx_cannot_express_are_named(tmp_path, dynamo, option, value):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import _checks, backend
+from . import _checks, backend, functional
 
 
 class GRUCell(nn.Module):
@@ -63,6 +63,7 @@ class GRUCell(nn.Module):
             and hx.is_cpu
             and not torch.compiler.is_compiling()
             and not backend.transforms_active()
+            and not torch._C._is_tracing()  # the stream's step is no op a trace would see (torch.jit.is_tracing's test)
         )
         if streaming and hx is not None:  # a no-grad stream of steps on the CPU: skip the checks already passed
             # for these inputs (streaming implies hx is not None: that test only narrows hx's type)
@@ -116,5 +117,13 @@ class GRUCell(nn.Module):
             x.device,
         )
         cell = backend.cell_fn(x, h, self.weight_ih)
+        if (_checks.is_exporting() or torch.jit.is_tracing()) and _onnx_exporting():  # the cheap checks first
+            cell = functional.gru_cell  # ONNX has no GRU cell operator: the step in its plain operators
         h_new = cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, reset_after=self.reset_after)
         return h_new if batched else h_new.squeeze(0)
+
+
+def _onnx_exporting() -> bool:
+    from .onnx_export import exporting  # (imported only while a graph is captured)
+
+    return exporting()
