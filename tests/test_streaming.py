@@ -69,6 +69,25 @@ def test_converted_or_replaced_weights_are_used():
     assert_close(got, functional.gru_cell(x.double(), h.double(), *w).detach(), torch.float64)
 
 
+@pytest.mark.parametrize("name", ["weight_ih", "weight_hh", "bias_hh"])
+@pytest.mark.parametrize("when", ["before", "mid-stream"])
+def test_parametrized_weights_stream_as_torchs_cell(name, when):
+    """A parametrization (here weight_norm) moves a weight out of the module's parameters and computes
+    it at every access: the stream must use it, before and after the stream has started, as
+    torch.nn.GRUCell does with the same parametrization."""
+    torch.manual_seed(2)
+    ours, ref = grukit.GRUCell(3, 4), nn.GRUCell(3, 4)
+    ref.load_state_dict(ours.state_dict())
+    xs, h = torch.randn(6, 2, 3), torch.randn(2, 4)
+    if when == "mid-stream":
+        _stream(ours, xs[:2], h)
+    for cell in (ours, ref):
+        nn.utils.parametrizations.weight_norm(cell, name, dim=0)
+        with torch.no_grad():  # a different weight than before, from the parametrization's own parameters
+            getattr(cell.parametrizations, name).original0.mul_(1.5)
+    assert_close(_stream(ours, xs, h), _stream(ref, xs, h), torch.float32)
+
+
 def test_set_backend_takes_effect_mid_stream(monkeypatch):
     calls = []
     real = functional.gru_cell

@@ -68,10 +68,14 @@ class GRUCell(nn.Module):
         if streaming and hx is not None:  # a no-grad stream of steps on the CPU: skip the checks already passed
             # for these inputs (streaming implies hx is not None: that test only narrows hx's type)
             p: dict[str, Any] = self._parameters  # (not self.weight_ih: nn.Module's lookup costs more than the check)
-            w = p["weight_ih"]
-            key = (input.shape, hx.shape, input.dtype, hx.dtype, w.dtype, w.is_cpu, backend.forced())
-            if key == self._streaming_key:
-                return self._streaming_step(input, hx, w, p["weight_hh"], p["bias_ih"], p["bias_hh"], self.reset_after)
+            try:
+                w, u, b_ih, b_hh = p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]
+            except KeyError:  # one is computed elsewhere (a parametrization, e.g. weight_norm): the checked path
+                streaming = False
+            else:
+                key = (input.shape, hx.shape, input.dtype, hx.dtype, w.dtype, w.is_cpu, backend.forced())
+                if key == self._streaming_key:
+                    return self._streaming_step(input, hx, w, u, b_ih, b_hh, self.reset_after)
         h_new = self._checked_forward(input, hx)
         if streaming and input.dim() == 2:  # checks passed: remember them, and the step function to call
             self._streaming_key, self._streaming_step = key, backend.stream_fn(input, hx, w)
