@@ -157,3 +157,33 @@ def test_no_exact_torch_conversion_for_reset_before():
 def test_from_torch_needs_a_gru():
     with pytest.raises(TypeError, match=r"expects a torch.nn.GRU, got LSTM"):
         grukit.GRU.from_torch(torch.nn.LSTM(3, 4))
+
+
+@pytest.mark.parametrize("kind", ["GRU", "GRUCell", "MinGRU"])
+def test_fx_symbolic_trace_says_how_to_keep_the_layer_whole(kind):
+    """torch.fx.symbolic_trace leaves only torch.nn's own modules whole: inside grukit's, the input is
+    a Proxy. The error says so and how to trace instead, and that way works."""
+    layer = {"GRU": grukit.GRU(4, 6), "GRUCell": grukit.GRUCell(4, 6), "MinGRU": grukit.MinGRU(4, 6)}[kind]
+    x = torch.randn(3, 4) if kind == "GRUCell" else torch.randn(5, 3, 4)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.head = layer, torch.nn.Linear(6, 2)
+
+        def forward(self, x):
+            out = self.rnn(x)
+            return self.head(out if kind == "GRUCell" else out[0])
+
+    net = Net()
+    with pytest.raises(TypeError, match=r"input is a torch.fx Proxy: .* is_leaf_module also returns True"):
+        torch.fx.symbolic_trace(net)
+
+    class Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m, qualified_name):
+            return isinstance(m, (grukit.GRU, grukit.GRUCell, grukit.MinGRU)) or super().is_leaf_module(
+                m, qualified_name
+            )
+
+    traced = torch.fx.GraphModule(net, Tracer().trace(net))
+    assert torch.equal(traced(x), net(x))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 
 import torch
 from torch import Tensor
@@ -86,6 +87,13 @@ def check_parameters(
 
 def check_tensor(name: str, value) -> Tensor:
     if not isinstance(value, Tensor):
+        fx = sys.modules.get("torch.fx")  # (loaded wherever a Proxy exists)
+        if fx is not None and isinstance(value, fx.Proxy):
+            raise TypeError(
+                f"{name} is a torch.fx Proxy: torch.fx.symbolic_trace cannot trace inside grukit's layers "
+                "(it leaves only torch.nn's own modules whole); trace with a torch.fx.Tracer whose "
+                "is_leaf_module also returns True for grukit's modules, or use torch.export"
+            )
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     return value
 
