@@ -120,14 +120,7 @@ class GRUCell(nn.Module):
             x.dtype,
             x.device,
         )
-        cell = backend.cell_fn(x, h, self.weight_ih)
-        if (_checks.is_exporting() or torch.jit.is_tracing()) and _onnx_exporting():  # the cheap checks first
-            cell = functional.gru_cell  # ONNX has no GRU cell operator: the step in its plain operators
+        # ONNX has no GRU cell operator: exported, the step is the reference's plain operators
+        cell = functional.gru_cell if _checks.onnx_exporting() else backend.cell_fn(x, h, self.weight_ih)
         h_new = cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, reset_after=self.reset_after)
         return h_new if batched else h_new.squeeze(0)
-
-
-def _onnx_exporting() -> bool:
-    from .onnx_export import exporting  # (imported only while a graph is captured)
-
-    return exporting()

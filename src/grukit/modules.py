@@ -493,13 +493,10 @@ class GRU(nn.Module):
 
     def _run(self, x: Tensor, h0: Tensor, weights, lengths: Tensor | None, norms=None) -> tuple[Tensor, Tensor]:
         """The stack on checked tensors: x (T, B, I), h0 (L*D, B, H) -> (T, B, D*H), (L*D, B, H)."""
-        # one ONNX GRU node per layer under either exporter (see grukit.onnx_export); the 0.04 and 0.15 us
-        # checks first, the 1.1 us one only while a graph is captured
-        if _checks.is_exporting() or torch.jit.is_tracing():
+        if _checks.onnx_exporting():  # one ONNX GRU node per layer under either exporter (see grukit.onnx_export)
             from . import onnx_export
 
-            if onnx_export.exporting():
-                return onnx_export.gru_stack(self, x, h0, weights, lengths)
+            return onnx_export.gru_stack(self, x, h0, weights, lengths)
         return functional.gru(
             x,
             h0,
