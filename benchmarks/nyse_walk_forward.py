@@ -10,6 +10,12 @@ stand-in test per run and the means (README: "Choosing the protocol without the
 test days").
 
     python benchmarks/nyse_walk_forward.py --seeds 0 1 2 3 4 --out runs/walk-forward
+
+With ``--blend``, the same cut chooses the weight of ``--blend-linear`` instead:
+each seed trains the chosen flags once (random validation days, no refit) with a
+ridge kept in the run, and the stand-in test R^2 of ``(1 - W) * GRU + W * ridge`` is
+printed for W = 0, 0.05, ..., 1, with the W of the best mean over the seeds (README:
+"Averaging the GRU with the linear AR").
 """
 
 from __future__ import annotations
@@ -47,13 +53,45 @@ def training_years(what: str = "--dataset nyse") -> stocks.NyseTable:
     )
 
 
+def blend_curves(seeds: list[int], out: Path) -> None:
+    """Stand-in test R^2 of the GRU averaged with the ridge, per weight and seed; the best mean weight."""
+    from grukit.evaluation import regression
+    from grukit.tasks.regress import RegressTask, predict_values
+
+    task, weights = RegressTask(), [round(0.05 * k, 2) for k in range(21)]
+    flags = [f for f in FLAGS if f != "--refit"] + ["--blend-linear", "0.5"]  # any W > 0 keeps the ridge
+    curves = []
+    for seed in seeds:
+        run = out / f"blend-{seed}"
+        cmd = ["train", "regress", "--dataset", "nyse_day", "--seed", str(seed), "--out", str(run)]
+        cli.main(args=cmd + flags, standalone_mode=False)
+        cfg, state, model = task.load(run)
+        _, data = task.prepare(cfg, task.load_data(cfg))
+        x, ln, _ = data["test"]
+        assert state.blend is not None
+        curve = [
+            regression.scores(data["y_test"], predict_values(model, x, ln, state, {**state.blend, "weight": w}))["r2"]
+            for w in weights
+        ]
+        curves.append(curve)
+        print(f"seed {seed}: " + ", ".join(f"W {w:g} {r:.4f}" for w, r in zip(weights, curve)))
+    means = [statistics.mean(c[k] for c in curves) for k in range(len(weights))]
+    best = max(range(len(weights)), key=means.__getitem__)
+    print("mean: " + ", ".join(f"W {w:g} {r:.4f}" for w, r in zip(weights, means)))
+    print(f"best mean stand-in R^2 {means[best]:.4f} at --blend-linear {weights[best]:g} (GRU alone {means[0]:.4f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=Path("runs/walk-forward"))
+    parser.add_argument("--blend", action="store_true", help="choose the --blend-linear weight instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     stocks.load_nyse = training_years  # the regress task and its AR baselines read the cut table
+    if args.blend:
+        blend_curves(args.seeds, args.out)
+        return
     scores: dict[str, list[tuple[float, float, float]]] = {p: [] for p in PROTOCOLS}
     for protocol, extra in PROTOCOLS.items():
         for seed in args.seeds:

@@ -189,7 +189,10 @@ def test_plain_export_names_the_option_too(tmp_path, dynamo):
     [
         ("adding", ["--epochs", "1", "--steps", "5", "--eval-pairs", "20", "--hidden-size", "4"]),
         ("classify", ["--dataset", "toy", "--epochs", "1", "--hidden-size", "4", "--batch-size", "64"]),
-        ("regress", ["--epochs", "1", "--hidden-size", "4", "--skip", "linear", "--ensemble", "2"]),
+        (
+            "regress",
+            ["--epochs", "1", "--hidden-size", "4", "--skip", "linear", "--ensemble", "2", "--blend-linear", "0.25"],
+        ),
         (
             "lm",
             [

@@ -246,3 +246,86 @@ def test_val_split_last_validates_on_the_last_sequences_in_order(tmp_path):
     assert len(shuffled["split"][1]) == 8 and shuffled["split"][1].tolist() != val_idx.tolist()
     result = run("train", "regress", "--data", data, "--out", tmp_path / "a", "--val-split", "first", *TINY, ok=False)
     assert result.exit_code != 0 and "--val-split" in result.output and not (tmp_path / "a").exists()
+
+
+def test_blend_linear_averages_the_gru_with_the_ridge_baseline_everywhere(tmp_path):
+    """--blend-linear W: (1 - W) * GRU + W * ridge in train's scores, eval, predict, the estimator and
+    ONNX export; the ridge is the ridge baseline's model (fitted on the training part), written out
+    here by hand; the validation scores use a ridge of the fitting part only."""
+    torch = pytest.importorskip("torch")
+    from grukit.estimators import GRURegressor
+    from grukit.tasks.regress import LinearBlend, RegressTask, predict_values
+
+    data, out, w = write_tsv(tmp_path / "R"), tmp_path / "run", 0.3
+    run("train", "regress", "--data", data, "--out", out, "--blend-linear", w, *TINY)
+    metrics = json.loads((out / "metrics.json").read_text())
+    train, test = numeric.read_series(data / "R_TRAIN.tsv"), numeric.read_series(data / "R_TEST.tsv")
+    task = RegressTask()
+    cfg, state, model = task.load(out)
+    _, prepared = task.prepare(cfg, (train, test))
+    x, ln, _ = prepared["test"]
+    gru = predict_values(model, x, ln, state, blend=False)
+
+    def ridge(rows, y, alpha=1.0):  # centred least squares with an alpha * I penalty, as the baseline
+        a = rows.reshape(len(rows), -1).double().numpy()
+        mu = a.mean(0)
+        coef = np.linalg.solve((a - mu).T @ (a - mu) + alpha * np.eye(a.shape[1]), (a - mu).T @ (y - y.mean()))
+        return lambda r: (r.reshape(len(r), -1).double().numpy() - mu) @ coef + y.mean()
+
+    x_train = torch.cat([prepared["fit"][0], prepared["val"][0]])
+    y_train = np.concatenate([prepared["y_train"][prepared["split"][0]], prepared["y_val"]])
+    linear = ridge(x_train, y_train)(x)
+    want = (1 - w) * gru + w * linear
+    y_test = test.numeric_targets()
+    assert metrics["r2"] == pytest.approx(re_eval.scores(y_test, want)["r2"], abs=1e-9)
+    assert metrics["blend"]["weight"] == w
+    assert metrics["blend"]["model"]["r2"] == pytest.approx(re_eval.scores(y_test, gru)["r2"], abs=1e-9)
+    assert metrics["baselines"]["ridge"]["r2"] == pytest.approx(re_eval.scores(y_test, linear)["r2"], abs=1e-9)
+    assert metrics["r2"] != pytest.approx(metrics["blend"]["model"]["r2"], abs=1e-6)  # the blend changes something
+    fit_idx = prepared["split"][0]
+    xv, lnv, _ = prepared["val"]
+    val_want = (1 - w) * predict_values(model, xv, lnv, state, blend=False) + w * ridge(
+        prepared["fit"][0], prepared["y_train"][fit_idx]
+    )(xv)
+    # (the run's ridge reads the float32 scaled targets: equal to ~1e-8)
+    assert metrics["validation"]["r2"] == pytest.approx(re_eval.scores(prepared["y_val"], val_want)["r2"], abs=1e-6)
+    assert json.loads(run("eval", "--json", out).output)["r2"] == pytest.approx(metrics["r2"], abs=1e-12)
+    lines = run("predict", out, "--data", data / "R_TEST.tsv").output.strip().splitlines()
+    np.testing.assert_allclose([float(line.split("\t")[1]) for line in lines], want, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # the module ONNX export writes gives the same numbers
+        folded = LinearBlend(model, state.blend).eval()(x, ln)[:, 0].double().numpy()
+    np.testing.assert_allclose(folded * state.target_std + state.target_mean, want, rtol=1e-5, atol=1e-5)
+    assert "--blend-linear" in run("train", "regress", "--help").output
+    assert "0.7 x GRU + 0.3 x ridge" in run("eval", out).output
+
+    xs = np.stack([s[:, 0] for s in train.series])
+    est = GRURegressor(hidden_size=4, epochs=2, blend_linear=0.5).fit(xs, train.numeric_targets())
+    alone = GRURegressor(hidden_size=4, epochs=2).fit(xs, train.numeric_targets())
+    xt = np.stack([s[:, 0] for s in test.series])
+    got = est.predict(xt)
+    enc = torch.from_numpy(((xt - est.state_.norm_stats["mean"][0]) / est.state_.norm_stats["std"][0])[..., None])
+    x_all = torch.from_numpy(((xs - est.state_.norm_stats["mean"][0]) / est.state_.norm_stats["std"][0])[..., None])
+    np.testing.assert_allclose(
+        got, 0.5 * alone.predict(xt) + 0.5 * ridge(x_all, train.numeric_targets())(enc), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_blend_linear_refuses_bad_weights_unequal_lengths_and_series_of_another_length(tmp_path):
+    result = run("train", "regress", "--out", tmp_path / "a", "--blend-linear", "1", *TINY, ok=False)
+    assert result.exit_code == 1 and "--blend-linear must be in [0, 1), got 1.0" in result.output
+    rng = np.random.default_rng(3)
+    lines = ["@problemName r", "@univariate true", "@equalLength false", "@targetLabel true", "@data"]
+    lines += [",".join(f"{v:.3f}" for v in rng.standard_normal(4 + i % 3)) + ":1.0" for i in range(12)]
+    (tmp_path / "r.ts").write_text("\n".join(lines) + "\n")
+    result = run(
+        "train", "regress", "--data", tmp_path / "r.ts", "--out", tmp_path / "b", "--blend-linear", "0.5", ok=False
+    )
+    assert result.exit_code == 1 and "--blend-linear needs training series of one length" in result.output
+    assert not (tmp_path / "b").exists()
+    out = tmp_path / "run"
+    run("train", "regress", "--data", write_tsv(tmp_path / "R"), "--out", out, "--blend-linear", "0.5", *TINY)
+    short = write_tsv(tmp_path / "S", n=5, length=7)
+    result = run("eval", out, "--data", short / "R_TEST.tsv", ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--blend-linear: the model's linear part reads 10 values per series" in result.output
+    assert "got series of 7 steps x 1 channels" in result.output

@@ -322,6 +322,7 @@ def export_run(
 
     task = get_task(run_task_name(Path(run)))
     cfg, state, model = task.load(Path(run))
+    model = task.export_model(cfg, state, model)
     args, names, axes = task.export_example(cfg, state)
     with torch.no_grad():
         want = model(*args)

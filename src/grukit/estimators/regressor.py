@@ -32,7 +32,9 @@ class GRURegressor(RegressorMixin, GRUEstimator[RegressState]):
     ``refit=True`` then trains the model again on all of X for the epochs
     chosen on the validation part, as ``--refit`` (``history_`` is the first
     phase's). ``val_split="last"`` validates on the last series in X's order,
-    as ``--val-split last``.
+    as ``--val-split last``. ``blend_linear=W`` predicts ``(1 - W) * GRU + W *
+    ridge``, the ridge regression of the flattened series fitted on all of X
+    (equal lengths), as ``--blend-linear``.
     ``random_state`` and ``verbose`` as GRUClassifier's. Fitted attributes:
     ``n_features_in_``, ``model_``, ``config_``, ``state_``, ``history_``, ``seed_``.
     """
@@ -58,6 +60,7 @@ class GRURegressor(RegressorMixin, GRUEstimator[RegressState]):
         val_fraction=0.2,
         val_split="random",
         refit=False,
+        blend_linear=0.0,
         weight_decay=1e-4,
         grad_clip=1.0,
         patience=0,
@@ -73,6 +76,7 @@ class GRURegressor(RegressorMixin, GRUEstimator[RegressState]):
         self.epochs, self.lr, self.batch_size, self.dropout = epochs, lr, batch_size, dropout
         self.pooling, self.normalize, self.patch, self.val_fraction = pooling, normalize, patch, val_fraction
         self.skip, self.ensemble, self.refit, self.val_split = skip, ensemble, refit, val_split
+        self.blend_linear = blend_linear
         self.weight_decay, self.grad_clip, self.patience = weight_decay, grad_clip, patience
         self.zoneout, self.recurrent_dropout, self.weight_dropout = zoneout, recurrent_dropout, weight_dropout
         self.dtype, self.threads, self.random_state, self.verbose = dtype, threads, random_state, verbose

@@ -25,16 +25,22 @@ def mean_baseline(y_train: np.ndarray, y_test: np.ndarray) -> dict:
     return scores(y_test, np.full(len(y_test), float(np.mean(y_train))))
 
 
+def ridge_fit(x_train: np.ndarray, y_train: np.ndarray, alpha: float = 1.0) -> tuple[np.ndarray, float]:
+    """Ridge regression on the flattened equal-length series (N, T*C) plus an unpenalised bias:
+    returns (coefficients (T*C,), intercept); the prediction is ``x.reshape(N, -1) @ coef + intercept``."""
+    a = x_train.reshape(len(x_train), -1).astype(np.float64)
+    mu, ym = a.mean(0), float(np.mean(y_train))
+    a = a - mu
+    w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ (np.asarray(y_train, np.float64) - ym))
+    return w, ym - float(mu @ w)
+
+
 def ridge_baseline(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, alpha: float = 1.0
 ) -> dict:
-    """Ridge regression on the flattened equal-length series (N, T*C) plus a bias."""
-    a = x_train.reshape(len(x_train), -1).astype(np.float64)
-    b = x_test.reshape(len(x_test), -1).astype(np.float64)
-    mu, ym = a.mean(0), float(np.mean(y_train))
-    a, b = a - mu, b - mu
-    w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ (np.asarray(y_train, np.float64) - ym))
-    return scores(y_test, b @ w + ym)
+    """:func:`ridge_fit` on the training series, scored on the test series."""
+    w, b = ridge_fit(x_train, y_train, alpha)
+    return scores(y_test, x_test.reshape(len(x_test), -1).astype(np.float64) @ w + b)
 
 
 def least_squares_baseline(a_train: np.ndarray, y_train: np.ndarray, a_test: np.ndarray, y_test: np.ndarray) -> dict:

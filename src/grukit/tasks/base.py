@@ -197,6 +197,11 @@ class Task(Generic[C, S, M]):
         """Example inputs of the model's forward, their names, and which axes vary (for ONNX export)."""
         raise NotImplementedError(f"task {self.name!r} has no export yet")
 
+    def export_model(self, cfg: C, state: S, model: M) -> nn.Module:
+        """The module ONNX export writes: the trained model, with any prediction step that the state
+        holds outside it (e.g. regress's ``--blend-linear`` ridge) folded in."""
+        return model
+
     # ---- the template -------------------------------------------------------------
 
     def fit(

@@ -23,6 +23,13 @@ grukit.training.fit) and predicts their mean. ``--refit`` then trains the
 model again from the same initialisation on the fitting and the validation
 part together, each member for the epochs it was kept after, and scores that
 model (the scaling stays the fitting part's; see grukit.tasks.base).
+``--blend-linear W`` predicts ``(1 - W) * model + W * ridge``, where the ridge
+regression of the flattened series (equal lengths; the ridge baseline's model)
+is fitted in closed form on the whole training part before training and kept in
+the run's state; the GRU trains and is chosen on its own outputs, unaware of it.
+Averaging a network with a linear model this way is a forecast combination: the
+two err differently, and their mean can beat both (README: Beating the linear
+AR on NYSE). Choose W on data the model is not scored on.
 The validation part is a random ``--val-fraction`` of the training
 sequences, or with ``--val-split last`` the last ones in the file's order
 (for sequences in time order: the model is chosen on the latest).
@@ -103,6 +110,10 @@ class RegressConfig(TaskConfig):
     )
     test_fraction: float = option(0.2, "share held out for testing when the data has no test split")
     refit: bool = option(False, REFIT_HELP)
+    blend_linear: float = option(
+        0.0,
+        "predict (1 - W) * model + W * ridge regression of the flattened series (fitted on the training part; equal-length series); 0 = the model alone",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -112,7 +123,7 @@ class RegressConfig(TaskConfig):
         self.within(0, 1, "val_fraction", "test_fraction")
         if self.val_split not in seq.VAL_SPLITS:
             raise ValueError(f"--val-split must be one of {', '.join(seq.VAL_SPLITS)}, got {self.val_split!r}")
-        self.within(0, 1, "dropout", closed_low=True)
+        self.within(0, 1, "dropout", "blend_linear", closed_low=True)
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,8 @@ class RegressState(TaskState):
     target_mean: float  # the training targets' mean and std: the model predicts scaled targets
     target_std: float
     length: int = 0  # the training series' common length (0 when they differ)
+    # --blend-linear: {"weight": W, "coef": [T*C floats], "intercept": b}, the ridge in scaled-target units
+    blend: dict | None = None
 
 
 Sets = tuple[numeric.SeriesSet, numeric.SeriesSet | None]  # training set, test set or None
@@ -169,6 +182,8 @@ def prepare(cfg: RegressConfig, raw: Sets, *, holdout: bool = True) -> tuple[Reg
     y_fit = y_all[fit_idx]
     _, stats = seq.normalize_series(train.subset(fit_idx).series, cfg.normalize)
     lengths = train.lengths
+    if cfg.blend_linear > 0 and not (lengths == lengths[0]).all():
+        raise ValueError(f"{train.source}: --blend-linear needs training series of one length; these differ")
     state = RegressState(
         train.channels,
         cfg.normalize,
@@ -181,6 +196,11 @@ def prepare(cfg: RegressConfig, raw: Sets, *, holdout: bool = True) -> tuple[Reg
     state = RegressState.from_json(state.to_json(), "regress")  # exactly as it reads back from config.json
     scale = lambda y: torch.from_numpy(((y - state.target_mean) / state.target_std).astype(np.float32))  # noqa: E731
     x, ln = encode(train, state)
+    if cfg.blend_linear > 0:  # the ridge on every training series, in the units the model predicts
+        y_scaled = (y_all - state.target_mean) / state.target_std
+        coef, intercept = reg_eval.ridge_fit(x.double().numpy(), y_scaled)
+        blend = {"weight": cfg.blend_linear, "coef": coef.tolist(), "intercept": intercept}
+        state = RegressState.from_json({**state.to_json(), "blend": blend}, "regress")
     f, v = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
     data = {
         "fit": (x[f], ln[f], scale(y_fit)),
@@ -233,10 +253,45 @@ def build_member(cfg: RegressConfig, state: RegressState) -> seq.SequenceModel:
     )
 
 
-def predict_values(model, x: torch.Tensor, ln: torch.Tensor, state: RegressState) -> np.ndarray:
-    """Model outputs mapped back to the targets' units: (N,)."""
+def predict_values(
+    model, x: torch.Tensor, ln: torch.Tensor, state: RegressState, blend: dict | bool = True
+) -> np.ndarray:
+    """Predictions in the targets' units: (N,). The run's ``--blend-linear`` ridge is mixed in unless
+    ``blend`` is False; a dict ``blend`` mixes in that ridge instead."""
     out = seq.predict(model, x, ln)[:, 0].double().numpy()
+    mix = state.blend if blend is True else blend or None
+    if mix is not None:
+        out = (1 - mix["weight"]) * out + mix["weight"] * linear_part(mix, x)
     return out * state.target_std + state.target_mean
+
+
+def linear_part(blend: dict, x: torch.Tensor) -> np.ndarray:
+    """The blend's ridge prediction (scaled targets) for encoded equal-length series (N, T, C)."""
+    flat = x.reshape(len(x), -1).double().numpy()
+    if flat.shape[1] != len(blend["coef"]):
+        raise ValueError(
+            f"--blend-linear: the model's linear part reads {len(blend['coef'])} values per series "
+            f"(the training series' steps x channels), got series of {x.shape[1]} steps x {x.shape[2]} channels"
+        )
+    return flat @ np.asarray(blend["coef"], np.float64) + blend["intercept"]
+
+
+class LinearBlend(nn.Module):
+    """A model and the run's ``--blend-linear`` ridge as one module (for ONNX export): outputs
+    ``(1 - W) * model(x, lengths) + W * (x.flatten(1) @ coef + intercept)`` in the model's units."""
+
+    coef: torch.Tensor
+    intercept: torch.Tensor
+
+    def __init__(self, model: nn.Module, blend: dict) -> None:
+        super().__init__()
+        self.model, self.weight = model, float(blend["weight"])
+        self.register_buffer("coef", torch.tensor(blend["coef"], dtype=torch.float32)[:, None])
+        self.register_buffer("intercept", torch.tensor([float(blend["intercept"])], dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        linear = x.reshape(x.shape[0], -1).to(torch.float32) @ self.coef + self.intercept
+        return (1 - self.weight) * self.model(x, lengths) + self.weight * linear
 
 
 class _Objective:
@@ -288,7 +343,16 @@ class RegressTask(Task[RegressConfig, RegressState, "seq.SequenceModel | seq.Ens
         y_train, y_test = data["y_train"], data["y_test"]
         metrics = reg_eval.scores(y_test, predict_values(model, x, ln, state))
         xv, lnv, _ = data["val"]
-        validation = reg_eval.scores(data["y_val"], predict_values(model, xv, lnv, state))
+        val_blend: dict | bool = True  # the run's own: none without --blend-linear
+        if state.blend is not None:  # validated with a ridge of the fitting part only, as the model
+            coef, intercept = reg_eval.ridge_fit(data["fit"][0].double().numpy(), data["fit"][2].double().numpy())
+            val_blend = {**state.blend, "coef": coef.tolist(), "intercept": intercept}
+            metrics["blend"] = {
+                "weight": state.blend["weight"],
+                "model": reg_eval.scores(y_test, predict_values(model, x, ln, state, blend=False)),
+                "model_validation": reg_eval.scores(data["y_val"], predict_values(model, xv, lnv, state, blend=False)),
+            }
+        validation = reg_eval.scores(data["y_val"], predict_values(model, xv, lnv, state, blend=val_blend))
         baselines = {"predict_mean": reg_eval.mean_baseline(y_train, y_test)}
         xtr = torch.cat([data["fit"][0], data["val"][0]])
         lntr = torch.cat([data["fit"][1], data["val"][1]])
@@ -318,6 +382,12 @@ class RegressTask(Task[RegressConfig, RegressState, "seq.SequenceModel | seq.Ens
         rows = tuple((m, *(b.get(m) for b in models)) for m in ("mae", "rmse", "r2"))
         size = f", {metrics['test_size']} test sequences" if "test_size" in metrics else ""
         notes: tuple[str, ...] = (f"trained in {metrics['train_seconds']} s",) if "train_seconds" in metrics else ()
+        if "blend" in metrics:
+            alone = metrics["blend"]["model"]
+            notes += (
+                f"grukit = {1 - metrics['blend']['weight']:g} x GRU + {metrics['blend']['weight']:g} x ridge "
+                f"(--blend-linear); the GRU alone: MAE {alone['mae']:.4g}, R^2 {alone['r2']:.3f}",
+            )
         if "published" in metrics:
             notes += (
                 "published test R^2 (ISLP lab 10.9.6): "
@@ -348,11 +418,14 @@ class RegressTask(Task[RegressConfig, RegressState, "seq.SequenceModel | seq.Ens
             ("id", "prediction"), tuple((i, float(v)) for i, v in enumerate(predict_values(model, x, ln, state), 1))
         )
 
+    def export_model(self, cfg: RegressConfig, state: RegressState, model) -> nn.Module:
+        return model if state.blend is None else LinearBlend(model, state.blend).eval()
+
     def export_example(self, cfg: RegressConfig, state: RegressState) -> tuple[tuple, list[str], dict]:
         from .classify import sequence_example
 
         args, names, axes = sequence_example(state)
-        if cfg.skip == "linear":  # the skip's width fixes the series' length: only the batch may vary
+        if cfg.skip == "linear" or state.blend is not None:  # their width fixes the length: only the batch may vary
             x = torch.randn(2, state.length, state.channels)
             args, axes = (x, torch.tensor([state.length, max(1, state.length // 2)])), {**axes, "x": {0: "batch"}}
         return args, names, axes
