@@ -295,6 +295,16 @@ def test_blend_linear_averages_the_gru_with_the_ridge_baseline_everywhere(tmp_pa
     with torch.no_grad():  # the module ONNX export writes gives the same numbers
         folded = LinearBlend(model, state.blend).eval()(x, ln)[:, 0].double().numpy()
     np.testing.assert_allclose(folded * state.target_std + state.target_mean, want, rtol=1e-5, atol=1e-5)
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    from grukit.onnx_export import export_run
+
+    path, _, _ = export_run(out)  # the exported graph holds the blend: ONNX Runtime gives the run's predictions
+    session = onnxruntime.InferenceSession(str(path))
+    names = [i.name for i in session.get_inputs()]
+    (onnx_out,) = session.run(None, dict(zip(names, (x.numpy(), ln.numpy()))))
+    np.testing.assert_allclose(onnx_out[:, 0] * state.target_std + state.target_mean, want, rtol=1e-5, atol=1e-5)
     assert "--blend-linear" in run("train", "regress", "--help").output
     assert "0.7 x GRU + 0.3 x ridge" in run("eval", out).output
 
