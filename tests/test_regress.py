@@ -339,3 +339,18 @@ def test_blend_linear_refuses_bad_weights_unequal_lengths_and_series_of_another_
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "--blend-linear: the model's linear part reads 10 values per series" in result.output
     assert "got series of 7 steps x 1 channels" in result.output
+
+
+def test_blend_linear_resumes_and_cannot_change_on_resume(tmp_path):
+    data, out = write_tsv(tmp_path / "R"), tmp_path / "run"
+    run("train", "regress", "--data", data, "--out", out, "--blend-linear", "0.3", *TINY)
+    run("train", "regress", "--resume", out, "--epochs", "3")
+    assert json.loads((out / "metrics.json").read_text())["blend"]["weight"] == 0.3
+    before = (out / "model.safetensors").read_bytes()
+    for other in ("0.5", "0"):
+        result = run("train", "regress", "--resume", out, "--epochs", "4", "--blend-linear", other, ok=False)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert f"it was trained with --blend-linear 0.3, which cannot change on resume (got {float(other):g})" in (
+            result.output
+        )
+    assert (out / "model.safetensors").read_bytes() == before  # nothing was changed

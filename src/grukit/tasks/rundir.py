@@ -74,6 +74,13 @@ def check_resume(run: Path, task: Task, cfg: TaskConfig, state: TaskState, model
         raise ValueError(
             f"cannot resume {run}: it was trained {was} --refit, which cannot change on resume; nothing was changed"
         )
+    trained_w: float = getattr(saved_cfg, "blend_linear", 0.0)
+    asked_w: float = getattr(cfg, "blend_linear", 0.0)
+    if trained_w != asked_w:
+        raise ValueError(
+            f"cannot resume {run}: it was trained with --blend-linear {trained_w:g}, which cannot change on resume "
+            f"(got {asked_w:g}); nothing was changed"
+        )
     new = state.to_json()
     for key, value in saved.to_json().items():
         if key not in type(state).after_fit and new.get(key) != value:
