@@ -8,6 +8,7 @@ import importlib.util
 import json
 import re
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from grukit.evaluation import regression as reg_eval
 from grukit.tasks import regress
 
 DAYS = stocks.WEEKDAYS
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args, ok=True):
@@ -278,3 +280,26 @@ def test_nyse_linear_skip_reaches_the_linear_ar_model(tmp_path, monkeypatch):
     run("train", "regress", "--dataset", "nyse_day", "--out", out, *args)
     m = json.loads((out / "metrics.json").read_text())
     assert m["r2"] > m["baselines"]["ar_day"]["r2"] - 0.02  # a linear AR with a Monday effect: the skip holds it
+
+
+def test_walk_forward_blend_reads_only_the_training_years_and_scores_every_weight(tmp_path, monkeypatch, capsys):
+    """benchmarks/nyse_walk_forward.py --blend (how the README chose --blend-linear 0.4): the cut table is ISLP's
+    training days alone, and each printed R^2 is the run's GRU and ridge mixed with that weight."""
+    nyse_csv(fake_package(tmp_path, monkeypatch, "ISLP", "data/NYSE.csv"), n=1000, monday=1.0)
+    spec = importlib.util.spec_from_file_location("nyse_walk_forward", ROOT / "benchmarks" / "nyse_walk_forward.py")
+    wf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wf)
+    monkeypatch.setattr(wf, "FLAGS", ["--epochs", "2", "--hidden-size", "4", "--no-progress", "--refit"])
+    monkeypatch.setattr(stocks, "load_nyse", wf.training_years)
+    wf.blend_curves([0], tmp_path / "wf")
+    lines = capsys.readouterr().out.splitlines()
+    curve = {float(w): float(r) for w, r in (p.split()[-2:] for p in lines[-3].split(": ", 1)[1].split(", "))}
+    assert lines[-3].startswith("seed 0: W 0 ") and len(curve) == 21
+    m = json.loads((tmp_path / "wf" / "blend-0" / "metrics.json").read_text())
+    # 600 training days (train_share 0.6) cut 480 / 120: 475 sequences after 5 lags, 120 stand-in test days
+    assert m["train_size"] == 475 and m["test_size"] == 120 and "refit" not in m
+    assert curve[0.5] == pytest.approx(m["r2"], abs=1e-4)  # the run's own --blend-linear 0.5 (printed to 4 digits)
+    assert curve[0.0] == pytest.approx(m["blend"]["model"]["r2"], abs=1e-4)
+    assert curve[1.0] == pytest.approx(m["baselines"]["ridge"]["r2"], abs=1e-4)
+    best = max(curve, key=curve.get)
+    assert lines[-1].startswith(f"best mean stand-in R^2 {curve[best]:.4f} at --blend-linear {best:g}")
