@@ -40,7 +40,7 @@ the validation part (in the targets' units), the numbers to choose settings by.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -199,8 +199,7 @@ def prepare(cfg: RegressConfig, raw: Sets, *, holdout: bool = True) -> tuple[Reg
     if cfg.blend_linear > 0:  # the ridge on every training series, in the units the model predicts
         y_scaled = (y_all - state.target_mean) / state.target_std
         coef, intercept = reg_eval.ridge_fit(x.double().numpy(), y_scaled)
-        blend = {"weight": cfg.blend_linear, "coef": coef.tolist(), "intercept": intercept}
-        state = RegressState.from_json({**state.to_json(), "blend": blend}, "regress")
+        state = replace(state, blend={"weight": cfg.blend_linear, "coef": coef.tolist(), "intercept": intercept})
     f, v = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
     data = {
         "fit": (x[f], ln[f], scale(y_fit)),
